@@ -436,9 +436,8 @@ impl<'a, 's> Checker<'a, 's> {
                 }
                 "max_slice_ms" => {
                     if let Some(ms) = de::<i64>(self.d, value, "max_slice_ms", &[]) {
-                        match self.ranged(span, "max_slice_ms", ms, 1, 10_000) {
-                            Some(ms) => config.max_slice = Duration::from_millis(ms as u64),
-                            None => {}
+                        if let Some(ms) = self.ranged(span, "max_slice_ms", ms, 1, 10_000) {
+                            config.max_slice = Duration::from_millis(ms as u64);
                         }
                     }
                 }
@@ -721,7 +720,8 @@ impl<'a, 's> Checker<'a, 's> {
                     return None;
                 }
             },
-            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            // Dual-stack by default: `oscsend localhost …` may arrive over IPv6.
+            None => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
         let multicast = match &r.multicast {
             Some(g) => match g.get_ref().parse::<Ipv4Addr>() {
