@@ -43,7 +43,7 @@ fn build_operator(cfg: &OperatorConfig, rate: f64) -> Result<Box<dyn Operator>, 
     Ok(match &cfg.kind {
         Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c)?),
         Kind::Info(c) => Box::new(InfoOp::new(&c.op)),
-        Kind::MidiIn(_) => return Err(format!("operator \"{}\": midiin is not built yet", cfg.name)),
+        Kind::MidiIn(c) => Box::new(crate::chop::midiin::MidiInOp::new(cfg, c, rate)?),
         Kind::Script(_) => return Err(format!("operator \"{}\": script is not built yet", cfg.name)),
     })
 }

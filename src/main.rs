@@ -12,6 +12,7 @@ usage:
   chopd run CONFIG      run the daemon on CONFIG
   chopd check CONFIG    report every problem of CONFIG as file:line:col (exit 0, or 78)
   chopd schema          print the JSON Schema of the config
+  chopd midi-ports      list the MIDI ports a midiin `device` can match
   chopd --version";
 
 const EX_CONFIG: u8 = 78;
@@ -22,7 +23,10 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["run", path] => {
             chopd::logging::init();
-            match daemon::run(&PathBuf::from(path), Shared::default()) {
+            let result = daemon::run(&PathBuf::from(path), Shared::default());
+            // MIDI In closes its MIDI clients on threads of its own: let them finish.
+            chopd::chop::midiin::close_all(std::time::Duration::from_millis(500));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) if e.is::<ConfigRejected>() => {
                     eprintln!("chopd: {e:#}");
@@ -47,6 +51,22 @@ fn main() -> ExitCode {
                     println!("{d}");
                 }
                 ExitCode::from(EX_CONFIG)
+            }
+        },
+        // MIDI In's port list (src/chop/midiin/ports.rs).
+        ["midi-ports"] => match chopd::chop::midiin::list_ports() {
+            Ok(ports) => {
+                for p in &ports {
+                    println!("{p}");
+                }
+                if ports.is_empty() {
+                    eprintln!("chopd: no MIDI ports ({} backend)", chopd::chop::midiin::BACKEND);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chopd: MIDI is unavailable: {e}");
+                ExitCode::FAILURE
             }
         },
         ["schema"] => {

@@ -18,6 +18,8 @@
 //! value for that frame and rests the next. When the device vanishes, held notes are released
 //! (no note-off can come any more); controllers keep their values.
 
+#[cfg(feature = "jack")]
+mod jack;
 mod parse;
 mod ports;
 
@@ -26,7 +28,9 @@ pub use ports::{list_ports, DeviceMatcher, Level, Selection, Unavailable, BACKEN
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
 use crate::config::{MidiInConfig, OperatorConfig};
@@ -62,14 +66,16 @@ pub struct MidiInOp {
 }
 
 impl MidiInOp {
-    /// Opens the MIDI system, connects to the device when it is there and starts the scanner
-    /// thread. Errs only when `required` is set and the device (or MIDI itself) is missing.
+    /// Starts the scanner thread, which opens the MIDI system and connects to the device when
+    /// it is there. With `required`, the first scan runs here instead (it blocks for as long as
+    /// opening a MIDI client and connecting take, a few ms) and a missing device or MIDI system
+    /// is an error; otherwise nothing here blocks and the operator starts disconnected.
     pub fn new(op: &OperatorConfig, cfg: &MidiInConfig, _rate: f64) -> Result<MidiInOp, String> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let mut scanner = Scanner::new(&op.name, &cfg.device, tx);
-        let state = scanner.scan();
+        let scanned = cfg.required;
         if cfg.required {
-            let why = match &state {
+            let why = match scanner.scan() {
                 ScanState::Connected => None,
                 ScanState::Missing => Some(format!(
                     "no MIDI port matches device \"{}\" (see `chopd midi-ports`)",
@@ -85,10 +91,11 @@ impl MidiInOp {
         let shared = scanner.shared.clone();
         let (stop_tx, stop_rx) = mpsc::sync_channel(1);
         let interval = cfg.scan;
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("midiin-{}", op.name))
-            .spawn(move || scanner.run(interval, stop_rx))
+            .spawn(move || scanner.run(interval, !scanned, stop_rx))
             .map_err(|e| format!("midiin \"{}\": cannot start the port scanner: {e}", op.name))?;
+        register_scanner(thread);
         Ok(MidiInOp {
             name: op.name.clone(),
             timeslice: op.timeslice,
@@ -154,6 +161,35 @@ impl MidiInOp {
     }
 }
 
+/// Scanner threads, so that [`close_all`] can wait for them at exit. A dropped operator's
+/// scanner closes its MIDI clients on its own thread (closing a JACK client takes a server round
+/// trip: the cook thread must not wait for it).
+static SCANNERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
+fn register_scanner(thread: JoinHandle<()>) {
+    // A poisoned lock only means a panic elsewhere while pushing; the list is still usable.
+    let mut list = SCANNERS.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|t| !t.is_finished());
+    list.push(thread);
+}
+
+/// Waits (at most `timeout`) for the scanner threads of dropped operators to close their MIDI
+/// clients. Call at exit, after the graph is dropped: a process that exits with JACK clients
+/// open leaves the server to find them dead, which disturbs every other client for a while.
+pub fn close_all(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let threads: Vec<JoinHandle<()>> =
+        std::mem::take(&mut *SCANNERS.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Operator for MidiInOp {
     fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
         self.drain();
@@ -170,7 +206,10 @@ impl Operator for MidiInOp {
         let f = |a: &AtomicU64| a.load(Relaxed) as f64;
         out.extend([
             ("connected", f64::from(u8::from(s.connected.load(Relaxed)))),
-            ("midi_available", f64::from(u8::from(s.available.load(Relaxed)))),
+            (
+                "midi_available",
+                f64::from(u8::from(s.available.load(Relaxed))),
+            ),
             ("messages", f(&s.messages)),
             ("dropped", f(&s.dropped)),
             ("ignored", f(&s.ignored)),
@@ -228,7 +267,11 @@ impl MidiInOp {
         } else {
             0
         };
-        let len = if self.timeslice { step.max(per_chan) } else { 1 };
+        let len = if self.timeslice {
+            step.max(per_chan)
+        } else {
+            1
+        };
 
         let names = self.mapper.names();
         if out.names() != names {
@@ -295,7 +338,6 @@ mod tests {
     use super::*;
     use crate::config::MidiNorm;
     use crate::pattern::Pattern;
-    use std::time::{Duration, Instant};
 
     fn cfg() -> MidiInConfig {
         MidiInConfig {
@@ -381,7 +423,10 @@ mod tests {
         }
 
         fn get(&self, name: &str) -> Vec<f32> {
-            self.out.chan_by_name(name).map(<[f32]>::to_vec).unwrap_or_default()
+            self.out
+                .chan_by_name(name)
+                .map(<[f32]>::to_vec)
+                .unwrap_or_default()
         }
     }
 
@@ -413,7 +458,23 @@ mod tests {
     #[test]
     fn pulse_shows_the_last_raised_value() {
         let mut r = Run::new(&cfg(), false);
-        r.frame(&[0x90, 60, 127, 0x80, 60, 0, 0x90, 60, 127 / 2 + 1, 0x80, 60, 0], 1);
+        r.frame(
+            &[
+                0x90,
+                60,
+                127,
+                0x80,
+                60,
+                0,
+                0x90,
+                60,
+                127 / 2 + 1,
+                0x80,
+                60,
+                0,
+            ],
+            1,
+        );
         assert_eq!(r.get("ch1n60"), [64.0 / 127.0]);
     }
 

@@ -12,14 +12,39 @@ use crate::config::{MidiInConfig, MidiNorm};
 /// One channel voice message. `ch` is the MIDI channel 0–15 (shown to users as 1–16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    NoteOff { ch: u8, note: u8, vel: u8 },
-    NoteOn { ch: u8, note: u8, vel: u8 },
-    PolyPressure { ch: u8, note: u8, value: u8 },
-    Control { ch: u8, num: u8, value: u8 },
-    Program { ch: u8, program: u8 },
-    Pressure { ch: u8, value: u8 },
+    NoteOff {
+        ch: u8,
+        note: u8,
+        vel: u8,
+    },
+    NoteOn {
+        ch: u8,
+        note: u8,
+        vel: u8,
+    },
+    PolyPressure {
+        ch: u8,
+        note: u8,
+        value: u8,
+    },
+    Control {
+        ch: u8,
+        num: u8,
+        value: u8,
+    },
+    Program {
+        ch: u8,
+        program: u8,
+    },
+    Pressure {
+        ch: u8,
+        value: u8,
+    },
     /// 14-bit, 8192 is the centre.
-    Pitch { ch: u8, value: u16 },
+    Pitch {
+        ch: u8,
+        value: u16,
+    },
 }
 
 /// Data bytes that follow a channel voice status byte (0x80–0xEF).
@@ -33,10 +58,26 @@ fn data_len(status: u8) -> usize {
 fn event(status: u8, d0: u8, d1: u8) -> Event {
     let ch = status & 0x0F;
     match status & 0xF0 {
-        0x80 => Event::NoteOff { ch, note: d0, vel: d1 },
-        0x90 => Event::NoteOn { ch, note: d0, vel: d1 },
-        0xA0 => Event::PolyPressure { ch, note: d0, value: d1 },
-        0xB0 => Event::Control { ch, num: d0, value: d1 },
+        0x80 => Event::NoteOff {
+            ch,
+            note: d0,
+            vel: d1,
+        },
+        0x90 => Event::NoteOn {
+            ch,
+            note: d0,
+            vel: d1,
+        },
+        0xA0 => Event::PolyPressure {
+            ch,
+            note: d0,
+            value: d1,
+        },
+        0xB0 => Event::Control {
+            ch,
+            num: d0,
+            value: d1,
+        },
         0xC0 => Event::Program { ch, program: d0 },
         0xD0 => Event::Pressure { ch, value: d0 },
         _ => Event::Pitch {
@@ -123,7 +164,11 @@ impl StreamParser {
         }
         if self.skip > 0 {
             self.skip -= 1;
-            return if self.skip == 0 { Parsed::Ignored } else { Parsed::Partial };
+            return if self.skip == 0 {
+                Parsed::Ignored
+            } else {
+                Parsed::Partial
+            };
         }
         if self.status == 0 {
             return Parsed::Ignored;
@@ -303,16 +348,22 @@ impl Mapper {
         let ch = ch & 0x0F;
         let (chan, value, rest) = match ev {
             Event::NoteOn { note, vel, .. } if vel > 0 => {
-                let v = if self.norm == MidiNorm::OnOff { 1.0 } else { self.norm7(vel) };
+                let v = if self.norm == MidiNorm::OnOff {
+                    1.0
+                } else {
+                    self.norm7(vel)
+                };
                 (self.chan(Kind::Note, ch, note), v, false)
             }
             // Note-off, or note-on with velocity 0 (running-status note-off).
             Event::NoteOn { note, .. } | Event::NoteOff { note, .. } => {
                 (self.chan(Kind::Note, ch, note), self.norm7(0), true)
             }
-            Event::PolyPressure { note, value, .. } => {
-                (self.chan(Kind::Poly, ch, note), self.norm7(value), value == 0)
-            }
+            Event::PolyPressure { note, value, .. } => (
+                self.chan(Kind::Poly, ch, note),
+                self.norm7(value),
+                value == 0,
+            ),
             Event::Control { num, value, .. } => {
                 let n = usize::from(num & 0x7F);
                 if n < 32 && self.highres[n] {
@@ -327,12 +378,18 @@ impl Mapper {
                     let c = self.chan(Kind::Control, ch, (n - 32) as u8);
                     (c, self.norm14(v), v == 0)
                 } else {
-                    (self.chan(Kind::Control, ch, num), self.norm7(value), value == 0)
+                    (
+                        self.chan(Kind::Control, ch, num),
+                        self.norm7(value),
+                        value == 0,
+                    )
                 }
             }
-            Event::Pressure { value, .. } => {
-                (self.chan(Kind::Pressure, ch, 0), self.norm7(value), value == 0)
-            }
+            Event::Pressure { value, .. } => (
+                self.chan(Kind::Pressure, ch, 0),
+                self.norm7(value),
+                value == 0,
+            ),
             Event::Pitch { value, .. } => (self.chan(Kind::Pitch, ch, 0), pitch(value), false),
             // A program number is an index, not a level: never normalised.
             Event::Program { program, .. } => {
@@ -415,10 +472,18 @@ mod tests {
 
     #[test]
     fn notes_on_off_and_velocity_zero() {
-        let out = run(&cfg(), &[0x90, 60, 127, 0x80, 60, 64, 0x92, 61, 100, 0x92, 61, 0]);
+        let out = run(
+            &cfg(),
+            &[0x90, 60, 127, 0x80, 60, 64, 0x92, 61, 100, 0x92, 61, 0],
+        );
         assert_eq!(
             out,
-            pairs(&[("ch1n60", 1.0), ("ch1n60", 0.0), ("ch3n61", 100.0 / 127.0), ("ch3n61", 0.0)])
+            pairs(&[
+                ("ch1n60", 1.0),
+                ("ch1n60", 0.0),
+                ("ch3n61", 100.0 / 127.0),
+                ("ch3n61", 0.0)
+            ])
         );
     }
 
@@ -439,10 +504,19 @@ mod tests {
         // SysEx, song position (2 data bytes), then a data byte with no running status (cancelled
         // by the system common message), then a controller.
         let ignored = p.feed(
-            &[0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7, 0xF2, 0x10, 0x20, 0x33, 0xB0, 7, 100],
+            &[
+                0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7, 0xF2, 0x10, 0x20, 0x33, 0xB0, 7, 100,
+            ],
             |e| events.push(e),
         );
-        assert_eq!(events, [Event::Control { ch: 0, num: 7, value: 100 }]);
+        assert_eq!(
+            events,
+            [Event::Control {
+                ch: 0,
+                num: 7,
+                value: 100
+            }]
+        );
         assert_eq!(ignored, 3);
     }
 
@@ -450,7 +524,12 @@ mod tests {
     fn one_message_per_slice_as_midir_delivers_them() {
         let mut p = StreamParser::new();
         let mut events = Vec::new();
-        for msg in [&[0xE0u8, 0x00, 0x40][..], &[0xC5, 12], &[0xD1, 90], &[0xA0, 60, 30]] {
+        for msg in [
+            &[0xE0u8, 0x00, 0x40][..],
+            &[0xC5, 12],
+            &[0xD1, 90],
+            &[0xA0, 60, 30],
+        ] {
             p.feed(msg, |e| events.push(e));
         }
         assert_eq!(
@@ -459,7 +538,11 @@ mod tests {
                 Event::Pitch { ch: 0, value: 8192 },
                 Event::Program { ch: 5, program: 12 },
                 Event::Pressure { ch: 1, value: 90 },
-                Event::PolyPressure { ch: 0, note: 60, value: 30 },
+                Event::PolyPressure {
+                    ch: 0,
+                    note: 60,
+                    value: 30
+                },
             ]
         );
     }
@@ -468,10 +551,15 @@ mod tests {
     fn td_channel_names() {
         let out = run(
             &cfg(),
-            &[0xB0, 7, 127, 0xAF, 60, 127, 0xD1, 127, 0xE2, 0x7F, 0x7F, 0xC3, 5, 0x9F, 127, 1],
+            &[
+                0xB0, 7, 127, 0xAF, 60, 127, 0xD1, 127, 0xE2, 0x7F, 0x7F, 0xC3, 5, 0x9F, 127, 1,
+            ],
         );
         let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["ch1c7", "ch16a60", "ch2pr", "ch3pw", "ch4pc", "ch16n127"]);
+        assert_eq!(
+            names,
+            ["ch1c7", "ch16a60", "ch2pr", "ch3pw", "ch4pc", "ch16n127"]
+        );
     }
 
     #[test]
@@ -494,10 +582,18 @@ mod tests {
             c.norm = norm;
             run(&c, &bytes).into_iter().map(|x| x.1).collect()
         };
-        assert_eq!(vals(MidiNorm::ZeroToOne), [0.0, 63.0 / 127.0, 64.0 / 127.0, 1.0]);
+        assert_eq!(
+            vals(MidiNorm::ZeroToOne),
+            [0.0, 63.0 / 127.0, 64.0 / 127.0, 1.0]
+        );
         assert_eq!(
             vals(MidiNorm::MinusOneToOne),
-            [-1.0, 63.0 / 127.0 * 2.0 - 1.0, 64.0 / 127.0 * 2.0 - 1.0, 1.0]
+            [
+                -1.0,
+                63.0 / 127.0 * 2.0 - 1.0,
+                64.0 / 127.0 * 2.0 - 1.0,
+                1.0
+            ]
         );
         assert_eq!(vals(MidiNorm::Off), [0.0, 63.0, 64.0, 127.0]);
         assert_eq!(vals(MidiNorm::OnOff), [0.0, 0.0, 1.0, 1.0]);
@@ -516,7 +612,10 @@ mod tests {
         for norm in [MidiNorm::ZeroToOne, MidiNorm::Off, MidiNorm::OnOff] {
             let mut c = cfg();
             c.norm = norm;
-            let out = run(&c, &[0xE0, 0, 0, 0xE0, 0, 0x40, 0xE0, 0x7F, 0x7F, 0xE0, 0, 0x20]);
+            let out = run(
+                &c,
+                &[0xE0, 0, 0, 0xE0, 0, 0x40, 0xE0, 0x7F, 0x7F, 0xE0, 0, 0x20],
+            );
             let vals: Vec<f32> = out.into_iter().map(|x| x.1).collect();
             assert_eq!(vals, [-1.0, 0.0, 1.0, -0.5]);
         }
@@ -537,7 +636,9 @@ mod tests {
         // controller 34 (not paired) is its own channel.
         let out = run(
             &c,
-            &[0xB0, 1, 0x40, 0xB0, 33, 0x10, 0xB0, 1, 0x41, 0xB0, 2, 5, 0xB0, 34, 6],
+            &[
+                0xB0, 1, 0x40, 0xB0, 33, 0x10, 0xB0, 1, 0x41, 0xB0, 2, 5, 0xB0, 34, 6,
+            ],
         );
         assert_eq!(
             out,
@@ -565,11 +666,16 @@ mod tests {
         let mut p = StreamParser::new();
         let mut m = Mapper::new(&c);
         let mut names = Vec::new();
-        p.feed(&[0x90, 60, 1, 0x91, 60, 1, 0x92, 60, 1, 0x93, 60, 1, 0xBF, 1, 1], |e| {
-            if let Some(u) = m.map(e) {
-                names.push(m.names()[u.chan].clone());
-            }
-        });
+        p.feed(
+            &[
+                0x90, 60, 1, 0x91, 60, 1, 0x92, 60, 1, 0x93, 60, 1, 0xBF, 1, 1,
+            ],
+            |e| {
+                if let Some(u) = m.map(e) {
+                    names.push(m.names()[u.chan].clone());
+                }
+            },
+        );
         assert_eq!(names, ["ch2n60", "ch3n60", "ch16c1"]);
         assert_eq!(m.filtered, 2);
     }
@@ -580,7 +686,9 @@ mod tests {
         let mut m = Mapper::new(&cfg());
         let mut rest = Vec::new();
         p.feed(
-            &[0x90, 60, 1, 0x90, 60, 0, 0xB0, 1, 0, 0xB0, 1, 1, 0xE0, 0, 0x40, 0xC0, 0],
+            &[
+                0x90, 60, 1, 0x90, 60, 0, 0xB0, 1, 0, 0xB0, 1, 1, 0xE0, 0, 0x40, 0xC0, 0,
+            ],
             |e| rest.push(m.map(e).unwrap().rest),
         );
         assert_eq!(rest, [false, true, true, false, false, false]);
@@ -591,7 +699,9 @@ mod tests {
         let mut p = StreamParser::new();
         let mut m = Mapper::new(&cfg());
         let mut idx = Vec::new();
-        p.feed(&[0xB0, 9, 1, 0x90, 1, 1, 0xB0, 9, 2], |e| idx.push(m.map(e).unwrap().chan));
+        p.feed(&[0xB0, 9, 1, 0x90, 1, 1, 0xB0, 9, 2], |e| {
+            idx.push(m.map(e).unwrap().chan)
+        });
         assert_eq!(idx, [0, 1, 0]);
         assert!(m.is_note(1) && !m.is_note(0));
         m.reset();

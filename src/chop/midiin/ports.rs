@@ -101,9 +101,8 @@ impl DeviceMatcher {
         if self.text == name || self.text == short {
             return Some(Level::Exact);
         }
-        let glob = |n: &str| {
-            self.pattern.matches(n) || self.spaced.as_ref().is_some_and(|p| p.matches(n))
-        };
+        let glob =
+            |n: &str| self.pattern.matches(n) || self.spaced.as_ref().is_some_and(|p| p.matches(n));
         if glob(name) || glob(short) {
             return Some(Level::Pattern);
         }
@@ -155,7 +154,11 @@ pub enum Unavailable {
 }
 
 /// The MIDI backend this build uses, for messages.
-pub const BACKEND: &str = if cfg!(feature = "jack") { "JACK" } else { "ALSA" };
+pub const BACKEND: &str = if cfg!(feature = "jack") {
+    "JACK"
+} else {
+    "ALSA"
+};
 
 /// The ALSA sequencer device; without it alsa-lib can only fail (and prints to stderr when it
 /// does, so it is not even asked).
@@ -208,18 +211,67 @@ fn quiet_jack() {
     });
 }
 
-/// The names of the ports a MIDI In can connect to.
-pub fn port_names(mi: &MidiInput) -> Vec<String> {
-    mi.ports()
-        .iter()
-        .filter_map(|p| mi.port_name(p).ok())
-        .collect()
+/// A port a MIDI In can connect to: its name and, under JACK, its UUID (0 under ALSA, whose
+/// names carry the port's address already).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    pub name: String,
+    pub id: u64,
+}
+
+/// Lists ports for the scanner: midir's client under ALSA, a libjack client under JACK (see
+/// `jack.rs` for why).
+pub struct Lister {
+    #[cfg(not(feature = "jack"))]
+    mi: MidiInput,
+    #[cfg(feature = "jack")]
+    jack: super::jack::JackLister,
+}
+
+impl Lister {
+    pub fn open(client: &str) -> Result<Lister, Unavailable> {
+        #[cfg(not(feature = "jack"))]
+        return Ok(Lister { mi: open(client)? });
+        #[cfg(feature = "jack")]
+        {
+            quiet_jack();
+            super::jack::JackLister::open(client)
+                .map(|jack| Lister { jack })
+                .ok_or(Unavailable::NoJack)
+        }
+    }
+
+    /// False once the MIDI system went away under us (JACK server shut down).
+    pub fn alive(&self) -> bool {
+        #[cfg(not(feature = "jack"))]
+        return true;
+        #[cfg(feature = "jack")]
+        return self.jack.alive();
+    }
+
+    pub fn ports(&self) -> Vec<Port> {
+        #[cfg(not(feature = "jack"))]
+        return self
+            .mi
+            .ports()
+            .iter()
+            .filter_map(|p| self.mi.port_name(p).ok())
+            .map(|name| Port { name, id: 0 })
+            .collect();
+        #[cfg(feature = "jack")]
+        return self
+            .jack
+            .ports()
+            .into_iter()
+            .map(|(name, id)| Port { name, id })
+            .collect();
+    }
 }
 
 /// `chopd midi-ports`: every port a `device` pattern can match, in name order.
 pub fn list_ports() -> Result<Vec<String>, Unavailable> {
-    let mi = open("chopd-midi-ports")?;
-    let mut names = port_names(&mi);
+    let lister = Lister::open("chopd-midi-ports")?;
+    let mut names: Vec<String> = lister.ports().into_iter().map(|p| p.name).collect();
     names.sort();
     Ok(names)
 }
@@ -275,14 +327,15 @@ fn on_midi(_stamp: u64, bytes: &[u8], cb: &mut Callback) {
     }
 }
 
-/// The scanner: owns the port-list client and the connection. Runs [`Scanner::scan`] once at
-/// construction (so `required` can fail the start) and then on its own thread.
+/// The scanner: owns the port-list client and the connection. Runs [`Scanner::scan`] on its own
+/// thread (and once at construction for a `required` device, so that it can fail the start).
 pub struct Scanner {
     op: String,
     device: DeviceMatcher,
     /// Client used only to list ports; `None` while MIDI is unavailable.
-    lister: Option<MidiInput>,
-    conn: Option<(String, MidiInputConnection<Callback>)>,
+    lister: Option<Lister>,
+    /// The port we are connected to (name and identity) and the connection.
+    conn: Option<(Port, MidiInputConnection<Callback>)>,
     tx: SyncSender<Wire>,
     pub shared: Arc<Shared>,
     /// Log state, so that each change is logged once.
@@ -328,14 +381,19 @@ impl Scanner {
 
     /// One look at the port list: notice a vanished port, connect to a matching one.
     pub fn scan(&mut self) -> ScanState {
+        if self.lister.as_ref().is_some_and(|l| !l.alive()) {
+            // The JACK server went away: every client of ours is dead, the connection too.
+            self.lister = None;
+            self.disconnect("is gone: the JACK server shut down");
+        }
         if self.lister.is_none() {
-            match open(&self.client_name("-scan")) {
-                Ok(mi) => {
+            match Lister::open(&self.client_name("-scan")) {
+                Ok(l) => {
                     if self.logged_unavailable.take().is_some() {
                         tracing::info!(op = %self.op, "midiin \"{}\": MIDI ({BACKEND}) is available now", self.op);
                     }
                     self.shared.available.store(true, Relaxed);
-                    self.lister = Some(mi);
+                    self.lister = Some(l);
                 }
                 Err(e) => {
                     self.shared.available.store(false, Relaxed);
@@ -351,31 +409,27 @@ impl Scanner {
                 }
             }
         }
-        // The lister exists here (opened just above when it did not).
-        let Some(lister) = self.lister.as_ref() else {
-            return ScanState::Missing;
+        let ports = match &self.lister {
+            Some(l) => l.ports(),
+            None => return ScanState::Missing,
         };
-        let ports = port_names(lister);
 
         if let Some((port, _)) = &self.conn {
             if ports.contains(port) {
                 return ScanState::Connected;
             }
-            let port = port.clone();
-            // Closing the old connection also closes its client (midir owns one per connection).
-            self.conn = None;
-            self.shared.connected.store(false, Relaxed);
-            // Blocking send: only waits when the cook thread has stopped folding (queue full),
-            // and fails at once when the operator is gone.
-            let _ = self.tx.send(Wire::Disconnected);
-            tracing::warn!(
-                op = %self.op,
-                "midiin \"{}\": MIDI port \"{port}\" disappeared; disconnected, will reconnect when it is back",
-                self.op
-            );
+            // Gone, or gone and back under the same name (a new port: our link to the old one
+            // died with it).
+            let why = if ports.iter().any(|p| p.name == port.name) {
+                "was replaced by a new port of the same name"
+            } else {
+                "disappeared"
+            };
+            self.disconnect(why);
         }
 
-        let Some(sel) = self.device.select(&ports) else {
+        let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
+        let Some(sel) = self.device.select(&names) else {
             self.shared.matches.store(0, Relaxed);
             if !self.logged_missing {
                 tracing::warn!(
@@ -383,14 +437,16 @@ impl Scanner {
                     "midiin \"{}\": no MIDI port matches device \"{}\" ({} ports: {}); will connect when it appears",
                     self.op,
                     self.device.as_str(),
-                    ports.len(),
-                    quoted_list(&ports),
+                    names.len(),
+                    quoted_list(&names),
                 );
                 self.logged_missing = true;
             }
             return ScanState::Missing;
         };
-        self.shared.matches.store(sel.candidates.len() as u64, Relaxed);
+        self.shared
+            .matches
+            .store(sel.candidates.len() as u64, Relaxed);
         if sel.ambiguous() && sel.candidates != self.logged_ambiguous {
             tracing::warn!(
                 op = %self.op,
@@ -404,9 +460,19 @@ impl Scanner {
             );
             self.logged_ambiguous = sel.candidates.clone();
         }
+        // The identity seen in this scan: if the port is replaced while we connect, the next
+        // scan sees another UUID and reconnects.
+        let port = ports
+            .iter()
+            .find(|p| p.name == sel.port)
+            .cloned()
+            .unwrap_or(Port {
+                name: sel.port.clone(),
+                id: 0,
+            });
         match self.connect(&sel.port) {
             Ok(conn) => {
-                self.conn = Some((sel.port.clone(), conn));
+                self.conn = Some((port, conn));
                 self.shared.connected.store(true, Relaxed);
                 let n = self.shared.connects.fetch_add(1, Relaxed);
                 if n > 0 {
@@ -433,6 +499,25 @@ impl Scanner {
         }
     }
 
+    /// Drops the connection (if any), tells the cook thread and logs why.
+    fn disconnect(&mut self, why: &str) {
+        let Some((port, conn)) = self.conn.take() else {
+            return;
+        };
+        // Closing the connection also closes its client (midir owns one per connection).
+        drop(conn);
+        self.shared.connected.store(false, Relaxed);
+        // Blocking send: only waits when the cook thread has stopped folding (queue full), and
+        // fails at once when the operator is gone.
+        let _ = self.tx.send(Wire::Disconnected);
+        tracing::warn!(
+            op = %self.op,
+            "midiin \"{}\": MIDI port \"{}\" {why}; disconnected, will reconnect when it is back",
+            self.op,
+            port.name
+        );
+    }
+
     fn connect(&self, port: &str) -> Result<MidiInputConnection<Callback>, String> {
         // midir consumes its client on connect, so every connection gets a client of its own.
         let mi = open(&self.client_name("")).map_err(|e| e.to_string())?;
@@ -449,9 +534,12 @@ impl Scanner {
         mi.connect(&p, "in", on_midi, cb).map_err(|e| e.to_string())
     }
 
-    /// Scans every `interval` until `stop` fires or its sender is dropped, then closes the
-    /// connection. Runs on the scanner thread.
-    pub fn run(mut self, interval: Duration, stop: Receiver<()>) {
+    /// Scans (at once when `scan_first`) and then every `interval` until `stop` fires or its
+    /// sender is dropped, then closes the connection. Runs on the scanner thread.
+    pub fn run(mut self, interval: Duration, scan_first: bool, stop: Receiver<()>) {
+        if scan_first {
+            self.scan();
+        }
         loop {
             match stop.recv_timeout(interval) {
                 Err(RecvTimeoutError::Timeout) => {
@@ -541,7 +629,10 @@ mod tests {
         assert_eq!((s.level, s.candidates.len()), (Level::Pattern, 2));
         // Spaces inside a wildcard term.
         let s = sel("Launch Control*", ALSA).unwrap();
-        assert_eq!((s.port.as_str(), s.level, s.candidates.len()), (ALSA[1], Level::Pattern, 1));
+        assert_eq!(
+            (s.port.as_str(), s.level, s.candidates.len()),
+            (ALSA[1], Level::Pattern, 1)
+        );
         // Term lists with exclusions.
         let s = sel("* ^Midi* ^Launch*", ALSA).unwrap();
         assert_eq!((s.port.as_str(), s.candidates.len()), (ALSA[2], 1));
@@ -557,7 +648,10 @@ mod tests {
 
     #[test]
     fn jack_names() {
-        let ports = ["chopd-test-src:out", "a2j:Launch Control XL [20] (capture): Launch Control XL MIDI 1"];
+        let ports = [
+            "chopd-test-src:out",
+            "a2j:Launch Control XL [20] (capture): Launch Control XL MIDI 1",
+        ];
         let s = sel("chopd-test-src", &ports).unwrap();
         assert_eq!((s.port.as_str(), s.level), (ports[0], Level::Partial));
         let s = sel("*Launch Control XL*", &ports).unwrap();
