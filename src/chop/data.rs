@@ -371,7 +371,9 @@ mod tests {
         let min = match_rates(&[&a, &b], SrSelect::Min).unwrap();
         assert_eq!(min[1].rate, 60.0);
         assert_eq!(
-            match_rates(&[&a, &b], SrSelect::Err).unwrap_err().to_string(),
+            match_rates(&[&a, &b], SrSelect::Err)
+                .unwrap_err()
+                .to_string(),
             "inputs have different sample rates (60 and 120) and srselect is \"err\""
         );
     }

@@ -63,6 +63,10 @@ impl Decoder {
     /// Decodes one datagram, calling `emit` for every message that yields an update.
     pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
         counters.packets.fetch_add(1, Relaxed);
+        if !bundle_framing_ok(bytes, 0) {
+            counters.malformed.fetch_add(1, Relaxed);
+            return;
+        }
         match rosc::decoder::decode_udp(bytes) {
             Ok((_, packet)) => self.walk(&packet, 0, counters, &mut emit),
             Err(_) => {
@@ -71,7 +75,13 @@ impl Decoder {
         }
     }
 
-    fn walk(&self, packet: &OscPacket, depth: usize, counters: &Counters, emit: &mut impl FnMut(Update)) {
+    fn walk(
+        &self,
+        packet: &OscPacket,
+        depth: usize,
+        counters: &Counters,
+        emit: &mut impl FnMut(Update),
+    ) {
         match packet {
             OscPacket::Message(m) => {
                 counters.messages.fetch_add(1, Relaxed);
@@ -80,7 +90,9 @@ impl Decoder {
                     return;
                 }
                 let Some(name) = self.channel_name(&m.addr) else {
-                    counters.ignored_args.fetch_add(m.args.len() as u64, Relaxed);
+                    counters
+                        .ignored_args
+                        .fetch_add(m.args.len() as u64, Relaxed);
                     return;
                 };
                 let mut values = Vec::with_capacity(m.args.len());
@@ -133,6 +145,34 @@ impl Decoder {
     }
 }
 
+/// Checks the framing of a bundle (and of the bundles nested in it) before it is decoded: every
+/// element size must be a positive multiple of 4 that fits, the sizes must add up to the whole,
+/// and nesting must stay within `MAX_BUNDLE_DEPTH`. rosc accepts an element that overruns the
+/// packet as an empty bundle; a show network's truncated packet must count as malformed.
+fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
+    if !bytes.starts_with(b"#bundle\0") {
+        return true;
+    }
+    if depth >= MAX_BUNDLE_DEPTH || bytes.len() < 16 {
+        return false;
+    }
+    let mut rest = &bytes[16..];
+    while !rest.is_empty() {
+        let Some((size, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let size = u32::from_be_bytes(*size) as usize;
+        if size == 0 || size % 4 != 0 || size > tail.len() {
+            return false;
+        }
+        if !bundle_framing_ok(&tail[..size], depth + 1) {
+            return false;
+        }
+        rest = &tail[size..];
+    }
+    true
+}
+
 pub struct OscInOp {
     name: String,
     cfg: OscInConfig,
@@ -170,7 +210,8 @@ struct Snapshot {
 impl OscInOp {
     /// Binds the socket and starts the receive thread.
     pub fn new(op: &OperatorConfig, cfg: &OscInConfig) -> Result<OscInOp, String> {
-        let socket = bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
+        let socket =
+            bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
         let local = socket
             .local_addr()
             .map_err(|e| format!("oscin \"{}\": {e}", op.name))?;
@@ -252,7 +293,10 @@ impl OscInOp {
 
     fn log_problems(&mut self) {
         let now = Instant::now();
-        if self.last_log.is_some_and(|t| now - t < Duration::from_secs(1)) {
+        if self
+            .last_log
+            .is_some_and(|t| now - t < Duration::from_secs(1))
+        {
             return;
         }
         let c = &self.counters;
@@ -316,7 +360,11 @@ impl Operator for OscInOp {
         } else {
             0
         };
-        let len = if self.timeslice { step.max(per_chan_msgs) } else { 1 };
+        let len = if self.timeslice {
+            step.max(per_chan_msgs)
+        } else {
+            1
+        };
 
         if out.num_chans() != self.names.len() || out.names() != self.names.as_slice() {
             out.clear();
@@ -381,7 +429,11 @@ impl Operator for OscInOp {
                 self.values.fill(0.0);
                 self.dirty = true;
             }
-            other => return Err(format!("oscin has no pulse \"{other}\" (reset_channels, reset_values)")),
+            other => {
+                return Err(format!(
+                    "oscin has no pulse \"{other}\" (reset_channels, reset_values)"
+                ))
+            }
         }
         Ok(())
     }
@@ -397,7 +449,11 @@ impl Operator for OscInOp {
     fn housekeeping(&mut self) {
         self.log_problems();
         let now = Instant::now();
-        if self.inode != 0 && self.last_proc_read.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+        if self.inode != 0
+            && self
+                .last_proc_read
+                .is_none_or(|t| now - t >= Duration::from_secs(1))
+        {
             self.last_proc_read = Some(now);
             if let Some(drops) = kernel_drops(self.inode) {
                 self.counters.kernel_drops.store(drops, Relaxed);
@@ -423,7 +479,11 @@ fn bind(cfg: &OscInConfig) -> std::io::Result<UdpSocket> {
 }
 
 fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = if at.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if at.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if at.is_ipv6() {
         socket.set_only_v6(false)?;
@@ -464,7 +524,16 @@ fn receive_loop(
     while !stop.load(Relaxed) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 tracing::warn!("oscin receive: {e}");
                 std::thread::sleep(READ_TIMEOUT);
@@ -547,7 +616,10 @@ mod tests {
     #[test]
     fn address_to_channel_name() {
         let d = decoder("*", 0);
-        assert_eq!(d.channel_name("/mixer/fader1").as_deref(), Some("mixer/fader1"));
+        assert_eq!(
+            d.channel_name("/mixer/fader1").as_deref(),
+            Some("mixer/fader1")
+        );
         assert_eq!(d.channel_name("/a b/c#d").as_deref(), Some("a_b/c_d"));
         let d = decoder("*", 1);
         assert_eq!(d.channel_name("/1/fader1").as_deref(), Some("fader1"));
@@ -610,16 +682,40 @@ mod tests {
         let d = decoder("*", 0);
         let c = Counters::default();
         let mut n = 0;
-        for bytes in [&b""[..], b"/x\0", b"#bundle\0", b"\xff\xfe\x00\x00,f\0\0"] {
+        for bytes in [
+            &b""[..],
+            b"/x\0",
+            b"#bundle\0",
+            b"\xff\xfe\x00\x00,f\0\0",
+            // An element size that overruns the packet.
+            b"#bundle\0\0\0\0\0\0\0\0\x01\0\0\0\xff",
+        ] {
             d.decode(bytes, &c, |_| n += 1);
         }
         assert_eq!(n, 0);
-        assert_eq!(c.malformed.load(Relaxed), 4);
+        assert_eq!(c.malformed.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn deep_bundle_nesting_is_refused() {
+        let mut p = msg("/x", vec![OscType::Float(1.0)]);
+        for _ in 0..MAX_BUNDLE_DEPTH + 1 {
+            p = OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from((0, 1)),
+                content: vec![p],
+            });
+        }
+        let (u, c) = run(&decoder("*", 0), &p);
+        assert!(u.is_empty());
+        assert_eq!(c.malformed.load(Relaxed), 1);
     }
 
     #[test]
     fn allow_list() {
-        let allow = vec![Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("::1").unwrap()];
+        let allow = vec![
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("::1").unwrap(),
+        ];
         assert!(allowed(&allow, "10.1.2.3".parse().unwrap()));
         assert!(!allowed(&allow, "127.0.0.1".parse().unwrap()));
         assert!(allowed(&allow, "::1".parse().unwrap()));
