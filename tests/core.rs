@@ -239,12 +239,9 @@ fn bind_failure_fails_the_start_with_a_clear_message() {
     let mut d = Daemon::spawn(&cfg, &[], &[]);
     let status = d.child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
-    assert!(
-        d.log_text()
-            .contains(&format!("bind oscin \"in\" on 127.0.0.1:{port}")),
-        "{}",
-        d.log_text()
-    );
+    // The log reader may still be draining stderr after the exit: wait for the line.
+    let needle = format!("bind oscin \"in\" on 127.0.0.1:{port}");
+    assert!(d.wait_for(&needle, TIMEOUT).is_some(), "{}", d.log_text());
 }
 
 #[test]

@@ -1204,8 +1204,15 @@ fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
                 Mark::Open => {
                     let at = stack.iter().position(|&s| s == j).unwrap_or(0);
                     let mut cycle: Vec<usize> = stack[at..].to_vec();
-                    // Print in dataflow order: input first.
+                    // Print in dataflow order (input first), starting at the operator written
+                    // first in the file.
                     cycle.reverse();
+                    let first = cycle
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, &n)| n)
+                        .map_or(0, |(k, _)| k);
+                    cycle.rotate_left(first);
                     return Some(cycle);
                 }
                 Mark::New => {
