@@ -268,16 +268,21 @@ impl OscRx {
         mut pred: impl FnMut(&OscMessage) -> bool,
     ) -> OscMessage {
         let deadline = Instant::now() + timeout;
+        let mut seen = std::collections::VecDeque::new();
         loop {
             while let Some(m) = self.backlog.borrow_mut().pop_front() {
                 if pred(&m) {
                     return m;
                 }
+                seen.push_back(m);
+                if seen.len() > 20 {
+                    seen.pop_front();
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
-                "no matching OSC message within {timeout:?}"
+                "no matching OSC message within {timeout:?}; the last ones were: {seen:?}"
             );
             if let Some(msgs) = self.recv_packet(left) {
                 self.backlog.borrow_mut().extend(msgs);
