@@ -390,9 +390,13 @@ impl OscInOp {
             feedback: self.logged.feedback,
             ..snap
         };
-        if warn_worthy != self.logged {
+        let old = self.logged;
+        if snap != old {
+            self.logged = snap;
+            self.last_log = Some(now);
+        }
+        if warn_worthy != old {
             let d = |a: u64, b: u64| a - b;
-            let old = self.logged;
             tracing::warn!(
                 op = %self.name,
                 "oscin \"{}\": {} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
@@ -405,8 +409,6 @@ impl OscInOp {
                 d(snap.limit, old.limit),
                 self.cfg.max_channels,
             );
-            self.logged = snap;
-            self.last_log = Some(now);
         }
     }
 }
