@@ -1,2 +1,3 @@
 mod core;
+mod hardening;
 mod util;
