@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::chop::info::InfoOp;
-use crate::chop::oscin::OscInOp;
+use crate::chop::oscin::{OscInOp, OwnOutput};
 use crate::chop::{ChopData, CookCtx, DaemonStats, Frame, NodeState, Operator, ParValue};
 use crate::config::{Config, Kind, OperatorConfig};
 use crate::export::{Destinations, Exporter, ParWrites};
@@ -31,6 +31,7 @@ pub struct Graph {
     cooked_once: Vec<bool>,
     exporters: Vec<Option<Exporter>>,
     dests: Destinations,
+    own_output: OwnOutput,
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
@@ -38,13 +39,22 @@ pub struct Graph {
 }
 
 /// Builds one operator from its config.
-fn build_operator(cfg: &OperatorConfig, rate: f64) -> Result<Box<dyn Operator>, String> {
+fn build_operator(
+    cfg: &OperatorConfig,
+    rate: f64,
+    own: &OwnOutput,
+) -> Result<Box<dyn Operator>, String> {
     let _ = rate;
     Ok(match &cfg.kind {
-        Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c)?),
+        Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c, own.clone())?),
         Kind::Info(c) => Box::new(InfoOp::new(&c.op)),
         Kind::MidiIn(c) => Box::new(crate::chop::midiin::MidiInOp::new(cfg, c, rate)?),
-        Kind::Script(_) => return Err(format!("operator \"{}\": script is not built yet", cfg.name)),
+        Kind::Script(_) => {
+            return Err(format!(
+                "operator \"{}\": script is not built yet",
+                cfg.name
+            ))
+        }
     })
 }
 
@@ -52,14 +62,22 @@ impl Graph {
     /// Builds the graph of `config`. With `old`, operators whose config is unchanged (export
     /// settings aside) are taken over with their state; the rest are built anew. On any error
     /// nothing of `old` is lost: it is handed back with the errors.
-    pub fn build(config: &Config, old: Option<Graph>) -> Result<(Graph, Vec<String>), Box<Rejected>> {
+    pub fn build(
+        config: &Config,
+        old: Option<Graph>,
+    ) -> Result<(Graph, Vec<String>), Box<Rejected>> {
         let mut old = old;
         let reject = |old, errors| Box::new(Rejected { old, errors });
         let mut errors = Vec::new();
-        let dests = match Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>()) {
-            Ok(d) => d,
-            Err(e) => return Err(reject(old, vec![e])),
-        };
+        let dests =
+            match Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>()) {
+                Ok(d) => d,
+                Err(e) => return Err(reject(old, vec![e])),
+            };
+        // Shared with every OSC In, kept across reloads: the port our exports leave from.
+        let own_output = old
+            .as_ref()
+            .map_or_else(OwnOutput::default, |g| g.own_output.clone());
         // First pass: build what is new or changed, without touching `old`.
         let mut fresh: Vec<Option<Box<dyn Operator>>> = Vec::new();
         let mut kept = Vec::new();
@@ -80,7 +98,7 @@ impl Graph {
                     if let Some(g) = old.as_mut() {
                         g.release_conflicting(cfg);
                     }
-                    match build_operator(cfg, config.rate) {
+                    match build_operator(cfg, config.rate, &own_output) {
                         Ok(op) => fresh.push(Some(op)),
                         Err(e) => {
                             errors.push(e);
@@ -157,6 +175,7 @@ impl Graph {
             }
         }
         let order = topological_order(config);
+        own_output.set(dests.local_port());
         Ok((
             Graph {
                 configs: config.operators.clone(),
@@ -168,6 +187,7 @@ impl Graph {
                 cooked_once,
                 exporters,
                 dests,
+                own_output,
                 daemon: DaemonStats::default(),
                 rate: config.rate,
                 max_slice: config.max_slice,
@@ -279,7 +299,10 @@ impl Graph {
                 let node = &mut self.nodes[i];
                 node.stats.errors += 1;
                 node.stats.last_error = Some(e.to_string());
-                let (last, suppressed) = self.error_log.entry(i).or_insert((started - Duration::from_secs(60), 0));
+                let (last, suppressed) = self
+                    .error_log
+                    .entry(i)
+                    .or_insert((started - Duration::from_secs(60), 0));
                 if started.duration_since(*last) >= Duration::from_secs(5) {
                     tracing::error!(op = %node.name, "{} \"{}\": {e}{}", node.kind, node.name,
                         if *suppressed > 0 { format!(" ({suppressed} more errors since the last report)") } else { String::new() });
@@ -312,7 +335,14 @@ impl Graph {
         for (i, exp) in self.exporters.iter_mut().enumerate() {
             if let Some(exp) = exp {
                 let node = &mut self.nodes[i];
-                exp.export(&node.output, &mut self.dests, &op_exists, &mut node.stats, frame.started, &mut writes);
+                exp.export(
+                    &node.output,
+                    &mut self.dests,
+                    &op_exists,
+                    &mut node.stats,
+                    frame.started,
+                    &mut writes,
+                );
             }
         }
         self.dests.flush();
@@ -339,7 +369,11 @@ fn topological_order(config: &Config) -> Vec<usize> {
         .map(|(i, o)| (o.name.as_str(), i))
         .collect();
     let deps = |o: &OperatorConfig| -> Vec<usize> {
-        let mut d: Vec<usize> = o.inputs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
+        let mut d: Vec<usize> = o
+            .inputs
+            .iter()
+            .filter_map(|n| index.get(n.as_str()).copied())
+            .collect();
         if let Kind::Info(info) = &o.kind {
             d.extend(index.get(info.op.as_str()).copied());
         }
@@ -347,7 +381,13 @@ fn topological_order(config: &Config) -> Vec<usize> {
     };
     let mut order = Vec::new();
     let mut state = vec![0u8; config.operators.len()];
-    fn visit(i: usize, config: &Config, deps: &dyn Fn(&OperatorConfig) -> Vec<usize>, state: &mut [u8], order: &mut Vec<usize>) {
+    fn visit(
+        i: usize,
+        config: &Config,
+        deps: &dyn Fn(&OperatorConfig) -> Vec<usize>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+    ) {
         if state[i] != 0 {
             return;
         }

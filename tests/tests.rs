@@ -1,1 +1,4 @@
-
+mod core;
+mod hardening;
+mod midi;
+mod util;

@@ -58,14 +58,20 @@ impl Operator for InfoOp {
                 ("cook_abs_frame", s.cook_abs_frame as f64),
                 ("cook_start_time", s.cook_start_ms),
                 ("cook_end_time", s.cook_end_ms),
-                ("cooked_this_frame", f64::from(u8::from(s.cooked_this_frame))),
+                (
+                    "cooked_this_frame",
+                    f64::from(u8::from(s.cooked_this_frame)),
+                ),
                 ("warnings", s.warnings as f64),
                 ("errors", s.errors as f64),
             ]);
             chans.extend(n.extras.iter().map(|&(k, v)| (k, v)));
         }
         let layout_same = out.num_chans() == chans.len()
-            && chans.iter().enumerate().all(|(i, (k, _))| out.name(i) == *k);
+            && chans
+                .iter()
+                .enumerate()
+                .all(|(i, (k, _))| out.name(i) == *k);
         if !layout_same {
             out.clear();
             out.set_num_samples(1);

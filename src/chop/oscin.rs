@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,6 +31,67 @@ const MAX_BUNDLE_DEPTH: usize = 16;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 
+/// The port this daemon's exports leave from, shared with every OSC In so that our own output
+/// arriving back at an input — a feedback loop — is recognised, counted and dropped instead of
+/// being re-exported every frame.
+#[derive(Clone, Default, Debug)]
+pub struct OwnOutput(Arc<AtomicU16>);
+
+impl OwnOutput {
+    pub fn set(&self, port: u16) {
+        self.0.store(port, Relaxed);
+    }
+
+    /// True when `from` is our own export socket.
+    fn is(&self, from: SocketAddr, local_ips: &[IpAddr]) -> bool {
+        let port = self.0.load(Relaxed);
+        port != 0 && from.port() == port && {
+            let ip = canonical(from.ip());
+            ip.is_loopback() || local_ips.contains(&ip)
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (dual-stack sockets) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// This host's interface addresses.
+fn local_ips() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs fills a linked list we walk read-only and free with freeifaddrs.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let a = (*cur).ifa_addr;
+            if !a.is_null() {
+                match (*a).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(IpAddr::V4(u32::from_be(sin.sin_addr.s_addr).into()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(IpAddr::V6(sin6.sin6_addr.s6_addr.into()));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
+}
+
 /// One OSC message turned into a channel update.
 #[derive(Debug)]
 pub struct Update {
@@ -50,6 +111,8 @@ pub struct Counters {
     pub out_of_scope: AtomicU64,
     pub queue_drops: AtomicU64,
     pub kernel_drops: AtomicU64,
+    /// Packets that were this daemon's own exports coming back (a feedback loop).
+    pub feedback: AtomicU64,
 }
 
 /// Turns OSC packets into updates; the part of the receive path that needs no socket (fuzzed
@@ -63,6 +126,10 @@ impl Decoder {
     /// Decodes one datagram, calling `emit` for every message that yields an update.
     pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
         counters.packets.fetch_add(1, Relaxed);
+        if !bundle_framing_ok(bytes, 0) {
+            counters.malformed.fetch_add(1, Relaxed);
+            return;
+        }
         match rosc::decoder::decode_udp(bytes) {
             Ok((_, packet)) => self.walk(&packet, 0, counters, &mut emit),
             Err(_) => {
@@ -71,7 +138,13 @@ impl Decoder {
         }
     }
 
-    fn walk(&self, packet: &OscPacket, depth: usize, counters: &Counters, emit: &mut impl FnMut(Update)) {
+    fn walk(
+        &self,
+        packet: &OscPacket,
+        depth: usize,
+        counters: &Counters,
+        emit: &mut impl FnMut(Update),
+    ) {
         match packet {
             OscPacket::Message(m) => {
                 counters.messages.fetch_add(1, Relaxed);
@@ -80,7 +153,9 @@ impl Decoder {
                     return;
                 }
                 let Some(name) = self.channel_name(&m.addr) else {
-                    counters.ignored_args.fetch_add(m.args.len() as u64, Relaxed);
+                    counters
+                        .ignored_args
+                        .fetch_add(m.args.len() as u64, Relaxed);
                     return;
                 };
                 let mut values = Vec::with_capacity(m.args.len());
@@ -133,6 +208,34 @@ impl Decoder {
     }
 }
 
+/// Checks the framing of a bundle (and of the bundles nested in it) before it is decoded: every
+/// element size must be a positive multiple of 4 that fits, the sizes must add up to the whole,
+/// and nesting must stay within `MAX_BUNDLE_DEPTH`. rosc accepts an element that overruns the
+/// packet as an empty bundle; a show network's truncated packet must count as malformed.
+fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
+    if !bytes.starts_with(b"#bundle\0") {
+        return true;
+    }
+    if depth >= MAX_BUNDLE_DEPTH || bytes.len() < 16 {
+        return false;
+    }
+    let mut rest = &bytes[16..];
+    while !rest.is_empty() {
+        let Some((size, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let size = u32::from_be_bytes(*size) as usize;
+        if size == 0 || size % 4 != 0 || size > tail.len() {
+            return false;
+        }
+        if !bundle_framing_ok(&tail[..size], depth + 1) {
+            return false;
+        }
+        rest = &tail[size..];
+    }
+    true
+}
+
 pub struct OscInOp {
     name: String,
     cfg: OscInConfig,
@@ -165,12 +268,14 @@ struct Snapshot {
     queue_drops: u64,
     nonfinite: u64,
     limit: u64,
+    feedback: u64,
 }
 
 impl OscInOp {
     /// Binds the socket and starts the receive thread.
-    pub fn new(op: &OperatorConfig, cfg: &OscInConfig) -> Result<OscInOp, String> {
-        let socket = bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
+    pub fn new(op: &OperatorConfig, cfg: &OscInConfig, own: OwnOutput) -> Result<OscInOp, String> {
+        let socket =
+            bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
         let local = socket
             .local_addr()
             .map_err(|e| format!("oscin \"{}\": {e}", op.name))?;
@@ -183,10 +288,15 @@ impl OscInOp {
             strip_segments: cfg.strip_segments,
         };
         let thread = {
-            let (counters, stop, allow) = (counters.clone(), stop.clone(), cfg.allow.clone());
+            let filter = Filter {
+                allow: cfg.allow.clone(),
+                own,
+                local_ips: local_ips(),
+            };
+            let (counters, stop) = (counters.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("oscin-{}", op.name))
-                .spawn(move || receive_loop(socket, decoder, allow, tx, counters, stop))
+                .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
                 .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
         };
         tracing::info!(op = %op.name, "bound oscin \"{}\" on {}", op.name, local);
@@ -252,7 +362,10 @@ impl OscInOp {
 
     fn log_problems(&mut self) {
         let now = Instant::now();
-        if self.last_log.is_some_and(|t| now - t < Duration::from_secs(1)) {
+        if self
+            .last_log
+            .is_some_and(|t| now - t < Duration::from_secs(1))
+        {
             return;
         }
         let c = &self.counters;
@@ -263,10 +376,27 @@ impl OscInOp {
             queue_drops: c.queue_drops.load(Relaxed),
             nonfinite: c.nonfinite.load(Relaxed),
             limit: self.channel_limit_hits,
+            feedback: c.feedback.load(Relaxed),
         };
-        if snap != self.logged {
+        if snap.feedback != self.logged.feedback {
+            tracing::error!(
+                op = %self.name,
+                "oscin \"{}\": {} packets were this daemon's own exports coming back (a feedback loop: an export destination points at this input); they are dropped",
+                self.name,
+                snap.feedback - self.logged.feedback
+            );
+        }
+        let warn_worthy = Snapshot {
+            feedback: self.logged.feedback,
+            ..snap
+        };
+        let old = self.logged;
+        if snap != old {
+            self.logged = snap;
+            self.last_log = Some(now);
+        }
+        if warn_worthy != old {
             let d = |a: u64, b: u64| a - b;
-            let old = self.logged;
             tracing::warn!(
                 op = %self.name,
                 "oscin \"{}\": {} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
@@ -279,8 +409,6 @@ impl OscInOp {
                 d(snap.limit, old.limit),
                 self.cfg.max_channels,
             );
-            self.logged = snap;
-            self.last_log = Some(now);
         }
     }
 }
@@ -316,7 +444,11 @@ impl Operator for OscInOp {
         } else {
             0
         };
-        let len = if self.timeslice { step.max(per_chan_msgs) } else { 1 };
+        let len = if self.timeslice {
+            step.max(per_chan_msgs)
+        } else {
+            1
+        };
 
         if out.num_chans() != self.names.len() || out.names() != self.names.as_slice() {
             out.clear();
@@ -369,6 +501,7 @@ impl Operator for OscInOp {
             ("refused", f(&c.refused)),
             ("out_of_scope", f(&c.out_of_scope)),
             ("queue_drops", f(&c.queue_drops)),
+            ("feedback", f(&c.feedback)),
             ("kernel_drops", f(&c.kernel_drops)),
             ("channel_limit", self.channel_limit_hits as f64),
         ]);
@@ -381,7 +514,11 @@ impl Operator for OscInOp {
                 self.values.fill(0.0);
                 self.dirty = true;
             }
-            other => return Err(format!("oscin has no pulse \"{other}\" (reset_channels, reset_values)")),
+            other => {
+                return Err(format!(
+                    "oscin has no pulse \"{other}\" (reset_channels, reset_values)"
+                ))
+            }
         }
         Ok(())
     }
@@ -397,7 +534,11 @@ impl Operator for OscInOp {
     fn housekeeping(&mut self) {
         self.log_problems();
         let now = Instant::now();
-        if self.inode != 0 && self.last_proc_read.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+        if self.inode != 0
+            && self
+                .last_proc_read
+                .is_none_or(|t| now - t >= Duration::from_secs(1))
+        {
             self.last_proc_read = Some(now);
             if let Some(drops) = kernel_drops(self.inode) {
                 self.counters.kernel_drops.store(drops, Relaxed);
@@ -423,7 +564,11 @@ fn bind(cfg: &OscInConfig) -> std::io::Result<UdpSocket> {
 }
 
 fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = if at.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if at.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if at.is_ipv6() {
         socket.set_only_v6(false)?;
@@ -452,10 +597,17 @@ fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
 /// How often a blocked receive wakes to check for a stop request.
 const READ_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// Who may send to an OSC In.
+struct Filter {
+    allow: Vec<Cidr>,
+    own: OwnOutput,
+    local_ips: Vec<IpAddr>,
+}
+
 fn receive_loop(
     socket: UdpSocket,
     decoder: Decoder,
-    allow: Vec<Cidr>,
+    filter: Filter,
     tx: SyncSender<Update>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
@@ -464,14 +616,27 @@ fn receive_loop(
     while !stop.load(Relaxed) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 tracing::warn!("oscin receive: {e}");
                 std::thread::sleep(READ_TIMEOUT);
                 continue;
             }
         };
-        if !allow.is_empty() && !allowed(&allow, from.ip()) {
+        if filter.own.is(from, &filter.local_ips) {
+            counters.feedback.fetch_add(1, Relaxed);
+            continue;
+        }
+        if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
             counters.refused.fetch_add(1, Relaxed);
             continue;
         }
@@ -547,7 +712,10 @@ mod tests {
     #[test]
     fn address_to_channel_name() {
         let d = decoder("*", 0);
-        assert_eq!(d.channel_name("/mixer/fader1").as_deref(), Some("mixer/fader1"));
+        assert_eq!(
+            d.channel_name("/mixer/fader1").as_deref(),
+            Some("mixer/fader1")
+        );
         assert_eq!(d.channel_name("/a b/c#d").as_deref(), Some("a_b/c_d"));
         let d = decoder("*", 1);
         assert_eq!(d.channel_name("/1/fader1").as_deref(), Some("fader1"));
@@ -610,16 +778,40 @@ mod tests {
         let d = decoder("*", 0);
         let c = Counters::default();
         let mut n = 0;
-        for bytes in [&b""[..], b"/x\0", b"#bundle\0", b"\xff\xfe\x00\x00,f\0\0"] {
+        for bytes in [
+            &b""[..],
+            b"/x\0",
+            b"#bundle\0",
+            b"\xff\xfe\x00\x00,f\0\0",
+            // An element size that overruns the packet.
+            b"#bundle\0\0\0\0\0\0\0\0\x01\0\0\0\xff",
+        ] {
             d.decode(bytes, &c, |_| n += 1);
         }
         assert_eq!(n, 0);
-        assert_eq!(c.malformed.load(Relaxed), 4);
+        assert_eq!(c.malformed.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn deep_bundle_nesting_is_refused() {
+        let mut p = msg("/x", vec![OscType::Float(1.0)]);
+        for _ in 0..MAX_BUNDLE_DEPTH + 1 {
+            p = OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from((0, 1)),
+                content: vec![p],
+            });
+        }
+        let (u, c) = run(&decoder("*", 0), &p);
+        assert!(u.is_empty());
+        assert_eq!(c.malformed.load(Relaxed), 1);
     }
 
     #[test]
     fn allow_list() {
-        let allow = vec![Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("::1").unwrap()];
+        let allow = vec![
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("::1").unwrap(),
+        ];
         assert!(allowed(&allow, "10.1.2.3".parse().unwrap()));
         assert!(!allowed(&allow, "127.0.0.1".parse().unwrap()));
         assert!(allowed(&allow, "::1".parse().unwrap()));

@@ -33,7 +33,14 @@ pub struct Shared {
 
 /// Starts the cook thread on `config` and waits until every socket is bound and the first frame
 /// ran. Returns the command sender, the thread, and the start-up notes (bound addresses).
-pub fn start(config: Config, shared: Shared) -> anyhow::Result<(SyncSender<Command>, std::thread::JoinHandle<()>, Vec<String>)> {
+pub fn start(
+    config: Config,
+    shared: Shared,
+) -> anyhow::Result<(
+    SyncSender<Command>,
+    std::thread::JoinHandle<()>,
+    Vec<String>,
+)> {
     let (tx, rx) = mpsc::sync_channel::<Command>(64);
     let (ready_tx, ready_rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -53,7 +60,12 @@ pub fn start(config: Config, shared: Shared) -> anyhow::Result<(SyncSender<Comma
     }
 }
 
-fn cook_thread(config: Config, rx: Receiver<Command>, ready: Sender<Result<Vec<String>, Vec<String>>>, shared: Shared) {
+fn cook_thread(
+    config: Config,
+    rx: Receiver<Command>,
+    ready: Sender<Result<Vec<String>, Vec<String>>>,
+    shared: Shared,
+) {
     let (mut graph, notes) = match Graph::build(&config, None) {
         Ok(g) => g,
         Err(rejected) => {
@@ -132,7 +144,9 @@ fn watched_files(config: &Config) -> Vec<PathBuf> {
     for op in &config.operators {
         if let Some(e) = &op.export {
             match &e.method {
-                config::ExportMethod::DatIndex(t) | config::ExportMethod::DatName(t) => files.push(t.file.clone()),
+                config::ExportMethod::DatIndex(t) | config::ExportMethod::DatName(t) => {
+                    files.push(t.file.clone())
+                }
                 config::ExportMethod::AutoName => {}
             }
         }
@@ -141,7 +155,10 @@ fn watched_files(config: &Config) -> Vec<PathBuf> {
 }
 
 fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    files.iter().map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()).collect()
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 /// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP and,
@@ -160,6 +177,17 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
     let mut files = watched_files(&config);
     let rate = config.rate;
     let n_ops = config.operators.len();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the control runtime")?;
+    // Signal handlers go in before anything can announce readiness, so a SIGTERM right after
+    // `ready` is a clean stop, not the default kill.
+    let _guard = rt.enter();
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let (tx, thread, notes) = start(config, shared.clone())?;
     for n in &notes {
         tracing::debug!("{n}");
@@ -173,15 +201,7 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
     );
     tracing::info!("ready");
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the control runtime")?;
     let result = rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         let mut poll = tokio::time::interval(Duration::from_millis(500));
         let mut seen = mtimes(&files);
         loop {
@@ -219,7 +239,13 @@ async fn do_reload(path: &Path, tx: &SyncSender<Command>) -> Option<Vec<PathBuf>
     let config = match config::load(path) {
         Ok(c) => c,
         Err(diags) => {
-            tracing::error!("reload refused, the running config stays: {} problems", diags.iter().filter(|d| d.severity == config::Severity::Error).count());
+            tracing::error!(
+                "reload refused, the running config stays: {} problems",
+                diags
+                    .iter()
+                    .filter(|d| d.severity == config::Severity::Error)
+                    .count()
+            );
             for d in diags {
                 tracing::error!("{d}");
             }
@@ -228,7 +254,10 @@ async fn do_reload(path: &Path, tx: &SyncSender<Command>) -> Option<Vec<PathBuf>
     };
     let files = watched_files(&config);
     let (reply_tx, reply_rx) = mpsc::channel();
-    if tx.send(Command::Reload(Box::new(config), reply_tx)).is_err() {
+    if tx
+        .send(Command::Reload(Box::new(config), reply_tx))
+        .is_err()
+    {
         return None;
     }
     let reply = tokio::task::spawn_blocking(move || reply_rx.recv_timeout(Duration::from_secs(10)))
@@ -236,7 +265,15 @@ async fn do_reload(path: &Path, tx: &SyncSender<Command>) -> Option<Vec<PathBuf>
         .ok()?;
     match reply {
         Ok(Ok(notes)) => {
-            tracing::info!("reloaded {}{}", path.display(), if notes.is_empty() { String::new() } else { format!(": {}", notes.join(", ")) });
+            tracing::info!(
+                "reloaded {}{}",
+                path.display(),
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", notes.join(", "))
+                }
+            );
             Some(files)
         }
         Ok(Err(errors)) => {

@@ -133,7 +133,11 @@ impl Exporter {
                 ExportRoot::Op(root) => {
                     // Operators are one flat namespace: the last path segment names the
                     // operator, or the root operator itself when the path is empty.
-                    let op = path.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(root);
+                    let op = path
+                        .rsplit('/')
+                        .next()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or(root);
                     if op.is_empty() || !op_exists(op) {
                         None
                     } else {
@@ -150,7 +154,10 @@ impl Exporter {
             }
             if target.is_none() && self.reported.insert(name.clone()) {
                 stats.warnings += 1;
-                tracing::warn!("export: channel \"{name}\" resolves to no target under root {:?}", self.cfg.root);
+                tracing::warn!(
+                    "export: channel \"{name}\" resolves to no target under root {:?}",
+                    self.cfg.root
+                );
             }
             self.map.push(target);
         }
@@ -221,7 +228,10 @@ mod tests {
 
     #[test]
     fn path_and_parameter() {
-        assert_eq!(split_path_parameter("geo1/transform1:tx"), ("geo1/transform1".into(), "tx"));
+        assert_eq!(
+            split_path_parameter("geo1/transform1:tx"),
+            ("geo1/transform1".into(), "tx")
+        );
         assert_eq!(split_path_parameter("geo1:tx"), ("geo1".into(), "tx"));
         assert_eq!(split_path_parameter("a/b/c"), ("a/b".into(), "c"));
         assert_eq!(split_path_parameter("fader1"), ("".into(), "fader1"));
@@ -230,7 +240,10 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(osc_address("/show", "geo1/transform1", "tx"), "/show/geo1/transform1/tx");
+        assert_eq!(
+            osc_address("/show", "geo1/transform1", "tx"),
+            "/show/geo1/transform1/tx"
+        );
         assert_eq!(osc_address("", "", "fader1"), "/fader1");
     }
 
@@ -268,54 +281,128 @@ mod tests {
         let mut stats = CookStats::default();
         let mut writes = Vec::new();
         let d = data(&["geo1/transform1:tx", "level"]);
-        e.export(&d, &mut dests, &|_| false, &mut stats, Instant::now(), &mut writes);
+        e.export(
+            &d,
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
         assert_eq!(
             e.map,
             vec![
-                Some(Target::Osc { dest: 0, address: "/show/geo1/transform1/tx".into() }),
-                Some(Target::Osc { dest: 0, address: "/show/level".into() }),
+                Some(Target::Osc {
+                    dest: 0,
+                    address: "/show/geo1/transform1/tx".into()
+                }),
+                Some(Target::Osc {
+                    dest: 0,
+                    address: "/show/level".into()
+                }),
             ]
         );
         assert_eq!(stats.export_sernum, 1);
         assert_eq!(dests.pending(0), 2);
         // Same values: nothing new is queued; the mapping is kept.
-        e.export(&d, &mut dests, &|_| false, &mut stats, Instant::now(), &mut writes);
+        e.export(
+            &d,
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
         assert_eq!(dests.pending(0), 2);
         assert_eq!(stats.export_sernum, 1);
         // A new channel changes the mapping.
         let d2 = data(&["geo1/transform1:tx", "level", "x"]);
-        e.export(&d2, &mut dests, &|_| false, &mut stats, Instant::now(), &mut writes);
+        e.export(
+            &d2,
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
         assert_eq!(stats.export_sernum, 2);
     }
 
     #[test]
     fn table_by_name_and_by_index() {
         let rows = vec![
-            ExportRow { chan: ChanRef::Name("b".into()), path: "dimmer".into(), parameter: "level".into(), enable: true },
-            ExportRow { chan: ChanRef::Name("a".into()), path: "".into(), parameter: "off".into(), enable: false },
+            ExportRow {
+                chan: ChanRef::Name("b".into()),
+                path: "dimmer".into(),
+                parameter: "level".into(),
+                enable: true,
+            },
+            ExportRow {
+                chan: ChanRef::Name("a".into()),
+                path: "".into(),
+                parameter: "off".into(),
+                enable: false,
+            },
         ];
         let mut e = Exporter::new(ExportConfig {
-            method: ExportMethod::DatName(ExportTable { file: "t.csv".into(), rows }),
+            method: ExportMethod::DatName(ExportTable {
+                file: "t.csv".into(),
+                rows,
+            }),
             root: ExportRoot::Destination("console".into()),
             send: SendMode::OnChange,
             resend: None,
         });
         let mut dests = dests();
         let mut stats = CookStats::default();
-        e.export(&data(&["a", "b"]), &mut dests, &|_| false, &mut stats, Instant::now(), &mut Vec::new());
+        e.export(
+            &data(&["a", "b"]),
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut Vec::new(),
+        );
         assert_eq!(e.map[0], None);
-        assert_eq!(e.map[1], Some(Target::Osc { dest: 0, address: "/show/dimmer/level".into() }));
+        assert_eq!(
+            e.map[1],
+            Some(Target::Osc {
+                dest: 0,
+                address: "/show/dimmer/level".into()
+            })
+        );
 
-        let rows = vec![ExportRow { chan: ChanRef::Index(1), path: "x".into(), parameter: "y".into(), enable: true }];
+        let rows = vec![ExportRow {
+            chan: ChanRef::Index(1),
+            path: "x".into(),
+            parameter: "y".into(),
+            enable: true,
+        }];
         let mut e = Exporter::new(ExportConfig {
-            method: ExportMethod::DatIndex(ExportTable { file: "t.csv".into(), rows }),
+            method: ExportMethod::DatIndex(ExportTable {
+                file: "t.csv".into(),
+                rows,
+            }),
             root: ExportRoot::Destination("console".into()),
             send: SendMode::OnChange,
             resend: None,
         });
-        e.export(&data(&["a", "b"]), &mut dests, &|_| false, &mut stats, Instant::now(), &mut Vec::new());
+        e.export(
+            &data(&["a", "b"]),
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut Vec::new(),
+        );
         assert_eq!(e.map[0], None);
-        assert_eq!(e.map[1], Some(Target::Osc { dest: 0, address: "/show/x/y".into() }));
+        assert_eq!(
+            e.map[1],
+            Some(Target::Osc {
+                dest: 0,
+                address: "/show/x/y".into()
+            })
+        );
     }
 
     #[test]
@@ -329,8 +416,18 @@ mod tests {
         let mut dests = dests();
         let mut stats = CookStats::default();
         let mut writes = Vec::new();
-        e.export(&data(&["shaper:Gain", "nowhere:X"]), &mut dests, &|n| n == "shaper", &mut stats, Instant::now(), &mut writes);
-        assert_eq!(writes, vec![("shaper".to_string(), "Gain".to_string(), 0.0)]);
+        e.export(
+            &data(&["shaper:Gain", "nowhere:X"]),
+            &mut dests,
+            &|n| n == "shaper",
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
+        assert_eq!(
+            writes,
+            vec![("shaper".to_string(), "Gain".to_string(), 0.0)]
+        );
         assert_eq!(stats.warnings, 1);
     }
 }

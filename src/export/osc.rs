@@ -41,7 +41,8 @@ pub trait Outbox {
 impl Destinations {
     /// Resolves every destination and opens the sending socket.
     pub fn new(list: &[Destination]) -> Result<Destinations, String> {
-        let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("open OSC output socket: {e}"))?;
+        let socket =
+            UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("open OSC output socket: {e}"))?;
         socket
             .set_nonblocking(true)
             .map_err(|e| format!("OSC output socket: {e}"))?;
@@ -49,9 +50,16 @@ impl Destinations {
         for d in list {
             let addr = (d.host.as_str(), d.port)
                 .to_socket_addrs()
-                .map_err(|e| format!("destination \"{}\": cannot resolve {}:{}: {e}", d.name, d.host, d.port))?
+                .map_err(|e| {
+                    format!(
+                        "destination \"{}\": cannot resolve {}:{}: {e}",
+                        d.name, d.host, d.port
+                    )
+                })?
                 .find(SocketAddr::is_ipv4)
-                .ok_or_else(|| format!("destination \"{}\": {} has no IPv4 address", d.name, d.host))?;
+                .ok_or_else(|| {
+                    format!("destination \"{}\": {} has no IPv4 address", d.name, d.host)
+                })?;
             out.push(Dest {
                 cfg: d.clone(),
                 addr,
@@ -67,6 +75,11 @@ impl Destinations {
             messages_out: 0,
             send_errors: 0,
         })
+    }
+
+    /// The UDP port every export leaves from (the feedback guard recognises it).
+    pub fn local_port(&self) -> u16 {
+        self.socket.local_addr().map_or(0, |a| a.port())
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -104,7 +117,11 @@ impl Destinations {
             if d.ends.is_empty() {
                 continue;
             }
-            let timetag = if d.cfg.timetag { ntp_time(now) } else { IMMEDIATE };
+            let timetag = if d.cfg.timetag {
+                ntp_time(now)
+            } else {
+                IMMEDIATE
+            };
             let mut start = 0;
             let mut i = 0;
             while i < d.ends.len() {
@@ -142,7 +159,12 @@ impl Destinations {
                     Err(e) => {
                         self.send_errors += 1;
                         if self.send_errors.is_power_of_two() {
-                            tracing::warn!("send to destination \"{}\" ({}): {e} ({} send errors so far)", d.cfg.name, d.addr, self.send_errors);
+                            tracing::warn!(
+                                "send to destination \"{}\" ({}): {e} ({} send errors so far)",
+                                d.cfg.name,
+                                d.addr,
+                                self.send_errors
+                            );
                         }
                     }
                 }
@@ -212,7 +234,9 @@ mod tests {
         assert_eq!(b, b"/show/tx\0\0\0\0,f\0\0\x3f\x00\x00\x00");
         // It is what rosc decodes.
         let (_, p) = rosc::decoder::decode_udp(&b).unwrap();
-        let rosc::OscPacket::Message(m) = p else { panic!("not a message") };
+        let rosc::OscPacket::Message(m) = p else {
+            panic!("not a message")
+        };
         assert_eq!(m.addr, "/show/tx");
         assert_eq!(m.args, vec![rosc::OscType::Float(0.5)]);
     }
@@ -241,12 +265,14 @@ mod tests {
     }
 
     fn recv_all(sock: &UdpSocket) -> Vec<rosc::OscPacket> {
-        sock.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; 70000];
         while let Ok(n) = sock.recv(&mut buf) {
             out.push(rosc::decoder::decode_udp(&buf[..n]).unwrap().1);
-            sock.set_read_timeout(Some(std::time::Duration::from_millis(50))).unwrap();
+            sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+                .unwrap();
         }
         out
     }
@@ -263,14 +289,21 @@ mod tests {
         let packets = recv_all(&rx);
         let mut seen = Vec::new();
         for p in &packets {
-            let rosc::OscPacket::Bundle(b) = p else { panic!("expected bundles") };
+            let rosc::OscPacket::Bundle(b) = p else {
+                panic!("expected bundles")
+            };
             assert!(rosc::encoder::encode(p).unwrap().len() <= 128);
             for m in &b.content {
-                let rosc::OscPacket::Message(m) = m else { panic!() };
+                let rosc::OscPacket::Message(m) = m else {
+                    panic!()
+                };
                 seen.push(m.addr.clone());
             }
         }
-        assert_eq!(seen, (0..20).map(|i| format!("/chan{i}")).collect::<Vec<_>>());
+        assert_eq!(
+            seen,
+            (0..20).map(|i| format!("/chan{i}")).collect::<Vec<_>>()
+        );
         assert!(packets.len() > 1);
         assert_eq!(d.messages_out, 20);
     }
