@@ -160,12 +160,12 @@ mod with_jack {
     pub fn settle(src: &mut Source, rx: &OscRx, ch: u8) {
         let addr = format!("/show/ch{ch}c119");
         let deadline = std::time::Instant::now() + TIMEOUT;
-        for i in 0u8.. {
+        for i in 0u32.. {
             assert!(
                 std::time::Instant::now() < deadline,
                 "MIDI never came through"
             );
-            src.send(&[0xB0 | (ch - 1), 119, 1 + i % 2]);
+            src.send(&[0xB0 | (ch - 1), 119, 1 + (i % 2) as u8]);
             if rx
                 .drain(Duration::from_millis(25))
                 .iter()

@@ -373,7 +373,8 @@ impl Scanner {
 
     fn client_name(&self, role: &str) -> String {
         // JACK limits client names (jack_client_name_size() is 64 with jackd2); operator names
-        // are short identifiers, but cut to be safe.
+        // are short identifiers, but cut to be safe. A duplicate (two daemons with the same
+        // operator name) is renamed by JACK itself (`-01`).
         let mut name = format!("chopd-{}{}", self.op, role);
         name.truncate(60);
         name
