@@ -5,6 +5,13 @@
 //! connection to the old one is gone), and the JACK server shutting down (every client, ours
 //! included, is dead then and must be reopened when the server is back).
 //!
+//! It also makes the connections: under JACK, MIDI In owns one virtual input port for its whole
+//! life and the lister connects each source to it (`jack_connect` works between any two ports).
+//! A reconnect is then one new connection, not a new client: closing a client and opening
+//! another a moment later (what midir's `connect` needs) sometimes left the new client never
+//! woken by jackd on this machine under load ("client … was not finished, state = Triggered"
+//! every period), deaf for good.
+//!
 //! Only the scanner thread uses a [`JackLister`]; it registers no ports and is never activated,
 //! so it costs the server nothing per period.
 
@@ -100,6 +107,43 @@ impl JackLister {
         }
         out
     }
+}
+
+impl JackLister {
+    /// Connects `source` to `dest` (full port names). An existing connection is fine.
+    pub fn connect(&self, source: &str, dest: &str) -> Result<(), String> {
+        let (src, dst) = cstrings(source, dest)?;
+        // SAFETY: `client` is open; both are valid C strings.
+        let rc = unsafe { j::jack_connect(self.client, src.as_ptr(), dst.as_ptr()) };
+        // EEXIST: already connected.
+        if rc == 0 || rc == libc::EEXIST {
+            Ok(())
+        } else {
+            Err(format!(
+                "jack_connect \"{source}\" → \"{dest}\" failed ({rc})"
+            ))
+        }
+    }
+
+    /// True when `source` is connected to our port `dest` (false when either is gone).
+    pub fn linked(&self, dest: &str, source: &str) -> bool {
+        let Ok((src, dst)) = cstrings(source, dest) else {
+            return false;
+        };
+        if !self.alive() {
+            return false;
+        }
+        // SAFETY: `client` is open; the port pointer comes from JACK and is only read.
+        unsafe {
+            let port = j::jack_port_by_name(self.client, dst.as_ptr());
+            !port.is_null() && j::jack_port_connected_to(port, src.as_ptr()) != 0
+        }
+    }
+}
+
+fn cstrings(a: &str, b: &str) -> Result<(CString, CString), String> {
+    let c = |s: &str| CString::new(s).map_err(|_| format!("port name \"{s}\" contains a NUL byte"));
+    Ok((c(a)?, c(b)?))
 }
 
 impl Drop for JackLister {

@@ -334,8 +334,12 @@ pub struct Scanner {
     device: DeviceMatcher,
     /// Client used only to list ports; `None` while MIDI is unavailable.
     lister: Option<Lister>,
-    /// The port we are connected to (name and identity) and the connection.
-    conn: Option<(Port, MidiInputConnection<Callback>)>,
+    /// The port we are connected to (name and identity) and the link to it.
+    conn: Option<(Port, Link)>,
+    /// JACK: our virtual input port (the connection holding it, and its full name), created
+    /// once; sources are connected to it.
+    #[cfg(feature = "jack")]
+    input: Option<(MidiInputConnection<Callback>, String)>,
     tx: SyncSender<Wire>,
     pub shared: Arc<Shared>,
     /// Log state, so that each change is logged once.
@@ -344,6 +348,13 @@ pub struct Scanner {
     logged_ambiguous: Vec<String>,
     logged_connect_error: Option<String>,
 }
+
+/// What keeps a source connected: the midir connection under ALSA; under JACK nothing (the
+/// connection lives in the server, between the source and our virtual input port).
+#[cfg(not(feature = "jack"))]
+type Link = MidiInputConnection<Callback>;
+#[cfg(feature = "jack")]
+type Link = ();
 
 /// What a scan found, for the constructor.
 #[derive(Debug, PartialEq, Eq)]
@@ -362,6 +373,8 @@ impl Scanner {
             device: DeviceMatcher::new(device),
             lister: None,
             conn: None,
+            #[cfg(feature = "jack")]
+            input: None,
             tx,
             shared: Arc::new(Shared::default()),
             logged_unavailable: None,
@@ -386,6 +399,10 @@ impl Scanner {
             // The JACK server went away: every client of ours is dead, the connection too.
             self.lister = None;
             self.disconnect("is gone: the JACK server shut down");
+            #[cfg(feature = "jack")]
+            {
+                self.input = None;
+            }
         }
         if self.lister.is_none() {
             match Lister::open(&self.client_name("-scan")) {
@@ -416,7 +433,7 @@ impl Scanner {
         };
 
         if let Some((port, _)) = &self.conn {
-            if ports.contains(port) {
+            if self.still_linked(port, &ports) {
                 return ScanState::Connected;
             }
             // Gone, or gone and back under the same name (a new port: our link to the old one
@@ -502,11 +519,13 @@ impl Scanner {
 
     /// Drops the connection (if any), tells the cook thread and logs why.
     fn disconnect(&mut self, why: &str) {
-        let Some((port, conn)) = self.conn.take() else {
+        let Some((port, link)) = self.conn.take() else {
             return;
         };
-        // Closing the connection also closes its client (midir owns one per connection).
-        drop(conn);
+        // ALSA: closing the connection also closes its client (midir owns one per connection).
+        // JACK: the server removed the connection with the port; our input port stays.
+        #[allow(clippy::drop_non_drop, dropping_copy_types)]
+        drop(link);
         self.shared.connected.store(false, Relaxed);
         // Blocking send: only waits when the cook thread has stopped folding (queue full), and
         // fails at once when the operator is gone.
@@ -519,7 +538,56 @@ impl Scanner {
         );
     }
 
-    fn connect(&self, port: &str) -> Result<MidiInputConnection<Callback>, String> {
+    /// ALSA: the port is still listed with the identity it had when we connected.
+    #[cfg(not(feature = "jack"))]
+    fn still_linked(&self, port: &Port, ports: &[Port]) -> bool {
+        ports.contains(port)
+    }
+
+    /// JACK: the connection itself still exists (it dies with the source port, even when a new
+    /// port of the same name replaces it) and the port is the one we connected to.
+    #[cfg(feature = "jack")]
+    fn still_linked(&self, port: &Port, ports: &[Port]) -> bool {
+        let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
+            return false;
+        };
+        ports.contains(port) && l.jack.linked(ours, &port.name)
+    }
+
+    /// JACK: connects `port` to our virtual input port, creating that port the first time.
+    #[cfg(feature = "jack")]
+    fn connect(&mut self, port: &str) -> Result<Link, String> {
+        if self.input.is_none() {
+            use midir::os::unix::VirtualInput;
+            // A name no other client has (JACK would rename a duplicate, and we must know our
+            // port's name to connect to it): operator, process and a per-process counter.
+            static N: AtomicU64 = AtomicU64::new(0);
+            let mut client = format!("chopd-{}", self.op);
+            client.truncate(40);
+            let client = format!(
+                "{client}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Relaxed)
+            );
+            let mi = open(&client).map_err(|e| e.to_string())?;
+            let cb = Callback {
+                parser: StreamParser::new(),
+                tx: self.tx.clone(),
+                shared: self.shared.clone(),
+            };
+            let conn = mi
+                .create_virtual("in", on_midi, cb)
+                .map_err(|e| format!("create the JACK input port: {e}"))?;
+            self.input = Some((conn, format!("{client}:in")));
+        }
+        let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
+            return Err("MIDI is unavailable".into());
+        };
+        l.jack.connect(port, ours)
+    }
+
+    #[cfg(not(feature = "jack"))]
+    fn connect(&mut self, port: &str) -> Result<Link, String> {
         // midir consumes its client on connect, so every connection gets a client of its own.
         let mi = open(&self.client_name("")).map_err(|e| e.to_string())?;
         let p = mi
@@ -541,13 +609,9 @@ impl Scanner {
         if scan_first {
             self.scan();
         }
-        loop {
-            match stop.recv_timeout(interval) {
-                Err(RecvTimeoutError::Timeout) => {
-                    self.scan();
-                }
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+        // A stop message or the operator's end (sender dropped) ends the loop.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+            self.scan();
         }
         if self.conn.take().is_some() {
             self.shared.connected.store(false, Relaxed);
