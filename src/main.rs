@@ -60,7 +60,10 @@ fn main() -> ExitCode {
                     println!("{p}");
                 }
                 if ports.is_empty() {
-                    eprintln!("chopd: no MIDI ports ({} backend)", chopd::chop::midiin::BACKEND);
+                    eprintln!(
+                        "chopd: no MIDI ports ({} backend)",
+                        chopd::chop::midiin::BACKEND
+                    );
                 }
                 ExitCode::SUCCESS
             }
