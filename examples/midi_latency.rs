@@ -103,13 +103,19 @@ export = {{ root = "bench" }}
 
     // JACK applies a new connection a few periods after it is made: send a warm-up controller
     // until it comes out, so the first measured message is not lost to that.
-    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     'warm: for i in 0u32.. {
-        assert!(Instant::now() < deadline + Duration::from_secs(10), "MIDI never came through");
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "MIDI never came through"
+        );
         port.send(&[0xB0, 8, 1 + (i % 2) as u8]).unwrap();
         let until = Instant::now() + Duration::from_millis(20);
         while Instant::now() < until {
-            let Ok(len) = sock.recv(&mut buf) else { continue };
+            let Ok(len) = sock.recv(&mut buf) else {
+                continue;
+            };
             if values(&buf[..len]).iter().any(|(a, _)| a == "/ch1c8") {
                 break 'warm;
             }
