@@ -1,2 +1,3 @@
 mod core;
+mod service;
 mod util;

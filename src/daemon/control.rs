@@ -538,11 +538,17 @@ pub async fn serve(sock: UdpSocket, allow: watch::Receiver<Vec<Cidr>>, ctx: Ctx)
             refused.log(|| format!("refused a packet from {from} (not in [control] allow)"));
             continue;
         }
-        let packet = match rosc::decoder::decode_udp(&buf[..n]) {
+        // rosc takes a truncated bundle for an empty one: check the framing first, as OSC In does.
+        let decoded = if crate::chop::oscin::bundle_framing_ok(&buf[..n], 0) {
+            rosc::decoder::decode_udp(&buf[..n]).map_err(|e| format!("{e:?}"))
+        } else {
+            Err("bad bundle framing".to_string())
+        };
+        let packet = match decoded {
             Ok((_, p)) => p,
             Err(e) => {
                 c.malformed.fetch_add(1, Relaxed);
-                malformed.log(|| format!("malformed packet from {from}: {e:?}"));
+                malformed.log(|| format!("malformed packet from {from}: {e}"));
                 continue;
             }
         };

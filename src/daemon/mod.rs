@@ -319,8 +319,12 @@ impl Plane<'_> {
                     tracing::warn!("{w}");
                 }
                 let files = watched_files(&config);
-                let (rate, n_ops, control) =
-                    (config.rate, config.operators.len(), config.control.clone());
+                let (rate, n_ops, watch, control) = (
+                    config.rate,
+                    config.operators.len(),
+                    config.watch,
+                    config.control.clone(),
+                );
                 let (tx, rx) = oneshot::channel();
                 let result = if self
                     .cook
@@ -343,6 +347,7 @@ impl Plane<'_> {
                 };
                 match &result {
                     Ok(notes) => {
+                        self.apply_control(control.as_ref());
                         tracing::info!(
                             "reloaded {}: {}",
                             self.path.display(),
@@ -355,7 +360,7 @@ impl Plane<'_> {
                         self.watcher.set_files(files);
                         self.rate = rate;
                         self.n_ops = n_ops;
-                        self.apply_control(control.as_ref());
+                        self.watch = watch;
                     }
                     Err(errors) => {
                         for e in errors {
