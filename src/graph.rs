@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::chop::info::InfoOp;
-use crate::chop::oscin::OscInOp;
+use crate::chop::oscin::{OscInOp, OwnOutput};
 use crate::chop::{ChopData, CookCtx, DaemonStats, Frame, NodeState, Operator, ParValue};
 use crate::config::{Config, Kind, OperatorConfig};
 use crate::export::{Destinations, Exporter, ParWrites};
@@ -31,6 +31,7 @@ pub struct Graph {
     cooked_once: Vec<bool>,
     exporters: Vec<Option<Exporter>>,
     dests: Destinations,
+    own_output: OwnOutput,
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
@@ -42,10 +43,14 @@ pub struct Graph {
 }
 
 /// Builds one operator from its config.
-fn build_operator(cfg: &OperatorConfig, rate: f64) -> Result<Box<dyn Operator>, String> {
+fn build_operator(
+    cfg: &OperatorConfig,
+    rate: f64,
+    own: &OwnOutput,
+) -> Result<Box<dyn Operator>, String> {
     let _ = rate;
     Ok(match &cfg.kind {
-        Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c)?),
+        Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c, own.clone())?),
         Kind::Info(c) => Box::new(InfoOp::new(&c.op)),
         Kind::MidiIn(_) => {
             return Err(format!(
@@ -78,6 +83,10 @@ impl Graph {
                 Ok(d) => d,
                 Err(e) => return Err(reject(old, vec![e])),
             };
+        // Shared with every OSC In, kept across reloads: the port our exports leave from.
+        let own_output = old
+            .as_ref()
+            .map_or_else(OwnOutput::default, |g| g.own_output.clone());
         // First pass: build what is new or changed, without touching `old`.
         let mut fresh: Vec<Option<Box<dyn Operator>>> = Vec::new();
         let mut kept = Vec::new();
@@ -98,7 +107,7 @@ impl Graph {
                     if let Some(g) = old.as_mut() {
                         g.release_conflicting(cfg);
                     }
-                    match build_operator(cfg, config.rate) {
+                    match build_operator(cfg, config.rate, &own_output) {
                         Ok(op) => fresh.push(Some(op)),
                         Err(e) => {
                             errors.push(e);
@@ -175,6 +184,7 @@ impl Graph {
             }
         }
         let order = topological_order(config);
+        own_output.set(dests.local_port());
         Ok((
             Graph {
                 configs: config.operators.clone(),
@@ -186,6 +196,7 @@ impl Graph {
                 cooked_once,
                 exporters,
                 dests,
+                own_output,
                 daemon: DaemonStats::default(),
                 rate: config.rate,
                 max_slice: config.max_slice,

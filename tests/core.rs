@@ -363,3 +363,60 @@ fn bad_config_fixtures_report_their_expected_messages() {
     }
     assert!(n >= 5, "expected bad-config fixtures, found {n}");
 }
+
+#[test]
+fn own_exports_coming_back_are_dropped_as_feedback() {
+    // An export destination pointing at the daemon's own input: a loop waiting to happen.
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let rx = OscRx::new();
+    let cfg = format!(
+        r#"
+rate = 100
+
+[destinations.self]
+host = "127.0.0.1"
+port = {port}
+prefix = "/loop"
+
+[destinations.watch]
+host = "127.0.0.1"
+port = {watch}
+
+[[operator]]
+name = "in"
+type = "oscin"
+port = {port}
+local_address = "127.0.0.1"
+export = {{ root = "self" }}
+
+[[operator]]
+name = "stats"
+type = "info"
+op = "in"
+export = {{ root = "watch" }}
+"#,
+        watch = rx.port()
+    );
+    let d = Daemon::start(&cfg, &[]);
+    send(port, "/a", vec![OscType::Float(1.0)]);
+    // Values are sent on change, in one bundle: watch both until each has been seen.
+    let (mut looped, mut channels) = (false, f32::NAN);
+    rx.until(TIMEOUT, |m| {
+        match m.addr.as_str() {
+            "/feedback" => looped |= float(&m.args[0]) >= 1.0,
+            "/num_channels" => channels = float(&m.args[0]),
+            _ => {}
+        }
+        looped && channels >= 1.0
+    });
+    // The looped message never became a channel: only "a" exists.
+    assert_eq!(channels, 1.0);
+    assert!(
+        d.wait_for("feedback loop", TIMEOUT).is_some(),
+        "{}",
+        d.log_text()
+    );
+}

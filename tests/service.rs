@@ -280,9 +280,7 @@ fn a_good_edit_rebuilds_only_what_changed() {
     let port = d.port("in");
     send(port, "/a", vec![OscType::Float(0.5)]);
     show.expect("/show/a", 0.5);
-    stats.until(TIMEOUT, |m| {
-        m.addr == "/stats/packets" && float(&m.args[0]) == 1.0
-    });
+    stats.wait_value("/stats/packets", |v| v == 1.0);
     let c = Control::new(d.control_port());
     let cooks_before = num(&c.status(), "/chopd/status/op/in/total_cooks") as f32;
 
@@ -308,16 +306,9 @@ local_address = "127.0.0.1"
     // Counters and cook counts go on from where they were (a new operator starts at 0).
     send(port, "/b", vec![OscType::Float(1.0)]);
     show.expect("/show/b", 1.0);
-    // (In the order the Info CHOP lists its channels: waiting for one consumes those before.)
-    stats.until(TIMEOUT, |m| {
-        m.addr == "/stats/num_channels" && float(&m.args[0]) == 2.0
-    });
-    stats.until(TIMEOUT, |m| {
-        m.addr == "/stats/total_cooks" && float(&m.args[0]) == cooks_before + 1.0
-    });
-    stats.until(TIMEOUT, |m| {
-        m.addr == "/stats/packets" && float(&m.args[0]) == 2.0
-    });
+    stats.wait_value("/stats/num_channels", |v| v == 2.0);
+    stats.wait_value("/stats/total_cooks", |v| v == cooks_before + 1.0);
+    stats.wait_value("/stats/packets", |v| v == 2.0);
 }
 
 #[test]

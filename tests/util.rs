@@ -273,6 +273,9 @@ pub struct OscRx {
     pub sock: UdpSocket,
     /// Messages received (bundles unpacked) but not yet looked at.
     backlog: std::cell::RefCell<std::collections::VecDeque<OscMessage>>,
+    /// The latest numeric value seen at each address (exports are sent on change, so a value
+    /// may have gone by while a test waited for another one).
+    latest: std::cell::RefCell<HashMap<String, f32>>,
 }
 
 impl OscRx {
@@ -281,6 +284,7 @@ impl OscRx {
         OscRx {
             sock,
             backlog: Default::default(),
+            latest: Default::default(),
         }
     }
 
@@ -307,21 +311,41 @@ impl OscRx {
         mut pred: impl FnMut(&OscMessage) -> bool,
     ) -> OscMessage {
         let deadline = Instant::now() + timeout;
+        let mut seen = std::collections::VecDeque::new();
         loop {
             while let Some(m) = self.backlog.borrow_mut().pop_front() {
+                if let Some(v) = m.args.first().and_then(number) {
+                    self.latest.borrow_mut().insert(m.addr.clone(), v);
+                }
                 if pred(&m) {
                     return m;
+                }
+                seen.push_back(m);
+                if seen.len() > 20 {
+                    seen.pop_front();
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
-                "no matching OSC message within {timeout:?}"
+                "no matching OSC message within {timeout:?}; the last ones were: {seen:?}"
             );
             if let Some(msgs) = self.recv_packet(left) {
                 self.backlog.borrow_mut().extend(msgs);
             }
         }
+    }
+
+    /// Waits until the latest value at `addr` satisfies `pred` (it may have arrived already);
+    /// returns it.
+    pub fn wait_value(&self, addr: &str, pred: impl Fn(f32) -> bool) -> f32 {
+        if let Some(&v) = self.latest.borrow().get(addr) {
+            if pred(v) {
+                return v;
+            }
+        }
+        let m = self.until(TIMEOUT, |m| m.addr == addr && pred(float(&m.args[0])));
+        float(&m.args[0])
     }
 
     /// Waits for a message at `addr` and returns its float value.
@@ -357,6 +381,15 @@ fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
     match p {
         OscPacket::Message(m) => out.push(m),
         OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
+    }
+}
+
+fn number(a: &OscType) -> Option<f32> {
+    match a {
+        OscType::Float(f) => Some(*f),
+        OscType::Double(d) => Some(*d as f32),
+        OscType::Int(i) => Some(*i as f32),
+        _ => None,
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,6 +31,67 @@ const MAX_BUNDLE_DEPTH: usize = 16;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 
+/// The port this daemon's exports leave from, shared with every OSC In so that our own output
+/// arriving back at an input — a feedback loop — is recognised, counted and dropped instead of
+/// being re-exported every frame.
+#[derive(Clone, Default, Debug)]
+pub struct OwnOutput(Arc<AtomicU16>);
+
+impl OwnOutput {
+    pub fn set(&self, port: u16) {
+        self.0.store(port, Relaxed);
+    }
+
+    /// True when `from` is our own export socket.
+    fn is(&self, from: SocketAddr, local_ips: &[IpAddr]) -> bool {
+        let port = self.0.load(Relaxed);
+        port != 0 && from.port() == port && {
+            let ip = canonical(from.ip());
+            ip.is_loopback() || local_ips.contains(&ip)
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (dual-stack sockets) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// This host's interface addresses.
+fn local_ips() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs fills a linked list we walk read-only and free with freeifaddrs.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let a = (*cur).ifa_addr;
+            if !a.is_null() {
+                match (*a).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(IpAddr::V4(u32::from_be(sin.sin_addr.s_addr).into()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(IpAddr::V6(sin6.sin6_addr.s6_addr.into()));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
+}
+
 /// One OSC message turned into a channel update.
 #[derive(Debug)]
 pub struct Update {
@@ -50,6 +111,8 @@ pub struct Counters {
     pub out_of_scope: AtomicU64,
     pub queue_drops: AtomicU64,
     pub kernel_drops: AtomicU64,
+    /// Packets that were this daemon's own exports coming back (a feedback loop).
+    pub feedback: AtomicU64,
 }
 
 /// Turns OSC packets into updates; the part of the receive path that needs no socket (fuzzed
@@ -205,11 +268,12 @@ struct Snapshot {
     queue_drops: u64,
     nonfinite: u64,
     limit: u64,
+    feedback: u64,
 }
 
 impl OscInOp {
     /// Binds the socket and starts the receive thread.
-    pub fn new(op: &OperatorConfig, cfg: &OscInConfig) -> Result<OscInOp, String> {
+    pub fn new(op: &OperatorConfig, cfg: &OscInConfig, own: OwnOutput) -> Result<OscInOp, String> {
         let socket =
             bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
         let local = socket
@@ -224,10 +288,15 @@ impl OscInOp {
             strip_segments: cfg.strip_segments,
         };
         let thread = {
-            let (counters, stop, allow) = (counters.clone(), stop.clone(), cfg.allow.clone());
+            let filter = Filter {
+                allow: cfg.allow.clone(),
+                own,
+                local_ips: local_ips(),
+            };
+            let (counters, stop) = (counters.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("oscin-{}", op.name))
-                .spawn(move || receive_loop(socket, decoder, allow, tx, counters, stop))
+                .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
                 .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
         };
         tracing::info!(op = %op.name, "bound oscin \"{}\" on {}", op.name, local);
@@ -307,10 +376,27 @@ impl OscInOp {
             queue_drops: c.queue_drops.load(Relaxed),
             nonfinite: c.nonfinite.load(Relaxed),
             limit: self.channel_limit_hits,
+            feedback: c.feedback.load(Relaxed),
         };
-        if snap != self.logged {
+        if snap.feedback != self.logged.feedback {
+            tracing::error!(
+                op = %self.name,
+                "oscin \"{}\": {} packets were this daemon's own exports coming back (a feedback loop: an export destination points at this input); they are dropped",
+                self.name,
+                snap.feedback - self.logged.feedback
+            );
+        }
+        let warn_worthy = Snapshot {
+            feedback: self.logged.feedback,
+            ..snap
+        };
+        let old = self.logged;
+        if snap != old {
+            self.logged = snap;
+            self.last_log = Some(now);
+        }
+        if warn_worthy != old {
             let d = |a: u64, b: u64| a - b;
-            let old = self.logged;
             tracing::warn!(
                 op = %self.name,
                 "oscin \"{}\": {} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
@@ -323,8 +409,6 @@ impl OscInOp {
                 d(snap.limit, old.limit),
                 self.cfg.max_channels,
             );
-            self.logged = snap;
-            self.last_log = Some(now);
         }
     }
 }
@@ -417,6 +501,7 @@ impl Operator for OscInOp {
             ("refused", f(&c.refused)),
             ("out_of_scope", f(&c.out_of_scope)),
             ("queue_drops", f(&c.queue_drops)),
+            ("feedback", f(&c.feedback)),
             ("kernel_drops", f(&c.kernel_drops)),
             ("channel_limit", self.channel_limit_hits as f64),
         ]);
@@ -512,10 +597,17 @@ fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
 /// How often a blocked receive wakes to check for a stop request.
 const READ_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// Who may send to an OSC In.
+struct Filter {
+    allow: Vec<Cidr>,
+    own: OwnOutput,
+    local_ips: Vec<IpAddr>,
+}
+
 fn receive_loop(
     socket: UdpSocket,
     decoder: Decoder,
-    allow: Vec<Cidr>,
+    filter: Filter,
     tx: SyncSender<Update>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
@@ -540,7 +632,11 @@ fn receive_loop(
                 continue;
             }
         };
-        if !allow.is_empty() && !allowed(&allow, from.ip()) {
+        if filter.own.is(from, &filter.local_ips) {
+            counters.feedback.fetch_add(1, Relaxed);
+            continue;
+        }
+        if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
             counters.refused.fetch_add(1, Relaxed);
             continue;
         }

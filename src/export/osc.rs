@@ -77,6 +77,11 @@ impl Destinations {
         })
     }
 
+    /// The UDP port every export leaves from (the feedback guard recognises it).
+    pub fn local_port(&self) -> u16 {
+        self.socket.local_addr().map_or(0, |a| a.port())
+    }
+
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.list.iter().position(|d| d.cfg.name == name)
     }
