@@ -12,6 +12,7 @@ const USAGE: &str = "\
 usage:
   chopd run CONFIG      run the daemon on CONFIG
   chopd check CONFIG    report every problem of CONFIG as file:line:col (exit 0, or 78)
+  chopd ctl TARGET ...  ask a running daemon over its control port (chopd ctl --help)
   chopd schema          print the JSON Schema of the config
   chopd --version";
 
@@ -54,6 +55,20 @@ fn main() -> ExitCode {
                     println!("{d}");
                 }
                 ExitCode::from(EX_CONFIG)
+            }
+        },
+        ["ctl", rest @ ..] => match daemon::ctl::run(rest) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e @ daemon::ctl::CtlError::Usage(_)) => {
+                eprintln!("chopd ctl: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("chopd ctl: {e}");
+                ExitCode::FAILURE
             }
         },
         ["schema"] => {

@@ -775,3 +775,76 @@ fn the_units_pass_systemd_analyze_verify() {
         );
     }
 }
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("ctl")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn chopd_ctl_shows_status_and_acts() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let extra = r#"
+[[operator]]
+name = "src"
+type = "oscin"
+port = 0
+local_address = "127.0.0.1"
+export = { method = "autoname", root = "op:in" }
+"#;
+    let mut d = Daemon::start(&config(show.port(), stats.port(), extra), &[]);
+    send(d.port("in"), "/a", vec![OscType::Float(0.5)]);
+    show.expect("/show/a", 0.5);
+    send(d.port("src"), "/Gain", vec![OscType::Float(0.5)]);
+    let port = d.control_port().to_string();
+    let (code, out, _) = ctl(&[&port, "ping"]);
+    assert_eq!((code, out.trim()), (0, env!("CARGO_PKG_VERSION")));
+    // The export mapping is built on the frame after the first value: ask until it shows.
+    let deadline = Instant::now() + TIMEOUT;
+    let out = loop {
+        let (code, out, err) = ctl(&[&port, "status"]);
+        assert_eq!(code, 0, "{err}");
+        if out.contains("driven by") || Instant::now() > deadline {
+            break out;
+        }
+    };
+    assert!(out.contains("\nin (oscin)  cooks "), "{out}");
+    assert!(out.contains("\nstats (info)  cooks "), "{out}");
+    assert!(
+        out.contains("    par Gain  (driven by the export of \"src\")"),
+        "{out}"
+    );
+    let (code, out, _) = ctl(&[&port, "json", "in"]);
+    assert_eq!(code, 0);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["operators"][0]["name"], "in");
+    assert_eq!(ctl(&[&port, "reset", "in"]).0, 0);
+    stats.wait_value("/stats/num_channels", |v| v == 0.0);
+    let (code, _, err) = ctl(&[&port, "set", "in", "Gain", "1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("driven by the export of \"src\""), "{err}");
+    let (code, _, err) = ctl(&[&port, "explode"]);
+    assert_eq!(code, 2, "{err}");
+    // A config names its control port.
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fixed = free.local_addr().unwrap().port();
+    drop(free);
+    let cfg = d.dir.write(
+        "fixed.toml",
+        &format!(
+            "[control]\nport = {fixed}\n[[operator]]\nname = \"x\"\ntype = \"info\"\nop = \"/\"\n"
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let (code, _, err) = ctl(&[cfg, "ping"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing listens on 127.0.0.1:"), "{err}");
+}

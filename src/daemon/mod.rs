@@ -7,10 +7,12 @@
 //! control plane to the cook thread, which polls it once per frame and never blocks on it.
 //!
 //! - [`control`]: the OSC control port, its address space and status replies.
+//! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
 //! - [`notify`]: sd_notify and the heartbeat check that feeds the watchdog.
 //! - [`watch`]: polling the config and the files it names.
 
 pub mod control;
+pub mod ctl;
 pub mod notify;
 pub mod watch;
 
@@ -478,6 +480,9 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
         n_ops,
         rate
     );
+    if let Some(wd) = plane.notifier.watchdog() {
+        tracing::info!("systemd watchdog: {:.1} s", wd.as_secs_f64());
+    }
     tracing::info!("ready");
     plane.notifier.ready(&plane.status_line());
 
