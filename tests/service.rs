@@ -1005,3 +1005,38 @@ fn a_stuck_script_stops_feeding_the_watchdog() {
     d.wait_for("the clock has not run a frame for", TIMEOUT)
         .unwrap();
 }
+
+#[test]
+fn a_dead_cook_thread_ends_the_daemon_with_a_failure() {
+    // Exiting lets systemd restart it, instead of a daemon without a clock answering pings.
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let mut d = Daemon::start_env(
+        &config(show.port(), stats.port(), ""),
+        &[],
+        &[("CHOPD_DEBUG_CONTROL", "1")],
+    );
+    Control::new(d.control_port()).ok("/chopd/debug/panic", vec![]);
+    let (status, _) = d.wait_exit(TIMEOUT).expect("did not exit");
+    assert_eq!(status.code(), Some(1));
+    d.wait_for("panic requested over the control port", TIMEOUT)
+        .unwrap();
+    d.wait_for("the cook thread stopped unexpectedly", TIMEOUT)
+        .unwrap();
+}
+
+#[test]
+fn a_taken_control_port_fails_the_start() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = config(show.port(), stats.port(), "")
+        .replace("[control]\nport = 0", &format!("[control]\nport = {port}"));
+    let ns = Notify::at_path();
+    let mut d = Daemon::spawn(&cfg, &[], &[("NOTIFY_SOCKET", &ns.env)]);
+    let (status, _) = d.wait_exit(TIMEOUT).expect("did not exit");
+    assert_eq!(status.code(), Some(1));
+    d.wait_for(&format!("bind control on 127.0.0.1:{port}"), TIMEOUT)
+        .unwrap();
+    // Never announced ready.
+    assert!(ns.next(Duration::from_millis(100)).is_none());
+}

@@ -16,6 +16,7 @@
 //! | `/chopd/op/NAME/pulse/PAR`            | `/chopd/reply ADDRESS`                            |
 //! | `/chopd/op/NAME/par/PAR VALUE`        | `/chopd/reply ADDRESS`                            |
 //! | `/chopd/debug/stall SECONDS`          | only with `CHOPD_DEBUG_CONTROL=1`                 |
+//! | `/chopd/debug/panic`                  | only with `CHOPD_DEBUG_CONTROL=1`                 |
 //!
 //! Any failure: `/chopd/error ADDRESS REASON`. Actions given a single argument 0 do nothing
 //! (a button's release), so press-and-release controllers work. Packets from senders outside
@@ -87,6 +88,7 @@ pub enum Request {
     Pulse(String, String),
     Set(String, String, ParValue),
     Stall(Duration),
+    Panic,
     /// An action released (argument 0): nothing to do.
     Release,
 }
@@ -128,6 +130,7 @@ pub fn parse(m: &OscMessage) -> Result<Request, String> {
             json: true,
         },
         "/reload" => action(Request::Reload),
+        "/debug/panic" => Request::Panic,
         "/debug/stall" => match m.args.as_slice() {
             [a] => match number(a) {
                 Some(s) if s > 0.0 && s.is_finite() => {
@@ -682,12 +685,19 @@ async fn handle(m: &OscMessage, from: SocketAddr, ctx: &Ctx) -> Result<Vec<OscMe
             on_cook(&ctx.cook, move |g| g.set_par_by_hand(&op, &par, value)).await??;
             Ok(ok(addr, vec![]))
         }
+        Request::Stall(_) | Request::Panic if !ctx.debug => {
+            Err("debug requests are off (start chopd with CHOPD_DEBUG_CONTROL=1)".into())
+        }
+        Request::Panic => {
+            tracing::warn!("control: panicking the cook thread on request (from {from})");
+            ctx.cook
+                .try_send(Command::With(Box::new(|_| {
+                    panic!("panic requested over the control port (debug)")
+                })))
+                .map_err(|_| "the cook thread is busy or stopped".to_string())?;
+            Ok(ok(addr, vec![]))
+        }
         Request::Stall(d) => {
-            if !ctx.debug {
-                return Err(
-                    "debug requests are off (start chopd with CHOPD_DEBUG_CONTROL=1)".into(),
-                );
-            }
             tracing::warn!(
                 "control: stalling the cook thread for {:.1} s on request (from {from})",
                 d.as_secs_f64()

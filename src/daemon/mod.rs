@@ -277,6 +277,15 @@ struct Plane<'a> {
     n_ops: usize,
 }
 
+/// Why the control plane's loop ended.
+enum Why {
+    Signal(i32),
+    /// `Shared::stop` was set (in-process use).
+    Requested,
+    /// The cook thread ended on its own: a panic.
+    CookDied,
+}
+
 /// What came of waiting on something while a stop signal may arrive.
 enum Interrupted<T> {
     Done(T),
@@ -498,8 +507,8 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
             let reload_cause: String;
             let mut reply = None;
             tokio::select! {
-                _ = signals.term.recv() => return libc::SIGTERM,
-                _ = signals.int.recv() => return libc::SIGINT,
+                _ = signals.term.recv() => return Why::Signal(libc::SIGTERM),
+                _ = signals.int.recv() => return Why::Signal(libc::SIGINT),
                 _ = signals.hup.recv() => reload_cause = "SIGHUP".into(),
                 Some(ev) = events.recv() => match ev {
                     Event::Reload { cause, reply: r } => {
@@ -509,7 +518,7 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
                 },
                 _ = poll.tick() => {
                     if shared.stop.load(Ordering::Relaxed) {
-                        return 0;
+                        return Why::Requested;
                     }
                     if !(plane.watch && plane.watcher.poll(Instant::now())) {
                         continue;
@@ -517,6 +526,9 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
                     reload_cause = "a watched file changed".into();
                 }
                 _ = health.tick() => {
+                    if thread.is_finished() {
+                        return Why::CookDied;
+                    }
                     // A stalled clock must not be hidden: two frames' time is the least
                     // allowed, whatever the watchdog interval.
                     let frames = Duration::from_secs_f64(2.5 / plane.rate);
@@ -550,20 +562,28 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
                         let _ = r.send(result);
                     }
                 }
-                Interrupted::Stop(sig) => return sig,
+                Interrupted::Stop(sig) => return Why::Signal(sig),
             }
         }
     });
 
-    if stopped_by != 0 {
-        let name = if stopped_by == libc::SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        };
-        tracing::info!("stopping ({name})");
-    } else {
-        tracing::info!("stopping");
+    match stopped_by {
+        Why::Signal(sig) => {
+            let name = if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            tracing::info!("stopping ({name})");
+        }
+        Why::Requested => tracing::info!("stopping"),
+        Why::CookDied => {
+            // A panic on the cook thread has printed its message already. Exiting non-zero
+            // lets systemd restart the service instead of keeping a daemon without a clock.
+            plane.notifier.stopping();
+            let _ = thread.join();
+            return Err(anyhow!("the cook thread stopped unexpectedly (see above)"));
+        }
     }
     plane.notifier.stopping();
     shared.stop.store(true, Ordering::Relaxed);
