@@ -1040,3 +1040,20 @@ fn a_taken_control_port_fails_the_start() {
     // Never announced ready.
     assert!(ns.next(Duration::from_millis(100)).is_none());
 }
+
+#[test]
+fn an_edit_then_sighup_reloads_once() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = config(show.port(), stats.port(), "");
+    let d = Daemon::start(&cfg, &[]);
+    d.rewrite_config(&cfg.replace("rate = 100", "rate = 50"));
+    d.signal(libc::SIGHUP);
+    d.wait_for("reloaded", TIMEOUT).unwrap();
+    // The watcher saw the same edit: it must not reload it again. Give it several polls.
+    assert!(
+        d.wait_for_nth("reload requested", 2, Duration::from_millis(600))
+            .is_none(),
+        "{}",
+        d.log_text()
+    );
+}

@@ -309,6 +309,9 @@ impl Plane<'_> {
     async fn reload(&mut self, cause: &str, signals: &mut Signals) -> Interrupted<ReloadResult> {
         tracing::info!("reload requested ({cause})");
         self.notifier.reloading();
+        // Whatever asked, this reload handles the files as they are now.
+        let seen = self.watcher.look();
+        let mut files = self.watcher.files().to_vec();
         let result = match config::load(self.path) {
             Err(diags) => {
                 let errors: Vec<String> = diags
@@ -329,7 +332,7 @@ impl Plane<'_> {
                 for w in &config.warnings {
                     tracing::warn!("{w}");
                 }
-                let files = watched_files(&config);
+                let new_files = watched_files(&config);
                 let (rate, n_ops, watch, control) = (
                     config.rate,
                     config.operators.len(),
@@ -368,7 +371,7 @@ impl Plane<'_> {
                                 notes.join(", ")
                             }
                         );
-                        self.watcher.set_files(files);
+                        files = new_files;
                         self.rate = rate;
                         self.n_ops = n_ops;
                         self.watch = watch;
@@ -382,6 +385,7 @@ impl Plane<'_> {
                 result
             }
         };
+        self.watcher.reset(files, seen);
         let status = match &result {
             Ok(_) => self.status_line(),
             Err(e) => format!(

@@ -73,21 +73,33 @@ impl Watcher {
         }
     }
 
-    /// Replaces the watched list (after a reload). Files watched before keep the version seen
-    /// before the reload read them, so an edit made during the reload is not missed.
-    pub fn set_files(&mut self, files: Vec<PathBuf>) {
-        let old: HashMap<PathBuf, Option<Stamp>> =
-            self.files.drain(..).zip(self.seen.drain(..)).collect();
+    /// The watched files as they are now, taken before a reload reads them.
+    pub fn look(&self) -> Seen {
+        Seen(self.files.iter().map(|f| (f.clone(), stamp(f))).collect())
+    }
+
+    /// After a reload (whatever its cause and result): watch `files`, taking the versions in
+    /// `seen` as handled. A file edited while the reload ran differs from `seen` and is picked up
+    /// by the next polls; files new to the list are taken as they are now.
+    pub fn reset(&mut self, files: Vec<PathBuf>, seen: Seen) {
         self.seen = files
             .iter()
-            .map(|f| match old.get(f) {
+            .map(|f| match seen.0.get(f) {
                 Some(s) => s.clone(),
                 None => stamp(f),
             })
             .collect();
         self.files = files;
+        self.changed_at = None;
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 }
+
+/// Versions of files at one moment (see [`Watcher::look`]).
+pub struct Seen(HashMap<PathBuf, Option<Stamp>>);
 
 #[cfg(test)]
 mod tests {
@@ -153,16 +165,22 @@ mod tests {
     }
 
     #[test]
-    fn new_list_keeps_what_was_seen() {
+    fn an_edit_during_a_reload_is_not_missed() {
         let d = tmp("list");
         let (a, b) = (d.join("a"), d.join("b"));
         std::fs::write(&a, "1").unwrap();
         std::fs::write(&b, "1").unwrap();
         let mut w = Watcher::new(vec![a.clone()]);
-        // An edit of `a` lands while a reload runs: the new list must still see it.
-        std::fs::write(&a, "22").unwrap();
-        w.set_files(vec![a.clone(), b.clone()]);
         let t = Instant::now();
+        // SIGHUP: the reload reads the files as they are; nothing left to do afterwards.
+        std::fs::write(&a, "22").unwrap();
+        let seen = w.look();
+        w.reset(vec![a.clone(), b.clone()], seen);
+        assert!(!settle(&mut w, t));
+        // An edit of `a` lands while a reload runs: the new list must still see it.
+        let seen = w.look();
+        std::fs::write(&a, "333").unwrap();
+        w.reset(vec![a.clone(), b.clone()], seen);
         assert!(settle(&mut w, t));
         let _ = std::fs::remove_dir_all(&d);
     }
