@@ -79,9 +79,18 @@ impl Daemon {
 
     pub fn start_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Daemon {
         let d = Self::spawn(config, files, env);
-        d.wait_for("ready", TIMEOUT)
-            .unwrap_or_else(|| panic!("chopd did not become ready; log:\n{}", d.log_text()));
-        d
+        // The line whose message is exactly `ready` (others may contain the word: "python
+        // ready …").
+        let mut n = 1;
+        loop {
+            let line = d
+                .wait_for_nth("ready", n, TIMEOUT)
+                .unwrap_or_else(|| panic!("chopd did not become ready; log:\n{}", d.log_text()));
+            if line.trim_end().ends_with(" ready") {
+                return d;
+            }
+            n += 1;
+        }
     }
 
     /// Starts without waiting for `ready` (for tests of failing start-ups).
