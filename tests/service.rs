@@ -536,24 +536,45 @@ fn the_control_port_refuses_senders_outside_its_allow_list() {
 #[test]
 fn a_reload_moves_the_control_port_and_its_allow_list() {
     let (show, stats) = (OscRx::new(), OscRx::new());
-    let cfg = config(show.port(), stats.port(), "");
+    // Reloads are asked over the control port here, so the watcher stays out of it.
+    let cfg =
+        config(show.port(), stats.port(), "").replace("rate = 100", "rate = 100\nwatch = false");
     let d = Daemon::start(&cfg, &[]);
-    let old = d.control_port();
+    let old = Control::new(d.control_port());
     let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let new_port = free.local_addr().unwrap().port();
     drop(free);
-    d.rewrite_config(&cfg.replace(
+    let moved = cfg.replace(
         "[control]\nport = 0",
         &format!("[control]\nport = {new_port}"),
-    ));
-    d.wait_for("reloaded", TIMEOUT).unwrap();
+    );
+    d.rewrite_config(&moved);
+    // The reload that moves the port is still answered through the old one.
+    assert_eq!(
+        old.ok("/chopd/reload", vec![]),
+        vec![OscType::String("nothing changed".into())]
+    );
+    d.wait_for_nth("bound control on", 2, TIMEOUT).unwrap();
     assert_eq!(d.control_port(), new_port);
-    Control::new(new_port).ok("/chopd/ping", vec![]);
-    let gone = Control::new(old);
-    gone.send("/chopd/ping", vec![]);
-    assert!(gone
+    let new = Control::new(new_port);
+    new.ok("/chopd/ping", vec![]);
+    old.send("/chopd/ping", vec![]);
+    assert!(old
         .replies("/chopd/ping", Duration::from_millis(300))
         .is_none());
+
+    // Same address, another allow-list: the port stays, who may use it changes.
+    d.rewrite_config(&moved.replace(
+        &format!("port = {new_port}"),
+        &format!("port = {new_port}\nallow = [\"127.0.0.2/32\"]"),
+    ));
+    new.ok("/chopd/reload", vec![]);
+    new.send("/chopd/ping", vec![]);
+    assert!(new
+        .replies("/chopd/ping", Duration::from_millis(300))
+        .is_none());
+    Control::from_ip("127.0.0.2", new_port).ok("/chopd/ping", vec![]);
+    assert_eq!(d.count("bound control on"), 2);
 }
 
 #[test]

@@ -521,12 +521,22 @@ impl Limited {
     }
 }
 
-/// Serves the control port until the task is dropped.
-pub async fn serve(sock: UdpSocket, allow: watch::Receiver<Vec<Cidr>>, ctx: Ctx) {
+/// Serves the control port until `close` fires (or its sender is dropped). A request being
+/// handled is answered first: a reload that moves the port still replies through the old one.
+pub async fn serve(
+    sock: UdpSocket,
+    allow: watch::Receiver<Vec<Cidr>>,
+    ctx: Ctx,
+    mut close: oneshot::Receiver<()>,
+) {
     let mut buf = vec![0u8; 65_536];
     let (mut refused, mut malformed, mut failed) = (Limited::new(), Limited::new(), Limited::new());
     loop {
-        let (n, from) = match sock.recv_from(&mut buf).await {
+        let received = tokio::select! {
+            r = sock.recv_from(&mut buf) => r,
+            _ = &mut close => return,
+        };
+        let (n, from) = match received {
             Ok(r) => r,
             Err(e) => {
                 // ICMP errors of earlier replies surface here on Linux; nothing to do.

@@ -235,12 +235,13 @@ impl Signals {
     }
 }
 
-/// The running control port: its socket task and its allow-list (changeable on reload).
+/// The running control port: its allow-list (changeable on reload) and the trigger that closes
+/// it. Dropping it closes the port once the request in hand, if any, is answered.
 struct ControlPort {
     cfg: ControlConfig,
     local: SocketAddr,
     allow: tokio::sync::watch::Sender<Vec<Cidr>>,
-    task: tokio::task::JoinHandle<()>,
+    _close: oneshot::Sender<()>,
 }
 
 impl ControlPort {
@@ -248,19 +249,14 @@ impl ControlPort {
         let sock = control::bind(cfg)?;
         let local = sock.local_addr()?;
         let (allow, allow_rx) = tokio::sync::watch::channel(cfg.allow.clone());
-        let task = tokio::spawn(control::serve(sock, allow_rx, ctx));
+        let (close, close_rx) = oneshot::channel();
+        tokio::spawn(control::serve(sock, allow_rx, ctx, close_rx));
         Ok(ControlPort {
             cfg: cfg.clone(),
             local,
             allow,
-            task,
+            _close: close,
         })
-    }
-}
-
-impl Drop for ControlPort {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
