@@ -221,6 +221,18 @@ impl Graph {
         }
     }
 
+    /// What listens where: `oscin "faders" on 0.0.0.0:9000`, one entry per bound operator.
+    pub fn bound(&self) -> Vec<String> {
+        self.ops
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(op, n)| {
+                op.bound()
+                    .map(|a| format!("{} \"{}\" on {a}", n.kind, n.name))
+            })
+            .collect()
+    }
+
     pub fn nodes(&self) -> &[NodeState] {
         &self.nodes
     }

@@ -197,6 +197,11 @@ pub trait Operator {
         Vec::new()
     }
 
+    /// The network address this operator listens on, if any (for the start line).
+    fn bound(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
     /// Resets the operator (`reset_channels`-style: drop channels, clear state).
     fn reset(&mut self) {}
 

@@ -509,6 +509,10 @@ impl Operator for OscInOp {
         ]);
     }
 
+    fn bound(&self) -> Option<SocketAddr> {
+        Some(self.local)
+    }
+
     fn pulse_par(&mut self, name: &str) -> Result<(), String> {
         match name {
             "reset_channels" | "resetchannels" => self.reset(),

@@ -106,13 +106,15 @@ fn cook_thread(
     ready: Sender<Result<Vec<String>, Vec<String>>>,
     shared: Shared,
 ) {
-    let (mut graph, notes) = match Graph::build(&config, None) {
+    let (mut graph, mut notes) = match Graph::build(&config, None) {
         Ok(g) => g,
         Err(rejected) => {
             let _ = ready.send(Err(rejected.errors));
             return;
         }
     };
+    // The last note lists the bound addresses, for the start line.
+    notes.push(graph.bound().join(", "));
     let mut clock = Clock::new(config.rate);
     let mut ready = Some((ready, notes));
     let mut last_stats = Instant::now();
@@ -447,7 +449,8 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
     let watch = config.watch;
     let files = watched_files(&config);
     let (rate, n_ops, control_cfg) = (config.rate, config.operators.len(), config.control.clone());
-    let (cook, thread, notes) = start(config, shared.clone())?;
+    let (cook, thread, mut notes) = start(config, shared.clone())?;
+    let mut listening = notes.pop().unwrap_or_default();
     for n in &notes {
         tracing::debug!("{n}");
     }
@@ -482,12 +485,24 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
         rate,
         n_ops,
     };
+    if let Some(c) = &plane.control {
+        if !listening.is_empty() {
+            listening.push_str(", ");
+        }
+        listening.push_str(&format!("control on {}", c.local));
+    }
     tracing::info!(
-        "chopd {} running {} ({} operators, {} fps)",
+        "chopd {} running {} ({} operators, {} fps){}{}",
         env!("CARGO_PKG_VERSION"),
         path.display(),
         n_ops,
-        rate
+        rate,
+        if listening.is_empty() {
+            ""
+        } else {
+            "; listening: "
+        },
+        listening
     );
     if let Some(wd) = plane.notifier.watchdog() {
         tracing::info!("systemd watchdog: {:.1} s", wd.as_secs_f64());
