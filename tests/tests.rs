@@ -1,4 +1,5 @@
 mod core;
 mod hardening;
 mod midi;
+mod service;
 mod util;

@@ -171,11 +171,13 @@ impl Decoder {
                             continue;
                         }
                     };
+                    // Narrow first: a finite double such as 1e300 is infinite as f32.
+                    let v = v as f32;
                     if !v.is_finite() {
                         counters.nonfinite.fetch_add(1, Relaxed);
                         continue;
                     }
-                    values.push(v as f32);
+                    values.push(v);
                 }
                 if !values.is_empty() {
                     emit(Update { name, values });
@@ -212,7 +214,7 @@ impl Decoder {
 /// element size must be a positive multiple of 4 that fits, the sizes must add up to the whole,
 /// and nesting must stay within `MAX_BUNDLE_DEPTH`. rosc accepts an element that overruns the
 /// packet as an empty bundle; a show network's truncated packet must count as malformed.
-fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
+pub(crate) fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
     if !bytes.starts_with(b"#bundle\0") {
         return true;
     }
@@ -507,6 +509,10 @@ impl Operator for OscInOp {
         ]);
     }
 
+    fn bound(&self) -> Option<SocketAddr> {
+        Some(self.local)
+    }
+
     fn pulse_par(&mut self, name: &str) -> Result<(), String> {
         match name {
             "reset_channels" | "resetchannels" => self.reset(),
@@ -761,6 +767,27 @@ mod tests {
         let names: Vec<&str> = u.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(c.messages.load(Relaxed), 2);
+    }
+
+    /// Found by fuzzing (fuzz/artifacts/osc_packet): a finite double beyond f32's range became
+    /// an infinite channel value.
+    #[test]
+    fn double_beyond_f32_range_is_not_a_value() {
+        let d = decoder("*", 0);
+        let (u, c) = run(
+            &d,
+            &msg("/x", vec![OscType::Double(1e300), OscType::Double(-2.5)]),
+        );
+        assert_eq!(u[0].values, vec![-2.5]);
+        assert_eq!(c.nonfinite.load(Relaxed), 1);
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fuzz/osc-double-overflows-f32.bin"
+        ))
+        .unwrap();
+        d.decode(&bytes, &c, |u| {
+            assert!(u.values.iter().all(|v| v.is_finite()))
+        });
     }
 
     #[test]
