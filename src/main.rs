@@ -26,8 +26,11 @@ fn main() -> ExitCode {
         ["run", path] => {
             chopd::logging::init();
             let result = daemon::run(&PathBuf::from(path), Shared::default());
-            // MIDI In closes its MIDI clients on threads of its own: let them finish.
-            chopd::chop::midiin::close_all(std::time::Duration::from_millis(500));
+            if result.is_ok() {
+                // A clean stop dropped the graph: MIDI In closes its MIDI clients on threads of
+                // its own; let them finish (bounded).
+                chopd::chop::midiin::close_all(std::time::Duration::from_millis(500));
+            }
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) if e.is::<ConfigRejected>() => {
