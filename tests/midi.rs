@@ -398,6 +398,119 @@ export = {{ root = "info" }}
         assert!(d.stop().success());
     }
 
+    /// A JACK server of this test's own (`jackd -n NAME`), stopped by PID on drop.
+    struct Server {
+        name: String,
+        jackd: Option<std::process::Child>,
+    }
+
+    impl Server {
+        fn start(name: &str) -> Server {
+            let mut s = Server {
+                name: name.to_string(),
+                jackd: None,
+            };
+            s.restart();
+            s
+        }
+
+        fn restart(&mut self) {
+            let jackd = std::process::Command::new("jackd")
+                .args([
+                    "-n", &self.name, "-R", "-P", "70", "-d", "dummy", "-r", "48000", "-p", "64",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start jackd (install jackd2)");
+            self.jackd = Some(jackd);
+            let up = std::process::Command::new("jack_wait")
+                .args(["-s", &self.name, "-w", "-t", "10"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("run jack_wait");
+            assert!(up.success(), "jackd -n {} did not come up", self.name);
+        }
+
+        fn stop(&mut self) {
+            if let Some(mut j) = self.jackd.take() {
+                // SAFETY: kill(2) on the PID of the jackd this test started.
+                unsafe {
+                    libc::kill(j.id() as i32, libc::SIGTERM);
+                }
+                let _ = j.wait();
+            }
+        }
+
+        /// `jack_midiseq` on this server: note 60 on for 1/4 s every 1/2 s, on port `seq:out`.
+        fn sequencer(&self) -> Child {
+            Child(
+                std::process::Command::new("jack_midiseq")
+                    .args(["seq", "24000", "0", "60", "12000"])
+                    .env("JACK_DEFAULT_SERVER", &self.name)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start jack_midiseq (jackd2's example clients)"),
+            )
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    /// A child process killed (by PID) on drop.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The JACK server stops (every client of ours dies with it) and starts again: MIDI In says
+    /// MIDI is unavailable, then reconnects by itself.
+    #[test]
+    fn follows_a_jack_server_restart() {
+        let _serial = serial();
+        let mut server = Server::start(&unique("server"));
+        let seq = server.sequencer();
+        let rx = OscRx::new();
+        let env = [("JACK_DEFAULT_SERVER", server.name.as_str())];
+        let mut d = Daemon::start_env(&config(rx.port(), "seq:out", ""), &[], &env);
+        rx.expect("/info/connected", 1.0);
+        rx.expect("/show/ch1n60", 64.0 / 127.0);
+
+        drop(seq);
+        server.stop();
+        expect_all(
+            &rx,
+            &[("/info/connected", 0.0), ("/info/midi_available", 0.0)],
+        );
+        d.wait_for("the JACK server shut down", TIMEOUT).unwrap();
+
+        server.restart();
+        let _seq = server.sequencer();
+        expect_all(
+            &rx,
+            &[
+                ("/info/midi_available", 1.0),
+                ("/info/connected", 1.0),
+                ("/info/reconnects", 1.0),
+            ],
+        );
+        // The loop plays on: its next note comes through the new connection.
+        rx.until(TIMEOUT, |m| {
+            m.addr == "/show/ch1n60" && float(&m.args[0]) > 0.0
+        });
+        assert!(d.stop().success());
+    }
+
     #[test]
     fn a_required_device_that_is_missing_fails_the_start() {
         let _serial = serial();
