@@ -5,6 +5,14 @@
 //! Everything here that touches the MIDI system runs on the scanner thread (or once at
 //! construction): the cook thread only sees atomics and the event queue.
 //!
+//! # Hot-plug
+//! midir reports no disconnects, so the scanner polls the port list every `scan_ms`. Under ALSA
+//! a connection is a midir connection (one sequencer client each) and is dropped when its port
+//! leaves the list. Under JACK the operator owns one virtual input port for its life and the
+//! scanner connects the matched source to it; the connection itself is checked on every scan, so
+//! a port replaced under the same name between two scans is reconnected too, and a JACK server
+//! that shuts down (all our clients die with it) is reopened when it is back (see `jack.rs`).
+//!
 //! # Matching a device
 //! Port names contain spaces (`Launch Control XL:Launch Control XL MIDI 1 20:0` under ALSA,
 //! `client:port` under JACK), while patterns are space-separated term lists. The `device` string
