@@ -7,6 +7,7 @@
 pub mod data;
 pub mod info;
 pub mod oscin;
+pub mod script;
 
 pub use data::{match_rates, sanitize_name, ChopData, RateMismatch, SrSelect};
 
