@@ -111,12 +111,9 @@ impl Pattern {
 
     /// True when the pattern has no wildcard at all, so it can only match its own text.
     pub fn is_literal(&self) -> bool {
-        self.terms.iter().all(|t| {
-            !t.exclude
-                && t.tokens
-                    .iter()
-                    .all(|tok| matches!(tok, Token::Literal(_)))
-        })
+        self.terms
+            .iter()
+            .all(|t| !t.exclude && t.tokens.iter().all(|tok| matches!(tok, Token::Literal(_))))
     }
 }
 
@@ -167,7 +164,9 @@ fn compile_bracket(inner: &str, term: &str) -> Result<Token, PatternError> {
     if numeric {
         let mut ranges = Vec::new();
         for part in inner.split(',') {
-            ranges.push(parse_int_range(part).map_err(|why| PatternError::BadRange(inner.into(), why))?);
+            ranges.push(
+                parse_int_range(part).map_err(|why| PatternError::BadRange(inner.into(), why))?,
+            );
         }
         return Ok(Token::Ints(ranges));
     }

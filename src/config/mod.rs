@@ -18,8 +18,8 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-pub use diag::{Diagnostic, Severity};
 use diag::{suggestion, Diagnostics};
+pub use diag::{Diagnostic, Severity};
 
 use crate::chop::SrSelect;
 use crate::pattern::Pattern;
@@ -319,10 +319,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
 pub fn check_str(path: &Path, src: &str) -> Result<Config, Vec<Diagnostic>> {
     let label = path.display().to_string();
     let mut d = Diagnostics::new(&label, src);
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let config = Checker {
         d: &mut d,
         dir: &dir,
@@ -357,16 +354,44 @@ fn de<'i, T: Deserialize<'i>>(
         Ok(v) => Some(v),
         Err(e) => {
             let at = e.span().unwrap_or(span);
-            d.error(at, render_serde_error(e.message(), what, extra_keys));
+            let key = key_at(d.src(), at.start);
+            d.error(at, render_serde_error(e.message(), what, key, extra_keys));
             None
         }
     }
 }
 
+/// The key of the `key = value` line whose value starts at byte `at`, if there is one.
+fn key_at(src: &str, at: usize) -> Option<&str> {
+    let line_start = src[..at.min(src.len())].rfind('\n').map_or(0, |i| i + 1);
+    let before = &src[line_start..at.min(src.len())];
+    let (key, _) = before.rsplit_once('=')?;
+    let key = key.rsplit([',', '{']).next()?.trim().trim_matches('"');
+    (!key.is_empty()).then_some(key)
+}
+
 /// serde says "unknown field `prot`, expected one of `port`, …"; we say which key, where, and
 /// suggest the closest known one.
-fn render_serde_error(msg: &str, what: &str, extra_keys: &[&str]) -> String {
+fn render_serde_error(msg: &str, what: &str, key: Option<&str>, extra_keys: &[&str]) -> String {
     let msg = msg.trim_end();
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            let expected = match expected {
+                "f64" | "f32" => "a number",
+                "i64" | "u16" | "u32" | "u64" | "usize" => "a whole number",
+                "u8" => "a whole number 0–255",
+                other => other,
+            };
+            return match key {
+                Some(k) if k == what => format!("\"{k}\" must be {expected} (found {found})"),
+                Some(k) => format!("\"{k}\" in {what} must be {expected} (found {found})"),
+                None => format!("{what} must be {expected} (found {found})"),
+            };
+        }
+    }
+    if let (Some(k), Some(rest)) = (key, msg.strip_prefix("invalid value: ")) {
+        return format!("\"{k}\" in {what}: invalid value {rest}");
+    }
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((key, tail)) = rest.split_once('`') {
             let mut known: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
@@ -380,8 +405,9 @@ fn render_serde_error(msg: &str, what: &str, extra_keys: &[&str]) -> String {
     if let Some(rest) = msg.strip_prefix("unknown variant `") {
         if let Some((val, tail)) = rest.split_once('`') {
             let known: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+            let place = key.map_or(String::new(), |k| format!("\"{k}\" in "));
             return format!(
-                "unknown value \"{val}\" in {what}; expected one of {}",
+                "{place}{what}: unknown value \"{val}\"; expected one of {}",
                 known
                     .iter()
                     .map(|k| format!("\"{k}\""))
@@ -405,7 +431,8 @@ impl<'a, 's> Checker<'a, 's> {
             Ok(t) => t,
             Err(e) => {
                 let at = e.span().unwrap_or(0..0);
-                self.d.error(at, format!("TOML syntax: {}", e.message().trim_end()));
+                self.d
+                    .error(at, format!("TOML syntax: {}", e.message().trim_end()));
                 return None;
             }
         };
@@ -429,16 +456,17 @@ impl<'a, 's> Checker<'a, 's> {
                         if (1.0..=1000.0).contains(&r) {
                             config.rate = r;
                         } else {
-                            self.d
-                                .error(span, format!("rate {r} is out of range (1 to 1000 frames per second)"));
+                            self.d.error(
+                                span,
+                                format!("rate {r} is out of range (1 to 1000 frames per second)"),
+                            );
                         }
                     }
                 }
                 "max_slice_ms" => {
                     if let Some(ms) = de::<i64>(self.d, value, "max_slice_ms", &[]) {
-                        match self.ranged(span, "max_slice_ms", ms, 1, 10_000) {
-                            Some(ms) => config.max_slice = Duration::from_millis(ms as u64),
-                            None => {}
+                        if let Some(ms) = self.ranged(span, "max_slice_ms", ms, 1, 10_000) {
+                            config.max_slice = Duration::from_millis(ms as u64);
                         }
                     }
                 }
@@ -454,19 +482,17 @@ impl<'a, 's> Checker<'a, 's> {
                 }
                 "python" => {
                     if let Some(p) = de::<raw::Python>(self.d, value, "[python]", &[]) {
-                        config.python_path = p
-                            .path
-                            .iter()
-                            .map(|s| self.dir.join(s.get_ref()))
-                            .collect();
+                        config.python_path =
+                            p.path.iter().map(|s| self.dir.join(s.get_ref())).collect();
                     }
                 }
                 "destinations" => self.destinations(value, &mut config.destinations),
                 "operator" => match value.into_inner() {
                     DeValue::Array(items) => ops_raw.extend(items),
-                    _ => self
-                        .d
-                        .error(span, "\"operator\" must be an array of tables: write [[operator]]"),
+                    _ => self.d.error(
+                        span,
+                        "\"operator\" must be an array of tables: write [[operator]]",
+                    ),
                 },
                 other => {
                     let key_span = key.span();
@@ -492,7 +518,14 @@ impl<'a, 's> Checker<'a, 's> {
         Some(config)
     }
 
-    fn ranged(&mut self, span: std::ops::Range<usize>, what: &str, v: i64, lo: i64, hi: i64) -> Option<i64> {
+    fn ranged(
+        &mut self,
+        span: std::ops::Range<usize>,
+        what: &str,
+        v: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Option<i64> {
         if (lo..=hi).contains(&v) {
             Some(v)
         } else {
@@ -500,6 +533,20 @@ impl<'a, 's> Checker<'a, 's> {
                 .error(span, format!("{what} = {v} is out of range ({lo} to {hi})"));
             None
         }
+    }
+
+    /// An optional integer key within `lo..=hi`, or `default` (absent or reported as bad).
+    fn ranged_or(
+        &mut self,
+        v: &Option<Spanned<i64>>,
+        what: &str,
+        lo: i64,
+        hi: i64,
+        default: i64,
+    ) -> i64 {
+        v.as_ref()
+            .and_then(|v| self.ranged(v.span(), what, *v.get_ref(), lo, hi))
+            .unwrap_or(default)
     }
 
     fn cidrs(&mut self, list: &[Spanned<String>]) -> Vec<Cidr> {
@@ -529,8 +576,10 @@ impl<'a, 's> Checker<'a, 's> {
             Some(a) => match a.get_ref().parse::<IpAddr>() {
                 Ok(ip) => ip,
                 Err(_) => {
-                    self.d
-                        .error(a.span(), format!("\"{}\" is not an IP address", a.get_ref()));
+                    self.d.error(
+                        a.span(),
+                        format!("\"{}\" is not an IP address", a.get_ref()),
+                    );
                     return None;
                 }
             },
@@ -549,11 +598,17 @@ impl<'a, 's> Checker<'a, 's> {
         })
     }
 
-    fn destinations(&mut self, value: Spanned<DeValue<'s>>, out: &mut BTreeMap<String, Destination>) {
+    fn destinations(
+        &mut self,
+        value: Spanned<DeValue<'s>>,
+        out: &mut BTreeMap<String, Destination>,
+    ) {
         let span = value.span();
         let DeValue::Table(table) = value.into_inner() else {
-            self.d
-                .error(span, "\"destinations\" must be a table: write [destinations.NAME]");
+            self.d.error(
+                span,
+                "\"destinations\" must be a table: write [destinations.NAME]",
+            );
             return;
         };
         for (name, value) in table {
@@ -584,7 +639,8 @@ impl<'a, 's> Checker<'a, 's> {
                     .map(|v| Duration::from_millis(v as u64))
             });
             if *r.port.get_ref() == 0 {
-                self.d.error(r.port.span(), "destination port must not be 0");
+                self.d
+                    .error(r.port.span(), "destination port must not be 0");
             }
             out.insert(
                 name.clone(),
@@ -686,14 +742,15 @@ impl<'a, 's> Checker<'a, 's> {
                 return None;
             }
         };
-        let scope = match &common.scope {
-            Some(s) => self.pattern(s)?,
-            None => Pattern::all(),
-        };
+        let scope = common
+            .scope
+            .as_ref()
+            .and_then(|s| self.pattern(s))
+            .unwrap_or_else(Pattern::all);
         let export = match &common.export {
             Some(e) => {
                 refs.export_root = Some(e.get_ref().root.span());
-                Some(self.export(e.get_ref())?)
+                self.export(e.get_ref())
             }
             None => None,
         };
@@ -716,12 +773,15 @@ impl<'a, 's> Checker<'a, 's> {
             Some(a) => match a.get_ref().parse::<IpAddr>() {
                 Ok(ip) => ip,
                 Err(_) => {
-                    self.d
-                        .error(a.span(), format!("\"{}\" is not an IP address", a.get_ref()));
+                    self.d.error(
+                        a.span(),
+                        format!("\"{}\" is not an IP address", a.get_ref()),
+                    );
                     return None;
                 }
             },
-            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            // Dual-stack by default: `oscsend localhost …` may arrive over IPv6.
+            None => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
         let multicast = match &r.multicast {
             Some(g) => match g.get_ref().parse::<Ipv4Addr>() {
@@ -744,64 +804,75 @@ impl<'a, 's> Checker<'a, 's> {
                 _ => {
                     self.d.error(
                         g.span(),
-                        format!("\"{}\" is not an IPv4 multicast group (224.0.0.0/4)", g.get_ref()),
+                        format!(
+                            "\"{}\" is not an IPv4 multicast group (224.0.0.0/4)",
+                            g.get_ref()
+                        ),
                     );
                     return None;
                 }
             },
             None => None,
         };
-        let address_scope = match &r.address_scope {
-            Some(s) => self.pattern(s)?,
-            None => Pattern::all(),
-        };
-        let strip_segments = match &r.strip_segments {
-            Some(s) => self.ranged(s.span(), "strip_segments", *s.get_ref(), 0, 64)? as usize,
-            None => 0,
-        };
-        let receive_buffer = match &r.receive_buffer {
-            Some(s) => self.ranged(s.span(), "receive_buffer", *s.get_ref(), 4096, 1 << 30)? as usize,
-            None => DEFAULT_RECEIVE_BUFFER,
-        };
-        let max_channels = match &r.max_channels {
-            Some(s) => self.ranged(s.span(), "max_channels", *s.get_ref(), 1, 1_000_000)? as usize,
-            None => DEFAULT_MAX_CHANNELS,
-        };
+        // A bad field is reported and replaced by its default, so the operator still takes part
+        // in the whole-graph checks (ports, names); the config is rejected anyway.
+        let address_scope = r
+            .address_scope
+            .as_ref()
+            .and_then(|s| self.pattern(s))
+            .unwrap_or_else(Pattern::all);
+        let strip_segments = self.ranged_or(&r.strip_segments, "strip_segments", 0, 64, 0) as usize;
+        let receive_buffer = self.ranged_or(
+            &r.receive_buffer,
+            "receive_buffer",
+            4096,
+            1 << 30,
+            DEFAULT_RECEIVE_BUFFER as i64,
+        ) as usize;
+        let max_channels = self.ranged_or(
+            &r.max_channels,
+            "max_channels",
+            1,
+            1_000_000,
+            DEFAULT_MAX_CHANNELS as i64,
+        ) as usize;
         Some(OscInConfig {
             bind: SocketAddr::new(ip, *r.port.get_ref()),
             multicast,
             address_scope,
             strip_segments,
             queued: r.queued.unwrap_or(false),
-            allow: r.allow.as_deref().map(|l| self.cidrs(l)).unwrap_or_default(),
+            allow: r
+                .allow
+                .as_deref()
+                .map(|l| self.cidrs(l))
+                .unwrap_or_default(),
             receive_buffer,
             max_channels,
         })
     }
 
     fn midiin(&mut self, r: raw::MidiIn) -> Option<MidiInConfig> {
-        let device = self.pattern(&r.device)?;
+        let device = self.pattern(&r.device).unwrap_or_else(Pattern::all);
         let channels = match &r.channel {
-            Some(c) => match parse_midi_channels(c.get_ref()) {
-                Ok(ch) => ch,
-                Err(e) => {
-                    self.d.error(c.span(), e);
-                    return None;
-                }
-            },
+            Some(c) => parse_midi_channels(c.get_ref()).unwrap_or_else(|e| {
+                self.d.error(c.span(), e);
+                [true; 16]
+            }),
             None => [true; 16],
         };
         let mut highres = Vec::new();
         for h in r.highres.iter().flatten() {
-            highres.push(self.ranged(h.span(), "highres controller", *h.get_ref(), 0, 31)? as u8);
+            if let Some(c) = self.ranged(h.span(), "highres controller", *h.get_ref(), 0, 31) {
+                highres.push(c as u8);
+            }
         }
-        let scan = match &r.scan_ms {
-            Some(s) => Duration::from_millis(self.ranged(s.span(), "scan_ms", *s.get_ref(), 50, 60_000)? as u64),
-            None => Duration::from_millis(500),
-        };
+        let scan =
+            Duration::from_millis(self.ranged_or(&r.scan_ms, "scan_ms", 50, 60_000, 500) as u64);
         let name = |s: &Option<Spanned<String>>, default: &str| {
-            s.as_ref()
-                .map_or(default.to_string(), |s| crate::chop::sanitize_name(s.get_ref()))
+            s.as_ref().map_or(default.to_string(), |s| {
+                crate::chop::sanitize_name(s.get_ref())
+            })
         };
         Some(MidiInConfig {
             device,
@@ -830,10 +901,13 @@ impl<'a, 's> Checker<'a, 's> {
                 format!("callbacks file \"{}\" does not exist", callbacks.display()),
             );
         }
-        let cook_budget = match &r.cook_budget_ms {
-            Some(s) => Duration::from_millis(self.ranged(s.span(), "cook_budget_ms", *s.get_ref(), 1, 60_000)? as u64),
-            None => Duration::from_millis(1000),
-        };
+        let cook_budget = Duration::from_millis(self.ranged_or(
+            &r.cook_budget_ms,
+            "cook_budget_ms",
+            1,
+            60_000,
+            1000,
+        ) as u64);
         let mut pars = Vec::new();
         if let Some(t) = &r.pars {
             for (k, v) in t.get_ref() {
@@ -842,8 +916,19 @@ impl<'a, 's> Checker<'a, 's> {
                     toml::Value::Float(f) => ParInit::Float(*f),
                     toml::Value::Boolean(b) => ParInit::Float(f64::from(u8::from(*b))),
                     toml::Value::String(s) => ParInit::Str(s.clone()),
-                    toml::Value::Array(a) if a.iter().all(|x| x.as_float().or(x.as_integer().map(|i| i as f64)).is_some()) => {
-                        ParInit::Floats(a.iter().map(|x| x.as_float().unwrap_or_else(|| x.as_integer().unwrap_or(0) as f64)).collect())
+                    toml::Value::Array(a)
+                        if a.iter().all(|x| {
+                            x.as_float().or(x.as_integer().map(|i| i as f64)).is_some()
+                        }) =>
+                    {
+                        ParInit::Floats(
+                            a.iter()
+                                .map(|x| {
+                                    x.as_float()
+                                        .unwrap_or_else(|| x.as_integer().unwrap_or(0) as f64)
+                                })
+                                .collect(),
+                        )
                     }
                     _ => {
                         self.d.error(
@@ -871,7 +956,10 @@ impl<'a, 's> Checker<'a, 's> {
             Some(name) => ExportRoot::Op(name.trim_start_matches('/').to_string()),
             None => ExportRoot::Destination(root_s.clone()),
         };
-        let method_s = e.method.as_ref().map_or("autoname", |m| m.get_ref().as_str());
+        let method_s = e
+            .method
+            .as_ref()
+            .map_or("autoname", |m| m.get_ref().as_str());
         let table = |me: &mut Self| -> Option<ExportTable> {
             let Some(t) = &e.table else {
                 me.d.error(
@@ -890,7 +978,10 @@ impl<'a, 's> Checker<'a, 's> {
                     }
                 },
                 Err(err) => {
-                    me.d.error(t.span(), format!("cannot read export table \"{}\": {err}", file.display()));
+                    me.d.error(
+                        t.span(),
+                        format!("cannot read export table \"{}\": {err}", file.display()),
+                    );
                     None
                 }
             }
@@ -931,7 +1022,10 @@ impl<'a, 's> Checker<'a, 's> {
                 let (line, _) = diag::line_col(self.src(), spans[first].name.start);
                 self.d.error(
                     spans[i].name.clone(),
-                    format!("duplicate operator name \"{}\" (first defined on line {line})", op.name),
+                    format!(
+                        "duplicate operator name \"{}\" (first defined on line {line})",
+                        op.name
+                    ),
                 );
             } else {
                 index.insert(&op.name, i);
@@ -979,7 +1073,8 @@ impl<'a, 's> Checker<'a, 's> {
             if let (Some(export), Some(root_span)) = (&op.export, spans[i].export_root.clone()) {
                 match &export.root {
                     ExportRoot::Destination(d) if !config.destinations.contains_key(d) => {
-                        let known: Vec<&str> = config.destinations.keys().map(String::as_str).collect();
+                        let known: Vec<&str> =
+                            config.destinations.keys().map(String::as_str).collect();
                         self.d.error(
                             root_span,
                             format!(
@@ -988,7 +1083,9 @@ impl<'a, 's> Checker<'a, 's> {
                             ),
                         );
                     }
-                    ExportRoot::Op(name) if !name.is_empty() && !index.contains_key(name.as_str()) => {
+                    ExportRoot::Op(name)
+                        if !name.is_empty() && !index.contains_key(name.as_str()) =>
+                    {
                         self.d.error(
                             root_span,
                             format!(
@@ -1005,7 +1102,11 @@ impl<'a, 's> Checker<'a, 's> {
             let path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
             self.d.error(
                 spans[cycle[0]].name.clone(),
-                format!("operators form a cycle: {} -> {}", path.join(" -> "), path[0]),
+                format!(
+                    "operators form a cycle: {} -> {}",
+                    path.join(" -> "),
+                    path[0]
+                ),
             );
         }
         // Two operators on one UDP port (and the control port) cannot both bind.
@@ -1026,10 +1127,13 @@ impl<'a, 's> Checker<'a, 's> {
                 } else {
                     ports.insert(port, i);
                 }
-                if config.control.as_ref().is_some_and(|c| c.addr.port() == port) {
+                if config
+                    .control
+                    .as_ref()
+                    .is_some_and(|c| c.addr.port() == port)
+                {
                     if let Some(s) = spans[i].port.clone() {
-                        self.d
-                            .error(s, format!("port {port} is the control port"));
+                        self.d.error(s, format!("port {port} is the control port"));
                     }
                 }
                 // Feedback guard: exporting into our own input makes a loop.
@@ -1087,7 +1191,12 @@ fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
         Open,
         Done,
     }
-    fn visit(i: usize, edges: &[Vec<usize>], marks: &mut [Mark], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        i: usize,
+        edges: &[Vec<usize>],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         marks[i] = Mark::Open;
         stack.push(i);
         for &j in &edges[i] {
@@ -1095,8 +1204,15 @@ fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
                 Mark::Open => {
                     let at = stack.iter().position(|&s| s == j).unwrap_or(0);
                     let mut cycle: Vec<usize> = stack[at..].to_vec();
-                    // Print in dataflow order: input first.
+                    // Print in dataflow order (input first), starting at the operator written
+                    // first in the file.
                     cycle.reverse();
+                    let first = cycle
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, &n)| n)
+                        .map_or(0, |(k, _)| k);
+                    cycle.rotate_left(first);
                     return Some(cycle);
                 }
                 Mark::New => {
@@ -1155,7 +1271,10 @@ pub fn parse_export_table(text: &str, by_index: bool) -> Result<Vec<ExportRow>, 
     let Some((_, header)) = lines.next() else {
         return Err("empty table (needs a header: chan,path,parameter[,enable])".into());
     };
-    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+    let cols: Vec<String> = header
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
     let col = |name: &str| cols.iter().position(|c| c == name);
     let (Some(ci), Some(pi), Some(ri)) = (col("chan"), col("path"), col("parameter")) else {
         return Err(format!(
@@ -1170,17 +1289,17 @@ pub fn parse_export_table(text: &str, by_index: bool) -> Result<Vec<ExportRow>, 
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let cell = |i: usize| cells.get(i).copied().unwrap_or("");
         let chan = cell(ci);
-        let chan = if by_index {
-            ChanRef::Index(
-                chan.parse()
-                    .map_err(|_| format!("line {}: chan \"{chan}\" is not a channel index", n + 1))?,
-            )
-        } else {
-            if chan.is_empty() {
-                return Err(format!("line {}: empty chan", n + 1));
-            }
-            ChanRef::Name(chan.to_string())
-        };
+        let chan =
+            if by_index {
+                ChanRef::Index(chan.parse().map_err(|_| {
+                    format!("line {}: chan \"{chan}\" is not a channel index", n + 1)
+                })?)
+            } else {
+                if chan.is_empty() {
+                    return Err(format!("line {}: empty chan", n + 1));
+                }
+                ChanRef::Name(chan.to_string())
+            };
         let parameter = cell(ri);
         if parameter.is_empty() {
             return Err(format!("line {}: empty parameter", n + 1));

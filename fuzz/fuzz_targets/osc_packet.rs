@@ -1,0 +1,24 @@
+//! Any datagram → OSC In's decoder: never panics, and every update it emits names a legal
+//! channel and carries only finite values.
+#![no_main]
+
+use chopd::chop::oscin::{Counters, Decoder};
+use chopd::pattern::Pattern;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let decoder = Decoder {
+        address_scope: Pattern::all(),
+        strip_segments: (data.first().copied().unwrap_or(0) % 3) as usize,
+    };
+    let counters = Counters::default();
+    decoder.decode(data, &counters, |u| {
+        assert!(!u.name.is_empty());
+        assert!(u
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/')));
+        assert!(!u.values.is_empty());
+        assert!(u.values.iter().all(|v| v.is_finite()));
+    });
+});

@@ -1,0 +1,844 @@
+//! OSC In (SPEC §4.1): a receive thread owns the UDP socket, decodes packets and hands decoded
+//! values to the cook thread through a bounded lock-free queue; the cook side folds them into
+//! channels. The receive thread never touches channel data and the cook thread never blocks.
+//!
+//! Per-packet problems (malformed packets, refused senders, unusable arguments, non-finite
+//! values) are counted, not raised; the log says so at most once a second.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rosc::{OscPacket, OscType};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
+use crate::config::{Cidr, OperatorConfig, OscInConfig};
+use crate::pattern::Pattern;
+
+/// Decoded updates waiting for the cook thread. 64k updates is a second of a 50k msg/s flood at
+/// 60 fps with room to spare; beyond it updates are dropped and counted.
+const QUEUE: usize = 65_536;
+
+/// Nested bundles deeper than this are refused (a hostile packet must not recurse us to death;
+/// rosc's decoder bounds depth too).
+const MAX_BUNDLE_DEPTH: usize = 16;
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// The port this daemon's exports leave from, shared with every OSC In so that our own output
+/// arriving back at an input — a feedback loop — is recognised, counted and dropped instead of
+/// being re-exported every frame.
+#[derive(Clone, Default, Debug)]
+pub struct OwnOutput(Arc<AtomicU16>);
+
+impl OwnOutput {
+    pub fn set(&self, port: u16) {
+        self.0.store(port, Relaxed);
+    }
+
+    /// True when `from` is our own export socket.
+    fn is(&self, from: SocketAddr, local_ips: &[IpAddr]) -> bool {
+        let port = self.0.load(Relaxed);
+        port != 0 && from.port() == port && {
+            let ip = canonical(from.ip());
+            ip.is_loopback() || local_ips.contains(&ip)
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (dual-stack sockets) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// This host's interface addresses.
+fn local_ips() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs fills a linked list we walk read-only and free with freeifaddrs.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let a = (*cur).ifa_addr;
+            if !a.is_null() {
+                match (*a).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(IpAddr::V4(u32::from_be(sin.sin_addr.s_addr).into()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(IpAddr::V6(sin6.sin6_addr.s6_addr.into()));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
+}
+
+/// One OSC message turned into a channel update.
+#[derive(Debug)]
+pub struct Update {
+    pub name: String,
+    pub values: Vec<f32>,
+}
+
+/// Counters shared by the receive thread and the Info CHOP.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub packets: AtomicU64,
+    pub messages: AtomicU64,
+    pub malformed: AtomicU64,
+    pub ignored_args: AtomicU64,
+    pub nonfinite: AtomicU64,
+    pub refused: AtomicU64,
+    pub out_of_scope: AtomicU64,
+    pub queue_drops: AtomicU64,
+    pub kernel_drops: AtomicU64,
+    /// Packets that were this daemon's own exports coming back (a feedback loop).
+    pub feedback: AtomicU64,
+}
+
+/// Turns OSC packets into updates; the part of the receive path that needs no socket (fuzzed
+/// and unit-tested on bytes).
+pub struct Decoder {
+    pub address_scope: Pattern,
+    pub strip_segments: usize,
+}
+
+impl Decoder {
+    /// Decodes one datagram, calling `emit` for every message that yields an update.
+    pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
+        counters.packets.fetch_add(1, Relaxed);
+        if !bundle_framing_ok(bytes, 0) {
+            counters.malformed.fetch_add(1, Relaxed);
+            return;
+        }
+        match rosc::decoder::decode_udp(bytes) {
+            Ok((_, packet)) => self.walk(&packet, 0, counters, &mut emit),
+            Err(_) => {
+                counters.malformed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn walk(
+        &self,
+        packet: &OscPacket,
+        depth: usize,
+        counters: &Counters,
+        emit: &mut impl FnMut(Update),
+    ) {
+        match packet {
+            OscPacket::Message(m) => {
+                counters.messages.fetch_add(1, Relaxed);
+                if !self.address_scope.is_all() && !self.address_scope.matches(&m.addr) {
+                    counters.out_of_scope.fetch_add(1, Relaxed);
+                    return;
+                }
+                let Some(name) = self.channel_name(&m.addr) else {
+                    counters
+                        .ignored_args
+                        .fetch_add(m.args.len() as u64, Relaxed);
+                    return;
+                };
+                let mut values = Vec::with_capacity(m.args.len());
+                for arg in &m.args {
+                    let v = match *arg {
+                        OscType::Float(f) => f as f64,
+                        OscType::Double(d) => d,
+                        OscType::Int(i) => i as f64,
+                        OscType::Long(h) => h as f64,
+                        OscType::Bool(b) => f64::from(u8::from(b)),
+                        _ => {
+                            counters.ignored_args.fetch_add(1, Relaxed);
+                            continue;
+                        }
+                    };
+                    // Narrow first: a finite double such as 1e300 is infinite as f32.
+                    let v = v as f32;
+                    if !v.is_finite() {
+                        counters.nonfinite.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    values.push(v);
+                }
+                if !values.is_empty() {
+                    emit(Update { name, values });
+                }
+            }
+            OscPacket::Bundle(b) => {
+                if depth >= MAX_BUNDLE_DEPTH {
+                    counters.malformed.fetch_add(1, Relaxed);
+                    return;
+                }
+                for p in &b.content {
+                    self.walk(p, depth + 1, counters, emit);
+                }
+            }
+        }
+    }
+
+    /// `/mixer/fader1` → `mixer/fader1`, minus `strip_segments` leading segments, illegal
+    /// characters → `_`. `None` when nothing is left.
+    pub fn channel_name(&self, addr: &str) -> Option<String> {
+        let mut rest = addr.trim_start_matches('/');
+        for _ in 0..self.strip_segments {
+            rest = rest.split_once('/').map_or("", |(_, tail)| tail);
+        }
+        if rest.is_empty() {
+            None
+        } else {
+            Some(sanitize_name(rest))
+        }
+    }
+}
+
+/// Checks the framing of a bundle (and of the bundles nested in it) before it is decoded: every
+/// element size must be a positive multiple of 4 that fits, the sizes must add up to the whole,
+/// and nesting must stay within `MAX_BUNDLE_DEPTH`. rosc accepts an element that overruns the
+/// packet as an empty bundle; a show network's truncated packet must count as malformed.
+fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
+    if !bytes.starts_with(b"#bundle\0") {
+        return true;
+    }
+    if depth >= MAX_BUNDLE_DEPTH || bytes.len() < 16 {
+        return false;
+    }
+    let mut rest = &bytes[16..];
+    while !rest.is_empty() {
+        let Some((size, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let size = u32::from_be_bytes(*size) as usize;
+        if size == 0 || size % 4 != 0 || size > tail.len() {
+            return false;
+        }
+        if !bundle_framing_ok(&tail[..size], depth + 1) {
+            return false;
+        }
+        rest = &tail[size..];
+    }
+    true
+}
+
+pub struct OscInOp {
+    name: String,
+    cfg: OscInConfig,
+    timeslice: bool,
+    local: SocketAddr,
+    queue: Receiver<Update>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    inode: u64,
+    /// Updates folded since the last cook, per output channel index (queued mode keeps all).
+    pending: Vec<(usize, f32)>,
+    /// Current value of every channel.
+    values: Vec<f32>,
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    dirty: bool,
+    reset_layout: bool,
+    channel_limit_hits: u64,
+    last_log: Option<Instant>,
+    logged: Snapshot,
+    last_proc_read: Option<Instant>,
+}
+
+#[derive(Default, Clone, Copy, PartialEq)]
+struct Snapshot {
+    malformed: u64,
+    ignored: u64,
+    refused: u64,
+    queue_drops: u64,
+    nonfinite: u64,
+    limit: u64,
+    feedback: u64,
+}
+
+impl OscInOp {
+    /// Binds the socket and starts the receive thread.
+    pub fn new(op: &OperatorConfig, cfg: &OscInConfig, own: OwnOutput) -> Result<OscInOp, String> {
+        let socket =
+            bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| format!("oscin \"{}\": {e}", op.name))?;
+        let inode = socket_inode(&socket);
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let decoder = Decoder {
+            address_scope: cfg.address_scope.clone(),
+            strip_segments: cfg.strip_segments,
+        };
+        let thread = {
+            let filter = Filter {
+                allow: cfg.allow.clone(),
+                own,
+                local_ips: local_ips(),
+            };
+            let (counters, stop) = (counters.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("oscin-{}", op.name))
+                .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
+                .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
+        };
+        tracing::info!(op = %op.name, "bound oscin \"{}\" on {}", op.name, local);
+        Ok(OscInOp {
+            name: op.name.clone(),
+            cfg: cfg.clone(),
+            timeslice: op.timeslice,
+            local,
+            queue: rx,
+            counters,
+            stop,
+            thread: Some(thread),
+            inode,
+            pending: Vec::new(),
+            values: Vec::new(),
+            names: Vec::new(),
+            index: HashMap::new(),
+            dirty: false,
+            reset_layout: false,
+            channel_limit_hits: 0,
+            last_log: None,
+            logged: Snapshot::default(),
+            last_proc_read: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Channel index for `name`, creating it unless the limit is reached.
+    fn channel(&mut self, name: &str) -> Option<usize> {
+        if let Some(&i) = self.index.get(name) {
+            return Some(i);
+        }
+        if self.names.len() >= self.cfg.max_channels {
+            self.channel_limit_hits += 1;
+            return None;
+        }
+        let i = self.names.len();
+        self.names.push(name.to_string());
+        self.index.insert(name.to_string(), i);
+        self.values.push(0.0);
+        self.reset_layout = true;
+        Some(i)
+    }
+
+    fn fold(&mut self, u: Update) {
+        if u.values.len() == 1 {
+            if let Some(i) = self.channel(&u.name) {
+                self.pending.push((i, u.values[0]));
+            }
+        } else {
+            for (k, v) in u.values.iter().enumerate() {
+                let name = format!("{}_{}", u.name, k + 1);
+                if let Some(i) = self.channel(&name) {
+                    self.pending.push((i, *v));
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn log_problems(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_some_and(|t| now - t < Duration::from_secs(1))
+        {
+            return;
+        }
+        let c = &self.counters;
+        let snap = Snapshot {
+            malformed: c.malformed.load(Relaxed),
+            ignored: c.ignored_args.load(Relaxed),
+            refused: c.refused.load(Relaxed),
+            queue_drops: c.queue_drops.load(Relaxed),
+            nonfinite: c.nonfinite.load(Relaxed),
+            limit: self.channel_limit_hits,
+            feedback: c.feedback.load(Relaxed),
+        };
+        if snap.feedback != self.logged.feedback {
+            tracing::error!(
+                op = %self.name,
+                "oscin \"{}\": {} packets were this daemon's own exports coming back (a feedback loop: an export destination points at this input); they are dropped",
+                self.name,
+                snap.feedback - self.logged.feedback
+            );
+        }
+        let warn_worthy = Snapshot {
+            feedback: self.logged.feedback,
+            ..snap
+        };
+        let old = self.logged;
+        if snap != old {
+            self.logged = snap;
+            self.last_log = Some(now);
+        }
+        if warn_worthy != old {
+            let d = |a: u64, b: u64| a - b;
+            tracing::warn!(
+                op = %self.name,
+                "oscin \"{}\": {} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
+                self.name,
+                d(snap.malformed, old.malformed),
+                d(snap.ignored, old.ignored),
+                d(snap.nonfinite, old.nonfinite),
+                d(snap.refused, old.refused),
+                d(snap.queue_drops, old.queue_drops),
+                d(snap.limit, old.limit),
+                self.cfg.max_channels,
+            );
+        }
+    }
+}
+
+impl Drop for OscInOp {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            // The receive loop wakes at least every READ_TIMEOUT to see the flag.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Operator for OscInOp {
+    fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
+        while let Ok(u) = self.queue.try_recv() {
+            self.fold(u);
+        }
+        self.dirty || self.reset_layout
+    }
+
+    fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
+        let frame = ctx.frame;
+        // The graph already clamps the step to `max_slice`.
+        let step = frame.step.max(1) as usize;
+        let per_chan_msgs = if self.cfg.queued && self.timeslice {
+            let mut counts = vec![0usize; self.names.len()];
+            for &(i, _) in &self.pending {
+                counts[i] += 1;
+            }
+            counts.into_iter().max().unwrap_or(0)
+        } else {
+            0
+        };
+        let len = if self.timeslice {
+            step.max(per_chan_msgs)
+        } else {
+            1
+        };
+
+        if out.num_chans() != self.names.len() || out.names() != self.names.as_slice() {
+            out.clear();
+            for n in &self.names {
+                out.append_chan(n);
+            }
+        }
+        out.rate = frame.rate;
+        out.set_num_samples(len);
+        out.start = frame.frame - len as i64 + 1;
+        // Hold the previous value over the slice, then lay down what arrived.
+        for (i, v) in self.values.iter().enumerate() {
+            out.chan_mut(i).fill(*v);
+        }
+        if per_chan_msgs > 0 {
+            let mut by_chan: Vec<Vec<f32>> = vec![Vec::new(); self.names.len()];
+            for &(i, v) in &self.pending {
+                by_chan[i].push(v);
+            }
+            for (i, vals) in by_chan.iter().enumerate() {
+                let dst = out.chan_mut(i);
+                let at = len - vals.len();
+                dst[at..].copy_from_slice(vals);
+            }
+        }
+        for &(i, v) in &self.pending {
+            self.values[i] = v;
+        }
+        if per_chan_msgs == 0 {
+            for (i, v) in self.values.iter().enumerate() {
+                out.chan_mut(i).fill(*v);
+            }
+        }
+        self.pending.clear();
+        self.dirty = false;
+        self.reset_layout = false;
+        Ok(())
+    }
+
+    fn extras(&self, out: &mut Vec<(&'static str, f64)>) {
+        let c = &self.counters;
+        let f = |a: &AtomicU64| a.load(Relaxed) as f64;
+        out.extend([
+            ("port", self.local.port() as f64),
+            ("packets", f(&c.packets)),
+            ("messages", f(&c.messages)),
+            ("malformed", f(&c.malformed)),
+            ("ignored_args", f(&c.ignored_args)),
+            ("nonfinite", f(&c.nonfinite)),
+            ("refused", f(&c.refused)),
+            ("out_of_scope", f(&c.out_of_scope)),
+            ("queue_drops", f(&c.queue_drops)),
+            ("feedback", f(&c.feedback)),
+            ("kernel_drops", f(&c.kernel_drops)),
+            ("channel_limit", self.channel_limit_hits as f64),
+        ]);
+    }
+
+    fn pulse_par(&mut self, name: &str) -> Result<(), String> {
+        match name {
+            "reset_channels" | "resetchannels" => self.reset(),
+            "reset_values" | "resetvalues" => {
+                self.values.fill(0.0);
+                self.dirty = true;
+            }
+            other => {
+                return Err(format!(
+                    "oscin has no pulse \"{other}\" (reset_channels, reset_values)"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.names.clear();
+        self.index.clear();
+        self.values.clear();
+        self.pending.clear();
+        self.reset_layout = true;
+    }
+
+    fn housekeeping(&mut self) {
+        self.log_problems();
+        let now = Instant::now();
+        if self.inode != 0
+            && self
+                .last_proc_read
+                .is_none_or(|t| now - t >= Duration::from_secs(1))
+        {
+            self.last_proc_read = Some(now);
+            if let Some(drops) = kernel_drops(self.inode) {
+                self.counters.kernel_drops.store(drops, Relaxed);
+            }
+        }
+    }
+}
+
+fn bind(cfg: &OscInConfig) -> std::io::Result<UdpSocket> {
+    let v4_any = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), cfg.bind.port());
+    if cfg.multicast.is_some() && cfg.bind.ip().is_unspecified() {
+        // IPv4 multicast groups are joined on an IPv4 socket.
+        return bind_at(cfg, v4_any);
+    }
+    match bind_at(cfg, cfg.bind) {
+        // No IPv6 on this host: the dual-stack default falls back to IPv4.
+        Err(e) if cfg.bind.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) => {
+            tracing::debug!("dual-stack bind failed ({e}), using IPv4 only");
+            bind_at(cfg, v4_any)
+        }
+        r => r,
+    }
+}
+
+fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if at.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if at.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    if cfg.multicast.is_some() {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_recv_buffer_size(cfg.receive_buffer)?;
+    // Linux reports twice the usable size it granted (it doubles the request for bookkeeping).
+    let granted = socket.recv_buffer_size()? / 2;
+    if granted < cfg.receive_buffer {
+        tracing::warn!(
+            "receive buffer: asked for {} bytes, the kernel granted {} (raise net.core.rmem_max to avoid losing bursts)",
+            cfg.receive_buffer,
+            granted
+        );
+    }
+    socket.bind(&at.into())?;
+    if let Some((group, iface)) = cfg.multicast {
+        socket.join_multicast_v4(&group, &iface)?;
+    }
+    socket.set_read_timeout(Some(READ_TIMEOUT))?;
+    Ok(socket.into())
+}
+
+/// How often a blocked receive wakes to check for a stop request.
+const READ_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Who may send to an OSC In.
+struct Filter {
+    allow: Vec<Cidr>,
+    own: OwnOutput,
+    local_ips: Vec<IpAddr>,
+}
+
+fn receive_loop(
+    socket: UdpSocket,
+    decoder: Decoder,
+    filter: Filter,
+    tx: SyncSender<Update>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while !stop.load(Relaxed) {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                tracing::warn!("oscin receive: {e}");
+                std::thread::sleep(READ_TIMEOUT);
+                continue;
+            }
+        };
+        if filter.own.is(from, &filter.local_ips) {
+            counters.feedback.fetch_add(1, Relaxed);
+            continue;
+        }
+        if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
+            counters.refused.fetch_add(1, Relaxed);
+            continue;
+        }
+        decoder.decode(&buf[..n], &counters, |u| match tx.try_send(u) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                counters.queue_drops.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        });
+    }
+}
+
+fn allowed(allow: &[Cidr], ip: IpAddr) -> bool {
+    allow.iter().any(|c| c.contains(ip))
+}
+
+fn socket_inode(socket: &UdpSocket) -> u64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstat on a valid fd we own, into a zeroed stat buffer.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(socket.as_raw_fd(), &mut st) == 0 {
+            st.st_ino
+        } else {
+            0
+        }
+    }
+}
+
+/// The kernel's drop count for the socket with this inode (`/proc/net/udp{,6}`, last column).
+fn kernel_drops(inode: u64) -> Option<u64> {
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() >= 13 && cols[9].parse::<u64>().ok() == Some(inode) {
+                return cols[12].parse().ok();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosc::{encoder, OscBundle, OscMessage, OscTime};
+
+    fn decoder(scope: &str, strip: usize) -> Decoder {
+        Decoder {
+            address_scope: Pattern::new(scope).unwrap(),
+            strip_segments: strip,
+        }
+    }
+
+    fn msg(addr: &str, args: Vec<OscType>) -> OscPacket {
+        OscPacket::Message(OscMessage {
+            addr: addr.into(),
+            args,
+        })
+    }
+
+    fn run(d: &Decoder, p: &OscPacket) -> (Vec<Update>, Counters) {
+        let c = Counters::default();
+        let mut out = Vec::new();
+        d.decode(&encoder::encode(p).unwrap(), &c, |u| out.push(u));
+        (out, c)
+    }
+
+    #[test]
+    fn address_to_channel_name() {
+        let d = decoder("*", 0);
+        assert_eq!(
+            d.channel_name("/mixer/fader1").as_deref(),
+            Some("mixer/fader1")
+        );
+        assert_eq!(d.channel_name("/a b/c#d").as_deref(), Some("a_b/c_d"));
+        let d = decoder("*", 1);
+        assert_eq!(d.channel_name("/1/fader1").as_deref(), Some("fader1"));
+        assert_eq!(d.channel_name("/1").as_deref(), None);
+    }
+
+    #[test]
+    fn argument_types() {
+        let d = decoder("*", 0);
+        let (u, c) = run(
+            &d,
+            &msg(
+                "/x",
+                vec![
+                    OscType::Int(3),
+                    OscType::Float(0.5),
+                    OscType::Double(2.0),
+                    OscType::Long(7),
+                    OscType::Bool(true),
+                    OscType::Bool(false),
+                    OscType::String("no".into()),
+                    OscType::Float(f32::NAN),
+                ],
+            ),
+        );
+        assert_eq!(u[0].values, vec![3.0, 0.5, 2.0, 7.0, 1.0, 0.0]);
+        assert_eq!(c.ignored_args.load(Relaxed), 1);
+        assert_eq!(c.nonfinite.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn nested_bundles_are_unpacked() {
+        let d = decoder("*", 0);
+        let inner = OscPacket::Bundle(OscBundle {
+            timetag: OscTime::from((0, 1)),
+            content: vec![msg("/b", vec![OscType::Float(2.0)])],
+        });
+        let outer = OscPacket::Bundle(OscBundle {
+            timetag: OscTime::from((0, 1)),
+            content: vec![msg("/a", vec![OscType::Float(1.0)]), inner],
+        });
+        let (u, c) = run(&d, &outer);
+        let names: Vec<&str> = u.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.messages.load(Relaxed), 2);
+    }
+
+    /// Found by fuzzing (fuzz/artifacts/osc_packet): a finite double beyond f32's range became
+    /// an infinite channel value.
+    #[test]
+    fn double_beyond_f32_range_is_not_a_value() {
+        let d = decoder("*", 0);
+        let (u, c) = run(
+            &d,
+            &msg("/x", vec![OscType::Double(1e300), OscType::Double(-2.5)]),
+        );
+        assert_eq!(u[0].values, vec![-2.5]);
+        assert_eq!(c.nonfinite.load(Relaxed), 1);
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fuzz/osc-double-overflows-f32.bin"
+        ))
+        .unwrap();
+        d.decode(&bytes, &c, |u| {
+            assert!(u.values.iter().all(|v| v.is_finite()))
+        });
+    }
+
+    #[test]
+    fn address_scope_filters_on_the_raw_address() {
+        let d = decoder("/mixer/*", 0);
+        let (u, c) = run(&d, &msg("/fx/x", vec![OscType::Float(1.0)]));
+        assert!(u.is_empty());
+        assert_eq!(c.out_of_scope.load(Relaxed), 1);
+        let (u, _) = run(&d, &msg("/mixer/x", vec![OscType::Float(1.0)]));
+        assert_eq!(u.len(), 1);
+    }
+
+    #[test]
+    fn garbage_is_counted_as_malformed() {
+        let d = decoder("*", 0);
+        let c = Counters::default();
+        let mut n = 0;
+        for bytes in [
+            &b""[..],
+            b"/x\0",
+            b"#bundle\0",
+            b"\xff\xfe\x00\x00,f\0\0",
+            // An element size that overruns the packet.
+            b"#bundle\0\0\0\0\0\0\0\0\x01\0\0\0\xff",
+        ] {
+            d.decode(bytes, &c, |_| n += 1);
+        }
+        assert_eq!(n, 0);
+        assert_eq!(c.malformed.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn deep_bundle_nesting_is_refused() {
+        let mut p = msg("/x", vec![OscType::Float(1.0)]);
+        for _ in 0..MAX_BUNDLE_DEPTH + 1 {
+            p = OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from((0, 1)),
+                content: vec![p],
+            });
+        }
+        let (u, c) = run(&decoder("*", 0), &p);
+        assert!(u.is_empty());
+        assert_eq!(c.malformed.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn allow_list() {
+        let allow = vec![
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("::1").unwrap(),
+        ];
+        assert!(allowed(&allow, "10.1.2.3".parse().unwrap()));
+        assert!(!allowed(&allow, "127.0.0.1".parse().unwrap()));
+        assert!(allowed(&allow, "::1".parse().unwrap()));
+        // An IPv4 sender seen on a dual-stack socket.
+        assert!(allowed(&allow, "::ffff:10.0.0.1".parse().unwrap()));
+    }
+}

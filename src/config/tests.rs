@@ -1,0 +1,274 @@
+//! Config snippets with their exact diagnostics, and the schema kept in step with the parser.
+
+use super::*;
+
+fn errors(src: &str) -> Vec<String> {
+    match check_str(Path::new("show.toml"), src) {
+        Ok(c) => panic!(
+            "expected errors, got a config with {} operators",
+            c.operators.len()
+        ),
+        Err(d) => d.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn ok(src: &str) -> Config {
+    check_str(Path::new("show.toml"), src).unwrap_or_else(|d| panic!("{d:?}"))
+}
+
+#[test]
+fn defaults() {
+    let c = ok("[[operator]]\nname = \"a\"\ntype = \"oscin\"\nport = 9000\n");
+    assert_eq!(c.rate, 60.0);
+    assert_eq!(c.max_slice, Duration::from_millis(200));
+    let Kind::OscIn(o) = &c.operators[0].kind else {
+        panic!()
+    };
+    assert_eq!(o.bind.port(), 9000);
+    assert!(o.address_scope.is_all());
+    assert_eq!(o.receive_buffer, DEFAULT_RECEIVE_BUFFER);
+    assert!(c.control.is_none());
+}
+
+#[test]
+fn misspelled_input_suggests_the_close_name() {
+    let src = r#"
+[[operator]]
+name = "lfo1"
+type = "info"
+op = "/"
+
+[[operator]]
+name = "out"
+type = "info"
+op = "lfo1"
+inputs = ["lfo2"]
+"#;
+    assert_eq!(
+        errors(src),
+        ["show.toml:11:11: error: input \"lfo2\" is not an operator; did you mean \"lfo1\"?"]
+    );
+}
+
+#[test]
+fn all_errors_at_once_sorted_by_position() {
+    let src = r#"rate = 0
+bogus = 1
+
+[[operator]]
+name = "a"
+type = "oscin"
+port = 9000
+address_scope = "[9-1]"
+"#;
+    assert_eq!(
+        errors(src),
+        [
+            "show.toml:1:8: error: rate 0 is out of range (1 to 1000 frames per second)",
+            "show.toml:2:1: error: unknown key \"bogus\" at the top level",
+            "show.toml:8:17: error: bad range `[9-1]`: range runs backwards",
+        ]
+    );
+}
+
+#[test]
+fn cycle_is_printed() {
+    let src = r#"
+[[operator]]
+name = "a"
+type = "info"
+op = "/"
+inputs = ["c"]
+
+[[operator]]
+name = "b"
+type = "info"
+op = "/"
+inputs = ["a"]
+
+[[operator]]
+name = "c"
+type = "info"
+op = "/"
+inputs = ["b"]
+"#;
+    assert_eq!(
+        errors(src),
+        ["show.toml:3:8: error: operators form a cycle: a -> b -> c -> a"]
+    );
+}
+
+#[test]
+fn export_into_own_input_is_a_warning() {
+    let c = ok(r#"
+[destinations.loop]
+host = "127.0.0.1"
+port = 9000
+
+[[operator]]
+name = "a"
+type = "oscin"
+port = 9000
+export = { root = "loop" }
+"#);
+    let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        ["show.toml:9:8: warning: destination \"loop\" sends to this operator's own port 9000: exports into it can loop"]
+    );
+}
+
+#[test]
+fn export_roots_and_tables() {
+    let c = ok(r#"
+[[operator]]
+name = "a"
+type = "info"
+op = "/"
+export = { root = "op:/" }
+
+[[operator]]
+name = "b"
+type = "info"
+op = "/"
+export = { root = "op:a", send = "every_cook" }
+"#);
+    assert_eq!(
+        c.operators[0].export.as_ref().unwrap().root,
+        ExportRoot::Op(String::new())
+    );
+    let e = c.operators[1].export.as_ref().unwrap();
+    assert_eq!(e.root, ExportRoot::Op("a".into()));
+    assert_eq!(e.send, SendMode::EveryCook);
+    assert_eq!(
+        errors("[[operator]]\nname = \"a\"\ntype = \"info\"\nop = \"/\"\nexport = { root = \"op:nope\" }\n"),
+        ["show.toml:5:19: error: export root \"op:nope\" names no operator"]
+    );
+}
+
+#[test]
+fn export_table_parsing() {
+    let rows =
+        parse_export_table("# comment\nparameter,chan,path\nlevel,f1,/dimmer/\n", false).unwrap();
+    assert_eq!(
+        rows,
+        [ExportRow {
+            chan: ChanRef::Name("f1".into()),
+            path: "dimmer".into(),
+            parameter: "level".into(),
+            enable: true
+        }]
+    );
+    assert_eq!(
+        parse_export_table("chan,path\n", false).unwrap_err(),
+        "the header must name chan, path and parameter (found \"chan,path\")"
+    );
+    assert_eq!(
+        parse_export_table("chan,path,parameter\n0,a,b\n0,c,d\n", true).unwrap_err(),
+        "line 3: channel Index(0) is mapped twice"
+    );
+}
+
+#[test]
+fn midi_channel_lists() {
+    let c = parse_midi_channels("1-3 12").unwrap();
+    assert_eq!(c.iter().filter(|x| **x).count(), 4);
+    assert!(c[11]);
+    assert!(parse_midi_channels("0").is_err());
+    assert!(parse_midi_channels("9-2").is_err());
+}
+
+#[test]
+fn cidr() {
+    let n = Cidr::parse("192.168.1.0/24").unwrap();
+    assert!(n.contains("192.168.1.77".parse().unwrap()));
+    assert!(!n.contains("192.168.2.1".parse().unwrap()));
+    assert!(Cidr::parse("0.0.0.0/0")
+        .unwrap()
+        .contains("8.8.8.8".parse().unwrap()));
+    assert!(Cidr::parse("nope").is_err());
+}
+
+/// The keys serde accepts for a raw struct, read from its unknown-field error.
+fn accepted<'de, T: Deserialize<'de> + std::fmt::Debug>() -> Vec<String> {
+    let e = toml::from_str::<T>("zzz_unknown = 1\n").unwrap_err();
+    let msg = e.message().to_string();
+    let tail = msg
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_else(|| msg.split("expected ").nth(1).unwrap());
+    tail.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
+}
+
+fn schema_keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn schema_matches_the_parser() {
+    let schema = schema::schema();
+    let mut top: Vec<String> = raw::TOP_KEYS.iter().map(|s| s.to_string()).collect();
+    top.sort();
+    assert_eq!(schema_keys(&schema), top);
+    let kinds = schema["properties"]["operator"]["items"]["oneOf"]
+        .as_array()
+        .unwrap();
+    let own = [
+        accepted::<raw::OscIn>(),
+        accepted::<raw::MidiIn>(),
+        accepted::<raw::Script>(),
+        accepted::<raw::Info>(),
+    ];
+    for (k, own) in kinds.iter().zip(own) {
+        let mut expect: Vec<String> = raw::COMMON_KEYS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(own)
+            .collect();
+        expect.sort();
+        assert_eq!(
+            schema_keys(k),
+            expect,
+            "{}",
+            k["properties"]["type"]["const"]
+        );
+    }
+    let mut dest = accepted::<raw::Destination>();
+    dest.sort();
+    let mut d: Vec<String> = schema["properties"]["destinations"]["additionalProperties"]
+        ["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    d.sort();
+    assert_eq!(d, dest);
+    let mut exp = accepted::<raw::Export>();
+    exp.sort();
+    let export = &kinds[0]["properties"]["export"];
+    assert_eq!(schema_keys(export), exp);
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/chopd.schema.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        committed,
+        schema::schema(),
+        "run: chopd schema > config/chopd.schema.json"
+    );
+}

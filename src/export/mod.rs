@@ -1,0 +1,433 @@
+//! Export (SPEC §6): maps an operator's channels to targets — OSC addresses of a destination, or
+//! parameters of this daemon's operators — and sends values that changed (or all of them).
+//!
+//! The mapping is rebuilt only when the channel list changes (that bumps `export_sernum`); the
+//! per-frame work is one comparison per channel and an encode per value sent.
+
+pub mod osc;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::chop::{ChopData, CookStats};
+use crate::config::{ChanRef, ExportConfig, ExportMethod, ExportRoot, SendMode};
+pub use osc::{Destinations, Outbox};
+
+/// Where one channel's value goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// Index into `Destinations` and the full OSC address.
+    Osc { dest: usize, address: String },
+    /// An operator of this daemon (by name) and its parameter.
+    Par { op: String, par: String },
+}
+
+/// Splits a channel name by "Channel Name is Path:Parameter": `/` and `:` both separate, the
+/// last segment is the parameter. `geo1/transform1:tx` → (`geo1/transform1`, `tx`).
+pub fn split_path_parameter(name: &str) -> (String, &str) {
+    let name = name.trim_matches(|c| c == '/' || c == ':');
+    match name.rfind(['/', ':']) {
+        Some(at) => (
+            name[..at]
+                .split(['/', ':'])
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("/"),
+            &name[at + 1..],
+        ),
+        None => (String::new(), name),
+    }
+}
+
+/// Joins a prefix (`""` or `/show`), a path (`geo1/transform1` or `""`) and a parameter into an
+/// OSC address.
+pub fn osc_address(prefix: &str, path: &str, parameter: &str) -> String {
+    let mut a = String::with_capacity(prefix.len() + path.len() + parameter.len() + 2);
+    a.push_str(prefix);
+    if !path.is_empty() {
+        a.push('/');
+        a.push_str(path);
+    }
+    a.push('/');
+    a.push_str(parameter);
+    a
+}
+
+/// The export of one operator.
+pub struct Exporter {
+    cfg: ExportConfig,
+    /// Channel names the mapping was built for.
+    names: Vec<String>,
+    /// Per channel: its target (None = not exported), and the last value sent.
+    map: Vec<Option<Target>>,
+    last: Vec<Option<f32>>,
+    /// Paths reported as resolving nowhere (each reported once).
+    reported: HashSet<String>,
+    next_resend: Option<Instant>,
+    built: bool,
+}
+
+/// Parameter writes collected during export, applied by the graph to its operators.
+pub type ParWrites = Vec<(String, String, f32)>;
+
+impl Exporter {
+    pub fn new(cfg: ExportConfig) -> Exporter {
+        Exporter {
+            cfg,
+            names: Vec::new(),
+            map: Vec::new(),
+            last: Vec::new(),
+            reported: HashSet::new(),
+            next_resend: None,
+            built: false,
+        }
+    }
+
+    pub fn config(&self) -> &ExportConfig {
+        &self.cfg
+    }
+
+    /// Replaces the settings (reload); the mapping is rebuilt on the next export.
+    pub fn reconfigure(&mut self, cfg: ExportConfig) {
+        if cfg != self.cfg {
+            self.cfg = cfg;
+            self.built = false;
+        }
+    }
+
+    /// Builds the channel → target mapping. `op_exists` resolves operator names for `op:` roots.
+    fn build(
+        &mut self,
+        data: &ChopData,
+        dests: &Destinations,
+        op_exists: &dyn Fn(&str) -> bool,
+        stats: &mut CookStats,
+    ) {
+        self.names = data.names().to_vec();
+        self.map.clear();
+        for (i, name) in data.names().iter().enumerate() {
+            let (path, parameter): (String, String) = match &self.cfg.method {
+                ExportMethod::AutoName => {
+                    let (p, par) = split_path_parameter(name);
+                    (p, par.to_string())
+                }
+                ExportMethod::DatIndex(t) | ExportMethod::DatName(t) => {
+                    let row = t.rows.iter().find(|r| match &r.chan {
+                        ChanRef::Index(k) => *k == i,
+                        ChanRef::Name(n) => n == name,
+                    });
+                    match row {
+                        Some(r) if r.enable => (r.path.clone(), r.parameter.clone()),
+                        _ => {
+                            self.map.push(None);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let target = match &self.cfg.root {
+                ExportRoot::Destination(d) => dests.index_of(d).map(|dest| Target::Osc {
+                    dest,
+                    address: osc_address(dests.prefix(dest), &path, &parameter),
+                }),
+                ExportRoot::Op(root) => {
+                    // Operators are one flat namespace: the last path segment names the
+                    // operator, or the root operator itself when the path is empty.
+                    let op = path
+                        .rsplit('/')
+                        .next()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or(root);
+                    if op.is_empty() || !op_exists(op) {
+                        None
+                    } else {
+                        Some(Target::Par {
+                            op: op.to_string(),
+                            par: parameter.clone(),
+                        })
+                    }
+                }
+            };
+            if target.is_none() && parameter.is_empty() {
+                self.map.push(None);
+                continue;
+            }
+            if target.is_none() && self.reported.insert(name.clone()) {
+                stats.warnings += 1;
+                tracing::warn!(
+                    "export: channel \"{name}\" resolves to no target under root {:?}",
+                    self.cfg.root
+                );
+            }
+            self.map.push(target);
+        }
+        self.last = vec![None; self.map.len()];
+        stats.export_sernum += 1;
+        self.built = true;
+    }
+
+    /// Sends this operator's values; returns parameter writes for `op:` roots.
+    pub fn export(
+        &mut self,
+        data: &ChopData,
+        dests: &mut Destinations,
+        op_exists: &dyn Fn(&str) -> bool,
+        stats: &mut CookStats,
+        now: Instant,
+        par_writes: &mut ParWrites,
+    ) {
+        if !self.built || data.names() != self.names.as_slice() {
+            self.build(data, dests, op_exists, stats);
+        }
+        let resend_all = match self.cfg.resend {
+            Some(every) => {
+                let due = self.next_resend.is_none_or(|t| now >= t);
+                if due {
+                    self.next_resend = Some(now + every);
+                }
+                due
+            }
+            None => false,
+        };
+        let every = self.cfg.send == SendMode::EveryCook || resend_all;
+        for (i, target) in self.map.iter().enumerate() {
+            let Some(target) = target else { continue };
+            let v = data.last(i);
+            if !every && self.last[i] == Some(v) {
+                continue;
+            }
+            if !v.is_finite() {
+                // NaN/inf never leave the daemon; counted once per change.
+                if self.last[i].is_none_or(|l| l.is_finite()) {
+                    stats.warnings += 1;
+                }
+                self.last[i] = Some(v);
+                continue;
+            }
+            self.last[i] = Some(v);
+            match target {
+                Target::Osc { dest, address } => dests.push(*dest, address, v),
+                Target::Par { op, par } => par_writes.push((op.clone(), par.clone(), v)),
+            }
+        }
+    }
+
+    /// Forget what was sent, so the next export sends every value (after a reconnect or reset).
+    pub fn invalidate(&mut self) {
+        self.last.iter_mut().for_each(|l| *l = None);
+    }
+}
+
+/// Resend period default when a destination asks for periodic resends.
+pub const MIN_RESEND: Duration = Duration::from_millis(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Destination, ExportRow, ExportTable, NumFormat};
+
+    #[test]
+    fn path_and_parameter() {
+        assert_eq!(
+            split_path_parameter("geo1/transform1:tx"),
+            ("geo1/transform1".into(), "tx")
+        );
+        assert_eq!(split_path_parameter("geo1:tx"), ("geo1".into(), "tx"));
+        assert_eq!(split_path_parameter("a/b/c"), ("a/b".into(), "c"));
+        assert_eq!(split_path_parameter("fader1"), ("".into(), "fader1"));
+        assert_eq!(split_path_parameter("/a::b/"), ("a".into(), "b"));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            osc_address("/show", "geo1/transform1", "tx"),
+            "/show/geo1/transform1/tx"
+        );
+        assert_eq!(osc_address("", "", "fader1"), "/fader1");
+    }
+
+    fn dests() -> Destinations {
+        let d = Destination {
+            name: "console".into(),
+            host: "127.0.0.1".into(),
+            port: 9,
+            prefix: "/show".into(),
+            format: NumFormat::Float,
+            max_packet: 1472,
+            timetag: false,
+            resend: None,
+        };
+        Destinations::new(std::slice::from_ref(&d)).unwrap()
+    }
+
+    fn data(names: &[&str]) -> ChopData {
+        let mut d = ChopData::new(60.0);
+        for (i, n) in names.iter().enumerate() {
+            d.append_with(n, &[i as f32]);
+        }
+        d
+    }
+
+    #[test]
+    fn autoname_mapping_and_sernum() {
+        let mut e = Exporter::new(ExportConfig {
+            method: ExportMethod::AutoName,
+            root: ExportRoot::Destination("console".into()),
+            send: SendMode::OnChange,
+            resend: None,
+        });
+        let mut dests = dests();
+        let mut stats = CookStats::default();
+        let mut writes = Vec::new();
+        let d = data(&["geo1/transform1:tx", "level"]);
+        e.export(
+            &d,
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
+        assert_eq!(
+            e.map,
+            vec![
+                Some(Target::Osc {
+                    dest: 0,
+                    address: "/show/geo1/transform1/tx".into()
+                }),
+                Some(Target::Osc {
+                    dest: 0,
+                    address: "/show/level".into()
+                }),
+            ]
+        );
+        assert_eq!(stats.export_sernum, 1);
+        assert_eq!(dests.pending(0), 2);
+        // Same values: nothing new is queued; the mapping is kept.
+        e.export(
+            &d,
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
+        assert_eq!(dests.pending(0), 2);
+        assert_eq!(stats.export_sernum, 1);
+        // A new channel changes the mapping.
+        let d2 = data(&["geo1/transform1:tx", "level", "x"]);
+        e.export(
+            &d2,
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
+        assert_eq!(stats.export_sernum, 2);
+    }
+
+    #[test]
+    fn table_by_name_and_by_index() {
+        let rows = vec![
+            ExportRow {
+                chan: ChanRef::Name("b".into()),
+                path: "dimmer".into(),
+                parameter: "level".into(),
+                enable: true,
+            },
+            ExportRow {
+                chan: ChanRef::Name("a".into()),
+                path: "".into(),
+                parameter: "off".into(),
+                enable: false,
+            },
+        ];
+        let mut e = Exporter::new(ExportConfig {
+            method: ExportMethod::DatName(ExportTable {
+                file: "t.csv".into(),
+                rows,
+            }),
+            root: ExportRoot::Destination("console".into()),
+            send: SendMode::OnChange,
+            resend: None,
+        });
+        let mut dests = dests();
+        let mut stats = CookStats::default();
+        e.export(
+            &data(&["a", "b"]),
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut Vec::new(),
+        );
+        assert_eq!(e.map[0], None);
+        assert_eq!(
+            e.map[1],
+            Some(Target::Osc {
+                dest: 0,
+                address: "/show/dimmer/level".into()
+            })
+        );
+
+        let rows = vec![ExportRow {
+            chan: ChanRef::Index(1),
+            path: "x".into(),
+            parameter: "y".into(),
+            enable: true,
+        }];
+        let mut e = Exporter::new(ExportConfig {
+            method: ExportMethod::DatIndex(ExportTable {
+                file: "t.csv".into(),
+                rows,
+            }),
+            root: ExportRoot::Destination("console".into()),
+            send: SendMode::OnChange,
+            resend: None,
+        });
+        e.export(
+            &data(&["a", "b"]),
+            &mut dests,
+            &|_| false,
+            &mut stats,
+            Instant::now(),
+            &mut Vec::new(),
+        );
+        assert_eq!(e.map[0], None);
+        assert_eq!(
+            e.map[1],
+            Some(Target::Osc {
+                dest: 0,
+                address: "/show/x/y".into()
+            })
+        );
+    }
+
+    #[test]
+    fn op_root_targets_parameters() {
+        let mut e = Exporter::new(ExportConfig {
+            method: ExportMethod::AutoName,
+            root: ExportRoot::Op(String::new()),
+            send: SendMode::OnChange,
+            resend: None,
+        });
+        let mut dests = dests();
+        let mut stats = CookStats::default();
+        let mut writes = Vec::new();
+        e.export(
+            &data(&["shaper:Gain", "nowhere:X"]),
+            &mut dests,
+            &|n| n == "shaper",
+            &mut stats,
+            Instant::now(),
+            &mut writes,
+        );
+        assert_eq!(
+            writes,
+            vec![("shaper".to_string(), "Gain".to_string(), 0.0)]
+        );
+        assert_eq!(stats.warnings, 1);
+    }
+}

@@ -1,0 +1,3 @@
+mod core;
+mod hardening;
+mod util;

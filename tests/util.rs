@@ -1,0 +1,391 @@
+//! Test harness: runs the real `chopd` binary on a config written to a fresh directory, learns
+//! the ports it bound (port 0 in configs) from its log, and talks OSC to it over 127.0.0.1.
+//! Every wait has a timeout; nothing sleeps to synchronise.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chopd");
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "chopd-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+/// A running `chopd run`. Stopped (SIGTERM, then SIGKILL after a bound) on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    log: Arc<(Mutex<Log>, Condvar)>,
+    /// oscin operator name → bound port.
+    pub ports: HashMap<String, u16>,
+}
+
+impl Daemon {
+    /// Writes `files` (name, text) and `config` (as `chopd.toml`) into a fresh directory and
+    /// starts the daemon on it; waits for `ready`.
+    pub fn start(config: &str, files: &[(&str, &str)]) -> Daemon {
+        Self::start_env(config, files, &[])
+    }
+
+    pub fn start_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Daemon {
+        let d = Self::spawn(config, files, env);
+        d.wait_for("ready", TIMEOUT)
+            .unwrap_or_else(|| panic!("chopd did not become ready; log:\n{}", d.log_text()));
+        d
+    }
+
+    /// Starts without waiting for `ready` (for tests of failing start-ups).
+    pub fn spawn(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Daemon {
+        let dir = TempDir::new();
+        for (name, text) in files {
+            dir.write(name, text);
+        }
+        let config = dir.write("chopd.toml", config);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg(&config)
+            .env("CHOPD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn chopd");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var_os("CHOPD_TEST_ECHO").is_some() {
+                        eprintln!("chopd| {line}");
+                    }
+                    log.0.lock().unwrap().lines.push(line);
+                    log.1.notify_all();
+                }
+                log.0.lock().unwrap().closed = true;
+                log.1.notify_all();
+            });
+        }
+        let mut d = Daemon {
+            child,
+            dir,
+            config,
+            log,
+            ports: HashMap::new(),
+        };
+        d.refresh_ports();
+        d
+    }
+
+    fn refresh_ports(&mut self) {
+        let lines = self.log.0.lock().unwrap().lines.clone();
+        for l in lines {
+            // `bound oscin "NAME" on ADDR:PORT`
+            if let Some(rest) = l.split("bound oscin \"").nth(1) {
+                let (name, tail) = rest.split_once('"').unwrap();
+                let port: u16 = tail
+                    .trim_start_matches(" on ")
+                    .split_whitespace()
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                    .unwrap();
+                self.ports.insert(name.to_string(), port);
+            }
+        }
+    }
+
+    /// Port bound by oscin operator `name`.
+    pub fn port(&mut self, name: &str) -> u16 {
+        self.refresh_ports();
+        *self
+            .ports
+            .get(name)
+            .unwrap_or_else(|| panic!("no oscin \"{name}\" bound; log:\n{}", self.log_text()))
+    }
+
+    /// Waits until a log line contains `needle`, returning that line.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_nth(needle, 1, timeout)
+    }
+
+    /// Waits until `n` log lines contain `needle`; returns the n-th.
+    pub fn wait_for_nth(&self, needle: &str, n: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.log;
+        let mut log = lock.lock().unwrap();
+        loop {
+            if let Some(l) = log.lines.iter().filter(|l| l.contains(needle)).nth(n - 1) {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline || log.closed {
+                return None;
+            }
+            log = cv.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.0.lock().unwrap().lines.join("\n")
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of the child this harness started.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status (bounded).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("chopd did not stop within {TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Rewrites the config file in place.
+    pub fn rewrite_config(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An OSC receiver on 127.0.0.1 (an export destination).
+pub struct OscRx {
+    pub sock: UdpSocket,
+    /// Messages received (bundles unpacked) but not yet looked at.
+    backlog: std::cell::RefCell<std::collections::VecDeque<OscMessage>>,
+    /// The latest numeric value seen at each address (exports are sent on change, so a value
+    /// may have gone by while a test waited for another one).
+    latest: std::cell::RefCell<HashMap<String, f32>>,
+}
+
+impl OscRx {
+    pub fn new() -> OscRx {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        OscRx {
+            sock,
+            backlog: Default::default(),
+            latest: Default::default(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    /// Next message (bundles unpacked), or None after `timeout`.
+    pub fn recv_packet(&self, timeout: Duration) -> Option<Vec<OscMessage>> {
+        self.sock.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = self.sock.recv(&mut buf).ok()?;
+        let (_, p) = rosc::decoder::decode_udp(&buf[..n]).expect("chopd sent a malformed packet");
+        let mut out = Vec::new();
+        flatten(p, &mut out);
+        Some(out)
+    }
+
+    /// Takes messages in arrival order until `pred` holds for one and returns it (the ones
+    /// before it are consumed, the ones after it stay). Panics after `timeout`.
+    pub fn until(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&OscMessage) -> bool,
+    ) -> OscMessage {
+        let deadline = Instant::now() + timeout;
+        let mut seen = std::collections::VecDeque::new();
+        loop {
+            while let Some(m) = self.backlog.borrow_mut().pop_front() {
+                if let Some(v) = m.args.first().and_then(number) {
+                    self.latest.borrow_mut().insert(m.addr.clone(), v);
+                }
+                if pred(&m) {
+                    return m;
+                }
+                seen.push_back(m);
+                if seen.len() > 20 {
+                    seen.pop_front();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no matching OSC message within {timeout:?}; the last ones were: {seen:?}"
+            );
+            if let Some(msgs) = self.recv_packet(left) {
+                self.backlog.borrow_mut().extend(msgs);
+            }
+        }
+    }
+
+    /// Waits until the latest value at `addr` satisfies `pred` (it may have arrived already);
+    /// returns it.
+    pub fn wait_value(&self, addr: &str, pred: impl Fn(f32) -> bool) -> f32 {
+        if let Some(&v) = self.latest.borrow().get(addr) {
+            if pred(v) {
+                return v;
+            }
+        }
+        let m = self.until(TIMEOUT, |m| m.addr == addr && pred(float(&m.args[0])));
+        float(&m.args[0])
+    }
+
+    /// Waits for a message at `addr` and returns its float value.
+    pub fn value_at(&self, addr: &str) -> f32 {
+        let m = self.until(TIMEOUT, |m| m.addr == addr);
+        float(&m.args[0])
+    }
+
+    /// Waits for `addr` to carry `value`.
+    pub fn expect(&self, addr: &str, value: f32) {
+        self.until(TIMEOUT, |m| {
+            m.addr == addr && (float(&m.args[0]) - value).abs() < 1e-6
+        });
+    }
+
+    /// Everything that arrives within `window`.
+    pub fn drain(&self, window: Duration) -> Vec<OscMessage> {
+        let deadline = Instant::now() + window;
+        let mut out: Vec<OscMessage> = self.backlog.borrow_mut().drain(..).collect();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            if let Some(m) = self.recv_packet(left) {
+                out.extend(m);
+            }
+        }
+    }
+}
+
+fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
+    match p {
+        OscPacket::Message(m) => out.push(m),
+        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
+    }
+}
+
+fn number(a: &OscType) -> Option<f32> {
+    match a {
+        OscType::Float(f) => Some(*f),
+        OscType::Double(d) => Some(*d as f32),
+        OscType::Int(i) => Some(*i as f32),
+        _ => None,
+    }
+}
+
+pub fn float(a: &OscType) -> f32 {
+    match a {
+        OscType::Float(f) => *f,
+        OscType::Double(d) => *d as f32,
+        OscType::Int(i) => *i as f32,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+/// Sends one OSC message to 127.0.0.1:`port`.
+pub fn send(port: u16, addr: &str, args: Vec<OscType>) {
+    let p = OscPacket::Message(OscMessage {
+        addr: addr.into(),
+        args,
+    });
+    send_raw(port, &rosc::encoder::encode(&p).unwrap());
+}
+
+pub fn send_raw(port: u16, bytes: &[u8]) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(bytes, ("127.0.0.1", port)).unwrap();
+}
+
+/// Runs `chopd check` on a file; returns (exit code, stdout).
+pub fn check(path: &Path) -> (i32, String) {
+    let out = Command::new(BIN).arg("check").arg(path).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
