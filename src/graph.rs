@@ -54,12 +54,7 @@ fn build_operator(
                 cfg.name
             ))
         }
-        Kind::Script(_) => {
-            return Err(format!(
-                "operator \"{}\": script is not built yet",
-                cfg.name
-            ))
-        }
+        Kind::Script(c) => Box::new(crate::chop::script::ScriptOp::new(cfg, c, rate)?),
     })
 }
 

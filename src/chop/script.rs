@@ -20,7 +20,6 @@ use crate::chop::{
     match_rates, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue, SrSelect,
 };
 use crate::config::{Kind, OperatorConfig, ScriptConfig};
-use crate::pattern::Pattern;
 use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
 use crate::python::op::OpHandle;
 use crate::python::par::{self as pypar, ParStyle, ParVal};
@@ -86,7 +85,6 @@ pub struct ScriptOp {
     budget: Duration,
     /// Current `isTimeSlice` (the config's `timeslice`, changeable by the script).
     timeslice: bool,
-    scope_pat: Pattern,
     srselect: SrSelect,
     cooked: bool,
     last_cook_frame: i64,
@@ -128,7 +126,6 @@ impl ScriptOp {
             me,
             budget: cfg.cook_budget,
             timeslice: op.timeslice,
-            scope_pat: op.scope.clone(),
             srselect: op.srselect,
             cooked: false,
             last_cook_frame: 0,
@@ -493,15 +490,9 @@ impl Operator for ScriptOp {
         self.last_cook_frame = frame.frame;
         self.force = false;
         self.pars_seen = self.shared.borrow().pars.version;
+        // Scope pass-through of input 0's other channels is the graph's job (after a good cook).
         match result {
-            Ok(()) => {
-                if let Some(inp) = ctx.input(0) {
-                    // Resampled inputs are not kept; pass-through uses the input as is, resampled
-                    // to this output's length by `pass_through` itself.
-                    out.pass_through(inp, &self.scope_pat);
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(f) => {
                 self.report("onCook", &f);
                 Err(CookError::Other(f.summary))

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::chop::{CookStats, DaemonStats};
 use crate::config::ParInit;
+use crate::pattern::Pattern;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,6 +22,8 @@ pub(super) struct Rig {
     names: HashMap<String, usize>,
     daemon: DaemonStats,
     pub ops: Vec<Option<ScriptOp>>,
+    /// Each node's `scope` (the graph passes unscoped input-0 channels through).
+    scopes: Vec<Pattern>,
     pub frame: i64,
     rate: f64,
 }
@@ -32,6 +35,7 @@ impl Rig {
             names: HashMap::new(),
             daemon: DaemonStats::default(),
             ops: Vec::new(),
+            scopes: Vec::new(),
             frame: 0,
             rate,
         }
@@ -46,6 +50,7 @@ impl Rig {
 
     fn push(&mut self, n: NodeState, op: Option<ScriptOp>) -> usize {
         let i = self.nodes.len();
+        self.scopes.push(Pattern::new("*").unwrap());
         self.names.insert(n.name.clone(), i);
         self.nodes.push(n);
         self.ops.push(op);
@@ -83,7 +88,9 @@ impl Rig {
         let script = ScriptOp::new(&op, &cfg, self.rate).unwrap();
         let mut n = NodeState::new(name, "script", self.rate);
         n.inputs = inputs.iter().map(|i| self.names[*i]).collect();
-        self.push(n, Some(script))
+        let i = self.push(n, Some(script));
+        self.scopes[i] = op.scope.clone();
+        i
     }
 
     pub fn set_input(&mut self, i: usize, chans: &[(&str, &[f32])]) {
@@ -139,6 +146,11 @@ impl Rig {
                 st.cook_frame = self.frame;
                 match r {
                     Ok(()) => {
+                        if let (false, Some(&j)) =
+                            (self.scopes[i].is_all(), self.nodes[i].inputs.first())
+                        {
+                            out.pass_through(&self.nodes[j].output, &self.scopes[i]);
+                        }
                         if out != before {
                             self.nodes[i].changed_frame = self.frame;
                         }
