@@ -1,3 +1,4 @@
 mod core;
 mod hardening;
 mod util;
+mod script;

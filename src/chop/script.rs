@@ -189,10 +189,16 @@ impl ScriptOp {
             } else {
                 String::new()
             };
+            let name = &self.name;
             if f.traceback.is_empty() {
-                tracing::error!(op = %self.name, "{what} failed: {}{more}", f.summary);
+                tracing::error!(op = %name, "script \"{name}\" {what} failed: {}{more}", f.summary);
             } else {
-                tracing::error!(op = %self.name, "{what} failed: {}{more}\n{}", f.summary, f.traceback);
+                tracing::error!(
+                    op = %name,
+                    "script \"{name}\" {what} failed: {}{more}\n{}",
+                    f.summary,
+                    f.traceback
+                );
             }
         }
     }
@@ -262,12 +268,12 @@ impl ScriptOp {
         }
         for m in &sc.errors {
             if let Some(n) = self.log.allow() {
-                tracing::warn!(op = %self.name, suppressed = n, "addError: {m}");
+                tracing::warn!(op = %self.name, suppressed = n, "script \"{}\" addError: {m}", self.name);
             }
         }
         for m in &sc.warnings {
             if let Some(n) = self.log.allow() {
-                tracing::warn!(op = %self.name, suppressed = n, "addWarning: {m}");
+                tracing::warn!(op = %self.name, suppressed = n, "script \"{}\" addWarning: {m}", self.name);
             }
         }
         match stats {

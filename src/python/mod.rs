@@ -57,9 +57,9 @@ class CookBudgetExceeded(BaseException):
 
     A BaseException, so `except Exception:` in user code does not swallow it."""
 
-def _format_exception(exc):
+def _format_exception(exc, tb):
     import traceback
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 "#;
 
 static INIT: OnceLock<Result<PythonInfo, String>> = OnceLock::new();
@@ -99,7 +99,7 @@ fn first_init(py: Python<'_>) -> PyResult<PythonInfo> {
         python = %version,
         prefix = %prefix,
         numpy = numpy.as_deref().unwrap_or("not installed"),
-        "python ready"
+        "python started"
     );
     if numpy.is_none() {
         tracing::warn!(
@@ -183,7 +183,7 @@ pub fn numpy_missing(what: &str) -> PyErr {
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = prelude(py)
         .and_then(|m| m.getattr("_format_exception"))
-        .and_then(|f| f.call1((err.value(py),)))
+        .and_then(|f| f.call1((err.value(py), err.traceback(py))))
         .and_then(|s| s.extract::<String>());
     match formatted {
         Ok(s) => s.trim_end().to_string(),

@@ -153,13 +153,13 @@ impl Deps {
         let node = |i: usize, name: &str| nodes.get(i).filter(|n| n.name == name);
         self.nodes
             .iter()
-            .any(|(i, name, seen)| node(*i, name).map_or(true, |n| n.changed_frame != *seen))
+            .any(|(i, name, seen)| node(*i, name).is_none_or(|n| n.changed_frame != *seen))
             || self.stats.iter().any(|(i, name, seen)| {
-                node(*i, name).map_or(true, |n| stats_stamp(&n.stats) != *seen)
+                node(*i, name).is_none_or(|n| stats_stamp(&n.stats) != *seen)
             })
             || self.pars.iter().any(|(w, seen)| {
                 w.upgrade()
-                    .map_or(true, |s| s.try_borrow().map_or(true, |s| s.pars.version != *seen))
+                    .is_none_or(|s| s.try_borrow().map_or(true, |s| s.pars.version != *seen))
             })
     }
 
