@@ -80,7 +80,9 @@ fn main() {
     let rate = 1000.0;
     let mut input = NodeState::new("in", "oscin", rate);
     for i in 0..CHANNELS {
-        input.output.append_with(&format!("ch{i}"), &[i as f32 * 0.001]);
+        input
+            .output
+            .append_with(&format!("ch{i}"), &[i as f32 * 0.001]);
     }
     println!("per-cook cost of ScriptOp::cook, {iters} cooks each (after {warmup} warm-up cooks)");
     println!("{:<70} {:>9} {:>9} {:>9}", "case", "median", "p90", "p99");
@@ -97,7 +99,8 @@ fn main() {
             },
             node,
         ];
-        let names: HashMap<String, usize> = [("in".to_string(), 0), ("bench".to_string(), 1)].into();
+        let names: HashMap<String, usize> =
+            [("in".to_string(), 0), ("bench".to_string(), 1)].into();
         let daemon = DaemonStats::default();
         let mut out = ChopData::new(rate);
         let mut samples = Vec::with_capacity(iters);
@@ -128,7 +131,10 @@ fn main() {
         }
         if k > 0 {
             assert_eq!(out.num_chans(), CHANNELS, "{label}");
-            assert!((out.last(CHANNELS - 1) - 2.0 * 0.999).abs() < 1e-4, "{label}");
+            assert!(
+                (out.last(CHANNELS - 1) - 2.0 * 0.999).abs() < 1e-4,
+                "{label}"
+            );
         }
         samples.sort();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -140,6 +146,9 @@ fn main() {
             us(percentile(&samples, 0.99))
         );
     }
-    println!("resident memory (python + numpy + {CHANNELS} channels, this process): {:.1} MB", rss_mb());
+    println!(
+        "resident memory (python + numpy + {CHANNELS} channels, this process): {:.1} MB",
+        rss_mb()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

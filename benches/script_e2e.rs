@@ -32,12 +32,22 @@ fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (seconds, rate_msgs) = if full { (5.0, 50_000.0) } else { (0.3, 5_000.0) };
+    let (seconds, rate_msgs) = if full {
+        (5.0, 50_000.0)
+    } else {
+        (0.3, 5_000.0)
+    };
 
     let rx = {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
         let _ = s.set_recv_buffer_size(8 << 20);
-        s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+        s.bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
         UdpSocket::from(s)
     };
     let dest = rx.local_addr().unwrap().port();
@@ -78,7 +88,15 @@ export = {{ method = "autoname", root = "out" }}
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("bound oscin \"in\" on ").nth(1) {
-            port = rest.split_whitespace().next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+            port = rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
         }
         if line.ends_with(" ready") || line.contains("INFO ready") {
             break;
@@ -93,7 +111,8 @@ export = {{ method = "autoname", root = "out" }}
     let recv = {
         let (arrivals, stop) = (arrivals.clone(), stop.clone());
         std::thread::spawn(move || {
-            rx.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            rx.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
             let mut buf = vec![0u8; 65536];
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok(n) = rx.recv(&mut buf) else { continue };
@@ -103,7 +122,13 @@ export = {{ method = "autoname", root = "out" }}
                 flatten(p, &mut msgs);
                 let mut a = arrivals.lock().unwrap();
                 for m in msgs {
-                    let Some(ch) = m.addr.strip_prefix("/c").and_then(|c| c.parse::<usize>().ok()) else { continue };
+                    let Some(ch) = m
+                        .addr
+                        .strip_prefix("/c")
+                        .and_then(|c| c.parse::<usize>().ok())
+                    else {
+                        continue;
+                    };
                     if let Some(OscType::Float(v)) = m.args.first() {
                         a.entry((ch, (*v / 2.0) as u32)).or_insert(now);
                     }
@@ -174,7 +199,11 @@ export = {{ method = "autoname", root = "out" }}
         }
     }
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "OSC in → script ×2 (numpy) → OSC out, rate = 1000, {CHANNELS} channels, {:.0} msg/s ({per_ms:.0}/ms) for {:.2} s",

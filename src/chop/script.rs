@@ -426,6 +426,9 @@ impl ScriptOp {
 impl Drop for ScriptOp {
     fn drop(&mut self) {
         scope::unregister(&self.shared);
+        if let Some(cb) = self.cb.take() {
+            Python::attach(|py| callbacks::forget(py, &cb));
+        }
     }
 }
 

@@ -240,3 +240,17 @@ pub fn load(
     }
     Ok(cb)
 }
+
+/// Removes the module of `cb` from `sys.modules` (when it is still the registered one).
+pub fn forget(py: Python<'_>, cb: &Callbacks) {
+    let Ok(modules) = py.import("sys").and_then(|s| s.getattr("modules")) else {
+        return;
+    };
+    let module = cb.module.bind(py);
+    let Ok(name) = module.getattr("__name__") else {
+        return;
+    };
+    if modules.get_item(&name).is_ok_and(|m| m.is(module)) {
+        let _ = modules.del_item(&name);
+    }
+}

@@ -296,13 +296,9 @@ impl ParSet {
         let label = label.unwrap_or(base);
         for n in &names {
             let mut def = ParDef::new(n, label, style, page, base);
-            let old = self
-                .pars
-                .iter()
-                .position(|p| p.name == *n)
-                .map(|i| self.pars.remove(i));
-            let keep = old
-                .map(|o| o.val)
+            let at = self.pars.iter().position(|p| p.name == *n);
+            let keep = at
+                .map(|i| self.pars[i].val.clone())
                 .or_else(|| self.saved.remove(n))
                 .or_else(|| self.init.get(n).cloned());
             if let Some(v) = keep {
@@ -311,7 +307,11 @@ impl ParSet {
                     def.val = v;
                 }
             }
-            self.pars.push(def);
+            // A replaced parameter keeps its place.
+            match at {
+                Some(i) => self.pars[i] = def,
+                None => self.pars.push(def),
+            }
         }
         self.version += 1;
         Ok(names)

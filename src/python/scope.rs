@@ -62,32 +62,37 @@ pub type Shared = Rc<RefCell<ScriptShared>>;
 
 thread_local! {
     static CURRENT: RefCell<Option<Scope>> = const { RefCell::new(None) };
-    static REGISTRY: RefCell<HashMap<String, Shared>> = RefCell::new(HashMap::new());
+    static REGISTRY: RefCell<HashMap<String, Vec<Shared>>> = RefCell::new(HashMap::new());
     static STORAGE: RefCell<HashMap<String, Py<PyDict>>> = RefCell::new(HashMap::new());
     static LAST_FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
     static PATTERNS: RefCell<HashMap<String, Pattern>> = RefCell::new(HashMap::new());
 }
 
-/// Makes a Script CHOP's state findable by name (replacing an older operator of that name).
+/// Makes a Script CHOP's state findable by name. While a reload builds a replacement, two
+/// operators of one name exist: the newest is found, and dropping either (the old one after a
+/// good reload, the new one after a rejected reload) leaves the other findable.
 pub fn register(shared: &Shared) {
     let name = shared.borrow().name.clone();
-    REGISTRY.with(|r| r.borrow_mut().insert(name, shared.clone()));
+    REGISTRY.with(|r| r.borrow_mut().entry(name).or_default().push(shared.clone()));
 }
 
-/// Removes `shared` from the registry unless a newer operator took its name.
+/// Removes `shared` from the registry.
 pub fn unregister(shared: &Shared) {
     let name = shared.borrow().name.clone();
     REGISTRY.with(|r| {
         let mut r = r.borrow_mut();
-        if r.get(&name).is_some_and(|s| Rc::ptr_eq(s, shared)) {
-            r.remove(&name);
+        if let Some(list) = r.get_mut(&name) {
+            list.retain(|s| !Rc::ptr_eq(s, shared));
+            if list.is_empty() {
+                r.remove(&name);
+            }
         }
     });
 }
 
 /// The state of the Script CHOP called `name`, if there is one.
 pub fn lookup(name: &str) -> Option<Shared> {
-    REGISTRY.with(|r| r.borrow().get(name).cloned())
+    REGISTRY.with(|r| r.borrow().get(name).and_then(|l| l.last().cloned()))
 }
 
 /// The storage dictionary of operator `name` (`store`/`fetch`), created on first use. It outlives

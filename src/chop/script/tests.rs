@@ -579,3 +579,169 @@ fn timeslice_outputs_the_span_since_the_last_cook() {
     assert_eq!(rig.nodes[s].output.num_samples(), 1);
     assert_eq!(rig.nodes[s].output.start, 2);
 }
+
+#[test]
+fn the_api_surface_behaves_as_documented() {
+    let mut rig = Rig::new(60.0);
+    rig.add_input(
+        "src",
+        &[
+            ("tx", &[1.0, 3.0]),
+            ("ty", &[0.0, 0.0]),
+            ("rz", &[5.0, 5.0]),
+        ],
+    );
+    let s = rig.add_script("api", &fixture("api.py"), &["src"]);
+    rig.step();
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    assert_eq!(rig.chan(s, "done")[0], 1.0);
+    assert_eq!(rig.chan(s, "out"), [8.0, 9.0]);
+    assert_eq!(rig.nodes[s].output.start, 10);
+    assert_eq!(rig.chan(s, "setup_runs")[0], 1.0);
+    assert_eq!(rig.op(s).par("Level"), Some(ParVal::Num(2.5)));
+    assert_eq!(rig.op(s).par("Title"), Some(ParVal::Str("hello".into())));
+    // Setup Parameters again (control port): runs onSetupParameters, values stay, cooks.
+    rig.op(s).pulse_par(SETUP_PULSE).unwrap();
+    rig.step();
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    assert_eq!(rig.chan(s, "setup_runs")[0], 2.0);
+    assert_eq!(rig.op(s).par("Title"), Some(ParVal::Str("hello".into())));
+}
+
+#[test]
+fn handles_used_outside_a_callback_raise_a_clear_error() {
+    let mut rig = Rig::new(60.0);
+    rig.add_script("outside", &fixture("outside.py"), &[]);
+    rig.step();
+    Python::attach(|py| {
+        let m = py
+            .import("sys")
+            .unwrap()
+            .getattr("modules")
+            .unwrap()
+            .get_item("chopd_callbacks_outside")
+            .unwrap();
+        let saved = m.getattr("saved").unwrap();
+        let op = saved.get_item("op").unwrap();
+        let chan = saved.get_item("chan").unwrap();
+        for err in [
+            op.getattr("numChans").unwrap_err(),
+            chan.call_method0("eval").unwrap_err(),
+        ] {
+            assert!(
+                err.to_string().contains("only be used inside a callback"),
+                "{err}"
+            );
+        }
+        // The name needs no graph.
+        let name: String = saved
+            .get_item("op")
+            .unwrap()
+            .getattr("name")
+            .unwrap()
+            .extract()
+            .unwrap();
+        assert_eq!(name, "outside");
+    });
+}
+
+#[test]
+fn on_pulse_writes_own_channels_only_with_modoutsidecook() {
+    for allow in [false, true] {
+        let mut rig = Rig::new(60.0);
+        let s = rig.add_script_with("pw", &fixture("pulse_write.py"), &[], |_, c| {
+            c.modoutsidecook = allow
+        });
+        rig.step();
+        rig.op(s).pulse_par("Poke").unwrap();
+        rig.step();
+        if allow {
+            assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+            assert_eq!(rig.val(s, "v"), 42.0);
+        } else {
+            assert_eq!(rig.stats(s).errors, 1);
+            let err = rig.stats(s).last_error.clone().unwrap();
+            assert!(err.contains("pulse_write.py:6: PermissionError"), "{err}");
+            assert!(err.contains("turn on modoutsidecook"), "{err}");
+            assert_eq!(rig.val(s, "v"), 0.0);
+        }
+    }
+}
+
+#[test]
+fn another_script_can_pulse_a_parameter() {
+    let mut rig = Rig::new(60.0);
+    let pw = rig.add_script_with("pw", &fixture("pulse_write.py"), &[], |_, c| {
+        c.modoutsidecook = true
+    });
+    let r = rig.add_script("remote", &fixture("remote_pulse.py"), &[]);
+    rig.step();
+    assert_eq!(rig.stats(r).errors, 0, "{:?}", rig.stats(r).last_error);
+    assert_eq!(rig.val(pw, "v"), 0.0);
+    // The pulse is queued for pw's next cook.
+    assert!(rig.step()[pw]);
+    assert_eq!(rig.val(pw, "v"), 42.0);
+}
+
+#[test]
+fn numpy_views_are_zero_copy_and_survive_the_data_moving() {
+    let mut rig = Rig::new(60.0);
+    rig.add_input("src", &[("a", &[1.0]), ("b", &[2.0])]);
+    let file = temp_copy("idle.py");
+    rewrite(
+        &file,
+        "import numpy as np\nkept = []\n\
+         def onCook(scriptOp):\n\
+         \x20   a = scriptOp.inputs[0].numpyArray()\n\
+         \x20   kept.append(a)\n\
+         \x20   scriptOp.clear()\n\
+         \x20   scriptOp.appendChan('first')[0] = kept[0][1, 0]\n\
+         \x20   scriptOp.appendChan('n')[0] = len(kept)\n\
+         \x20   for k in kept:\n\
+         \x20       assert k.shape[1] == 1\n",
+    );
+    let s = rig.add_script("views", &file, &["src"]);
+    let i = 0;
+    rig.step();
+    assert_eq!(rig.val(s, "first"), 2.0);
+    // The input's data is replaced many times while the first view is kept in a global.
+    for k in 0..50 {
+        let v = k as f32;
+        rig.set_input(i, &[("a", &[v]), ("b", &[v]), ("c", &[v]), ("d", &[v])]);
+        rig.step();
+    }
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    assert_eq!(
+        rig.val(s, "first"),
+        2.0,
+        "the kept view still reads its snapshot"
+    );
+    assert_eq!(rig.val(s, "n"), 51.0);
+}
+
+#[test]
+fn a_replacement_dropped_by_a_rejected_reload_leaves_the_running_one_findable() {
+    let mut rig = Rig::new(60.0);
+    let s = rig.add_script("idle", &fixture("idle.py"), &[]);
+    rig.step();
+    // A reload builds a new "idle", then the reload is rejected and the new one dropped.
+    let op = OperatorConfig {
+        name: "idle".into(),
+        inputs: Vec::new(),
+        timeslice: false,
+        scope: Pattern::new("*").unwrap(),
+        srselect: SrSelect::First,
+        export: None,
+        kind: Kind::Script(ScriptConfig {
+            callbacks: fixture("idle.py"),
+            cook_budget: Duration::from_millis(1000),
+            modoutsidecook: false,
+            pars: Vec::new(),
+        }),
+    };
+    drop(ScriptOp::from_config(&op, 60.0).unwrap());
+    rig.op(s).set_par("Speed", ParValue::Float(2.0)).unwrap();
+    assert!(rig.step()[s]);
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    assert_eq!(rig.val(s, "speed"), 2.0);
+}
