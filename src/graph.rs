@@ -36,6 +36,10 @@ pub struct Graph {
     rate: f64,
     max_slice: Duration,
     error_log: HashMap<usize, (Instant, u64)>,
+    /// Parameters driven by an export to `op:`: (operator, parameter) → the exporting operator.
+    driven: HashMap<(String, String), String>,
+    /// Sum of every node's `export_sernum` when `driven` was last rebuilt.
+    driven_sernum: Option<u64>,
 }
 
 /// Builds one operator from its config.
@@ -192,6 +196,8 @@ impl Graph {
                 rate: config.rate,
                 max_slice: config.max_slice,
                 error_log: HashMap::new(),
+                driven: HashMap::new(),
+                driven_sernum: None,
             },
             notes,
         ))
@@ -210,6 +216,18 @@ impl Graph {
         }
     }
 
+    /// What listens where: `oscin "faders" on 0.0.0.0:9000`, one entry per bound operator.
+    pub fn bound(&self) -> Vec<String> {
+        self.ops
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(op, n)| {
+                op.bound()
+                    .map(|a| format!("{} \"{}\" on {a}", n.kind, n.name))
+            })
+            .collect()
+    }
+
     pub fn nodes(&self) -> &[NodeState] {
         &self.nodes
     }
@@ -224,6 +242,48 @@ impl Graph {
 
     pub fn destinations(&self) -> &Destinations {
         &self.dests
+    }
+
+    /// One operator (control port status: its parameters).
+    pub fn operator(&self, name: &str) -> Option<&(dyn Operator + 'static)> {
+        let &i = self.names.get(name)?;
+        Some(self.ops[i].as_ref())
+    }
+
+    /// The operator whose export drives parameter `par` of operator `op`, if one does.
+    pub fn driven_by(&self, op: &str, par: &str) -> Option<&str> {
+        self.driven
+            .get(&(op.to_string(), par.to_string()))
+            .map(String::as_str)
+    }
+
+    /// Every export-driven parameter of operator `op`, as (parameter, exporting operator),
+    /// sorted by parameter.
+    pub fn driven_pars(&self, op: &str) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .driven
+            .iter()
+            .filter(|((o, _), _)| o == op)
+            .map(|((_, p), by)| (p.as_str(), by.as_str()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Sets a parameter from outside the graph (control port). A parameter an export drives is
+    /// refused: the export would overwrite the value on its next change anyway.
+    pub fn set_par_by_hand(&mut self, op: &str, par: &str, value: ParValue) -> Result<(), String> {
+        if !self.names.contains_key(op) {
+            return Err(format!("no operator \"{op}\""));
+        }
+        if let Some(by) = self.driven_by(op, par) {
+            return Err(format!(
+                "parameter \"{par}\" of \"{op}\" is driven by the export of \"{by}\"; \
+                 change that export to set it by hand"
+            ));
+        }
+        let i = self.names[op];
+        self.ops[i].set_par(par, value)
     }
 
     /// Mutable access to one operator (control port: set, pulse, reset).
@@ -346,6 +406,20 @@ impl Graph {
             }
         }
         self.dests.flush();
+        // Export mappings change rarely (each change bumps a sernum): rebuild the table of
+        // export-driven parameters only then.
+        let sernum = self.nodes.iter().map(|n| n.stats.export_sernum).sum();
+        if self.driven_sernum != Some(sernum) {
+            self.driven_sernum = Some(sernum);
+            self.driven.clear();
+            for (i, exp) in self.exporters.iter().enumerate() {
+                for (op, par) in exp.iter().flat_map(|e| e.par_targets()) {
+                    self.driven
+                        .entry((op.to_string(), par.to_string()))
+                        .or_insert_with(|| self.nodes[i].name.clone());
+                }
+            }
+        }
         self.daemon.packets_out = self.dests.packets_out;
         self.daemon.messages_out = self.dests.messages_out;
         for (op, par, v) in writes {

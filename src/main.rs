@@ -1,16 +1,18 @@
-//! The `chopd` command line. The only place that chooses exit codes: 0 ok, 1 runtime failure,
-//! 2 usage, 78 (EX_CONFIG) bad config.
+//! The `chopd` command line. The only place that chooses exit codes: 0 ok, 1 runtime failure
+//! (or a stop that overran its bound), 2 usage, 78 (EX_CONFIG) bad config, 128 + signal when a
+//! second SIGINT/SIGTERM cut the stop short.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chopd::config;
-use chopd::daemon::{self, ConfigRejected, Shared};
+use chopd::daemon::{self, ConfigRejected, Shared, Stopped};
 
 const USAGE: &str = "\
 usage:
   chopd run CONFIG      run the daemon on CONFIG
   chopd check CONFIG    report every problem of CONFIG as file:line:col (exit 0, or 78)
+  chopd ctl TARGET ...  ask a running daemon over its control port (chopd ctl --help)
   chopd schema          print the JSON Schema of the config
   chopd --version";
 
@@ -28,10 +30,16 @@ fn main() -> ExitCode {
                     eprintln!("chopd: {e:#}");
                     ExitCode::from(EX_CONFIG)
                 }
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    ExitCode::FAILURE
-                }
+                // Already logged. The cook thread may still be running: returning exits the
+                // process, which is the point.
+                Err(e) => match e.downcast_ref::<Stopped>() {
+                    Some(Stopped::Forced(sig)) => ExitCode::from(128 + *sig as u8),
+                    Some(Stopped::Timeout) => ExitCode::FAILURE,
+                    None => {
+                        tracing::error!("{e:#}");
+                        ExitCode::FAILURE
+                    }
+                },
             }
         }
         ["check", path] => match config::load(&PathBuf::from(path)) {
@@ -47,6 +55,20 @@ fn main() -> ExitCode {
                     println!("{d}");
                 }
                 ExitCode::from(EX_CONFIG)
+            }
+        },
+        ["ctl", rest @ ..] => match daemon::ctl::run(rest) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e @ daemon::ctl::CtlError::Usage(_)) => {
+                eprintln!("chopd ctl: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("chopd ctl: {e}");
+                ExitCode::FAILURE
             }
         },
         ["schema"] => {

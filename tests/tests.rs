@@ -1,4 +1,5 @@
 mod core;
 mod hardening;
+mod service;
 mod util;
 mod script;

@@ -79,9 +79,18 @@ impl Daemon {
 
     pub fn start_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Daemon {
         let d = Self::spawn(config, files, env);
-        d.wait_for("ready", TIMEOUT)
-            .unwrap_or_else(|| panic!("chopd did not become ready; log:\n{}", d.log_text()));
-        d
+        // The line whose message is exactly `ready` (others may contain the word: "python
+        // ready …").
+        let mut n = 1;
+        loop {
+            let line = d
+                .wait_for_nth("ready", n, TIMEOUT)
+                .unwrap_or_else(|| panic!("chopd did not become ready; log:\n{}", d.log_text()));
+            if line.trim_end().ends_with(" ready") {
+                return d;
+            }
+            n += 1;
+        }
     }
 
     /// Starts without waiting for `ready` (for tests of failing start-ups).
@@ -155,6 +164,45 @@ impl Daemon {
             .ports
             .get(name)
             .unwrap_or_else(|| panic!("no oscin \"{name}\" bound; log:\n{}", self.log_text()))
+    }
+
+    /// Port of the control port (`bound control on ADDR` in the log; the latest, as a reload
+    /// may move it).
+    pub fn control_port(&self) -> u16 {
+        let lines = self.log.0.lock().unwrap().lines.clone();
+        lines
+            .iter()
+            .rev()
+            .find_map(|l| {
+                let addr = l.split("bound control on ").nth(1)?;
+                addr.split_whitespace()
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no control port bound; log:\n{}", self.log_text()))
+    }
+
+    /// How many log lines contain `needle` so far.
+    pub fn count(&self, needle: &str) -> usize {
+        let log = self.log.0.lock().unwrap();
+        log.lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits (bounded) for the process to exit; returns its status and how long it took.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some((s, t0.elapsed()));
+            }
+            if t0.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until a log line contains `needle`, returning that line.
@@ -388,4 +436,118 @@ pub fn check(path: &Path) -> (i32, String) {
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A client of the control port: sends requests from its own socket and collects the replies.
+pub struct Control {
+    pub sock: UdpSocket,
+    port: u16,
+}
+
+impl Control {
+    pub fn new(port: u16) -> Control {
+        Self::from_ip("127.0.0.1", port)
+    }
+
+    /// A client sending from `ip` (any 127.x.y.z works on Linux loopback).
+    pub fn from_ip(ip: &str, port: u16) -> Control {
+        Control {
+            sock: UdpSocket::bind((ip, 0)).unwrap(),
+            port,
+        }
+    }
+
+    pub fn send(&self, addr: &str, args: Vec<OscType>) {
+        let p = OscPacket::Message(OscMessage {
+            addr: addr.into(),
+            args,
+        });
+        self.send_raw(&rosc::encoder::encode(&p).unwrap());
+    }
+
+    pub fn send_raw(&self, bytes: &[u8]) {
+        self.sock.send_to(bytes, ("127.0.0.1", self.port)).unwrap();
+    }
+
+    /// Every message received within `timeout` until the reply (`/chopd/reply` or
+    /// `/chopd/error`) to `addr`, that one included; None on timeout.
+    pub fn replies(&self, addr: &str, timeout: Duration) -> Option<Vec<OscMessage>> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            let n = self.sock.recv(&mut buf).ok()?;
+            let (_, p) = rosc::decoder::decode_udp(&buf[..n]).expect("malformed control reply");
+            let mut msgs = Vec::new();
+            flatten(p, &mut msgs);
+            for m in msgs {
+                let done = (m.addr == "/chopd/reply" || m.addr == "/chopd/error")
+                    && matches!(m.args.first(), Some(OscType::String(a)) if a == addr);
+                out.push(m);
+                if done {
+                    return Some(out);
+                }
+            }
+        }
+    }
+
+    /// Sends a request and returns every reply message, the final one last. Panics on timeout.
+    pub fn request(&self, addr: &str, args: Vec<OscType>) -> Vec<OscMessage> {
+        self.send(addr, args);
+        self.replies(addr, TIMEOUT)
+            .unwrap_or_else(|| panic!("no reply to {addr} within {TIMEOUT:?}"))
+    }
+
+    /// A request that must succeed; returns the arguments of `/chopd/reply` after the address.
+    pub fn ok(&self, addr: &str, args: Vec<OscType>) -> Vec<OscType> {
+        let r = self.request(addr, args);
+        let last = r.last().unwrap();
+        assert_eq!(last.addr, "/chopd/reply", "{addr} failed: {last:?}");
+        last.args[1..].to_vec()
+    }
+
+    /// A request that must fail; returns the reason.
+    pub fn err(&self, addr: &str, args: Vec<OscType>) -> String {
+        let r = self.request(addr, args);
+        let last = r.last().unwrap();
+        assert_eq!(last.addr, "/chopd/error", "{addr} did not fail: {last:?}");
+        match &last.args[1] {
+            OscType::String(s) => s.clone(),
+            other => panic!("reason is not a string: {other:?}"),
+        }
+    }
+
+    /// `/chopd/status` as address → first argument.
+    pub fn status(&self) -> HashMap<String, OscType> {
+        self.request("/chopd/status", vec![])
+            .into_iter()
+            .filter(|m| m.addr.starts_with("/chopd/status/"))
+            .map(|m| (m.addr, m.args.into_iter().next().unwrap()))
+            .collect()
+    }
+
+    /// `/chopd/status/json [op]`, parsed.
+    pub fn status_json(&self, op: Option<&str>) -> serde_json::Value {
+        let args = op
+            .map(|o| vec![OscType::String(o.into())])
+            .unwrap_or_default();
+        match self.ok("/chopd/status/json", args).as_slice() {
+            [OscType::String(s)] => serde_json::from_str(s).unwrap(),
+            other => panic!("status/json replied {other:?}"),
+        }
+    }
+}
+
+/// A number from a status map.
+pub fn num(status: &HashMap<String, OscType>, addr: &str) -> f64 {
+    match status.get(addr) {
+        Some(OscType::Int(i)) => *i as f64,
+        Some(OscType::Float(f)) => *f as f64,
+        other => panic!("{addr}: {other:?} in status {status:?}"),
+    }
 }

@@ -186,6 +186,23 @@ pub trait Operator {
         Err(format!("no pulse parameter \"{name}\""))
     }
 
+    /// Runs the operator's set-up of its parameters (Script CHOP: `onSetupParameters`), as the
+    /// control port's `setuppars` asks. Default: the `setuppars` pulse, which kinds without one
+    /// refuse.
+    fn setup_pars(&mut self) -> Result<(), String> {
+        self.pulse_par("setuppars")
+    }
+
+    /// Current parameter values by name, for the control port's status. Default: none listed.
+    fn pars(&self) -> Vec<(String, ParValue)> {
+        Vec::new()
+    }
+
+    /// The network address this operator listens on, if any (for the start line).
+    fn bound(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
     /// Resets the operator (`reset_channels`-style: drop channels, clear state).
     fn reset(&mut self) {}
 

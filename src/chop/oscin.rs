@@ -214,7 +214,7 @@ impl Decoder {
 /// element size must be a positive multiple of 4 that fits, the sizes must add up to the whole,
 /// and nesting must stay within `MAX_BUNDLE_DEPTH`. rosc accepts an element that overruns the
 /// packet as an empty bundle; a show network's truncated packet must count as malformed.
-fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
+pub(crate) fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
     if !bytes.starts_with(b"#bundle\0") {
         return true;
     }
@@ -507,6 +507,10 @@ impl Operator for OscInOp {
             ("kernel_drops", f(&c.kernel_drops)),
             ("channel_limit", self.channel_limit_hits as f64),
         ]);
+    }
+
+    fn bound(&self) -> Option<SocketAddr> {
+        Some(self.local)
     }
 
     fn pulse_par(&mut self, name: &str) -> Result<(), String> {

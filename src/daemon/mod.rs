@@ -1,38 +1,78 @@
 //! The daemon: the cook thread (clock → frame → graph), and the control plane on the main
-//! thread (signals, config watching, reload). One `Command` enum carries everything the control
-//! plane asks of the cook thread; the cook thread polls it once per frame and never blocks on it.
+//! thread (signals, config watching, the control port, reload, systemd notification, bounded
+//! shutdown).
+//!
+//! Two channels carry everything: `Event` (reload requests from SIGHUP, the file watcher and the
+//! control port, vector's `SignalTo`) into the control plane's loop, and `Command` from the
+//! control plane to the cook thread, which polls it once per frame and never blocks on it.
+//!
+//! - [`control`]: the OSC control port, its address space and status replies.
+//! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
+//! - [`notify`]: sd_notify and the heartbeat check that feeds the watchdog.
+//! - [`watch`]: polling the config and the files it names.
 
+pub mod control;
+pub mod ctl;
+pub mod notify;
+pub mod watch;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::oneshot;
 
 use crate::chop::Frame;
 use crate::clock::Clock;
-use crate::config::{self, Config};
+use crate::config::{self, Cidr, Config, ControlConfig};
 use crate::graph::{Graph, Rejected};
+use notify::{Health, Heartbeat, Notifier};
+
+/// A reload's result: what changed, or every reason the running graph stays.
+pub type ReloadResult = Result<Vec<String>, Vec<String>>;
 
 /// What the control plane asks of the cook thread.
 pub enum Command {
     /// Apply a checked config; the reply says what changed, or why the old graph stays.
-    Reload(Box<Config>, Sender<Result<Vec<String>, Vec<String>>>),
+    Reload(Box<Config>, oneshot::Sender<ReloadResult>),
     /// Run a closure against the graph on the cook thread (control port queries and actions).
     With(Box<dyn FnOnce(&mut Graph) + Send>),
+}
+
+/// What the control plane acts on, whoever asked.
+pub enum Event {
+    /// Reload the config; `reply` gets the result (the control port answers its sender).
+    Reload {
+        cause: String,
+        reply: Option<oneshot::Sender<ReloadResult>>,
+    },
 }
 
 /// Handle shared between the control plane and the cook thread.
 #[derive(Clone, Default)]
 pub struct Shared {
     pub stop: Arc<AtomicBool>,
-    /// Frames run so far; the watchdog checks that it moves.
+    /// Frames run so far; the watchdog is fed only while it moves.
     pub heartbeat: Arc<AtomicU64>,
 }
 
+/// How long a stop may take before the daemon exits anyway (the unit's `TimeoutStopSec` is
+/// longer, so systemd never has to SIGKILL a daemon that keeps this bound).
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
+/// How long a reload may keep the cook thread before the control plane gives up waiting.
+const RELOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// Without a systemd watchdog, a clock that has not moved for this long is still reported.
+const STALL_REPORT: Duration = Duration::from_secs(5);
+
 /// Starts the cook thread on `config` and waits until every socket is bound and the first frame
-/// ran. Returns the command sender, the thread, and the start-up notes (bound addresses).
+/// ran. Returns the command sender, the thread, and the start-up notes (what was built).
 pub fn start(
     config: Config,
     shared: Shared,
@@ -66,13 +106,15 @@ fn cook_thread(
     ready: Sender<Result<Vec<String>, Vec<String>>>,
     shared: Shared,
 ) {
-    let (mut graph, notes) = match Graph::build(&config, None) {
+    let (mut graph, mut notes) = match Graph::build(&config, None) {
         Ok(g) => g,
         Err(rejected) => {
             let _ = ready.send(Err(rejected.errors));
             return;
         }
     };
+    // The last note lists the bound addresses, for the start line.
+    notes.push(graph.bound().join(", "));
     let mut clock = Clock::new(config.rate);
     let mut ready = Some((ready, notes));
     let mut last_stats = Instant::now();
@@ -120,10 +162,11 @@ fn cook_thread(
         }
     }
     tracing::debug!("cook thread stopped after {} frames", graph.daemon.frames);
+    // Dropping the graph here stops every receive thread (each operator joins its own).
 }
 
 /// Applies `new` on top of `graph`; on failure the old graph is returned unchanged.
-fn reload(graph: Graph, new: &Config) -> (Graph, Result<Vec<String>, Vec<String>>) {
+fn reload(graph: Graph, new: &Config) -> (Graph, ReloadResult) {
     let stats = graph.daemon.clone();
     match Graph::build(new, Some(graph)) {
         Ok((mut g, notes)) => {
@@ -138,7 +181,8 @@ fn reload(graph: Graph, new: &Config) -> (Graph, Result<Vec<String>, Vec<String>
     }
 }
 
-/// Modification times of the config and of the files it names (scripts, export tables).
+/// The config and the files it names (export tables). Script callbacks are not here: the
+/// Script CHOP watches its own file and reloads its code in place, keeping the operator.
 fn watched_files(config: &Config) -> Vec<PathBuf> {
     let mut files = vec![config.file.clone()];
     for op in &config.operators {
@@ -151,18 +195,239 @@ fn watched_files(config: &Config) -> Vec<PathBuf> {
             }
         }
     }
+    files.sort();
+    files.dedup();
     files
 }
 
-fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-        .collect()
+/// Why `run` ended other than cleanly. `main` picks the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    /// A second SIGINT/SIGTERM arrived while stopping: exit at once (128 + signal).
+    #[error("stopped at once by a second signal {0}")]
+    Forced(i32),
+    /// The cook thread did not finish within `SHUTDOWN_BOUND`.
+    #[error("the cook thread did not stop within {} s (a stuck script?); exiting anyway", SHUTDOWN_BOUND.as_secs())]
+    Timeout,
 }
 
-/// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP and,
-/// when `watch` is on, when the config or a table it names changes on disk.
+/// The stop and reload signals, installed before anything can announce readiness, so a SIGTERM
+/// right after `ready` is a clean stop, not the default kill.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install SIGHUP handler")?,
+        })
+    }
+
+    /// The next stop signal's number.
+    async fn stop(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.int.recv() => libc::SIGINT,
+        }
+    }
+}
+
+/// The running control port: its allow-list (changeable on reload) and the trigger that closes
+/// it. Dropping it closes the port once the request in hand, if any, is answered.
+struct ControlPort {
+    cfg: ControlConfig,
+    local: SocketAddr,
+    allow: tokio::sync::watch::Sender<Vec<Cidr>>,
+    _close: oneshot::Sender<()>,
+}
+
+impl ControlPort {
+    fn start(cfg: &ControlConfig, ctx: control::Ctx) -> anyhow::Result<ControlPort> {
+        let sock = control::bind(cfg)?;
+        let local = sock.local_addr()?;
+        let (allow, allow_rx) = tokio::sync::watch::channel(cfg.allow.clone());
+        let (close, close_rx) = oneshot::channel();
+        tokio::spawn(control::serve(sock, allow_rx, ctx, close_rx));
+        Ok(ControlPort {
+            cfg: cfg.clone(),
+            local,
+            allow,
+            _close: close,
+        })
+    }
+}
+
+/// The control plane's state on the main thread.
+struct Plane<'a> {
+    path: &'a Path,
+    cook: SyncSender<Command>,
+    notifier: Notifier,
+    watch: bool,
+    watcher: watch::Watcher,
+    control: Option<ControlPort>,
+    control_ctx: control::Ctx,
+    rate: f64,
+    n_ops: usize,
+}
+
+/// Why the control plane's loop ended.
+enum Why {
+    Signal(i32),
+    /// `Shared::stop` was set (in-process use).
+    Requested,
+    /// The cook thread ended on its own: a panic.
+    CookDied,
+}
+
+/// What came of waiting on something while a stop signal may arrive.
+enum Interrupted<T> {
+    Done(T),
+    Stop(i32),
+}
+
+impl Plane<'_> {
+    fn status_line(&self) -> String {
+        let control = match &self.control {
+            Some(c) => format!(", control on {}", c.local),
+            None => String::new(),
+        };
+        format!(
+            "running {} operators at {} fps{control}",
+            self.n_ops, self.rate
+        )
+    }
+
+    /// Checks the config aside and hands it to the cook thread; the old graph stays on any
+    /// error. Tells systemd RELOADING … READY around it.
+    async fn reload(&mut self, cause: &str, signals: &mut Signals) -> Interrupted<ReloadResult> {
+        tracing::info!("reload requested ({cause})");
+        self.notifier.reloading();
+        // Whatever asked, this reload handles the files as they are now.
+        let seen = self.watcher.look();
+        let mut files = self.watcher.files().to_vec();
+        let result = match config::load(self.path) {
+            Err(diags) => {
+                let errors: Vec<String> = diags
+                    .iter()
+                    .filter(|d| d.severity == config::Severity::Error)
+                    .map(|d| d.to_string())
+                    .collect();
+                tracing::error!(
+                    "reload refused, the running config stays: {} problems",
+                    errors.len()
+                );
+                for d in &diags {
+                    tracing::error!("{d}");
+                }
+                Err(errors)
+            }
+            Ok(config) => {
+                for w in &config.warnings {
+                    tracing::warn!("{w}");
+                }
+                let new_files = watched_files(&config);
+                let (rate, n_ops, watch, control) = (
+                    config.rate,
+                    config.operators.len(),
+                    config.watch,
+                    config.control.clone(),
+                );
+                let (tx, rx) = oneshot::channel();
+                let result = if self
+                    .cook
+                    .try_send(Command::Reload(Box::new(config), tx))
+                    .is_err()
+                {
+                    Err(vec!["the cook thread is busy or stopped".to_string()])
+                } else {
+                    tokio::select! {
+                        r = tokio::time::timeout(RELOAD_WAIT, rx) => match r {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
+                            Err(_) => Err(vec![format!(
+                                "the cook thread did not take the new config within {} s (is the clock stuck?)",
+                                RELOAD_WAIT.as_secs()
+                            )]),
+                        },
+                        sig = signals.stop() => return Interrupted::Stop(sig),
+                    }
+                };
+                match &result {
+                    Ok(notes) => {
+                        self.apply_control(control.as_ref());
+                        tracing::info!(
+                            "reloaded {}: {}",
+                            self.path.display(),
+                            if notes.is_empty() {
+                                "nothing changed".to_string()
+                            } else {
+                                notes.join(", ")
+                            }
+                        );
+                        files = new_files;
+                        self.rate = rate;
+                        self.n_ops = n_ops;
+                        self.watch = watch;
+                    }
+                    Err(errors) => {
+                        for e in errors {
+                            tracing::error!("reload failed, the running graph stays: {e}");
+                        }
+                    }
+                }
+                result
+            }
+        };
+        self.watcher.reset(files, seen);
+        let status = match &result {
+            Ok(_) => self.status_line(),
+            Err(e) => format!(
+                "{} (reload refused: {} errors, see the log)",
+                self.status_line(),
+                e.len()
+            ),
+        };
+        self.notifier.ready(&status);
+        Interrupted::Done(result)
+    }
+
+    /// Follows a reloaded `[control]`: same address → only the allow-list changes; another
+    /// address → bind it, then close the old one (which stays if the new one cannot be bound).
+    fn apply_control(&mut self, new: Option<&ControlConfig>) {
+        match (self.control.as_ref(), new) {
+            (None, None) => {}
+            (Some(_), None) => {
+                self.control = None;
+                tracing::info!("control port closed");
+            }
+            (Some(cur), Some(new)) if cur.cfg.addr == new.addr => {
+                if cur.cfg.allow != new.allow {
+                    cur.allow.send_replace(new.allow.clone());
+                    if let Some(c) = self.control.as_mut() {
+                        c.cfg = new.clone();
+                    }
+                }
+            }
+            (_, Some(new)) => match ControlPort::start(new, self.control_ctx.clone()) {
+                Ok(c) => self.control = Some(c),
+                Err(e) => tracing::error!(
+                    "{e:#}; the control port stays {}",
+                    self.control
+                        .as_ref()
+                        .map_or("closed".to_string(), |c| format!("on {}", c.local))
+                ),
+            },
+        }
+    }
+}
+
+/// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP, on
+/// `/chopd/reload`, and when `watch` is on, when the config or a table it names changes.
 pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
     let config = config::load(path).map_err(|diags| {
         for d in &diags {
@@ -173,120 +438,189 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let watch = config.watch;
-    let mut files = watched_files(&config);
-    let rate = config.rate;
-    let n_ops = config.operators.len();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("start the control runtime")?;
-    // Signal handlers go in before anything can announce readiness, so a SIGTERM right after
-    // `ready` is a clean stop, not the default kill.
     let _guard = rt.enter();
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
-    let (tx, thread, notes) = start(config, shared.clone())?;
+    let mut signals = Signals::install()?;
+    let notifier = Notifier::from_env();
+    let started = Instant::now();
+    let watch = config.watch;
+    let files = watched_files(&config);
+    let (rate, n_ops, control_cfg) = (config.rate, config.operators.len(), config.control.clone());
+    let (cook, thread, mut notes) = start(config, shared.clone())?;
+    let mut listening = notes.pop().unwrap_or_default();
     for n in &notes {
         tracing::debug!("{n}");
     }
+    let (events_tx, mut events) = tokio::sync::mpsc::channel::<Event>(16);
+    let control_ctx = control::Ctx {
+        cook: cook.clone(),
+        events: events_tx,
+        counters: Arc::default(),
+        debug: std::env::var_os("CHOPD_DEBUG_CONTROL").is_some_and(|v| v == "1"),
+        started,
+    };
+    let control = match control_cfg
+        .as_ref()
+        .map(|c| ControlPort::start(c, control_ctx.clone()))
+    {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            shared.stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+            return Err(e);
+        }
+        None => None,
+    };
+    let mut plane = Plane {
+        path,
+        cook,
+        notifier,
+        watch,
+        watcher: watch::Watcher::new(files),
+        control,
+        control_ctx,
+        rate,
+        n_ops,
+    };
+    if let Some(c) = &plane.control {
+        if !listening.is_empty() {
+            listening.push_str(", ");
+        }
+        listening.push_str(&format!("control on {}", c.local));
+    }
     tracing::info!(
-        "chopd {} running {} ({} operators, {} fps)",
+        "chopd {} running {} ({} operators, {} fps){}{}",
         env!("CARGO_PKG_VERSION"),
         path.display(),
         n_ops,
-        rate
+        rate,
+        if listening.is_empty() {
+            ""
+        } else {
+            "; listening: "
+        },
+        listening
     );
+    if let Some(wd) = plane.notifier.watchdog() {
+        tracing::info!("systemd watchdog: {:.1} s", wd.as_secs_f64());
+    }
     tracing::info!("ready");
+    plane.notifier.ready(&plane.status_line());
 
-    let result = rt.block_on(async {
-        let mut poll = tokio::time::interval(Duration::from_millis(500));
-        let mut seen = mtimes(&files);
+    let stopped_by = rt.block_on(async {
+        let mut poll = tokio::time::interval(watch::POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wd = plane.notifier.watchdog();
+        // Check the heartbeat twice per watchdog interval, as sd_watchdog_enabled(3) advises.
+        let mut health = tokio::time::interval(wd.map_or(Duration::from_millis(500), |w| w / 2));
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now());
         loop {
+            let reload_cause: String;
+            let mut reply = None;
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
-                    tracing::info!("reload requested (SIGHUP)");
-                    if let Some(f) = do_reload(path, &tx).await { files = f; seen = mtimes(&files); }
-                }
+                _ = signals.term.recv() => return Why::Signal(libc::SIGTERM),
+                _ = signals.int.recv() => return Why::Signal(libc::SIGINT),
+                _ = signals.hup.recv() => reload_cause = "SIGHUP".into(),
+                Some(ev) = events.recv() => match ev {
+                    Event::Reload { cause, reply: r } => {
+                        reload_cause = cause;
+                        reply = r;
+                    }
+                },
                 _ = poll.tick() => {
-                    if shared.stop.load(Ordering::Relaxed) { break; }
-                    if watch {
-                        let now = mtimes(&files);
-                        if now != seen {
-                            // Debounce: editors write in several steps; wait for quiet.
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            tracing::info!("reload: a watched file changed");
-                            if let Some(f) = do_reload(path, &tx).await { files = f; }
-                            seen = mtimes(&files);
+                    if shared.stop.load(Ordering::Relaxed) {
+                        return Why::Requested;
+                    }
+                    if !(plane.watch && plane.watcher.poll(Instant::now())) {
+                        continue;
+                    }
+                    reload_cause = "a watched file changed".into();
+                }
+                _ = health.tick() => {
+                    if thread.is_finished() {
+                        return Why::CookDied;
+                    }
+                    // A stalled clock must not be hidden: two frames' time is the least
+                    // allowed, whatever the watchdog interval.
+                    let frames = Duration::from_secs_f64(2.5 / plane.rate);
+                    let limit = wd.map_or(STALL_REPORT, |w| (w / 2).min(STALL_REPORT)).max(frames);
+                    let count = shared.heartbeat.load(Ordering::Relaxed);
+                    match beat.check(count, Instant::now(), limit) {
+                        Health::Alive => {}
+                        Health::Stalled(d) => {
+                            tracing::error!(
+                                "the clock has not run a frame for {:.1} s (a stuck script?){}",
+                                d.as_secs_f64(),
+                                if wd.is_some() { "; the systemd watchdog is no longer fed" } else { "" }
+                            );
+                            plane.notifier.status(&format!("stalled: no frame for {:.1} s", d.as_secs_f64()));
+                        }
+                        Health::StillStalled => {}
+                        Health::Recovered(d) => {
+                            tracing::warn!("the clock runs again after a stall of {:.1} s", d.as_secs_f64());
+                            plane.notifier.status(&plane.status_line());
                         }
                     }
+                    if wd.is_some() && beat.alive() {
+                        plane.notifier.watchdog_ping();
+                    }
+                    continue;
                 }
             }
+            match plane.reload(&reload_cause, &mut signals).await {
+                Interrupted::Done(result) => {
+                    if let Some(r) = reply {
+                        let _ = r.send(result);
+                    }
+                }
+                Interrupted::Stop(sig) => return Why::Signal(sig),
+            }
         }
-        anyhow::Ok(())
     });
-    tracing::info!("stopping");
-    shared.stop.store(true, Ordering::Relaxed);
-    let _ = thread.join();
-    result
-}
 
-async fn do_reload(path: &Path, tx: &SyncSender<Command>) -> Option<Vec<PathBuf>> {
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(diags) => {
-            tracing::error!(
-                "reload refused, the running config stays: {} problems",
-                diags
-                    .iter()
-                    .filter(|d| d.severity == config::Severity::Error)
-                    .count()
-            );
-            for d in diags {
-                tracing::error!("{d}");
-            }
-            return None;
+    match stopped_by {
+        Why::Signal(sig) => {
+            let name = if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            tracing::info!("stopping ({name})");
         }
-    };
-    let files = watched_files(&config);
-    let (reply_tx, reply_rx) = mpsc::channel();
-    if tx
-        .send(Command::Reload(Box::new(config), reply_tx))
-        .is_err()
-    {
-        return None;
-    }
-    let reply = tokio::task::spawn_blocking(move || reply_rx.recv_timeout(Duration::from_secs(10)))
-        .await
-        .ok()?;
-    match reply {
-        Ok(Ok(notes)) => {
-            tracing::info!(
-                "reloaded {}{}",
-                path.display(),
-                if notes.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", notes.join(", "))
-                }
-            );
-            Some(files)
-        }
-        Ok(Err(errors)) => {
-            for e in errors {
-                tracing::error!("reload failed, the running graph stays: {e}");
-            }
-            None
-        }
-        Err(_) => {
-            tracing::error!("reload: the cook thread did not answer");
-            None
+        Why::Requested => tracing::info!("stopping"),
+        Why::CookDied => {
+            // A panic on the cook thread has printed its message already. Exiting non-zero
+            // lets systemd restart the service instead of keeping a daemon without a clock.
+            plane.notifier.stopping();
+            let _ = thread.join();
+            return Err(anyhow!("the cook thread stopped unexpectedly (see above)"));
         }
     }
+    plane.notifier.stopping();
+    shared.stop.store(true, Ordering::Relaxed);
+    plane.control = None;
+    let result = rt.block_on(async {
+        let (done_tx, done_rx) = oneshot::channel();
+        // Joined on a helper thread so the wait can be bounded and a second signal heard.
+        std::thread::spawn(move || {
+            let _ = thread.join();
+            let _ = done_tx.send(());
+        });
+        tokio::select! {
+            _ = done_rx => Ok(()),
+            _ = tokio::time::sleep(SHUTDOWN_BOUND) => Err(Stopped::Timeout),
+            sig = signals.stop() => Err(Stopped::Forced(sig)),
+        }
+    });
+    match &result {
+        Ok(()) => tracing::info!("stopped"),
+        Err(e) => tracing::error!("{e}"),
+    }
+    result.map_err(anyhow::Error::new)
 }
 
 /// The config had errors (already printed); `main` exits 78 for it.

@@ -212,6 +212,15 @@ impl Exporter {
         }
     }
 
+    /// The operator parameters this export drives, as (operator, parameter): the `op:` targets of
+    /// the current mapping (the graph refuses control-port sets on them).
+    pub fn par_targets(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().flatten().filter_map(|t| match t {
+            Target::Par { op, par } => Some((op.as_str(), par.as_str())),
+            Target::Osc { .. } => None,
+        })
+    }
+
     /// Forget what was sent, so the next export sends every value (after a reconnect or reset).
     pub fn invalidate(&mut self) {
         self.last.iter_mut().for_each(|l| *l = None);
