@@ -237,7 +237,7 @@ export = { method = "autoname", root = "op:scale" }
         "c.vals = [v * g + 100 for v in c.vals]",
     );
     std::fs::write(&file, new).unwrap();
-    d.wait_for("callbacks reloaded", TIMEOUT)
+    d.wait_for("new callbacks applied", TIMEOUT)
         .unwrap_or_else(|| panic!("not reloaded; log:\n{}", d.log_text()));
     rx.wait_value("/show/v", |v| v == 105.0);
     send(port, "/v", vec![OscType::Float(2.0)]);
@@ -331,7 +331,7 @@ fn python_path_adds_a_site_directory() {
         "",
         r#"export = { method = "autoname", root = "show" }"#,
     );
-    let cfg = format!("[python]\npath = [\"site\"]\n{}", config(rx.port(), &ops));
+    let cfg = config(rx.port(), &ops) + "\n[python]\npath = [\"site\"]\n";
     let _d = Daemon::start(
         &cfg,
         &[
@@ -369,4 +369,38 @@ fn the_example_script_config_runs() {
     rx.wait_value("/show/lfo/wave", |_| true);
     assert!(d.stop().success());
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn the_control_port_sets_pulses_and_sets_up_script_parameters() {
+    let rx = OscRx::new();
+    let ops = script(
+        "ctl",
+        "controlled.py",
+        "",
+        r#"export = { method = "autoname", root = "show" }"#,
+    );
+    let cfg = config(rx.port(), &ops) + "\n[control]\nport = 0\n";
+    let d = Daemon::start(&cfg, &[("controlled.py", &fixture("controlled.py"))]);
+    let c = Control::new(d.control_port());
+    rx.wait_value("/show/setups", |v| v == 1.0);
+    c.ok("/chopd/op/ctl/par/Level", vec![OscType::Float(0.5)]);
+    rx.wait_value("/show/level", |v| v == 0.5);
+    c.ok("/chopd/op/ctl/pulse/Bump", vec![]);
+    rx.wait_value("/show/bumps", |v| v == 1.0);
+    c.ok("/chopd/op/ctl/setuppars", vec![]);
+    rx.wait_value("/show/setups", |v| v == 2.0);
+    let reason = c.err("/chopd/op/ctl/par/Nope", vec![OscType::Float(1.0)]);
+    assert!(reason.contains("no parameter \"Nope\""), "{reason}");
+    let reason = c.err("/chopd/op/ctl/pulse/Level", vec![]);
+    assert!(reason.contains("not a pulse"), "{reason}");
+    // Status lists the custom parameters with their values.
+    let r = c.ok("/chopd/status/json", vec![OscType::String("ctl".into())]);
+    let json = match &r[0] {
+        OscType::String(s) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(json.contains("Level") && json.contains("0.5"), "{json}");
+    // Level survived Setup Parameters.
+    rx.wait_value("/show/level", |v| v == 0.5);
 }

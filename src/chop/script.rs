@@ -244,7 +244,7 @@ impl ScriptOp {
             Ok(()) => {
                 if !initial {
                     self.reloads += 1;
-                    tracing::info!(op = %self.name, file = %self.path.display(), "callbacks reloaded");
+                    tracing::info!(op = %self.name, file = %self.path.display(), "script \"{}\": new callbacks applied", self.name);
                 }
             }
             Err(f) => {
@@ -563,6 +563,25 @@ impl Operator for ScriptOp {
                 self.name
             )),
         }
+    }
+
+    fn setup_pars(&mut self) -> Result<(), String> {
+        self.pulse_par(SETUP_PULSE)
+    }
+
+    fn pars(&self) -> Vec<(String, ParValue)> {
+        let s = self.shared.borrow();
+        s.pars
+            .pars()
+            .iter()
+            .map(|d| {
+                let v = match &d.val {
+                    ParVal::Num(f) => ParValue::Float(*f),
+                    ParVal::Str(t) => ParValue::Str(t.clone()),
+                };
+                (d.name.clone(), v)
+            })
+            .collect()
     }
 
     fn reset(&mut self) {
