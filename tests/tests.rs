@@ -1,5 +1,5 @@
 mod core;
 mod hardening;
+mod script;
 mod service;
 mod util;
-mod script;
