@@ -185,10 +185,14 @@ pub struct Time {
 
 #[pymethods]
 impl Time {
+    /// The clock rate: the running frame's (it follows a reload that changes `rate`), else
+    /// the rate the operator was built with.
     #[getter]
     fn rate(&self) -> f64 {
-        scope::lookup(&self.owner)
-            .map(|s| s.borrow().clock_rate)
+        scope::with(|s| Ok(s.frame.map(|f| f.rate)))
+            .ok()
+            .flatten()
+            .or_else(|| scope::lookup(&self.owner).map(|s| s.borrow().clock_rate))
             .or_else(|| scope::last_frame().map(|f| f.rate))
             .unwrap_or(60.0)
     }
