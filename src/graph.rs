@@ -52,12 +52,7 @@ fn build_operator(
     Ok(match &cfg.kind {
         Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c, own.clone())?),
         Kind::Info(c) => Box::new(InfoOp::new(&c.op)),
-        Kind::MidiIn(_) => {
-            return Err(format!(
-                "operator \"{}\": midiin is not built yet",
-                cfg.name
-            ))
-        }
+        Kind::MidiIn(c) => Box::new(crate::chop::midiin::MidiInOp::new(cfg, c, rate)?),
         Kind::Script(c) => Box::new(crate::chop::script::ScriptOp::new(cfg, c, rate)?),
     })
 }

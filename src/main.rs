@@ -14,6 +14,7 @@ usage:
   chopd check CONFIG    report every problem of CONFIG as file:line:col (exit 0, or 78)
   chopd ctl TARGET ...  ask a running daemon over its control port (chopd ctl --help)
   chopd schema          print the JSON Schema of the config
+  chopd midi-ports      list the MIDI ports a midiin `device` can match
   chopd --version";
 
 const EX_CONFIG: u8 = 78;
@@ -24,7 +25,13 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["run", path] => {
             chopd::logging::init();
-            match daemon::run(&PathBuf::from(path), Shared::default()) {
+            let result = daemon::run(&PathBuf::from(path), Shared::default());
+            if result.is_ok() {
+                // A clean stop dropped the graph: MIDI In closes its MIDI clients on threads of
+                // its own; let them finish (bounded).
+                chopd::chop::midiin::close_all(std::time::Duration::from_millis(500));
+            }
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) if e.is::<ConfigRejected>() => {
                     eprintln!("chopd: {e:#}");
@@ -55,6 +62,25 @@ fn main() -> ExitCode {
                     println!("{d}");
                 }
                 ExitCode::from(EX_CONFIG)
+            }
+        },
+        // MIDI In's port list (src/chop/midiin/ports.rs).
+        ["midi-ports"] => match chopd::chop::midiin::list_ports() {
+            Ok(ports) => {
+                for p in &ports {
+                    println!("{p}");
+                }
+                if ports.is_empty() {
+                    eprintln!(
+                        "chopd: no MIDI ports ({} backend)",
+                        chopd::chop::midiin::BACKEND
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chopd: MIDI is unavailable: {e}");
+                ExitCode::FAILURE
             }
         },
         ["ctl", rest @ ..] => match daemon::ctl::run(rest) {

@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod info;
+pub mod midiin;
 pub mod oscin;
 pub mod script;
 

@@ -1,0 +1,607 @@
+//! MIDI In (SPEC §4.2): channel voice messages from one MIDI port become TouchDesigner-style
+//! channels (`ch1n60`, `ch1c7`, `ch1pw`, …), with hot-plug.
+//!
+//! Three threads touch an operator:
+//! - midir's callback thread (JACK's realtime thread under the `jack` feature) parses bytes into
+//!   events and pushes them into a bounded queue — nothing else;
+//! - the scanner thread ([`ports::Scanner`]) lists ports every `scan_ms`, connects, notices a
+//!   vanished port and reconnects; it publishes `connected` and counters as atomics and logs one
+//!   line per change;
+//! - the cook thread (this file) folds the queue into channel values. It never blocks and never
+//!   touches the MIDI system.
+//!
+//! Decisions (also in the README, "MIDI In"): a note's value is its normalised velocity while
+//! held (1 with `norm = "onoff"`), and the normalised velocity 0 after its note-off (0, or −1
+//! with `-1to1`); pitch wheel is −1..1 in every mode; a program change is the raw program
+//! number; `preserve_pulses` applies to every channel whose raw value rests at 0 (notes,
+//! controllers, aftertouch): one that rose and fell back within a frame shows its last raised
+//! value for that frame and rests the next. When the device vanishes, held notes are released
+//! (no note-off can come any more); controllers keep their values.
+
+#[cfg(feature = "jack")]
+mod jack;
+mod parse;
+mod ports;
+
+pub use parse::{Event, Mapper, StreamParser, Update};
+pub use ports::{list_ports, DeviceMatcher, Level, Selection, Unavailable, BACKEND};
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
+use crate::config::{MidiInConfig, OperatorConfig};
+use ports::{ScanState, Scanner, Shared, Wire};
+
+/// Events waiting for the cook thread. A fast controller sweep is ~1000 messages/s; 16k holds
+/// several seconds of that from every control at once, or a 250 ms stall of a full DIN-speed
+/// stream (3125 bytes/s) many times over. Beyond it messages are dropped and counted.
+const QUEUE: usize = 16_384;
+
+pub struct MidiInOp {
+    name: String,
+    timeslice: bool,
+    queued: bool,
+    preserve_pulses: bool,
+    mapper: Mapper,
+    queue: Receiver<Wire>,
+    shared: Arc<Shared>,
+    /// Dropping it stops the scanner thread (it wakes at once).
+    _stop: SyncSender<()>,
+    /// Updates folded since the last cook, in arrival order.
+    pending: Vec<Update>,
+    /// Current value and resting state of every channel.
+    values: Vec<f32>,
+    rest: Vec<bool>,
+    /// Channels showing a preserved pulse this frame, which must rest on the next one.
+    pulsing: Vec<usize>,
+    /// Scratch for the cook: per channel, the last raised value of a pulse seen this frame.
+    peak: Vec<Option<f32>>,
+    layout_changed: bool,
+    /// Messages the cook thread folded (the queue's other end counts `messages`).
+    folded: u64,
+}
+
+impl MidiInOp {
+    /// Starts the scanner thread, which opens the MIDI system and connects to the device when
+    /// it is there. With `required`, the first scan runs here instead (it blocks for as long as
+    /// opening a MIDI client and connecting take, a few ms) and a missing device or MIDI system
+    /// is an error; otherwise nothing here blocks and the operator starts disconnected.
+    pub fn new(op: &OperatorConfig, cfg: &MidiInConfig, _rate: f64) -> Result<MidiInOp, String> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let mut scanner = Scanner::new(&op.name, &cfg.device, tx);
+        let scanned = cfg.required;
+        if cfg.required {
+            let why = match scanner.scan() {
+                ScanState::Connected => None,
+                ScanState::Missing => Some(format!(
+                    "no MIDI port matches device \"{}\" (see `chopd midi-ports`)",
+                    cfg.device
+                )),
+                ScanState::Unavailable(e) => Some(format!("MIDI is unavailable: {e}")),
+                ScanState::Failed(e) => Some(format!("cannot connect: {e}")),
+            };
+            if let Some(why) = why {
+                return Err(format!("midiin \"{}\" is required: {why}", op.name));
+            }
+        }
+        let shared = scanner.shared.clone();
+        let (stop_tx, stop_rx) = mpsc::sync_channel(1);
+        let interval = cfg.scan;
+        let thread = std::thread::Builder::new()
+            .name(format!("midiin-{}", op.name))
+            .spawn(move || scanner.run(interval, !scanned, stop_rx))
+            .map_err(|e| format!("midiin \"{}\": cannot start the port scanner: {e}", op.name))?;
+        register_scanner(thread);
+        Ok(MidiInOp {
+            name: op.name.clone(),
+            timeslice: op.timeslice,
+            queued: cfg.queued,
+            preserve_pulses: cfg.preserve_pulses,
+            mapper: Mapper::new(cfg),
+            queue: rx,
+            shared,
+            _stop: stop_tx,
+            pending: Vec::new(),
+            values: Vec::new(),
+            rest: Vec::new(),
+            pulsing: Vec::new(),
+            peak: Vec::new(),
+            layout_changed: false,
+            folded: 0,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Relaxed)
+    }
+
+    /// Folds one event; public so tests (and benchmarks) can drive the operator without a port.
+    pub fn fold(&mut self, ev: Event) {
+        self.folded += 1;
+        if let Some(u) = self.mapper.map(ev) {
+            if u.chan >= self.values.len() {
+                // A new channel: it starts at rest (its first update follows at once).
+                self.values.push(self.mapper.rest_value(u.chan));
+                self.rest.push(true);
+                self.peak.push(None);
+                self.layout_changed = true;
+            }
+            self.pending.push(u);
+        }
+    }
+
+    /// Held notes can never receive their note-off once the device is gone.
+    fn release_notes(&mut self) {
+        for i in 0..self.values.len() {
+            if self.mapper.is_note(i) && !self.rest[i] {
+                self.pending.push(Update {
+                    chan: i,
+                    value: self.mapper.rest_value(i),
+                    rest: true,
+                });
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(w) = self.queue.try_recv() {
+            match w {
+                Wire::Midi(ev) => self.fold(ev),
+                Wire::Disconnected => self.release_notes(),
+            }
+        }
+    }
+}
+
+/// Scanner threads, so that [`close_all`] can wait for them at exit. A dropped operator's
+/// scanner closes its MIDI clients on its own thread (closing a JACK client takes a server round
+/// trip: the cook thread must not wait for it).
+static SCANNERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
+fn register_scanner(thread: JoinHandle<()>) {
+    // A poisoned lock only means a panic elsewhere while pushing; the list is still usable.
+    let mut list = SCANNERS.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|t| !t.is_finished());
+    list.push(thread);
+}
+
+/// Waits (at most `timeout`) for the scanner threads of dropped operators to close their MIDI
+/// clients. Call at exit, after the graph is dropped: a process that exits with JACK clients
+/// open leaves the server to find them dead, which disturbs every other client for a while.
+pub fn close_all(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let threads: Vec<JoinHandle<()>> =
+        std::mem::take(&mut *SCANNERS.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Operator for MidiInOp {
+    fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
+        self.drain();
+        !self.pending.is_empty() || self.layout_changed || !self.pulsing.is_empty()
+    }
+
+    fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
+        self.cook_frame(ctx.frame, out);
+        Ok(())
+    }
+
+    fn extras(&self, out: &mut Vec<(&'static str, f64)>) {
+        let s = &self.shared;
+        let f = |a: &AtomicU64| a.load(Relaxed) as f64;
+        out.extend([
+            ("connected", f64::from(u8::from(s.connected.load(Relaxed)))),
+            (
+                "midi_available",
+                f64::from(u8::from(s.available.load(Relaxed))),
+            ),
+            ("messages", f(&s.messages)),
+            ("dropped", f(&s.dropped)),
+            ("ignored", f(&s.ignored)),
+            ("filtered", self.mapper.filtered as f64),
+            ("connects", f(&s.connects)),
+            ("reconnects", f(&s.reconnects)),
+            ("matches", f(&s.matches)),
+        ]);
+    }
+
+    fn pulse_par(&mut self, name: &str) -> Result<(), String> {
+        match name {
+            "reset_channels" | "resetchannels" => self.reset(),
+            "reset_values" | "resetvalues" => {
+                for i in 0..self.values.len() {
+                    // Back to each channel's resting value (raw 0; the pitch wheel's centre).
+                    self.pending.push(Update {
+                        chan: i,
+                        value: self.mapper.rest_value(i),
+                        rest: true,
+                    });
+                }
+            }
+            other => {
+                return Err(format!(
+                    "midiin has no pulse \"{other}\" (reset_channels, reset_values)"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.mapper.reset();
+        self.values.clear();
+        self.rest.clear();
+        self.peak.clear();
+        self.pending.clear();
+        self.pulsing.clear();
+        self.layout_changed = true;
+    }
+}
+
+impl MidiInOp {
+    /// The cook proper, on a [`Frame`] alone (what unit tests drive).
+    pub fn cook_frame(&mut self, frame: &Frame, out: &mut ChopData) {
+        let step = frame.step.max(1) as usize;
+        let sliced_queue = self.queued && self.timeslice;
+        let per_chan = if sliced_queue && !self.pending.is_empty() {
+            let mut counts = vec![0usize; self.values.len()];
+            for u in &self.pending {
+                counts[u.chan] += 1;
+            }
+            counts.into_iter().max().unwrap_or(0)
+        } else {
+            0
+        };
+        let len = if self.timeslice {
+            step.max(per_chan)
+        } else {
+            1
+        };
+
+        let names = self.mapper.names();
+        if out.names() != names {
+            out.clear();
+            for n in names {
+                out.append_chan(n);
+            }
+        }
+        out.rate = frame.rate;
+        out.set_num_samples(len);
+        out.start = frame.frame - len as i64 + 1;
+
+        // Pulses shown last frame rest now (their values already hold the resting value).
+        self.pulsing.clear();
+
+        if per_chan > 0 {
+            // Queued: the previous value over the slice, then every message as one sample.
+            for (i, v) in self.values.iter().enumerate() {
+                out.chan_mut(i).fill(*v);
+            }
+            let mut by_chan: Vec<Vec<f32>> = vec![Vec::new(); self.values.len()];
+            for u in &self.pending {
+                by_chan[u.chan].push(u.value);
+            }
+            for (i, vals) in by_chan.iter().enumerate() {
+                if !vals.is_empty() {
+                    out.chan_mut(i)[len - vals.len()..].copy_from_slice(vals);
+                }
+            }
+            for u in &self.pending {
+                self.values[u.chan] = u.value;
+                self.rest[u.chan] = u.rest;
+            }
+        } else {
+            for u in &self.pending {
+                let i = u.chan;
+                // Track a pulse from its onset (rest → raised) within this frame on.
+                if !u.rest && (self.rest[i] || self.peak[i].is_some()) {
+                    self.peak[i] = Some(u.value);
+                }
+                self.values[i] = u.value;
+                self.rest[i] = u.rest;
+            }
+            for (i, v) in self.values.iter().enumerate() {
+                out.chan_mut(i).fill(*v);
+            }
+            for k in 0..self.pending.len() {
+                let i = self.pending[k].chan;
+                if let Some(p) = self.peak[i].take() {
+                    if self.preserve_pulses && self.rest[i] {
+                        out.chan_mut(i).fill(p);
+                        self.pulsing.push(i);
+                    }
+                }
+            }
+        }
+        self.pending.clear();
+        self.layout_changed = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MidiNorm;
+    use crate::pattern::Pattern;
+
+    fn cfg() -> MidiInConfig {
+        MidiInConfig {
+            device: Pattern::new("chopd-unit-test-no-such-port").unwrap(),
+            required: false,
+            channels: [true; 16],
+            norm: MidiNorm::ZeroToOne,
+            prefix: "ch".into(),
+            notename: "n".into(),
+            controlname: "c".into(),
+            polyname: "a".into(),
+            pressurename: "pr".into(),
+            pitchname: "pw".into(),
+            programname: "pc".into(),
+            highres: Vec::new(),
+            preserve_pulses: true,
+            queued: false,
+            scan: Duration::from_millis(500),
+        }
+    }
+
+    /// An operator with no MIDI system behind it: only the queue side is exercised.
+    fn op(cfg: &MidiInConfig, timeslice: bool) -> MidiInOp {
+        let (_tx, rx) = mpsc::sync_channel(4);
+        let (stop, _) = mpsc::sync_channel(1);
+        MidiInOp {
+            name: "m".into(),
+            timeslice,
+            queued: cfg.queued,
+            preserve_pulses: cfg.preserve_pulses,
+            mapper: Mapper::new(cfg),
+            queue: rx,
+            shared: Arc::new(Shared::default()),
+            _stop: stop,
+            pending: Vec::new(),
+            values: Vec::new(),
+            rest: Vec::new(),
+            pulsing: Vec::new(),
+            peak: Vec::new(),
+            layout_changed: false,
+            folded: 0,
+        }
+    }
+
+    struct Run {
+        op: MidiInOp,
+        out: ChopData,
+        frame: i64,
+    }
+
+    impl Run {
+        fn new(cfg: &MidiInConfig, timeslice: bool) -> Run {
+            Run {
+                op: op(cfg, timeslice),
+                out: ChopData::new(60.0),
+                frame: 0,
+            }
+        }
+
+        /// Feeds `bytes`, then runs a frame of `step`; returns whether it cooked.
+        fn frame(&mut self, bytes: &[u8], step: i64) -> bool {
+            let mut p = StreamParser::new();
+            let mut evs = Vec::new();
+            p.feed(bytes, |e| evs.push(e));
+            for e in evs {
+                self.op.fold(e);
+            }
+            self.frame += step;
+            let now = Instant::now();
+            let f = Frame {
+                frame: self.frame,
+                step,
+                rate: 60.0,
+                due: now,
+                started: now,
+            };
+            let nodes: Vec<NodeState> = Vec::new();
+            let cook = self.op.wants_cook(&f, &nodes);
+            if cook {
+                self.op.cook_frame(&f, &mut self.out);
+            }
+            cook
+        }
+
+        fn get(&self, name: &str) -> Vec<f32> {
+            self.out
+                .chan_by_name(name)
+                .map(<[f32]>::to_vec)
+                .unwrap_or_default()
+        }
+    }
+
+    #[test]
+    fn note_held_then_released() {
+        let mut r = Run::new(&cfg(), false);
+        assert!(r.frame(&[0x90, 60, 127], 1));
+        assert_eq!(r.get("ch1n60"), [1.0]);
+        assert!(!r.frame(&[], 1), "nothing new: no cook");
+        assert!(r.frame(&[0x80, 60, 0], 1));
+        assert_eq!(r.get("ch1n60"), [0.0]);
+    }
+
+    #[test]
+    fn pulse_within_one_frame_shows_for_one_frame() {
+        let mut r = Run::new(&cfg(), false);
+        assert!(r.frame(&[0x90, 60, 127, 0x90, 60, 0], 1));
+        assert_eq!(r.get("ch1n60"), [1.0]);
+        assert!(r.frame(&[], 1), "the pulse's end cooks the next frame");
+        assert_eq!(r.get("ch1n60"), [0.0]);
+        assert!(!r.frame(&[], 1));
+        // Controllers pulse too (a button sending 127 then 0).
+        assert!(r.frame(&[0xB0, 20, 127, 0xB0, 20, 0], 1));
+        assert_eq!(r.get("ch1c20"), [1.0]);
+        r.frame(&[], 1);
+        assert_eq!(r.get("ch1c20"), [0.0]);
+    }
+
+    #[test]
+    fn pulse_shows_the_last_raised_value() {
+        let mut r = Run::new(&cfg(), false);
+        r.frame(
+            &[
+                0x90,
+                60,
+                127,
+                0x80,
+                60,
+                0,
+                0x90,
+                60,
+                127 / 2 + 1,
+                0x80,
+                60,
+                0,
+            ],
+            1,
+        );
+        assert_eq!(r.get("ch1n60"), [64.0 / 127.0]);
+    }
+
+    #[test]
+    fn without_preserve_pulses_a_short_note_vanishes() {
+        let mut c = cfg();
+        c.preserve_pulses = false;
+        let mut r = Run::new(&c, false);
+        r.frame(&[0x90, 60, 127, 0x90, 60, 0], 1);
+        assert_eq!(r.get("ch1n60"), [0.0]);
+        assert!(!r.frame(&[], 1));
+    }
+
+    #[test]
+    fn a_note_on_after_a_pulse_is_not_cut() {
+        let mut r = Run::new(&cfg(), false);
+        r.frame(&[0x90, 60, 127, 0x90, 60, 0], 1);
+        r.frame(&[0x90, 60, 127], 1);
+        assert_eq!(r.get("ch1n60"), [1.0]);
+        r.frame(&[], 1);
+        assert_eq!(r.get("ch1n60"), [1.0]);
+    }
+
+    #[test]
+    fn latest_wins_without_queue() {
+        let mut r = Run::new(&cfg(), true);
+        r.frame(&[0xB0, 7, 10, 0xB0, 7, 20, 0xB0, 7, 127], 1);
+        assert_eq!(r.get("ch1c7"), [1.0]);
+        // A slice of 3 frames holds the value over the whole span.
+        r.frame(&[0xB0, 7, 0], 3);
+        assert_eq!(r.get("ch1c7"), [0.0; 3]);
+        assert_eq!(r.out.start, r.frame - 2);
+    }
+
+    #[test]
+    fn queued_timeslice_keeps_every_message() {
+        let mut c = cfg();
+        c.queued = true;
+        c.norm = MidiNorm::Off;
+        let mut r = Run::new(&c, true);
+        r.frame(&[0xB0, 7, 1], 1);
+        assert_eq!(r.get("ch1c7"), [1.0]);
+        r.frame(&[0xB0, 7, 2, 0xB0, 7, 3, 0xB0, 7, 4, 0xB0, 8, 9], 1);
+        assert_eq!(r.out.num_samples(), 3);
+        assert_eq!(r.get("ch1c7"), [2.0, 3.0, 4.0]);
+        // Fewer messages than samples: the previous value first.
+        assert_eq!(r.get("ch1c8"), [0.0, 0.0, 9.0]);
+        // A note on and off both appear; the pulse logic stays out of the way.
+        r.frame(&[0x90, 1, 100, 0x80, 1, 0], 1);
+        assert_eq!(r.get("ch1n1"), [100.0, 0.0]);
+        assert!(!r.frame(&[], 1));
+    }
+
+    #[test]
+    fn queued_without_timeslice_is_one_sample() {
+        let mut c = cfg();
+        c.queued = true;
+        let mut r = Run::new(&c, false);
+        r.frame(&[0xB0, 7, 0, 0xB0, 7, 127], 1);
+        assert_eq!(r.get("ch1c7"), [1.0]);
+    }
+
+    #[test]
+    fn channels_appear_in_arrival_order() {
+        let mut r = Run::new(&cfg(), false);
+        r.frame(&[0xE0, 0, 0x40, 0x91, 3, 3], 1);
+        assert_eq!(r.out.names(), ["ch1pw", "ch2n3"]);
+        r.frame(&[0xB0, 1, 1], 1);
+        assert_eq!(r.out.names(), ["ch1pw", "ch2n3", "ch1c1"]);
+        assert_eq!(r.get("ch1pw"), [0.0]);
+    }
+
+    #[test]
+    fn disconnect_releases_held_notes_only() {
+        let mut r = Run::new(&cfg(), false);
+        r.frame(&[0x90, 60, 127, 0xB0, 7, 127], 1);
+        r.op.release_notes();
+        r.frame(&[], 1);
+        assert_eq!(r.get("ch1n60"), [0.0]);
+        assert_eq!(r.get("ch1c7"), [1.0]);
+    }
+
+    #[test]
+    fn reset_channels_and_values() {
+        let mut r = Run::new(&cfg(), false);
+        r.frame(&[0xB0, 7, 127], 1);
+        r.op.pulse_par("reset_values").unwrap();
+        assert!(r.frame(&[], 1));
+        assert_eq!(r.get("ch1c7"), [0.0]);
+        r.op.reset();
+        assert!(r.frame(&[], 1));
+        assert_eq!(r.out.num_chans(), 0);
+        assert!(r.op.pulse_par("nope").is_err());
+    }
+
+    #[test]
+    fn minus_one_to_one_notes_rest_at_minus_one() {
+        let mut c = cfg();
+        c.norm = MidiNorm::MinusOneToOne;
+        let mut r = Run::new(&c, false);
+        r.frame(&[0x90, 60, 127], 1);
+        assert_eq!(r.get("ch1n60"), [1.0]);
+        r.frame(&[0x80, 60, 0], 1);
+        assert_eq!(r.get("ch1n60"), [-1.0]);
+    }
+
+    /// Without a MIDI system (no /dev/snd/seq here, or no JACK server) an optional operator
+    /// starts disconnected and a required one refuses to start.
+    #[test]
+    fn missing_device() {
+        let oc = OperatorConfig {
+            name: "m".into(),
+            inputs: Vec::new(),
+            timeslice: false,
+            scope: Pattern::all(),
+            srselect: Default::default(),
+            export: None,
+            kind: crate::config::Kind::MidiIn(cfg()),
+        };
+        let m = MidiInOp::new(&oc, &cfg(), 60.0).unwrap();
+        assert!(!m.connected());
+        let mut ex = Vec::new();
+        m.extras(&mut ex);
+        assert!(ex.contains(&("connected", 0.0)));
+        let mut c = cfg();
+        c.required = true;
+        let err = MidiInOp::new(&oc, &c, 60.0).err().unwrap();
+        assert!(err.starts_with("midiin \"m\" is required: "), "{err}");
+    }
+}

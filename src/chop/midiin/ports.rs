@@ -1,0 +1,733 @@
+//! MIDI ports: which port a `device` pattern means ([`select`], pure and unit-tested), the
+//! backend (ALSA by default, JACK with the `jack` feature), the port list for `chopd midi-ports`,
+//! and the scanner thread that connects, notices a vanished port and reconnects (hot-plug).
+//!
+//! Everything here that touches the MIDI system runs on the scanner thread (or once at
+//! construction): the cook thread only sees atomics and the event queue.
+//!
+//! # Hot-plug
+//! midir reports no disconnects, so the scanner polls the port list every `scan_ms`. Under ALSA
+//! a connection is a midir connection (one sequencer client each) and is dropped when its port
+//! leaves the list. Under JACK the operator owns one virtual input port for its life and the
+//! scanner connects the matched source to it; the connection itself is checked on every scan, so
+//! a port replaced under the same name between two scans is reconnected too, and a JACK server
+//! that shuts down (all our clients die with it) is reopened when it is back (see `jack.rs`).
+//!
+//! # Matching a device
+//! Port names contain spaces (`Launch Control XL:Launch Control XL MIDI 1 20:0` under ALSA,
+//! `client:port` under JACK), while patterns are space-separated term lists. The `device` string
+//! is therefore tried in three ways, and the first way that matches any port wins:
+//! 1. **exact**: the whole string equals the port name, or the name without ALSA's trailing
+//!    `client:port` numbers (they change when a device is plugged into another socket);
+//! 2. **pattern**: the string as a pattern (SPEC §3) matches the whole name (or the name without
+//!    the numbers); a wildcard term may contain the name's spaces (`Launch Control*`);
+//! 3. **partial**: a string without wildcards appears inside the name, ignoring case.
+//!
+//! When several ports match at the winning level the choice is ambiguous: the first in name order
+//! is used and the ambiguity is logged with every candidate (and counted in `matches`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use midir::{MidiInput, MidiInputConnection};
+
+use super::parse::{Event, StreamParser};
+use crate::pattern::Pattern;
+
+/// How well a port matched the `device` string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Exact,
+    Pattern,
+    Partial,
+}
+
+/// The outcome of matching a `device` string against the port list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// The port to use: the first candidate in name order.
+    pub port: String,
+    pub level: Level,
+    /// Every port that matched at `level`, in name order (more than one: ambiguous).
+    pub candidates: Vec<String>,
+}
+
+impl Selection {
+    pub fn ambiguous(&self) -> bool {
+        self.candidates.len() > 1
+    }
+}
+
+/// `name` without ALSA's trailing ` client:port` numbers (midir appends them to ALSA names).
+pub fn without_address(name: &str) -> &str {
+    let Some((head, tail)) = name.rsplit_once(' ') else {
+        return name;
+    };
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match tail.split_once(':') {
+        Some((c, p)) if numeric(c) && numeric(p) => head,
+        _ => name,
+    }
+}
+
+/// A compiled `device` string: see the module docs for the three ways it matches.
+#[derive(Clone, Debug)]
+pub struct DeviceMatcher {
+    text: String,
+    pattern: Pattern,
+    /// The whole string as one term, its spaces matching the name's spaces (approximately: a
+    /// space matches any one character), when it has spaces and wildcards.
+    spaced: Option<Pattern>,
+    literal: bool,
+}
+
+impl DeviceMatcher {
+    pub fn new(device: &Pattern) -> DeviceMatcher {
+        let text = device.as_str().trim().to_string();
+        let literal = !text.contains(['*', '?', '[', '^']);
+        let spaced = if !literal && text.contains(' ') && !text.contains('^') {
+            Pattern::new(&text.replace(' ', "?")).ok()
+        } else {
+            None
+        };
+        DeviceMatcher {
+            text,
+            pattern: device.clone(),
+            spaced,
+            literal,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn level(&self, name: &str) -> Option<Level> {
+        let short = without_address(name);
+        if self.text == name || self.text == short {
+            return Some(Level::Exact);
+        }
+        let glob =
+            |n: &str| self.pattern.matches(n) || self.spaced.as_ref().is_some_and(|p| p.matches(n));
+        if glob(name) || glob(short) {
+            return Some(Level::Pattern);
+        }
+        if self.literal
+            && !self.text.is_empty()
+            && name.to_lowercase().contains(&self.text.to_lowercase())
+        {
+            return Some(Level::Partial);
+        }
+        None
+    }
+
+    /// The port `device` means among `ports`, or `None` when nothing matches.
+    pub fn select(&self, ports: &[String]) -> Option<Selection> {
+        let mut best: Option<Level> = None;
+        let mut candidates: Vec<String> = Vec::new();
+        for name in ports {
+            let Some(level) = self.level(name) else {
+                continue;
+            };
+            match best {
+                Some(b) if level > b => continue,
+                Some(b) if level == b => candidates.push(name.clone()),
+                _ => {
+                    best = Some(level);
+                    candidates = vec![name.clone()];
+                }
+            }
+        }
+        candidates.sort();
+        candidates.dedup();
+        Some(Selection {
+            port: candidates.first()?.clone(),
+            level: best?,
+            candidates,
+        })
+    }
+}
+
+/// Why MIDI cannot be used at all (as opposed to "the device is not there").
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("no ALSA sequencer on this machine ({0} does not exist: no sound modules loaded?)")]
+    NoSequencer(&'static str),
+    #[error("cannot open the ALSA sequencer: {0}")]
+    Alsa(String),
+    #[error("no JACK server is running (chopd was built with the `jack` MIDI backend)")]
+    NoJack,
+}
+
+/// The MIDI backend this build uses, for messages.
+pub const BACKEND: &str = if cfg!(feature = "jack") {
+    "JACK"
+} else {
+    "ALSA"
+};
+
+/// The ALSA sequencer device; without it alsa-lib can only fail (and prints to stderr when it
+/// does, so it is not even asked).
+#[cfg(not(feature = "jack"))]
+const ALSA_SEQ: &str = "/dev/snd/seq";
+
+/// Opens a MIDI client named `client` (an ALSA sequencer client, or a JACK client).
+pub fn open(client: &str) -> Result<MidiInput, Unavailable> {
+    #[cfg(not(feature = "jack"))]
+    if !std::path::Path::new(ALSA_SEQ).exists() {
+        return Err(Unavailable::NoSequencer(ALSA_SEQ));
+    }
+    #[cfg(feature = "jack")]
+    quiet_jack();
+    match MidiInput::new(client) {
+        Ok(mut mi) => {
+            // SysEx, clock and active sensing carry no channel: don't even wake us for them
+            // (the ALSA backend honours this; the parser ignores them in any case).
+            mi.ignore(midir::Ignore::All);
+            Ok(mi)
+        }
+        #[cfg(feature = "jack")]
+        Err(_) => Err(Unavailable::NoJack),
+        #[cfg(not(feature = "jack"))]
+        Err(e) => Err(Unavailable::Alsa(e.to_string())),
+    }
+}
+
+/// libjack prints to stderr whenever a client cannot reach the server (every scan while jackd is
+/// down): send those lines to the log at debug level instead.
+#[cfg(feature = "jack")]
+fn quiet_jack() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    unsafe extern "C" fn to_log(msg: *const std::ffi::c_char) {
+        if msg.is_null() {
+            return;
+        }
+        // SAFETY: libjack passes a NUL-terminated string valid for the duration of the call.
+        let text = unsafe { std::ffi::CStr::from_ptr(msg) };
+        tracing::debug!(target: "chopd::jack", "{}", text.to_string_lossy());
+    }
+    ONCE.call_once(|| {
+        // SAFETY: both functions only store the pointer of a function that lives for the whole
+        // program; no JACK client is needed.
+        unsafe {
+            jack_sys::jack_set_error_function(Some(to_log));
+            jack_sys::jack_set_info_function(Some(to_log));
+        }
+    });
+}
+
+/// A port a MIDI In can connect to: its name and, under JACK, its UUID (0 under ALSA, whose
+/// names carry the port's address already).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    pub name: String,
+    pub id: u64,
+}
+
+/// Lists ports for the scanner: midir's client under ALSA, a libjack client under JACK (see
+/// `jack.rs` for why).
+pub struct Lister {
+    #[cfg(not(feature = "jack"))]
+    mi: MidiInput,
+    #[cfg(feature = "jack")]
+    jack: super::jack::JackLister,
+}
+
+impl Lister {
+    pub fn open(client: &str) -> Result<Lister, Unavailable> {
+        #[cfg(not(feature = "jack"))]
+        return Ok(Lister { mi: open(client)? });
+        #[cfg(feature = "jack")]
+        {
+            quiet_jack();
+            super::jack::JackLister::open(client)
+                .map(|jack| Lister { jack })
+                .ok_or(Unavailable::NoJack)
+        }
+    }
+
+    /// False once the MIDI system went away under us (JACK server shut down).
+    pub fn alive(&self) -> bool {
+        #[cfg(not(feature = "jack"))]
+        return true;
+        #[cfg(feature = "jack")]
+        return self.jack.alive();
+    }
+
+    pub fn ports(&self) -> Vec<Port> {
+        #[cfg(not(feature = "jack"))]
+        return self
+            .mi
+            .ports()
+            .iter()
+            .filter_map(|p| self.mi.port_name(p).ok())
+            .map(|name| Port { name, id: 0 })
+            .collect();
+        #[cfg(feature = "jack")]
+        return self
+            .jack
+            .ports()
+            .into_iter()
+            .map(|(name, id)| Port { name, id })
+            .collect();
+    }
+}
+
+/// `chopd midi-ports`: every port a `device` pattern can match, in name order.
+pub fn list_ports() -> Result<Vec<String>, Unavailable> {
+    let lister = Lister::open("chopd-midi-ports")?;
+    let mut names: Vec<String> = lister.ports().into_iter().map(|p| p.name).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// What travels from MIDI threads to the cook thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    Midi(Event),
+    /// The device went away: held notes can never receive their note-off.
+    Disconnected,
+}
+
+/// State shared by the scanner thread, midir's callback and the cook thread.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub connected: AtomicBool,
+    /// The MIDI system (ALSA sequencer or JACK server) could be opened.
+    pub available: AtomicBool,
+    /// Channel voice messages received.
+    pub messages: AtomicU64,
+    /// System messages (SysEx, clock, …) received and ignored.
+    pub ignored: AtomicU64,
+    /// Messages lost because the cook thread's queue was full.
+    pub dropped: AtomicU64,
+    pub connects: AtomicU64,
+    /// Connections after the first one.
+    pub reconnects: AtomicU64,
+    /// Ports that matched `device` at the best level at the last scan (> 1: ambiguous).
+    pub matches: AtomicU64,
+}
+
+/// What midir's callback owns: it runs on midir's thread (a realtime thread under JACK), so it
+/// only parses and pushes into the bounded queue — no allocation, no lock, no log.
+struct Callback {
+    parser: StreamParser,
+    tx: SyncSender<Wire>,
+    shared: Arc<Shared>,
+}
+
+fn on_midi(_stamp: u64, bytes: &[u8], cb: &mut Callback) {
+    let Callback { parser, tx, shared } = cb;
+    let ignored = parser.feed(bytes, |e| {
+        shared.messages.fetch_add(1, Relaxed);
+        match tx.try_send(Wire::Midi(e)) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                shared.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    });
+    if ignored > 0 {
+        shared.ignored.fetch_add(ignored as u64, Relaxed);
+    }
+}
+
+/// The scanner: owns the port-list client and the connection. Runs [`Scanner::scan`] on its own
+/// thread (and once at construction for a `required` device, so that it can fail the start).
+pub struct Scanner {
+    op: String,
+    device: DeviceMatcher,
+    /// Client used only to list ports; `None` while MIDI is unavailable.
+    lister: Option<Lister>,
+    /// The port we are connected to (name and identity) and the link to it.
+    conn: Option<(Port, Link)>,
+    /// JACK: our virtual input port (the connection holding it, and its full name), created
+    /// once; sources are connected to it.
+    #[cfg(feature = "jack")]
+    input: Option<(MidiInputConnection<Callback>, String)>,
+    tx: SyncSender<Wire>,
+    pub shared: Arc<Shared>,
+    /// Log state, so that each change is logged once.
+    logged_unavailable: Option<Unavailable>,
+    logged_missing: bool,
+    logged_ambiguous: Vec<String>,
+    logged_connect_error: Option<String>,
+}
+
+/// What keeps a source connected: the midir connection under ALSA; under JACK nothing (the
+/// connection lives in the server, between the source and our virtual input port).
+#[cfg(not(feature = "jack"))]
+type Link = MidiInputConnection<Callback>;
+#[cfg(feature = "jack")]
+type Link = ();
+
+/// What a scan found, for the constructor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanState {
+    Connected,
+    Missing,
+    Unavailable(Unavailable),
+    /// A port matched but connecting to it failed.
+    Failed(String),
+}
+
+impl Scanner {
+    pub fn new(op: &str, device: &Pattern, tx: SyncSender<Wire>) -> Scanner {
+        Scanner {
+            op: op.to_string(),
+            device: DeviceMatcher::new(device),
+            lister: None,
+            conn: None,
+            #[cfg(feature = "jack")]
+            input: None,
+            tx,
+            shared: Arc::new(Shared::default()),
+            logged_unavailable: None,
+            logged_missing: false,
+            logged_ambiguous: Vec::new(),
+            logged_connect_error: None,
+        }
+    }
+
+    fn client_name(&self, role: &str) -> String {
+        // JACK limits client names (jack_client_name_size() is 64 with jackd2); operator names
+        // are short identifiers, but cut to be safe. A duplicate (two daemons with the same
+        // operator name) is renamed by JACK itself (`-01`).
+        let mut name = format!("chopd-{}{}", self.op, role);
+        name.truncate(60);
+        name
+    }
+
+    /// One look at the port list: notice a vanished port, connect to a matching one.
+    pub fn scan(&mut self) -> ScanState {
+        if self.lister.as_ref().is_some_and(|l| !l.alive()) {
+            // The JACK server went away: every client of ours is dead, the connection too.
+            self.lister = None;
+            self.disconnect("is gone: the JACK server shut down");
+            #[cfg(feature = "jack")]
+            {
+                self.input = None;
+            }
+        }
+        if self.lister.is_none() {
+            match Lister::open(&self.client_name("-scan")) {
+                Ok(l) => {
+                    if self.logged_unavailable.take().is_some() {
+                        tracing::info!(op = %self.op, "midiin \"{}\": MIDI ({BACKEND}) is available now", self.op);
+                    }
+                    self.shared.available.store(true, Relaxed);
+                    self.lister = Some(l);
+                }
+                Err(e) => {
+                    self.shared.available.store(false, Relaxed);
+                    if self.logged_unavailable.as_ref() != Some(&e) {
+                        tracing::warn!(
+                            op = %self.op,
+                            "midiin \"{}\": MIDI is unavailable: {e}; the operator stays disconnected (every other operator runs) and retries every scan",
+                            self.op
+                        );
+                        self.logged_unavailable = Some(e.clone());
+                    }
+                    return ScanState::Unavailable(e);
+                }
+            }
+        }
+        let ports = match &self.lister {
+            Some(l) => l.ports(),
+            None => return ScanState::Missing,
+        };
+
+        if let Some((port, _)) = &self.conn {
+            if self.still_linked(port, &ports) {
+                return ScanState::Connected;
+            }
+            // Gone, or gone and back under the same name (a new port: our link to the old one
+            // died with it).
+            let why = if ports.iter().any(|p| p.name == port.name) {
+                "was replaced by a new port of the same name"
+            } else {
+                "disappeared"
+            };
+            self.disconnect(why);
+        }
+
+        let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
+        let Some(sel) = self.device.select(&names) else {
+            self.shared.matches.store(0, Relaxed);
+            if !self.logged_missing {
+                tracing::warn!(
+                    op = %self.op,
+                    "midiin \"{}\": no MIDI port matches device \"{}\" ({} ports: {}); will connect when it appears",
+                    self.op,
+                    self.device.as_str(),
+                    names.len(),
+                    quoted_list(&names),
+                );
+                self.logged_missing = true;
+            }
+            return ScanState::Missing;
+        };
+        self.shared
+            .matches
+            .store(sel.candidates.len() as u64, Relaxed);
+        if sel.ambiguous() && sel.candidates != self.logged_ambiguous {
+            tracing::warn!(
+                op = %self.op,
+                "midiin \"{}\": device \"{}\" is ambiguous, {} ports match ({:?} match): {}; using \"{}\"",
+                self.op,
+                self.device.as_str(),
+                sel.candidates.len(),
+                sel.level,
+                quoted_list(&sel.candidates),
+                sel.port,
+            );
+            self.logged_ambiguous = sel.candidates.clone();
+        }
+        // The identity seen in this scan: if the port is replaced while we connect, the next
+        // scan sees another UUID and reconnects.
+        let port = ports
+            .iter()
+            .find(|p| p.name == sel.port)
+            .cloned()
+            .unwrap_or(Port {
+                name: sel.port.clone(),
+                id: 0,
+            });
+        match self.connect(&sel.port) {
+            Ok(conn) => {
+                self.conn = Some((port, conn));
+                self.shared.connected.store(true, Relaxed);
+                let n = self.shared.connects.fetch_add(1, Relaxed);
+                if n > 0 {
+                    self.shared.reconnects.fetch_add(1, Relaxed);
+                }
+                self.logged_missing = false;
+                self.logged_connect_error = None;
+                tracing::info!(
+                    op = %self.op,
+                    "midiin \"{}\": connected to MIDI port \"{}\"{}",
+                    self.op,
+                    sel.port,
+                    if n > 0 { " (reconnected)" } else { "" }
+                );
+                ScanState::Connected
+            }
+            Err(e) => {
+                if self.logged_connect_error.as_ref() != Some(&e) {
+                    tracing::warn!(op = %self.op, "midiin \"{}\": cannot connect to MIDI port \"{}\": {e}; retrying every scan", self.op, sel.port);
+                    self.logged_connect_error = Some(e.clone());
+                }
+                ScanState::Failed(e)
+            }
+        }
+    }
+
+    /// Drops the connection (if any), tells the cook thread and logs why.
+    fn disconnect(&mut self, why: &str) {
+        let Some((port, link)) = self.conn.take() else {
+            return;
+        };
+        // ALSA: closing the connection also closes its client (midir owns one per connection).
+        // JACK: the server removed the connection with the port; our input port stays.
+        #[allow(clippy::drop_non_drop, dropping_copy_types)]
+        drop(link);
+        self.shared.connected.store(false, Relaxed);
+        // Blocking send: only waits when the cook thread has stopped folding (queue full), and
+        // fails at once when the operator is gone.
+        let _ = self.tx.send(Wire::Disconnected);
+        tracing::warn!(
+            op = %self.op,
+            "midiin \"{}\": MIDI port \"{}\" {why}; disconnected, will reconnect when it is back",
+            self.op,
+            port.name
+        );
+    }
+
+    /// ALSA: the port is still listed with the identity it had when we connected.
+    #[cfg(not(feature = "jack"))]
+    fn still_linked(&self, port: &Port, ports: &[Port]) -> bool {
+        ports.contains(port)
+    }
+
+    /// JACK: the connection itself still exists (it dies with the source port, even when a new
+    /// port of the same name replaces it) and the port is the one we connected to.
+    #[cfg(feature = "jack")]
+    fn still_linked(&self, port: &Port, ports: &[Port]) -> bool {
+        let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
+            return false;
+        };
+        ports.contains(port) && l.jack.linked(ours, &port.name)
+    }
+
+    /// JACK: connects `port` to our virtual input port, creating that port the first time.
+    #[cfg(feature = "jack")]
+    fn connect(&mut self, port: &str) -> Result<Link, String> {
+        if self.input.is_none() {
+            use midir::os::unix::VirtualInput;
+            // A name no other client has (JACK would rename a duplicate, and we must know our
+            // port's name to connect to it): operator, process and a per-process counter.
+            static N: AtomicU64 = AtomicU64::new(0);
+            let mut client = format!("chopd-{}", self.op);
+            client.truncate(40);
+            let client = format!(
+                "{client}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Relaxed)
+            );
+            let mi = open(&client).map_err(|e| e.to_string())?;
+            let cb = Callback {
+                parser: StreamParser::new(),
+                tx: self.tx.clone(),
+                shared: self.shared.clone(),
+            };
+            let conn = mi
+                .create_virtual("in", on_midi, cb)
+                .map_err(|e| format!("create the JACK input port: {e}"))?;
+            self.input = Some((conn, format!("{client}:in")));
+        }
+        let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
+            return Err("MIDI is unavailable".into());
+        };
+        l.jack.connect(port, ours)
+    }
+
+    #[cfg(not(feature = "jack"))]
+    fn connect(&mut self, port: &str) -> Result<Link, String> {
+        // midir consumes its client on connect, so every connection gets a client of its own.
+        let mi = open(&self.client_name("")).map_err(|e| e.to_string())?;
+        let p = mi
+            .ports()
+            .into_iter()
+            .find(|p| mi.port_name(p).is_ok_and(|n| n == port))
+            .ok_or_else(|| "the port vanished while connecting".to_string())?;
+        let cb = Callback {
+            parser: StreamParser::new(),
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        };
+        mi.connect(&p, "in", on_midi, cb).map_err(|e| e.to_string())
+    }
+
+    /// Scans (at once when `scan_first`) and then every `interval` until `stop` fires or its
+    /// sender is dropped, then closes the connection. Runs on the scanner thread.
+    pub fn run(mut self, interval: Duration, scan_first: bool, stop: Receiver<()>) {
+        if scan_first {
+            self.scan();
+        }
+        // A stop message or the operator's end (sender dropped) ends the loop.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+            self.scan();
+        }
+        if self.conn.take().is_some() {
+            self.shared.connected.store(false, Relaxed);
+        }
+    }
+}
+
+fn quoted_list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".to_string();
+    }
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(device: &str, ports: &[&str]) -> Option<Selection> {
+        let ports: Vec<String> = ports.iter().map(|s| s.to_string()).collect();
+        DeviceMatcher::new(&Pattern::new(device).unwrap()).select(&ports)
+    }
+
+    const ALSA: &[&str] = &[
+        "Midi Through:Midi Through Port-0 14:0",
+        "Launch Control XL:Launch Control XL MIDI 1 20:0",
+        "nanoKONTROL2:nanoKONTROL2 MIDI 1 24:0",
+        "Launchpad Mini:Launchpad Mini MIDI 1 28:0",
+    ];
+
+    #[test]
+    fn address_is_stripped_only_when_numeric() {
+        assert_eq!(without_address("a:b c 20:0"), "a:b c");
+        assert_eq!(without_address("chopd-src:out"), "chopd-src:out");
+        assert_eq!(without_address("x 20:y"), "x 20:y");
+    }
+
+    #[test]
+    fn exact_match_with_or_without_alsa_address() {
+        let s = sel("Launch Control XL:Launch Control XL MIDI 1", ALSA).unwrap();
+        assert_eq!(s.port, ALSA[1]);
+        assert_eq!(s.level, Level::Exact);
+        let s = sel("nanoKONTROL2:nanoKONTROL2 MIDI 1 24:0", ALSA).unwrap();
+        assert_eq!((s.port.as_str(), s.level), (ALSA[2], Level::Exact));
+    }
+
+    #[test]
+    fn exact_beats_partial() {
+        let ports = ["synth:out", "synth:out2", "bigsynth:out"];
+        let s = sel("synth:out", &ports).unwrap();
+        assert_eq!(s.port, "synth:out");
+        assert_eq!(s.level, Level::Exact);
+        assert!(!s.ambiguous());
+    }
+
+    #[test]
+    fn partial_match_is_case_insensitive_and_reports_ambiguity() {
+        let s = sel("nanokontrol", ALSA).unwrap();
+        assert_eq!((s.port.as_str(), s.level), (ALSA[2], Level::Partial));
+        let s = sel("Launch", ALSA).unwrap();
+        assert!(s.ambiguous());
+        assert_eq!(s.candidates, [ALSA[1], ALSA[3]]);
+        // First in name order.
+        assert_eq!(s.port, ALSA[1]);
+        // A literal with spaces is one string, not three terms.
+        let s = sel("Launch Control", ALSA).unwrap();
+        assert_eq!((s.port.as_str(), s.candidates.len()), (ALSA[1], 1));
+    }
+
+    #[test]
+    fn patterns_match_whole_names() {
+        let s = sel("nano*", ALSA).unwrap();
+        assert_eq!((s.port.as_str(), s.level), (ALSA[2], Level::Pattern));
+        // Pattern beats partial: "Launch*" matches both Launch ports as a pattern.
+        let s = sel("Launch*", ALSA).unwrap();
+        assert_eq!((s.level, s.candidates.len()), (Level::Pattern, 2));
+        // Spaces inside a wildcard term.
+        let s = sel("Launch Control*", ALSA).unwrap();
+        assert_eq!(
+            (s.port.as_str(), s.level, s.candidates.len()),
+            (ALSA[1], Level::Pattern, 1)
+        );
+        // Term lists with exclusions.
+        let s = sel("* ^Midi* ^Launch*", ALSA).unwrap();
+        assert_eq!((s.port.as_str(), s.candidates.len()), (ALSA[2], 1));
+        // A wildcard pattern is never a substring match.
+        assert_eq!(sel("Control*", ALSA), None);
+    }
+
+    #[test]
+    fn nothing_matches() {
+        assert_eq!(sel("Korg", ALSA), None);
+        assert_eq!(sel("Korg", &[]), None);
+    }
+
+    #[test]
+    fn jack_names() {
+        let ports = [
+            "chopd-test-src:out",
+            "a2j:Launch Control XL [20] (capture): Launch Control XL MIDI 1",
+        ];
+        let s = sel("chopd-test-src", &ports).unwrap();
+        assert_eq!((s.port.as_str(), s.level), (ports[0], Level::Partial));
+        let s = sel("*Launch Control XL*", &ports).unwrap();
+        assert_eq!(s.port, ports[1]);
+    }
+}
