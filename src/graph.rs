@@ -53,12 +53,7 @@ fn build_operator(
         Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c, own.clone())?),
         Kind::Info(c) => Box::new(InfoOp::new(&c.op)),
         Kind::MidiIn(c) => Box::new(crate::chop::midiin::MidiInOp::new(cfg, c, rate)?),
-        Kind::Script(_) => {
-            return Err(format!(
-                "operator \"{}\": script is not built yet",
-                cfg.name
-            ))
-        }
+        Kind::Script(c) => Box::new(crate::chop::script::ScriptOp::new(cfg, c, rate)?),
     })
 }
 

@@ -21,3 +21,4 @@ pub mod export;
 pub mod graph;
 pub mod logging;
 pub mod pattern;
+pub mod python;

@@ -1,5 +1,6 @@
 mod core;
 mod hardening;
 mod midi;
+mod script;
 mod service;
 mod util;

@@ -8,6 +8,7 @@ pub mod data;
 pub mod info;
 pub mod midiin;
 pub mod oscin;
+pub mod script;
 
 pub use data::{match_rates, sanitize_name, ChopData, RateMismatch, SrSelect};
 

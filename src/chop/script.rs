@@ -1,0 +1,597 @@
+//! Script CHOP (SPEC §4.3): runs a TouchDesigner callbacks file (`onCook`, `onSetupParameters`,
+//! `onPulse`, `onGetCookLevel`) on the cook thread, cooking only when its inputs, its parameters
+//! or anything its last cook read changed (or every frame with `CookLevel.ALWAYS` or when it
+//! read the time).
+//!
+//! Faults stay inside the operator: an exception is logged (rate-limited) with file and line and
+//! counted, the graph keeps the last good output; a runaway callback is interrupted after
+//! `cook_budget`; an edited file is reloaded from `housekeeping` and a file that fails to load
+//! leaves the old code running. The Python API itself lives in `crate::python`.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use pyo3::prelude::*;
+
+use crate::chop::{
+    match_rates, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue, SrSelect,
+};
+use crate::config::{Kind, OperatorConfig, ScriptConfig};
+use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
+use crate::python::op::OpHandle;
+use crate::python::par::{self as pypar, ParStyle, ParVal};
+use crate::python::scope::{self, Deps, Scope, ScriptShared, Shared};
+
+/// How often the callbacks file is checked for changes.
+const POLL: Duration = Duration::from_millis(200);
+/// A change younger than this waits one more poll (editors write files in several steps).
+const SETTLE: Duration = Duration::from_millis(100);
+/// At most one failure log line per operator per this interval (the first one always).
+const LOG_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest time slice, as the config's default `max_slice` (200 ms).
+const MAX_SLICE_SECONDS: f64 = 0.2;
+/// The built-in pulse that re-runs `onSetupParameters` (TouchDesigner's "Setup Parameters").
+pub const SETUP_PULSE: &str = "setuppars";
+
+/// `CookLevel` returned by `onGetCookLevel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookLevel {
+    Automatic,
+    OnChange,
+    WhenUsed,
+    Always,
+}
+
+impl CookLevel {
+    fn from_int(v: i64) -> Option<CookLevel> {
+        Some(match v {
+            0 => CookLevel::Automatic,
+            1 => CookLevel::OnChange,
+            2 => CookLevel::WhenUsed,
+            3 => CookLevel::Always,
+            _ => return None,
+        })
+    }
+}
+
+/// Logs at most once per [`LOG_INTERVAL`], counting what it held back.
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// `Some(suppressed since the last line)` when a line may be logged now.
+    fn allow(&mut self) -> Option<u64> {
+        if self.last.is_some_and(|t| t.elapsed() < LOG_INTERVAL) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+pub struct ScriptOp {
+    name: String,
+    path: PathBuf,
+    shared: Shared,
+    cb: Option<Callbacks>,
+    me: Py<OpHandle>,
+    budget: Duration,
+    /// Current `isTimeSlice` (the config's `timeslice`, changeable by the script).
+    timeslice: bool,
+    srselect: SrSelect,
+    cooked: bool,
+    last_cook_frame: i64,
+    deps: Deps,
+    pars_seen: u64,
+    cook_level: CookLevel,
+    /// Cook at the next opportunity (reload, reset, counts to report).
+    force: bool,
+    reset_pending: bool,
+    setup_pending: bool,
+    pending_errors: u64,
+    pending_warnings: u64,
+    pending_error_msg: Option<String>,
+    last_poll: Instant,
+    /// Stamp of the file version last loaded or tried.
+    tried: Option<FileStamp>,
+    log: RateLimit,
+    reloads: u64,
+    interrupts: u64,
+}
+
+impl ScriptOp {
+    /// Creates the operator: loads the callbacks file and runs `onSetupParameters`. Must run on
+    /// the cook thread (Python state is per thread). A file that fails to load is reported and
+    /// the operator waits for it to be fixed; only an unusable Python is an `Err`.
+    pub fn new(op: &OperatorConfig, cfg: &ScriptConfig, rate: f64) -> Result<ScriptOp, String> {
+        crate::python::ensure_init()?;
+        let mut shared = ScriptShared::new(&op.name, cfg.modoutsidecook, op.timeslice, rate);
+        shared.pars.set_init(&cfg.pars);
+        let shared = Rc::new(RefCell::new(shared));
+        scope::register(&shared);
+        let me = Python::attach(|py| Py::new(py, OpHandle::new(&op.name, None)))
+            .map_err(|e| format!("script \"{}\": {e}", op.name))?;
+        let mut s = ScriptOp {
+            name: op.name.clone(),
+            path: cfg.callbacks.clone(),
+            shared,
+            cb: None,
+            me,
+            budget: cfg.cook_budget,
+            timeslice: op.timeslice,
+            srselect: op.srselect,
+            cooked: false,
+            last_cook_frame: 0,
+            deps: Deps::default(),
+            pars_seen: 0,
+            cook_level: CookLevel::Automatic,
+            force: true,
+            reset_pending: false,
+            setup_pending: false,
+            pending_errors: 0,
+            pending_warnings: 0,
+            pending_error_msg: None,
+            last_poll: Instant::now(),
+            tried: None,
+            log: RateLimit::default(),
+            reloads: 0,
+            interrupts: 0,
+        };
+        s.load(true);
+        let unknown = s.shared.borrow().pars.unknown_inits();
+        if !unknown.is_empty() {
+            tracing::warn!(
+                op = %s.name,
+                "config sets parameters that onSetupParameters did not create: {}",
+                unknown.join(", ")
+            );
+        }
+        Ok(s)
+    }
+
+    /// Builds a Script CHOP from an operator config of kind `script` (the graph's factory).
+    pub fn from_config(op: &OperatorConfig, rate: f64) -> Result<ScriptOp, String> {
+        match &op.kind {
+            Kind::Script(cfg) => ScriptOp::new(op, cfg, rate),
+            _ => Err(format!("operator \"{}\" is not a script", op.name)),
+        }
+    }
+
+    /// The state Python handles see (tests, the control port).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// True when a callbacks file is loaded.
+    pub fn loaded(&self) -> bool {
+        self.cb.is_some()
+    }
+
+    /// A custom parameter's value (tests, status).
+    pub fn par(&self, name: &str) -> Option<ParVal> {
+        self.shared.borrow().pars.get(name).map(|d| d.val.clone())
+    }
+
+    fn report(&mut self, what: &str, f: &PyFailure) {
+        if f.budget {
+            self.interrupts += 1;
+        }
+        if let Some(suppressed) = self.log.allow() {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} similar failures not logged)")
+            } else {
+                String::new()
+            };
+            let name = &self.name;
+            if f.traceback.is_empty() {
+                tracing::error!(op = %name, "script \"{name}\" {what} failed: {}{more}", f.summary);
+            } else {
+                tracing::error!(
+                    op = %name,
+                    "script \"{name}\" {what} failed: {}{more}\n{}",
+                    f.summary,
+                    f.traceback
+                );
+            }
+        }
+    }
+
+    /// An error outside a cook: counted at the next cook.
+    fn count_later(&mut self, msg: &str) {
+        self.pending_errors += 1;
+        self.pending_error_msg = Some(msg.to_string());
+        self.force = true;
+    }
+
+    /// Loads (or reloads) the callbacks file and runs `onSetupParameters`. On failure the old
+    /// callbacks stay.
+    fn load(&mut self, initial: bool) {
+        self.tried = callbacks::stamp(&self.path);
+        let result = Python::attach(|py| -> Result<(), PyFailure> {
+            let guard = scope::enter(Scope::detached(&self.shared)).map_err(|e| PyFailure {
+                summary: e,
+                traceback: String::new(),
+                budget: false,
+            })?;
+            let loaded = callbacks::load(py, &self.path, &self.name, &self.me, self.budget);
+            let setup = match &loaded {
+                Ok(cb) => match &cb.on_setup {
+                    Some(f) => callbacks::call(py, f, (self.me.bind(py),), self.budget, &self.path)
+                        .map(drop),
+                    None => Ok(()),
+                },
+                Err(_) => Ok(()),
+            };
+            let sc = guard.finish(py);
+            self.take_messages(sc, None);
+            let cb = loaded?;
+            self.shared.borrow_mut().on_pulse = cb.on_pulse.as_ref().map(|f| f.clone_ref(py));
+            self.cb = Some(cb);
+            self.query_cook_level(py);
+            setup.map_err(|f| PyFailure {
+                summary: format!("onSetupParameters: {}", f.summary),
+                ..f
+            })
+        });
+        match result {
+            Ok(()) => {
+                if !initial {
+                    self.reloads += 1;
+                    tracing::info!(op = %self.name, file = %self.path.display(), "script \"{}\": new callbacks applied", self.name);
+                }
+            }
+            Err(f) => {
+                let what = if initial {
+                    "loading callbacks"
+                } else {
+                    "reloading callbacks (old code keeps running)"
+                };
+                self.report(what, &f);
+                self.count_later(&f.summary);
+            }
+        }
+        self.force = true;
+    }
+
+    /// Moves `addError`/`addWarning` messages of a finished scope into the counts: into
+    /// `stats` during a cook, else into the pending counts.
+    fn take_messages(&mut self, sc: Scope, stats: Option<&mut crate::chop::CookStats>) {
+        if sc.errors.is_empty() && sc.warnings.is_empty() {
+            return;
+        }
+        for m in &sc.errors {
+            if let Some(n) = self.log.allow() {
+                tracing::warn!(op = %self.name, suppressed = n, "script \"{}\" addError: {m}", self.name);
+            }
+        }
+        for m in &sc.warnings {
+            if let Some(n) = self.log.allow() {
+                tracing::warn!(op = %self.name, suppressed = n, "script \"{}\" addWarning: {m}", self.name);
+            }
+        }
+        match stats {
+            Some(st) => {
+                st.errors += sc.errors.len() as u64;
+                st.warnings += sc.warnings.len() as u64;
+                if let Some(m) = sc.errors.last() {
+                    st.last_error = Some(m.clone());
+                }
+            }
+            None => {
+                self.pending_errors += sc.errors.len() as u64;
+                self.pending_warnings += sc.warnings.len() as u64;
+                if let Some(m) = sc.errors.last() {
+                    self.pending_error_msg = Some(m.clone());
+                }
+                self.force = true;
+            }
+        }
+    }
+
+    fn query_cook_level(&mut self, py: Python<'_>) {
+        let Some(f) = self
+            .cb
+            .as_ref()
+            .and_then(|c| c.on_cook_level.as_ref())
+            .map(|f| f.clone_ref(py))
+        else {
+            self.cook_level = CookLevel::Automatic;
+            return;
+        };
+        match callbacks::call(py, &f, (self.me.bind(py),), self.budget, &self.path) {
+            Ok(v) => match v.extract::<i64>().ok().and_then(CookLevel::from_int) {
+                Some(l) => self.cook_level = l,
+                None => {
+                    let f = PyFailure {
+                        summary: format!("onGetCookLevel returned {v}, not a CookLevel"),
+                        traceback: String::new(),
+                        budget: false,
+                    };
+                    self.report("onGetCookLevel", &f);
+                }
+            },
+            Err(f) => self.report("onGetCookLevel", &f),
+        }
+    }
+
+    /// Checks the callbacks file and reloads it when it changed (`now`: skip the poll interval,
+    /// for tests).
+    pub fn poll_file(&mut self, now: bool) {
+        if !now && self.last_poll.elapsed() < POLL {
+            return;
+        }
+        self.last_poll = Instant::now();
+        let current = callbacks::stamp(&self.path);
+        if current.is_none() || current == self.tried {
+            return;
+        }
+        let young = current
+            .and_then(|s| s.mtime)
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age < SETTLE);
+        if young && !now {
+            return;
+        }
+        self.load(false);
+    }
+
+    /// Sets the output's length and start for a time-sliced cook: the span since the last cook
+    /// (or input 0's slice when it is time-sliced).
+    fn slice(&self, frame: &Frame, input0: Option<(&ChopData, bool)>, out: &mut ChopData) {
+        if let Some((inp, true)) = input0 {
+            out.set_num_samples(inp.num_samples());
+            out.start = inp.start;
+            return;
+        }
+        let max_frames = (MAX_SLICE_SECONDS * frame.rate).ceil().max(1.0) as i64;
+        let frames = if self.cooked {
+            frame.frame - self.last_cook_frame
+        } else {
+            frame.step
+        }
+        .clamp(1, max_frames);
+        let ratio = out.rate / frame.rate;
+        let n = ((frames as f64 * ratio).round() as i64).max(1);
+        out.set_num_samples(n as usize);
+        out.start = (frame.frame as f64 * ratio).round() as i64 - n + 1;
+    }
+
+    fn run_callbacks(
+        &mut self,
+        py: Python<'_>,
+        ctx: &mut CookCtx,
+        out: &mut ChopData,
+        overrides: Vec<Option<ChopData>>,
+    ) -> Result<(), PyFailure> {
+        let guard =
+            scope::enter(Scope::cooking(&self.shared, ctx, out, overrides)).map_err(|e| {
+                PyFailure {
+                    summary: e,
+                    traceback: String::new(),
+                    budget: false,
+                }
+            })?;
+        let mut side_failures: Vec<(&str, PyFailure)> = Vec::new();
+        if std::mem::take(&mut self.setup_pending) {
+            if let Some(f) = self.cb.as_ref().and_then(|c| c.on_setup.as_ref()) {
+                if let Err(e) = callbacks::call(py, f, (self.me.bind(py),), self.budget, &self.path)
+                {
+                    side_failures.push(("onSetupParameters", e));
+                }
+            }
+        }
+        let pulses = std::mem::take(&mut self.shared.borrow_mut().pending_pulses);
+        if let Some(f) = self.cb.as_ref().and_then(|c| c.on_pulse.as_ref()) {
+            for p in pulses {
+                let par = pypar::Par::new(&self.name, &p);
+                if let Err(e) = callbacks::call(py, f, (par,), self.budget, &self.path) {
+                    side_failures.push(("onPulse", e));
+                }
+            }
+        }
+        let _ = scope::with(|s| {
+            s.in_cook = true;
+            s.recording = true;
+            s.deps.clear();
+            Ok(())
+        });
+        let result = match self.cb.as_ref().and_then(|c| c.on_cook.as_ref()) {
+            Some(f) => {
+                callbacks::call(py, f, (self.me.bind(py),), self.budget, &self.path).map(drop)
+            }
+            None => Ok(()),
+        };
+        let mut sc = guard.finish(py);
+        self.deps = std::mem::take(&mut sc.deps);
+        for (what, f) in &side_failures {
+            self.report(what, f);
+        }
+        let st = &mut ctx.state().stats;
+        st.errors += side_failures.len() as u64;
+        if let Some((_, f)) = side_failures.last() {
+            st.last_error = Some(f.summary.clone());
+        }
+        self.take_messages(sc, Some(&mut ctx.state().stats));
+        result
+    }
+}
+
+impl Drop for ScriptOp {
+    fn drop(&mut self) {
+        scope::unregister(&self.shared);
+        if let Some(cb) = self.cb.take() {
+            Python::attach(|py| callbacks::forget(py, &cb));
+        }
+    }
+}
+
+impl Operator for ScriptOp {
+    fn wants_cook(&mut self, _frame: &Frame, nodes: &[NodeState]) -> bool {
+        if !self.cooked || self.force || self.reset_pending || self.setup_pending {
+            return true;
+        }
+        if self.cook_level == CookLevel::Always {
+            return true;
+        }
+        {
+            let s = self.shared.borrow();
+            if !s.pending_pulses.is_empty() || s.pars.version != self.pars_seen {
+                return true;
+            }
+        }
+        self.deps.changed(nodes)
+    }
+
+    fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
+        let frame = *ctx.frame;
+        let overrides: Vec<Option<ChopData>> = {
+            let inputs = ctx.inputs();
+            match_rates(&inputs, self.srselect)?
+                .into_iter()
+                .map(|c| match c {
+                    Cow::Owned(d) => Some(d),
+                    Cow::Borrowed(_) => None,
+                })
+                .collect()
+        };
+        {
+            let st = &mut ctx.state().stats;
+            st.errors += std::mem::take(&mut self.pending_errors);
+            st.warnings += std::mem::take(&mut self.pending_warnings);
+            if let Some(m) = self.pending_error_msg.take() {
+                st.last_error = Some(m);
+            }
+        }
+        if std::mem::take(&mut self.reset_pending) {
+            out.clear();
+        }
+        ctx.state().timeslice = self.timeslice;
+        if self.timeslice {
+            let in0 = ctx.nodes[ctx.me].inputs.first().copied();
+            let input0 = in0.map(|i| {
+                let n = &ctx.nodes[i];
+                (
+                    overrides
+                        .first()
+                        .and_then(Option::as_ref)
+                        .unwrap_or(&n.output),
+                    n.timeslice,
+                )
+            });
+            self.slice(&frame, input0, out);
+        }
+        let result = Python::attach(|py| {
+            let r = self.run_callbacks(py, ctx, out, overrides);
+            if r.is_ok() {
+                self.query_cook_level(py);
+            }
+            r
+        });
+        self.timeslice = ctx.state().timeslice;
+        self.cooked = true;
+        self.last_cook_frame = frame.frame;
+        self.force = false;
+        self.pars_seen = self.shared.borrow().pars.version;
+        // Scope pass-through of input 0's other channels is the graph's job (after a good cook).
+        match result {
+            Ok(()) => Ok(()),
+            Err(f) => {
+                self.report("onCook", &f);
+                Err(CookError::Other(f.summary))
+            }
+        }
+    }
+
+    fn extras(&self, out: &mut Vec<(&'static str, f64)>) {
+        out.push(("script_loaded", if self.cb.is_some() { 1.0 } else { 0.0 }));
+        out.push(("script_reloads", self.reloads as f64));
+        out.push(("script_interrupts", self.interrupts as f64));
+    }
+
+    fn set_par(&mut self, name: &str, value: ParValue) -> Result<(), String> {
+        let style = self.shared.borrow().pars.get(name).map(|d| d.style);
+        match style {
+            Some(ParStyle::Pulse) => {
+                let on = match &value {
+                    ParValue::Float(f) => *f != 0.0,
+                    ParValue::Str(s) => !s.is_empty() && s != "0",
+                };
+                if on {
+                    self.pulse_par(name)?;
+                }
+                Ok(())
+            }
+            Some(_) => {
+                let v = match value {
+                    ParValue::Float(f) => ParVal::Num(f),
+                    ParValue::Str(s) => ParVal::Str(s),
+                };
+                self.shared.borrow_mut().pars.set(name, &v).map(drop)
+            }
+            None if name == SETUP_PULSE => self.pulse_par(name),
+            None => Err(format!(
+                "script \"{}\" has no parameter \"{name}\"",
+                self.name
+            )),
+        }
+    }
+
+    fn pulse_par(&mut self, name: &str) -> Result<(), String> {
+        if name == SETUP_PULSE {
+            self.setup_pending = true;
+            return Ok(());
+        }
+        let mut s = self.shared.borrow_mut();
+        match s.pars.get(name).map(|d| d.style) {
+            Some(ParStyle::Pulse) => {
+                s.pending_pulses.push(name.to_string());
+                Ok(())
+            }
+            Some(_) => Err(format!(
+                "parameter \"{name}\" of script \"{}\" is not a pulse",
+                self.name
+            )),
+            None => Err(format!(
+                "script \"{}\" has no parameter \"{name}\"",
+                self.name
+            )),
+        }
+    }
+
+    fn setup_pars(&mut self) -> Result<(), String> {
+        self.pulse_par(SETUP_PULSE)
+    }
+
+    fn pars(&self) -> Vec<(String, ParValue)> {
+        let s = self.shared.borrow();
+        s.pars
+            .pars()
+            .iter()
+            .map(|d| {
+                let v = match &d.val {
+                    ParVal::Num(f) => ParValue::Float(*f),
+                    ParVal::Str(t) => ParValue::Str(t.clone()),
+                };
+                (d.name.clone(), v)
+            })
+            .collect()
+    }
+
+    fn reset(&mut self) {
+        self.reset_pending = true;
+    }
+
+    fn housekeeping(&mut self) {
+        self.poll_file(false);
+    }
+}
+
+#[cfg(test)]
+mod tests;

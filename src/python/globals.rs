@@ -1,0 +1,289 @@
+//! Module globals of a callbacks file: `op(name)`, `ops(*patterns)`, `absTime`, `me`,
+//! `parent()`, `debug(*args)` and `CookLevel`, installed into each callbacks module.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::chop::Frame;
+
+use super::op::OpHandle;
+use super::scope;
+
+/// `op(name)`: the operator called `name` (a leading `/` or `./` is ignored), or `None`. An
+/// operator object passed in is returned as is. Outside a cook (while the file loads) the graph
+/// is not known yet, so a handle is returned unchecked; it resolves when used.
+#[pyfunction]
+pub fn op(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<OpHandle>>> {
+    if let Ok(h) = name.cast::<OpHandle>() {
+        return Ok(Some(h.clone().unbind()));
+    }
+    let name: String = name.extract()?;
+    let name = name.trim_start_matches("./").trim_start_matches('/');
+    let found = scope::with(|s| {
+        if !s.has_graph() {
+            return Ok(Some(OpHandle::new(name, None)));
+        }
+        if name == s.owner_name {
+            return Ok(Some(OpHandle::new(name, None)));
+        }
+        Ok(s.names()?
+            .get(name)
+            .map(|&i| OpHandle::with_index(name, i, None)))
+    })?;
+    found.map(|h| Py::new(py, h)).transpose()
+}
+
+/// `ops(*patterns)`: every operator whose name matches.
+#[pyfunction]
+#[pyo3(signature = (*patterns))]
+pub fn ops(patterns: &Bound<'_, PyTuple>) -> PyResult<Vec<OpHandle>> {
+    let pats: Vec<String> = patterns
+        .iter()
+        .map(|p| p.extract())
+        .collect::<PyResult<_>>()?;
+    let source = if pats.is_empty() {
+        "*".to_string()
+    } else {
+        pats.join(" ")
+    };
+    scope::with(|s| {
+        let nodes = s.nodes()?;
+        scope::with_pattern(&source, |p| {
+            nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| p.matches(&n.name))
+                .map(|(i, n)| OpHandle::with_index(&n.name, i, None))
+                .collect()
+        })
+    })
+}
+
+/// `parent()`: the top of the daemon's network, which holds every operator.
+#[pyfunction]
+#[pyo3(signature = (n=1))]
+pub fn parent(n: i64) -> Root {
+    let _ = n;
+    Root
+}
+
+/// The component that contains every operator (`parent()`, `op('/')`-like).
+#[pyclass(frozen, module = "chopd", name = "COMP")]
+pub struct Root;
+
+#[pymethods]
+impl Root {
+    #[getter]
+    fn name(&self) -> &'static str {
+        ""
+    }
+
+    #[getter]
+    fn path(&self) -> &'static str {
+        "/"
+    }
+
+    fn op(&self, py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<OpHandle>>> {
+        op(py, name)
+    }
+
+    #[pyo3(signature = (*patterns))]
+    fn ops(&self, patterns: &Bound<'_, PyTuple>) -> PyResult<Vec<OpHandle>> {
+        ops(patterns)
+    }
+
+    #[getter]
+    fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
+        scope::storage(py, "/")
+    }
+
+    fn store<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        scope::storage(py, "/").set_item(key, &value)?;
+        Ok(value)
+    }
+
+    #[pyo3(signature = (key, default=None))]
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match scope::storage(py, "/").get_item(key)? {
+            Some(v) => Ok(v),
+            None => {
+                default.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
+            }
+        }
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "COMP(path='/')"
+    }
+}
+
+/// The current frame; reading it during a cook makes the script cook every frame.
+fn now() -> PyResult<Frame> {
+    let f = scope::with(|s| {
+        s.record_time();
+        Ok(s.frame)
+    })
+    .ok()
+    .flatten()
+    .or_else(scope::last_frame);
+    f.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the clock has not started yet"))
+}
+
+/// `absTime`: the daemon's clock.
+#[pyclass(frozen, module = "chopd", name = "AbsTime")]
+pub struct AbsTime;
+
+#[pymethods]
+impl AbsTime {
+    #[getter]
+    fn frame(&self) -> PyResult<i64> {
+        Ok(now()?.frame)
+    }
+
+    #[getter]
+    fn seconds(&self) -> PyResult<f64> {
+        Ok(now()?.seconds())
+    }
+
+    #[getter]
+    fn step(&self) -> PyResult<i64> {
+        Ok(now()?.step)
+    }
+
+    #[getter(stepSeconds)]
+    fn step_seconds(&self) -> PyResult<f64> {
+        Ok(now()?.step_seconds())
+    }
+
+    fn __repr__(&self) -> String {
+        match scope::last_frame() {
+            Some(f) => format!("absTime(frame={}, seconds={})", f.frame, f.seconds()),
+            None => "absTime(not started)".into(),
+        }
+    }
+}
+
+/// `me.time`: the clock as its operator sees it (`rate` does not depend on the frame).
+#[pyclass(frozen, module = "chopd", name = "timeCOMP")]
+pub struct Time {
+    pub owner: String,
+}
+
+#[pymethods]
+impl Time {
+    /// The clock rate: the running frame's (it follows a reload that changes `rate`), else
+    /// the rate the operator was built with.
+    #[getter]
+    fn rate(&self) -> f64 {
+        scope::with(|s| Ok(s.frame.map(|f| f.rate)))
+            .ok()
+            .flatten()
+            .or_else(|| scope::lookup(&self.owner).map(|s| s.borrow().clock_rate))
+            .or_else(|| scope::last_frame().map(|f| f.rate))
+            .unwrap_or(60.0)
+    }
+
+    #[getter]
+    fn frame(&self) -> PyResult<i64> {
+        Ok(now()?.frame)
+    }
+
+    #[getter]
+    fn seconds(&self) -> PyResult<f64> {
+        Ok(now()?.seconds())
+    }
+
+    #[getter]
+    fn play(&self) -> bool {
+        true
+    }
+}
+
+thread_local! {
+    /// debug() lines per operator in the current second: (window start, lines, suppressed).
+    static DEBUG_RATE: RefCell<HashMap<String, (Instant, u32, u64)>> = RefCell::new(HashMap::new());
+}
+
+/// At most this many `debug()` lines per operator per second reach the log.
+const DEBUG_LINES_PER_SECOND: u32 = 20;
+
+/// `debug(*args)`: logs the arguments (as `print` joins them) with the caller's file and line.
+#[pyfunction]
+#[pyo3(signature = (*args))]
+pub fn debug(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    let parts: Vec<String> = args
+        .iter()
+        .map(|a| a.str().map(|s| s.to_string()))
+        .collect::<PyResult<_>>()?;
+    let msg = parts.join(" ");
+    let (file, line) = caller(py).unwrap_or_else(|| ("?".into(), 0));
+    let owner = scope::with(|s| Ok(s.owner_name.clone())).unwrap_or_default();
+    let verdict = DEBUG_RATE.with(|r| {
+        let mut r = r.borrow_mut();
+        let e = r.entry(owner.clone()).or_insert((Instant::now(), 0, 0));
+        if e.0.elapsed() >= Duration::from_secs(1) {
+            let suppressed = e.2;
+            *e = (Instant::now(), 0, 0);
+            if suppressed > 0 {
+                tracing::info!(op = %owner, "debug: {suppressed} lines suppressed");
+            }
+        }
+        e.1 += 1;
+        if e.1 > DEBUG_LINES_PER_SECOND {
+            e.2 += 1;
+            false
+        } else {
+            true
+        }
+    });
+    if verdict {
+        tracing::info!(op = %owner, "{file}:{line}: {msg}");
+    }
+    Ok(())
+}
+
+fn caller(py: Python<'_>) -> Option<(String, u32)> {
+    let frame = py
+        .import("sys")
+        .ok()?
+        .call_method1("_getframe", (1,))
+        .ok()?;
+    let file: String = frame
+        .getattr("f_code")
+        .ok()?
+        .getattr("co_filename")
+        .ok()?
+        .extract()
+        .ok()?;
+    let line: u32 = frame.getattr("f_lineno").ok()?.extract().ok()?;
+    let file = std::path::Path::new(&file)
+        .file_name()
+        .map_or(file.clone(), |f| f.to_string_lossy().into_owned());
+    Some((file, line))
+}
+
+/// Puts the globals into a callbacks module's namespace.
+pub fn install(py: Python<'_>, globals: &Bound<'_, PyDict>, me: &Py<OpHandle>) -> PyResult<()> {
+    globals.set_item("op", wrap_pyfunction!(op, py)?)?;
+    globals.set_item("ops", wrap_pyfunction!(ops, py)?)?;
+    globals.set_item("parent", wrap_pyfunction!(parent, py)?)?;
+    globals.set_item("debug", wrap_pyfunction!(debug, py)?)?;
+    globals.set_item("absTime", Py::new(py, AbsTime)?)?;
+    globals.set_item("me", me.clone_ref(py))?;
+    globals.set_item("CookLevel", super::cook_level_class(py)?)?;
+    Ok(())
+}

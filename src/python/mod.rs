@@ -1,0 +1,237 @@
+//! The embedded Python interpreter and the TouchDesigner-style API that Script CHOP callbacks see
+//! (SPEC §5): module globals (`op`, `absTime`, `me`, `parent`, `debug`, `CookLevel`), operators,
+//! channels, custom parameter pages and parameters.
+//!
+//! Design: every Python-visible object is a small *handle* (an operator name, a channel name, a
+//! parameter name) resolved on each use through [`scope`], a thread-local pointer to the running
+//! cook that exists only while a callback runs. A handle kept in a module global and used later
+//! resolves again (or raises a clear error); it never holds a pointer into the graph. Reads made
+//! through handles during `onCook` are recorded so the Script CHOP can cook only when something
+//! it read changed.
+//!
+//! Python runs only on the cook thread (the thread that builds and cooks the graph); the per-thread
+//! registries in [`scope`] rely on that. A watchdog thread ([`watchdog`]) interrupts a callback
+//! that runs past its budget.
+//!
+//! This module owns the interpreter set-up and the API objects; deciding *when* to cook and
+//! driving callbacks is `chop::script`'s job.
+
+pub mod callbacks;
+pub mod channel;
+pub mod globals;
+pub mod numpy;
+pub mod op;
+pub mod par;
+pub mod scope;
+pub mod watchdog;
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+/// What the interpreter is, logged at start and shown by `chopd --version`-style reports.
+#[derive(Clone, Debug)]
+pub struct PythonInfo {
+    pub version: String,
+    pub prefix: String,
+    /// `Some(version)` when `import numpy` works.
+    pub numpy: Option<String>,
+}
+
+/// Python source of the support module `_chopd`: the pieces that are simplest written in Python.
+const PRELUDE: &std::ffi::CStr = cr#"
+import enum as _enum
+
+class CookLevel(_enum.IntEnum):
+    """When a Script CHOP cooks (returned by onGetCookLevel)."""
+    AUTOMATIC = 0
+    ON_CHANGE = 1
+    WHEN_USED = 2
+    ALWAYS = 3
+
+class CookBudgetExceeded(BaseException):
+    """Raised inside a callback that ran past its cook_budget_ms.
+
+    A BaseException, so `except Exception:` in user code does not swallow it."""
+
+def _format_exception(exc, tb):
+    import traceback
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+"#;
+
+static INIT: OnceLock<Result<PythonInfo, String>> = OnceLock::new();
+/// Site directories already added (init may be called again after a config reload).
+static SITE_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Initializes the interpreter once (version and `sys.prefix` are logged), adds `paths` as site
+/// directories (`[python] path = [...]` in the config, e.g. a venv's site-packages), sets a
+/// short GIL switch interval so the watchdog can interrupt runaway scripts quickly, and checks
+/// for numpy. Safe to call again: only new paths are added.
+pub fn init(paths: &[PathBuf]) -> Result<PythonInfo, String> {
+    let info = INIT
+        .get_or_init(|| {
+            Python::initialize();
+            Python::attach(|py| first_init(py).map_err(|e| format!("python start-up: {e}")))
+        })
+        .clone()?;
+    add_site_dirs(paths)?;
+    Ok(info)
+}
+
+/// `init` with no extra paths: what operators call to be sure Python is ready.
+pub fn ensure_init() -> Result<PythonInfo, String> {
+    init(&[])
+}
+
+fn first_init(py: Python<'_>) -> PyResult<PythonInfo> {
+    let sys = py.import("sys")?;
+    let version: String = sys.getattr("version")?.extract()?;
+    let version = version.split_whitespace().next().unwrap_or("?").to_string();
+    let prefix: String = sys.getattr("prefix")?.extract()?;
+    // 1 ms instead of 5 ms: the watchdog's exception lands within ~1.3 ms (PLATFORM.md).
+    sys.call_method1("setswitchinterval", (0.001,))?;
+    prelude(py)?;
+    let numpy = numpy_version(py);
+    tracing::info!(
+        python = %version,
+        prefix = %prefix,
+        numpy = numpy.as_deref().unwrap_or("not installed"),
+        "python started"
+    );
+    if numpy.is_none() {
+        tracing::warn!(
+            "numpy is not installed for this Python ({prefix}): scripts that use numpyArray() or \
+             copyNumpyArray() will fail; install it with `python3 -m pip install numpy` or add a \
+             venv with [python] path"
+        );
+    }
+    Ok(PythonInfo {
+        version,
+        prefix,
+        numpy,
+    })
+}
+
+fn numpy_version(py: Python<'_>) -> Option<String> {
+    let np = py.import("numpy").ok()?;
+    np.getattr("__version__").ok()?.extract().ok()
+}
+
+fn add_site_dirs(paths: &[PathBuf]) -> Result<(), String> {
+    // The lock only guards the list; poisoning would mean a panic while pushing a path.
+    let mut done = SITE_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    for p in paths {
+        if done.contains(p) {
+            continue;
+        }
+        if !p.is_dir() {
+            tracing::warn!(path = %p.display(), "python path is not a directory; added anyway");
+        }
+        Python::attach(|py| -> PyResult<()> {
+            py.import("site")?
+                .call_method1("addsitedir", (p.display().to_string(),))?;
+            Ok(())
+        })
+        .map_err(|e| format!("add python path \"{}\": {e}", p.display()))?;
+        tracing::info!(path = %p.display(), "python site directory added");
+        done.push(p.clone());
+    }
+    Ok(())
+}
+
+static PRELUDE_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static NUMPY_OK: OnceLock<bool> = OnceLock::new();
+
+/// The `_chopd` support module (created on first use).
+pub fn prelude(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    PRELUDE_MODULE
+        .get_or_try_init(py, || {
+            let m = PyModule::from_code(py, PRELUDE, c"<chopd>", c"_chopd")?;
+            Ok(m.unbind())
+        })
+        .map(|m| m.bind(py))
+}
+
+/// The `CookLevel` enum class.
+pub fn cook_level_class(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    prelude(py)?.getattr("CookLevel")
+}
+
+/// The `CookBudgetExceeded` exception class.
+pub fn budget_exception(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    Ok(prelude(py)?.getattr("CookBudgetExceeded")?.cast_into()?)
+}
+
+/// True when `import numpy` works (checked once: rust-numpy's constructors panic without it).
+pub fn numpy_available(py: Python<'_>) -> bool {
+    *NUMPY_OK.get_or_init(|| py.import("numpy").is_ok())
+}
+
+/// The error raised when a script needs numpy and it is missing, naming the fix.
+pub fn numpy_missing(what: &str) -> PyErr {
+    pyo3::exceptions::PyModuleNotFoundError::new_err(format!(
+        "{what} needs numpy, which is not installed for the Python chopd embeds; install it with \
+         `python3 -m pip install numpy` (for that same python3), or point [python] path at a venv \
+         that has it"
+    ))
+}
+
+/// Formats an exception with its full traceback, as Python would print it.
+pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = prelude(py)
+        .and_then(|m| m.getattr("_format_exception"))
+        .and_then(|f| f.call1((err.value(py), err.traceback(py))))
+        .and_then(|s| s.extract::<String>());
+    match formatted {
+        Ok(s) => s.trim_end().to_string(),
+        Err(_) => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_reports_version_and_prefix() {
+        let info = ensure_init().unwrap();
+        assert!(info.version.starts_with('3'), "{info:?}");
+        assert!(!info.prefix.is_empty());
+        // The build links the libpython of the python3 that has numpy (build.rs + RUNPATH).
+        assert!(info.numpy.is_some(), "numpy missing for {}", info.prefix);
+    }
+
+    #[test]
+    fn site_dirs_are_added_once() {
+        let dir = std::env::temp_dir().join(format!("chopd-site-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("chopd_site_probe.py"), "VALUE = 42\n").unwrap();
+        init(std::slice::from_ref(&dir)).unwrap();
+        init(std::slice::from_ref(&dir)).unwrap();
+        Python::attach(|py| {
+            let v: i64 = py
+                .import("chopd_site_probe")
+                .unwrap()
+                .getattr("VALUE")
+                .unwrap()
+                .extract()
+                .unwrap();
+            assert_eq!(v, 42);
+            let path: Vec<String> = py
+                .import("sys")
+                .unwrap()
+                .getattr("path")
+                .unwrap()
+                .extract()
+                .unwrap();
+            let n = path
+                .iter()
+                .filter(|p| **p == dir.display().to_string())
+                .count();
+            assert_eq!(n, 1);
+        });
+    }
+}
