@@ -48,7 +48,6 @@ fn build_operator(
     rate: f64,
     own: &OwnOutput,
 ) -> Result<Box<dyn Operator>, String> {
-    let _ = rate;
     Ok(match &cfg.kind {
         Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c, own.clone())?),
         Kind::Info(c) => Box::new(InfoOp::new(&c.op)),

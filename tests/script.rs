@@ -322,7 +322,6 @@ fn without_numpy_plain_scripts_run_and_numpy_ones_name_the_fix() {
 }
 
 #[test]
-#[ignore = "needs crate::python::init(&config.python_path) in the daemon (lead wires it)"]
 fn python_path_adds_a_site_directory() {
     let rx = OscRx::new();
     let ops = script(

@@ -929,7 +929,6 @@ export = {{ method = "autoname", root = "op:synth" }}
 }
 
 #[test]
-#[ignore = "needs the Script CHOP (branch script)"]
 fn an_export_drives_a_script_parameter_and_control_sets_on_it_are_refused() {
     let (show, stats) = (OscRx::new(), OscRx::new());
     let mut d = Daemon::start(
@@ -953,7 +952,6 @@ fn an_export_drives_a_script_parameter_and_control_sets_on_it_are_refused() {
 }
 
 #[test]
-#[ignore = "needs the Script CHOP (branch script)"]
 fn control_pulse_runs_onpulse_and_setuppars_runs_onsetupparameters() {
     let (show, stats) = (OscRx::new(), OscRx::new());
     let d = Daemon::start(
@@ -976,7 +974,6 @@ fn control_pulse_runs_onpulse_and_setuppars_runs_onsetupparameters() {
 }
 
 #[test]
-#[ignore = "needs the Script CHOP (branch script)"]
 fn custom_parameter_values_survive_a_reload() {
     let (show, stats) = (OscRx::new(), OscRx::new());
     let cfg = synth_config(show.port(), stats.port(), 1000);
@@ -999,7 +996,6 @@ fn custom_parameter_values_survive_a_reload() {
 }
 
 #[test]
-#[ignore = "needs the Script CHOP (branch script)"]
 fn a_stuck_script_stops_feeding_the_watchdog() {
     let ns = Notify::at_path();
     let (show, stats) = (OscRx::new(), OscRx::new());

@@ -106,6 +106,13 @@ fn cook_thread(
     ready: Sender<Result<Vec<String>, Vec<String>>>,
     shared: Shared,
 ) {
+    // Python starts on this thread (it cooks the scripts) and only when a script needs it.
+    if needs_python(&config) {
+        if let Err(e) = crate::python::init(&config.python_path) {
+            let _ = ready.send(Err(vec![e]));
+            return;
+        }
+    }
     let (mut graph, mut notes) = match Graph::build(&config, None) {
         Ok(g) => g,
         Err(rejected) => {
@@ -166,7 +173,20 @@ fn cook_thread(
 }
 
 /// Applies `new` on top of `graph`; on failure the old graph is returned unchanged.
+fn needs_python(config: &Config) -> bool {
+    config
+        .operators
+        .iter()
+        .any(|o| matches!(o.kind, config::Kind::Script(_)))
+}
+
 fn reload(graph: Graph, new: &Config) -> (Graph, ReloadResult) {
+    if needs_python(new) {
+        // Adds only the site directories that are new; a failure keeps the old graph.
+        if let Err(e) = crate::python::init(&new.python_path) {
+            return (graph, Err(vec![e]));
+        }
+    }
     let stats = graph.daemon.clone();
     match Graph::build(new, Some(graph)) {
         Ok((mut g, notes)) => {
