@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::chop::info::InfoOp;
 use crate::chop::oscin::{OscInOp, OwnOutput};
-use crate::chop::{ChopData, CookCtx, DaemonStats, Frame, NodeState, Operator, ParValue};
+use crate::chop::{
+    ChopData, CookCtx, CookError, DaemonStats, Frame, NodeState, Operator, ParValue,
+};
 use crate::config::{Config, Kind, OperatorConfig};
 use crate::export::{Destinations, Exporter, ParWrites};
 
@@ -357,7 +359,9 @@ impl Graph {
                     .error_log
                     .entry(i)
                     .or_insert((started - Duration::from_secs(60), 0));
-                if started.duration_since(*last) >= Duration::from_secs(5) {
+                if matches!(e, CookError::Logged(_)) {
+                    // The operator logged it, rate-limited, with more detail than we have.
+                } else if started.duration_since(*last) >= Duration::from_secs(5) {
                     tracing::error!(op = %node.name, "{} \"{}\": {e}{}", node.kind, node.name,
                         if *suppressed > 0 { format!(" ({suppressed} more errors since the last report)") } else { String::new() });
                     *last = started;

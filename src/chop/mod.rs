@@ -159,6 +159,10 @@ pub enum CookError {
     Rate(#[from] RateMismatch),
     #[error("{0}")]
     Other(String),
+    /// A failure the operator has already logged in full (a Python traceback): the graph counts
+    /// it and keeps the last good output, without a second log line.
+    #[error("{0}")]
+    Logged(String),
 }
 
 /// The contract of every operator kind. All methods run on the cook thread.

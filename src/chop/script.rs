@@ -504,7 +504,7 @@ impl Operator for ScriptOp {
             Ok(()) => Ok(()),
             Err(f) => {
                 self.report("onCook", &f);
-                Err(CookError::Other(f.summary))
+                Err(CookError::Logged(f.summary))
             }
         }
     }
