@@ -342,20 +342,7 @@ mod tests {
     fn cfg() -> MidiInConfig {
         MidiInConfig {
             device: Pattern::new("chopd-unit-test-no-such-port").unwrap(),
-            required: false,
-            channels: [true; 16],
-            norm: MidiNorm::ZeroToOne,
-            prefix: "ch".into(),
-            notename: "n".into(),
-            controlname: "c".into(),
-            polyname: "a".into(),
-            pressurename: "pr".into(),
-            pitchname: "pw".into(),
-            programname: "pc".into(),
-            highres: Vec::new(),
-            preserve_pulses: true,
-            queued: false,
-            scan: Duration::from_millis(500),
+            ..MidiInConfig::default()
         }
     }
 

@@ -182,6 +182,29 @@ pub struct MidiInConfig {
     pub scan: Duration,
 }
 
+/// TouchDesigner's defaults: every channel, `ch` + `n`/`c`/`a`/`pr`/`pw`/`pc` names, 0–1.
+impl Default for MidiInConfig {
+    fn default() -> Self {
+        MidiInConfig {
+            device: Pattern::all(),
+            required: false,
+            channels: [true; 16],
+            norm: MidiNorm::ZeroToOne,
+            prefix: "ch".into(),
+            notename: "n".into(),
+            controlname: "c".into(),
+            polyname: "a".into(),
+            pressurename: "pr".into(),
+            pitchname: "pw".into(),
+            programname: "pc".into(),
+            highres: Vec::new(),
+            preserve_pulses: true,
+            queued: false,
+            scan: Duration::from_millis(500),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScriptConfig {
     /// Absolute path of the callbacks file.

@@ -430,27 +430,9 @@ fn pitch(v: u16) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::Pattern;
-    use std::time::Duration;
 
     fn cfg() -> MidiInConfig {
-        MidiInConfig {
-            device: Pattern::new("*").unwrap(),
-            required: false,
-            channels: [true; 16],
-            norm: MidiNorm::ZeroToOne,
-            prefix: "ch".into(),
-            notename: "n".into(),
-            controlname: "c".into(),
-            polyname: "a".into(),
-            pressurename: "pr".into(),
-            pitchname: "pw".into(),
-            programname: "pc".into(),
-            highres: Vec::new(),
-            preserve_pulses: true,
-            queued: false,
-            scan: Duration::from_millis(500),
-        }
+        MidiInConfig::default()
     }
 
     /// Bytes → (channel name, value) in arrival order.
