@@ -1,13 +1,23 @@
 //! Matching sends with receipts: latency, delivery, loss.
 //!
-//! chopd's `oscin` is latest-wins: two messages for one channel folded in the same frame
-//! legitimately leave only the later one in the output. So a message whose own value never
-//! arrived is **superseded** (not lost) when a later value of the same channel arrived in the
-//! export frame that message belonged to: the first export frame that arrived after it was sent,
-//! or the one after (a message sent just before a frame's fold shows in that frame, one sent
-//! just after it in the next). Anything else that never arrived is **lost**. From outside the
-//! daemon a message dropped inside such a window is indistinguishable from a superseded one;
-//! chopd's own counters (`queue_drops`, `kernel_drops`, `messages`) are the cross-check.
+//! chopd's `oscin` is latest-wins: messages for one channel folded in the same frame
+//! legitimately leave only the last one in the output. A message whose own value never arrived
+//! is **superseded** (not lost) when the next value of its channel that did arrive came in the
+//! export of the frame that folded the message; otherwise it is **lost**.
+//!
+//! Which frame folded a message is not observable directly, but it is bounded from the outside:
+//! the path is FIFO (one sending socket → loopback → one receive socket → one receive thread →
+//! one queue, drained at the start of each frame), so every frame folds a prefix of the message
+//! sequence. If message m arrived in frame g, frame g folded everything up to m; and since
+//! only a channel's newest folded value is exported, frame g had not folded m's successor on
+//! that channel (m + channels), nor anything that first arrived in a later frame. With 1000
+//! interleaved channels the bounds are tight, so a message the receive thread was late to pick
+//! up (a busy machine) is still judged against the frame that really folded it. The daemon's
+//! own counters (`queue_drops`, `kernel_drops`, `messages`) are the cross-check.
+//!
+//! Frames are told apart by the Info CHOP's `frame` channel, the first message of each frame's
+//! export (scenario.rs). Without it (`--no-info`) the window is time-based: a later value within
+//! two frames + 1 ms of the send.
 
 use crate::traffic::{RecvLog, SendLog};
 
@@ -33,6 +43,8 @@ pub struct Delivery {
     pub reordered: usize,
     /// End-to-end latency of delivered messages, sorted (ns).
     pub latency: Vec<u64>,
+    /// The first few lost messages, explained (for `--explain-loss`).
+    pub lost_examples: Vec<String>,
 }
 
 /// `measured`: the message indices whose statistics count (the warm-up is before it).
@@ -62,8 +74,8 @@ pub fn deliveries(
             None => first[rx.index] = Some((rx.t, rx.frame)),
         }
     }
-    let frame_times: Vec<u64> = recv.frames.iter().map(|f| f.1).collect();
-    let markers = !frame_times.is_empty();
+    let markers = !recv.frames.is_empty();
+    let cut = FoldBounds::new(&first, recv.frames.len(), channels);
     // Per channel, the index of the next arrived message after i (filled backwards).
     let mut next_arrived: Vec<Option<usize>> = vec![None; channels];
     let mut superseded_by: Vec<Option<usize>> = vec![None; total];
@@ -85,9 +97,7 @@ pub fn deliveries(
         let in_window = superseded_by[i].is_some_and(|j| {
             let (t_later, frame_later) = first[j].expect("arrived");
             if markers {
-                // Index of the first export frame that arrived after the send.
-                let f = frame_times.partition_point(|&ft| ft <= t_send) as u32;
-                frame_later != u32::MAX && frame_later <= f + 1
+                frame_later != u32::MAX && cut.frames_folding(i).contains(&(frame_later as usize))
             } else {
                 t_later <= t_send + 2 * frame_ns + 1_000_000
             }
@@ -96,10 +106,103 @@ pub fn deliveries(
             d.superseded += 1;
         } else {
             d.lost += 1;
+            if d.lost_examples.len() < 10 {
+                d.lost_examples
+                    .push(explain(i, t_send, superseded_by[i], &first, recv, channels));
+            }
         }
     }
     d.latency.sort_unstable();
     d
+}
+
+/// Bounds on the prefix of the message sequence each frame had folded (see the module doc).
+struct FoldBounds {
+    /// Per frame: every message up to this index was folded by then (None: nothing known).
+    folded_up_to: Vec<Option<usize>>,
+    /// Per frame: no message from this index on had been folded yet.
+    not_before: Vec<usize>,
+}
+
+impl FoldBounds {
+    fn new(first: &[Option<(u64, u32)>], frames: usize, channels: usize) -> FoldBounds {
+        let mut max_in = vec![None::<usize>; frames];
+        let mut below = vec![usize::MAX; frames];
+        let mut min_in = vec![usize::MAX; frames];
+        for (m, f) in first.iter().enumerate() {
+            let Some((_, g)) = *f else { continue };
+            let g = g as usize;
+            if g >= frames {
+                continue;
+            }
+            max_in[g] = max_in[g].max(Some(m));
+            min_in[g] = min_in[g].min(m);
+            // Exported as the channel's newest: its successor was not folded yet.
+            below[g] = below[g].min(m + channels);
+        }
+        let mut folded_up_to = max_in;
+        for g in 1..frames {
+            folded_up_to[g] = folded_up_to[g].max(folded_up_to[g - 1]);
+        }
+        // What first arrived in a later frame was not folded yet.
+        let mut later_min = usize::MAX;
+        let mut not_before = vec![usize::MAX; frames];
+        for g in (0..frames).rev() {
+            not_before[g] = below[g].min(later_min);
+            later_min = later_min.min(min_in[g]);
+        }
+        FoldBounds {
+            folded_up_to,
+            not_before,
+        }
+    }
+
+    /// The frames that may have folded message `m`: after every frame known not to have
+    /// folded it, up to the first known to have.
+    fn frames_folding(&self, m: usize) -> std::ops::RangeInclusive<usize> {
+        let lo = self.not_before.partition_point(|&nb| nb <= m);
+        let hi = self
+            .folded_up_to
+            .partition_point(|&f| f.is_none_or(|f| f < m));
+        lo..=hi
+    }
+}
+
+/// One lost message in words: when it was sent, the frames around it, what arrived next.
+fn explain(
+    i: usize,
+    t_send: u64,
+    next: Option<usize>,
+    first: &[Option<(u64, u32)>],
+    recv: &RecvLog,
+    channels: usize,
+) -> String {
+    let ms = |t: u64| t as f64 / 1e6;
+    let f = recv.frames.partition_point(|&(_, ft)| ft <= t_send);
+    let around: Vec<String> = recv.frames[f.saturating_sub(1)..(f + 3).min(recv.frames.len())]
+        .iter()
+        .map(|(n, t)| format!("#{n}@{:.3}", ms(*t)))
+        .collect();
+    let next = match next {
+        Some(j) => {
+            let (t, fr) = first[j].expect("arrived");
+            let fnum = recv.frames.get(fr as usize).map_or(-1, |x| x.0);
+            format!(
+                "next arrival: seq {} at {:.3} ms in frame #{fnum} (marker {} after the send's)",
+                j / channels,
+                ms(t),
+                fr as i64 - f as i64
+            )
+        }
+        None => "no later value of the channel arrived".into(),
+    };
+    format!(
+        "channel {} seq {} sent at {:.3} ms; frame markers around: {}; {next}",
+        i % channels,
+        i / channels,
+        ms(t_send),
+        around.join(" ")
+    )
 }
 
 /// p50, p99 and max of sorted values.
@@ -144,40 +247,33 @@ pub mod checks {
     }
 
     pub fn superseded_within_the_frame_lost_otherwise() {
-        // One channel; frames arrive at 1000, 2000, 3000, 4000 ns.
-        let mut recv = RecvLog {
-            frames: vec![(1, 1000), (2, 2000), (3, 3000), (4, 4000)],
+        // Two channels: message i is channel i % 2, sequence i / 2. Three frames.
+        let frames = vec![(1, 1000), (2, 2000), (3, 3000)];
+        let rx = |index, frame| Rx {
+            index,
+            t: 1000 * (frame as u64 + 1) + 10,
+            frame,
+        };
+        let s = sent(&[100, 110, 1100, 1110, 2100, 2110]);
+        // Frame 1 folded 2 and 3 but exported only 3: message 2 is lost (channel 0's next
+        // value, 4, came a frame later).
+        let recv = RecvLog {
+            frames: frames.clone(),
+            bench: vec![rx(0, 0), rx(1, 0), rx(3, 1), rx(4, 2), rx(5, 2), rx(5, 2)],
             ..Default::default()
         };
-        // Messages 0 and 1 sent in frame 1's window; only 1 arrives, in frame 1 → 0 superseded.
-        // Message 2 sent at 1500 arrives at 2000 (frame index 1). Message 3 sent at 1600 never
-        // arrives and message 4 (sent 3500) arrives in frame 3: 3 was lost.
-        let s = sent(&[100, 200, 1500, 1600, 3500]);
-        recv.bench = vec![
-            Rx {
-                index: 1,
-                t: 1010,
-                frame: 0,
-            },
-            Rx {
-                index: 2,
-                t: 2010,
-                frame: 1,
-            },
-            Rx {
-                index: 4,
-                t: 4010,
-                frame: 3,
-            },
-            Rx {
-                index: 4,
-                t: 4020,
-                frame: 3,
-            },
-        ];
-        let d = deliveries(&s, &recv, 1, 0..5, 1000);
-        assert_eq!((d.sent, d.delivered, d.superseded, d.lost), (5, 3, 1, 1));
+        let d = deliveries(&s, &recv, 2, 0..6, 1000);
+        assert_eq!((d.sent, d.delivered, d.superseded, d.lost), (6, 5, 0, 1));
         assert_eq!(d.duplicates, 1);
-        assert_eq!(d.latency, vec![510, 510, 810]);
+        assert_eq!(d.latency, vec![900, 900, 900, 910, 910]);
+        // Frame 1 folded 2, 3 and 4 (the receive thread was late with 2 and 3): 4 replaced 2 in
+        // the same fold, so 2 is superseded.
+        let recv = RecvLog {
+            frames,
+            bench: vec![rx(0, 0), rx(1, 0), rx(3, 1), rx(4, 1), rx(5, 2)],
+            ..Default::default()
+        };
+        let d = deliveries(&s, &recv, 2, 0..6, 1000);
+        assert_eq!((d.sent, d.delivered, d.superseded, d.lost), (6, 5, 1, 0));
     }
 }

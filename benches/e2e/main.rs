@@ -44,6 +44,7 @@ usage: cargo bench --bench e2e -- [OPTIONS]
   --chopd PATH         the binary (default: the release chopd cargo built with this bench)
   --json               also print one JSON object per run and one with the medians
   --keep               keep the temp dir with the config
+  --explain-loss       print the first lost messages of each run with the frames around them
   --self-test          check the benchmark's own parsing and accounting, then exit
 ";
 
@@ -64,6 +65,7 @@ pub struct Opts {
     pub chopd: PathBuf,
     pub json: bool,
     pub keep: bool,
+    pub explain_loss: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -85,6 +87,7 @@ fn parse_args() -> Result<Opts, String> {
         chopd: PathBuf::from(env!("CARGO_BIN_EXE_chopd")),
         json: false,
         keep: false,
+        explain_loss: false,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or(format!("{flag} needs a value"))?;
@@ -124,6 +127,7 @@ fn parse_args() -> Result<Opts, String> {
             "--chopd" => o.chopd = args.next().ok_or("--chopd needs a path")?.into(),
             "--json" => o.json = true,
             "--keep" => o.keep = true,
+            "--explain-loss" => o.explain_loss = true,
             "--self-test" => {
                 self_test();
                 std::process::exit(0);
@@ -276,6 +280,9 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
             m.put("latency_p50_ms", p50 as f64 / 1e6);
             m.put("latency_p99_ms", p99 as f64 / 1e6);
             m.put("latency_max_ms", max as f64 / 1e6);
+        }
+        if o.explain_loss {
+            notes.extend(d.lost_examples.iter().map(|e| format!("lost: {e}")));
         }
         m.put("sent", d.sent as f64);
         m.put("delivered", d.delivered as f64);
