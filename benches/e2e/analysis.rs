@@ -235,6 +235,7 @@ pub mod checks {
             errors: 0,
             lag_max_ns: 0,
             lag_p99_ns: 0,
+            slipped_ns: 0,
         }
     }
 

@@ -26,9 +26,11 @@ pub struct Chopd {
 
 impl Chopd {
     /// Writes `config` as `chopd.toml` (and `files`) into a fresh temp dir, starts `bin run` on
-    /// it and waits for `ready`.
+    /// it and waits for `ready`. `wrap` is a command prefix that must exec its argument (so the
+    /// pid stays chopd's), e.g. `chrt -f 20` or `nice -n -5`.
     pub fn start(
         bin: &Path,
+        wrap: &[String],
         config: &str,
         files: &[(String, String)],
         keep_dir: bool,
@@ -40,7 +42,15 @@ impl Chopd {
         }
         let path = dir.join("chopd.toml");
         std::fs::write(&path, config).map_err(|e| format!("write config: {e}"))?;
-        let mut child = Command::new(bin)
+        let mut cmd = match wrap.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .arg("run")
             .arg(&path)
             .env("CHOPD_LOG", "info")

@@ -45,6 +45,9 @@ usage: cargo bench --bench e2e -- [OPTIONS]
   --json               also print one JSON object per run and one with the medians
   --keep               keep the temp dir with the config
   --explain-loss       print the first lost messages of each run with the frames around them
+  --wrap 'CMD ARGS'     start chopd as `CMD ARGS chopd run …` (e.g. 'nice -n -5'); CMD must exec
+  --rt PRIO            SCHED_FIFO priority PRIO for chopd (via chrt -f) and the benchmark's own
+                       sender and receiver threads: measures chopd, not the neighbours (root)
   --self-test          check the benchmark's own parsing and accounting, then exit
 ";
 
@@ -66,6 +69,10 @@ pub struct Opts {
     pub json: bool,
     pub keep: bool,
     pub explain_loss: bool,
+    /// Command prefix for chopd (`--wrap`, or `chrt -f N` from `--rt N`).
+    pub wrap: Vec<String>,
+    /// SCHED_FIFO priority for chopd and the benchmark's own threads (`--rt`).
+    pub rt: Option<i32>,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -88,6 +95,8 @@ fn parse_args() -> Result<Opts, String> {
         json: false,
         keep: false,
         explain_loss: false,
+        wrap: Vec::new(),
+        rt: None,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or(format!("{flag} needs a value"))?;
@@ -128,12 +137,23 @@ fn parse_args() -> Result<Opts, String> {
             "--json" => o.json = true,
             "--keep" => o.keep = true,
             "--explain-loss" => o.explain_loss = true,
+            "--wrap" => {
+                let w = args.next().ok_or("--wrap needs a command")?;
+                o.wrap = w.split_whitespace().map(String::from).collect();
+            }
+            "--rt" => o.rt = Some(num(&a, args.next())?),
             "--self-test" => {
                 self_test();
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument \"{other}\"\n\n{USAGE}")),
         }
+    }
+    if let Some(p) = o.rt {
+        if !o.wrap.is_empty() {
+            return Err("--rt and --wrap do not combine".into());
+        }
+        o.wrap = vec!["chrt".into(), "-f".into(), p.to_string()];
     }
     o.scenario = scenario;
     o.rate = rate.unwrap_or(scenario.default_rate());
@@ -186,7 +206,7 @@ fn thread_key(name: &str) -> &'static str {
 fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
     let receiver = Receiver::bind(PREFIX).map_err(|e| format!("bind the destination: {e}"))?;
     let config = o.scenario.config(o, receiver.port());
-    let mut daemon = Chopd::start(&o.chopd, &config, &[], o.keep)?;
+    let mut daemon = Chopd::start(&o.chopd, &o.wrap, &config, &[], o.keep)?;
     eprintln!("run {}/{}: chopd pid {}", run + 1, o.runs, daemon.pid);
     if o.keep && run == 0 {
         eprintln!("config: {}", daemon.dir.join("chopd.toml").display());
@@ -206,11 +226,15 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
         0
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let rt = o.rt;
     let rx_thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("bench-rx".into())
-            .spawn(move || receiver.run(channels, total, epoch, stop))
+            .spawn(move || {
+                realtime(rt);
+                receiver.run(channels, total, epoch, stop)
+            })
             .map_err(|e| e.to_string())?
     };
     let start = Instant::now() + Duration::from_millis(50);
@@ -221,6 +245,7 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
                 std::thread::Builder::new()
                     .name("bench-tx".into())
                     .spawn(move || {
+                        realtime(rt);
                         traffic::send_paced(load.as_mut(), total, batch, msgs, start, epoch)
                     })
                     .map_err(|e| e.to_string())?,
@@ -276,6 +301,7 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
         m.put("sent_per_s", measured.len() as f64 / span.max(1e-9));
         m.put("sender_lag_p99_ms", sent.lag_p99_ns as f64 / 1e6);
         m.put("sender_lag_max_ms", sent.lag_max_ns as f64 / 1e6);
+        m.put("sender_slip_ms", sent.slipped_ns as f64 / 1e6);
         if let Some((p50, p99, max)) = summary(&d.latency) {
             m.put("latency_p50_ms", p50 as f64 / 1e6);
             m.put("latency_p99_ms", p99 as f64 / 1e6);
@@ -416,6 +442,19 @@ fn self_test() {
     println!("self-test passed");
 }
 
+/// Puts the calling thread in SCHED_FIFO at `prio` (no-op for None; warns when refused).
+fn realtime(prio: Option<i32>) {
+    let Some(prio) = prio else { return };
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: sets the scheduling policy of the calling thread from a plain struct.
+    let r = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if r != 0 {
+        eprintln!("e2e: SCHED_FIFO {prio} refused (error {r}): the benchmark threads run normally");
+    }
+}
+
 fn sleep_until(t: Instant) {
     let now = Instant::now();
     if t > now {
@@ -456,6 +495,14 @@ fn targets(o: &Opts) -> Vec<Target> {
     }
     v.push(t("clock_p99_ms", true, 0.05, "≤ 50 µs"));
     v
+}
+
+fn wrap_note(o: &Opts) -> String {
+    match (o.rt, o.wrap.is_empty()) {
+        (Some(p), _) => format!(", SCHED_FIFO {p} for chopd and the benchmark threads"),
+        (None, false) => format!(", chopd started under `{}`", o.wrap.join(" ")),
+        (None, true) => String::new(),
+    }
 }
 
 fn fmt(v: f64) -> String {
@@ -499,7 +546,7 @@ fn main() {
             o.warmup,
             o.runs,
             if o.info { "" } else { ", no Info CHOPs" }
-        )
+        ) + &wrap_note(&o)
     } else {
         format!(
             "scenario {}: rate {} Hz, no traffic, {} s, {} run(s)",
@@ -507,7 +554,7 @@ fn main() {
             o.rate,
             o.seconds,
             o.runs
-        )
+        ) + &wrap_note(&o)
     };
     println!("{header}");
     println!(

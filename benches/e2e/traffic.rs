@@ -86,11 +86,19 @@ pub struct SendLog {
     /// How far behind its deadline the sender got at worst, and at the 99th percentile (ns).
     pub lag_max_ns: u64,
     pub lag_p99_ns: u64,
+    /// How much the schedule slipped in all (ns), see `MAX_BEHIND`.
+    pub slipped_ns: u64,
 }
 
+/// How far behind its schedule the sender may fall before the schedule slips: a sender that
+/// was not scheduled for 100 ms must not then fire 5000 messages in one burst (that is not the
+/// load being measured, and it can overflow any receive buffer).
+pub const MAX_BEHIND: Duration = Duration::from_millis(2);
+
 /// Sends `total` messages, `batch` per packet, at `per_second` messages per second from `start`
-/// on (deadlines are absolute, so a late wake-up is caught up, never drifts). Sleeps between
-/// packets, never spins: the machine is shared with the daemon under test.
+/// on. Deadlines are absolute (a late wake-up is caught up, no drift) unless the sender falls
+/// more than `MAX_BEHIND` behind; then the schedule slips and the slip is reported. Sleeps
+/// between packets, never spins: the machine is shared with the daemon under test.
 pub fn send_paced(
     load: &mut dyn Load,
     total: usize,
@@ -107,14 +115,19 @@ pub fn send_paced(
     let mut lags = Vec::with_capacity(total / batch.max(1) + 1);
     let mut errors = 0;
     let mut next = 0usize;
+    let mut slip = Duration::ZERO;
     while next < total {
-        let due = start + Duration::from_secs_f64(next as f64 / per_second);
+        let due = start + slip + Duration::from_secs_f64(next as f64 / per_second);
         let now = Instant::now();
         if now < due {
             std::thread::sleep(due - now);
             continue;
         }
-        lags.push(now.duration_since(due).as_nanos() as u64);
+        let behind = now.duration_since(due);
+        lags.push(behind.as_nanos() as u64);
+        if behind > MAX_BEHIND {
+            slip += behind - MAX_BEHIND;
+        }
         let end = (next + batch).min(total);
         let t = Instant::now().duration_since(epoch).as_nanos() as u64;
         if load.send(next..end).is_err() {
@@ -129,6 +142,7 @@ pub fn send_paced(
         errors,
         lag_max_ns: lags.last().copied().unwrap_or(0),
         lag_p99_ns: crate::analysis::pick(&lags, 0.99).unwrap_or(0),
+        slipped_ns: slip.as_nanos() as u64,
     }
 }
 
