@@ -46,8 +46,8 @@ usage: cargo bench --bench e2e -- [OPTIONS]
   --keep               keep the temp dir with the config
   --explain-loss       print the first lost messages of each run with the frames around them
   --wrap 'CMD ARGS'     start chopd as `CMD ARGS chopd run …` (e.g. 'nice -n -5'); CMD must exec
-  --rt PRIO            SCHED_FIFO priority PRIO for chopd (via chrt -f) and the benchmark's own
-                       sender and receiver threads: measures chopd, not the neighbours (root)
+  --rt PRIO            SCHED_FIFO priority PRIO for chopd (via chrt -f), PRIO-1 for the
+                       benchmark's sender and receiver: measures chopd, not the neighbours (root)
   --self-test          check the benchmark's own parsing and accounting, then exit
 ";
 
@@ -442,9 +442,11 @@ fn self_test() {
     println!("self-test passed");
 }
 
-/// Puts the calling thread in SCHED_FIFO at `prio` (no-op for None; warns when refused).
+/// Puts the calling benchmark thread in SCHED_FIFO one below chopd's `prio`, so the daemon
+/// under test always wins (no-op for None; warns when refused).
 fn realtime(prio: Option<i32>) {
     let Some(prio) = prio else { return };
+    let prio = (prio - 1).max(1);
     let param = libc::sched_param {
         sched_priority: prio,
     };
@@ -499,7 +501,10 @@ fn targets(o: &Opts) -> Vec<Target> {
 
 fn wrap_note(o: &Opts) -> String {
     match (o.rt, o.wrap.is_empty()) {
-        (Some(p), _) => format!(", SCHED_FIFO {p} for chopd and the benchmark threads"),
+        (Some(p), _) => format!(
+            ", SCHED_FIFO {p} for chopd, {} for the benchmark threads",
+            (p - 1).max(1)
+        ),
         (None, false) => format!(", chopd started under `{}`", o.wrap.join(" ")),
         (None, true) => String::new(),
     }
