@@ -45,16 +45,38 @@ pub struct Delivery {
     pub latency: Vec<u64>,
     /// The first few lost messages, explained (for `--explain-loss`).
     pub lost_examples: Vec<String>,
+    /// Why delivered messages took longer than the latency limit (see `Tail`).
+    pub tail: Tail,
+}
+
+/// Where the latency of delivered messages over the limit came from, judged against the ideal
+/// frame grid (frame n's export due at `base + n × period`, `base` fitted as the earliest
+/// arrival of any frame marker in the measured window).
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// Delivered messages over the limit.
+    pub over: usize,
+    /// Folded by the first frame due after they were sent, but that frame's export came late
+    /// (a late wake-up or a slow frame: the clock and the cook thread).
+    pub late_frame: usize,
+    /// The frame that should have folded them was dropped (the clock was a whole frame or more
+    /// behind): they went out with the next frame that ran.
+    pub dropped_frame: usize,
+    /// That frame ran but folded without them: the receive thread had not queued them yet.
+    pub missed_fold: usize,
+    /// Every delivered message that missed the fold of a frame that ran (over the limit or not).
+    pub missed_fold_all: usize,
 }
 
 /// `measured`: the message indices whose statistics count (the warm-up is before it).
-/// `frame_ns`: the frame period, for the time-based window used when no frame markers arrived.
+/// `frame_ns`: the frame period. `limit_ns`: the latency target, for the tail analysis.
 pub fn deliveries(
     sent: &SendLog,
     recv: &RecvLog,
     channels: usize,
     measured: std::ops::Range<usize>,
     frame_ns: u64,
+    limit_ns: u64,
 ) -> Delivery {
     let total = sent.times.len();
     // First arrival of each message: (time, frame).
@@ -86,12 +108,17 @@ pub fn deliveries(
             next_arrived[c] = Some(i);
         }
     }
-    for i in measured {
+    let grid = Grid::fit(recv, &first, measured.clone(), frame_ns);
+    for i in measured.clone() {
         d.sent += 1;
         let t_send = sent.times[i];
-        if let Some((t, _)) = first[i] {
+        if let Some((t, g)) = first[i] {
             d.delivered += 1;
-            d.latency.push(t.saturating_sub(t_send));
+            let latency = t.saturating_sub(t_send);
+            d.latency.push(latency);
+            if let Some(grid) = &grid {
+                grid.judge(&mut d.tail, t_send, g, latency > limit_ns);
+            }
             continue;
         }
         let in_window = superseded_by[i].is_some_and(|j| {
@@ -114,6 +141,74 @@ pub fn deliveries(
     }
     d.latency.sort_unstable();
     d
+}
+
+/// The ideal frame grid fitted to the frame markers, for the tail analysis.
+struct Grid<'a> {
+    frames: &'a [(i64, u64)],
+    base: f64,
+    period: f64,
+}
+
+/// A message sent this close before a frame's due time may miss its fold without anything being
+/// wrong (UDP transit, decode and queueing take some tens of µs).
+const FOLD_SLACK_NS: f64 = 50_000.0;
+
+impl<'a> Grid<'a> {
+    fn fit(
+        recv: &'a RecvLog,
+        first: &[Option<(u64, u32)>],
+        measured: std::ops::Range<usize>,
+        period_ns: u64,
+    ) -> Option<Grid<'a>> {
+        // The frames that exported measured messages.
+        let lo = measured
+            .clone()
+            .filter_map(|i| first[i])
+            .map(|f| f.1)
+            .min()?;
+        let hi = measured.filter_map(|i| first[i]).map(|f| f.1).max()?;
+        let frames = recv.frames.get(lo as usize..=hi as usize)?;
+        let period = period_ns as f64;
+        let base = frames
+            .iter()
+            .map(|&(n, t)| t as f64 - n as f64 * period)
+            .fold(f64::INFINITY, f64::min);
+        base.is_finite().then_some(Grid {
+            frames: &recv.frames,
+            base,
+            period,
+        })
+    }
+
+    fn judge(&self, tail: &mut Tail, t_send: u64, frame: u32, over: bool) {
+        let Some(&(n, _)) = self.frames.get(frame as usize) else {
+            return;
+        };
+        // The first frame whose export is due after the send (with slack for the transit).
+        let n0 = ((t_send as f64 + FOLD_SLACK_NS - self.base) / self.period).ceil() as i64;
+        let dropped = n > n0 && {
+            // Did every frame from n0 to n − 1 run? Frame numbers of the markers are sorted.
+            let at = self.frames.partition_point(|f| f.0 < n0);
+            let ran = self.frames[at..].iter().take_while(|f| f.0 < n).count() as i64;
+            ran < n - n0
+        };
+        let missed = n > n0 && !dropped;
+        if missed {
+            tail.missed_fold_all += 1;
+        }
+        if !over {
+            return;
+        }
+        tail.over += 1;
+        if n <= n0 {
+            tail.late_frame += 1;
+        } else if dropped {
+            tail.dropped_frame += 1;
+        } else {
+            tail.missed_fold += 1;
+        }
+    }
 }
 
 /// Bounds on the prefix of the message sequence each frame had folded (see the module doc).
@@ -263,7 +358,7 @@ pub mod checks {
             bench: vec![rx(0, 0), rx(1, 0), rx(3, 1), rx(4, 2), rx(5, 2), rx(5, 2)],
             ..Default::default()
         };
-        let d = deliveries(&s, &recv, 2, 0..6, 1000);
+        let d = deliveries(&s, &recv, 2, 0..6, 1000, 2000);
         assert_eq!((d.sent, d.delivered, d.superseded, d.lost), (6, 5, 0, 1));
         assert_eq!(d.duplicates, 1);
         assert_eq!(d.latency, vec![900, 900, 900, 910, 910]);
@@ -274,7 +369,38 @@ pub mod checks {
             bench: vec![rx(0, 0), rx(1, 0), rx(3, 1), rx(4, 1), rx(5, 2)],
             ..Default::default()
         };
-        let d = deliveries(&s, &recv, 2, 0..6, 1000);
+        let d = deliveries(&s, &recv, 2, 0..6, 1000, 2000);
         assert_eq!((d.sent, d.delivered, d.superseded, d.lost), (6, 5, 1, 0));
+    }
+
+    pub fn tail_causes() {
+        let recv = RecvLog {
+            frames: vec![(1, 1_000_000), (2, 2_000_000), (4, 4_000_000)],
+            ..Default::default()
+        };
+        let grid = Grid {
+            frames: &recv.frames,
+            base: 0.0,
+            period: 1e6,
+        };
+        let mut t = Tail::default();
+        // Sent at 1.5 ms: frame 2 (index 1) is its first fold; slow anyway → a late frame.
+        grid.judge(&mut t, 1_500_000, 1, true);
+        // Same send, exported by frame 4 while frame 3 never ran → a dropped frame.
+        grid.judge(&mut t, 1_600_000, 2, true);
+        // Sent at 0.5 ms (due in frame 1, which ran) but exported by frame 2 → missed the fold.
+        grid.judge(&mut t, 500_000, 1, true);
+        // Missed the fold but still fast enough: counted only in missed_fold_all.
+        grid.judge(&mut t, 500_000, 1, false);
+        assert_eq!(
+            (
+                t.over,
+                t.late_frame,
+                t.dropped_frame,
+                t.missed_fold,
+                t.missed_fold_all
+            ),
+            (3, 1, 1, 1, 2)
+        );
     }
 }
