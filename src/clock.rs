@@ -1,15 +1,23 @@
 //! The frame clock: frame n is due at `t0 + n / rate` on the monotonic clock (absolute
 //! deadlines, so no drift). It sleeps until shortly before the deadline and spins the rest
-//! (PLATFORM.md: p99 lateness < 10 µs at 1 kHz this way, ~80 µs with sleep alone). Frames the
-//! caller was too late for are dropped and reported as a step > 1, never replayed.
+//! (PLATFORM.md: p99 lateness < 10 µs at 1 kHz this way, ~80 µs with sleep alone). How long it
+//! spins adapts to how late this machine's sleeps wake up (see `Spin`), so an idle daemon does
+//! not burn a fixed 200 µs per frame. Frames the caller was too late for are dropped and
+//! reported as a step > 1, never replayed.
 //!
 //! Owns timing only; it knows nothing of operators.
 
 use std::time::{Duration, Instant};
 
-/// How long before a deadline sleeping stops and spinning starts. Linux wakes ~50–80 µs late
-/// with the default timer slack; 200 µs covers that with margin (PLATFORM.md).
-const SPIN: Duration = Duration::from_micros(200);
+/// How long before a deadline sleeping stops and spinning starts, at first. Linux wakes ~50–80
+/// µs late with the default timer slack; 200 µs covers that with margin (PLATFORM.md).
+const SPIN_START: Duration = Duration::from_micros(200);
+/// Bounds of the adaptive spin, and the margin kept above the worst recent wake-up delay.
+const SPIN_MIN: Duration = Duration::from_micros(40);
+const SPIN_MAX: Duration = Duration::from_millis(2);
+const SPIN_MARGIN: Duration = Duration::from_micros(30);
+/// Wake-up delays remembered; the spin decays towards their maximum once per window.
+const SPIN_WINDOW: usize = 256;
 
 /// Longest single sleep, so a stop request is seen quickly even at `rate = 1`.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
@@ -24,6 +32,41 @@ pub struct Clock {
     frame: i64,
     dropped: u64,
     lateness: Lateness,
+    spin: Spin,
+}
+
+/// The adaptive spin: after each final sleep before a deadline, how late the sleep woke is
+/// recorded. A wake-up later than the spin can absorb raises the spin at once (the frame it
+/// made late is already counted in the lateness statistics); once per window the spin decays
+/// to the worst delay of that window plus a margin. On a quiet machine it settles near 60–100
+/// µs; on a busy one it grows instead of letting frames start late.
+struct Spin {
+    now: Duration,
+    worst: Duration,
+    samples: usize,
+}
+
+impl Spin {
+    fn new() -> Spin {
+        Spin {
+            now: SPIN_START,
+            worst: Duration::ZERO,
+            samples: 0,
+        }
+    }
+
+    fn record(&mut self, overshoot: Duration) {
+        self.worst = self.worst.max(overshoot);
+        if overshoot + SPIN_MARGIN > self.now {
+            self.now = (overshoot + SPIN_MARGIN).min(SPIN_MAX);
+        }
+        self.samples += 1;
+        if self.samples == SPIN_WINDOW {
+            self.now = (self.worst + SPIN_MARGIN).clamp(SPIN_MIN, SPIN_MAX);
+            self.worst = Duration::ZERO;
+            self.samples = 0;
+        }
+    }
 }
 
 /// One due frame.
@@ -50,6 +93,7 @@ impl Clock {
             frame: 0,
             dropped: 0,
             lateness: Lateness::default(),
+            spin: Spin::new(),
         }
     }
 
@@ -81,14 +125,20 @@ impl Clock {
         if now < due {
             loop {
                 let left = due.saturating_duration_since(now);
-                if left <= SPIN {
+                if left <= self.spin.now {
                     break;
                 }
-                std::thread::sleep((left - SPIN).min(MAX_SLEEP));
+                let nap = (left - self.spin.now).min(MAX_SLEEP);
+                let wake = now + nap;
+                std::thread::sleep(nap);
+                now = Instant::now();
+                if nap < MAX_SLEEP {
+                    // The final approach: how late did the kernel wake us?
+                    self.spin.record(now.saturating_duration_since(wake));
+                }
                 if !keep_waiting() {
                     return None;
                 }
-                now = Instant::now();
             }
             while Instant::now() < due {
                 std::hint::spin_loop();
@@ -116,6 +166,11 @@ impl Clock {
 
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// The current spin before each deadline.
+    pub fn spin(&self) -> Duration {
+        self.spin.now
     }
 
     pub fn lateness(&mut self) -> LatenessSummary {
@@ -195,6 +250,32 @@ mod tests {
         assert_eq!(c.dropped() - before, (t.step - 1) as u64);
         // The deadline handed out is the newest due frame's, so lateness stays under a frame.
         assert!(t.late < Duration::from_millis(1), "late {:?}", t.late);
+    }
+
+    #[test]
+    fn spin_rises_at_once_and_decays_per_window() {
+        let us = Duration::from_micros;
+        let mut s = Spin::new();
+        assert_eq!(s.now, SPIN_START);
+        // A late wake-up beyond what the spin absorbs raises it immediately.
+        s.record(us(500));
+        assert_eq!(s.now, us(530));
+        // A quiet window brings it down to the window's worst delay plus the margin.
+        for _ in 1..SPIN_WINDOW {
+            s.record(us(20));
+        }
+        assert_eq!(s.now, us(530));
+        for _ in 0..SPIN_WINDOW {
+            s.record(us(20));
+        }
+        assert_eq!(s.now, us(50));
+        // Never below the floor, never above the ceiling.
+        for _ in 0..SPIN_WINDOW {
+            s.record(Duration::ZERO);
+        }
+        assert_eq!(s.now, SPIN_MIN);
+        s.record(Duration::from_secs(1));
+        assert_eq!(s.now, SPIN_MAX);
     }
 
     #[test]
