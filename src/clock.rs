@@ -155,7 +155,10 @@ impl Clock {
         let step = newest - self.frame;
         self.frame = newest;
         let late = now.saturating_duration_since(due);
-        self.lateness.push(late);
+        // The statistics measure against the frame that was next, so a stall shows as the
+        // stall it was (tens of ms), not as the sub-frame lateness of the newest frame.
+        self.lateness
+            .push(now.saturating_duration_since(self.due(next)));
         Some(Tick {
             frame: newest,
             step,
@@ -248,8 +251,10 @@ mod tests {
         let t = c.wait(|| true).unwrap();
         assert!(t.step >= 20, "step {}", t.step);
         assert_eq!(c.dropped() - before, (t.step - 1) as u64);
-        // The deadline handed out is the newest due frame's, so lateness stays under a frame.
+        // The deadline handed out is the newest due frame's, so lateness stays under a frame…
         assert!(t.late < Duration::from_millis(1), "late {:?}", t.late);
+        // …while the statistics show the stall.
+        assert!(c.lateness().max >= Duration::from_millis(20));
     }
 
     #[test]

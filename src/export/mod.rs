@@ -103,8 +103,16 @@ impl Exporter {
         op_exists: &dyn Fn(&str) -> bool,
         stats: &mut CookStats,
     ) {
-        self.names = data.names().to_vec();
-        self.map.clear();
+        // What was sent before, by channel name and target, so a channel appearing does not
+        // make every other channel send its unchanged value again.
+        let sent: std::collections::HashMap<&str, (&Option<Target>, Option<f32>)> = self
+            .names
+            .iter()
+            .zip(self.map.iter().zip(&self.last))
+            .map(|(n, (t, v))| (n.as_str(), (t, *v)))
+            .collect();
+        let mut map = Vec::with_capacity(data.num_chans());
+        let mut last = Vec::with_capacity(data.num_chans());
         for (i, name) in data.names().iter().enumerate() {
             let (path, parameter): (String, String) = match &self.cfg.method {
                 ExportMethod::AutoName => {
@@ -119,7 +127,7 @@ impl Exporter {
                     match row {
                         Some(r) if r.enable => (r.path.clone(), r.parameter.clone()),
                         _ => {
-                            self.map.push(None);
+                            map.push(None);
                             continue;
                         }
                     }
@@ -149,7 +157,7 @@ impl Exporter {
                 }
             };
             if target.is_none() && parameter.is_empty() {
-                self.map.push(None);
+                map.push(None);
                 continue;
             }
             if target.is_none() && self.reported.insert(name.clone()) {
@@ -159,9 +167,17 @@ impl Exporter {
                     self.cfg.root
                 );
             }
-            self.map.push(target);
+            map.push(target);
         }
-        self.last = vec![None; self.map.len()];
+        for (name, target) in data.names().iter().zip(&map) {
+            last.push(match sent.get(name.as_str()) {
+                Some((t, v)) if *t == target => *v,
+                _ => None,
+            });
+        }
+        self.names = data.names().to_vec();
+        self.map = map;
+        self.last = last;
         stats.export_sernum += 1;
         self.built = true;
     }
@@ -335,6 +351,8 @@ mod tests {
             &mut writes,
         );
         assert_eq!(stats.export_sernum, 2);
+        // Only the new channel is sent: the others kept their last-sent values.
+        assert_eq!(dests.pending(0), 3);
     }
 
     #[test]
