@@ -235,7 +235,9 @@ impl ScriptOp {
             self.take_messages(sc, None);
             let cb = loaded?;
             self.shared.borrow_mut().on_pulse = cb.on_pulse.as_ref().map(|f| f.clone_ref(py));
-            self.cb = Some(cb);
+            if let Some(old) = self.cb.replace(cb) {
+                callbacks::retire(py, old);
+            }
             self.query_cook_level(py);
             setup.map_err(|f| PyFailure {
                 summary: format!("onSetupParameters: {}", f.summary),
@@ -429,7 +431,7 @@ impl Drop for ScriptOp {
     fn drop(&mut self) {
         scope::unregister(&self.shared);
         if let Some(cb) = self.cb.take() {
-            Python::attach(|py| callbacks::forget(py, &cb));
+            Python::attach(|py| callbacks::retire(py, cb));
         }
     }
 }

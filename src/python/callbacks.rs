@@ -278,6 +278,17 @@ pub fn load(
     Ok(cb)
 }
 
+/// Retires callbacks that were replaced (a reload) or whose operator is gone: removes the module
+/// from `sys.modules` (when it is still the registered one) and clears its globals. Functions
+/// and their module dict refer to each other, so without the clearing the old module — and
+/// whatever its globals hold, a leaking list of hundreds of MB — waited for a full garbage
+/// collection, which a steady daemon may not run for hours. A thread the old code started
+/// finds its globals gone (module globals start over, as documented).
+pub fn retire(py: Python<'_>, cb: Callbacks) {
+    forget(py, &cb);
+    cb.module.bind(py).dict().clear();
+}
+
 /// Removes the module of `cb` from `sys.modules` (when it is still the registered one).
 pub fn forget(py: Python<'_>, cb: &Callbacks) {
     let Ok(modules) = py.import("sys").and_then(|s| s.getattr("modules")) else {
