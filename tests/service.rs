@@ -789,6 +789,7 @@ fn the_units_pass_systemd_analyze_verify() {
         "SupplementaryGroups=audio",
         "DeviceAllow=char-alsa rw",
         "DynamicUser=yes",
+        "MemoryMax=",
     ] {
         assert!(
             unit.lines().any(|l| l.starts_with(line)),

@@ -1,5 +1,6 @@
 mod core;
 mod hardening;
+mod hardening_scripts;
 mod midi;
 mod script;
 mod service;

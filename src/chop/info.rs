@@ -37,6 +37,7 @@ impl Operator for InfoOp {
                 ("packets_in", d.packets_in as f64),
                 ("packets_out", d.packets_out as f64),
                 ("messages_out", d.messages_out as f64),
+                ("rss_mb", d.rss_mb),
                 ("num_operators", ctx.nodes.len() as f64),
             ]);
         } else {

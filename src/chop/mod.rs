@@ -113,6 +113,8 @@ pub struct DaemonStats {
     pub packets_in: u64,
     pub packets_out: u64,
     pub messages_out: u64,
+    /// Resident memory of the process, MB (sampled once a second; 0 until the first sample).
+    pub rss_mb: f64,
 }
 
 /// Everything an operator may look at while it cooks. Its own output has been taken out of

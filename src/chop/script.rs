@@ -190,14 +190,16 @@ impl ScriptOp {
                 String::new()
             };
             let name = &self.name;
-            if f.traceback.is_empty() {
+            // Formatted only here: most failures of a script failing every frame are not logged.
+            let traceback = f.traceback();
+            if traceback.is_empty() {
                 tracing::error!(op = %name, "script \"{name}\" {what} failed: {}{more}", f.summary);
             } else {
                 tracing::error!(
                     op = %name,
                     "script \"{name}\" {what} failed: {}{more}\n{}",
                     f.summary,
-                    f.traceback
+                    traceback
                 );
             }
         }
@@ -217,7 +219,7 @@ impl ScriptOp {
         let result = Python::attach(|py| -> Result<(), PyFailure> {
             let guard = scope::enter(Scope::detached(&self.shared)).map_err(|e| PyFailure {
                 summary: e,
-                traceback: String::new(),
+                error: None,
                 budget: false,
             })?;
             let loaded = callbacks::load(py, &self.path, &self.name, &self.me, self.budget);
@@ -233,7 +235,9 @@ impl ScriptOp {
             self.take_messages(sc, None);
             let cb = loaded?;
             self.shared.borrow_mut().on_pulse = cb.on_pulse.as_ref().map(|f| f.clone_ref(py));
-            self.cb = Some(cb);
+            if let Some(old) = self.cb.replace(cb) {
+                callbacks::retire(py, old);
+            }
             self.query_cook_level(py);
             setup.map_err(|f| PyFailure {
                 summary: format!("onSetupParameters: {}", f.summary),
@@ -311,7 +315,7 @@ impl ScriptOp {
                 None => {
                     let f = PyFailure {
                         summary: format!("onGetCookLevel returned {v}, not a CookLevel"),
-                        traceback: String::new(),
+                        error: None,
                         budget: false,
                     };
                     self.report("onGetCookLevel", &f);
@@ -374,7 +378,7 @@ impl ScriptOp {
             scope::enter(Scope::cooking(&self.shared, ctx, out, overrides)).map_err(|e| {
                 PyFailure {
                     summary: e,
-                    traceback: String::new(),
+                    error: None,
                     budget: false,
                 }
             })?;
@@ -427,7 +431,7 @@ impl Drop for ScriptOp {
     fn drop(&mut self) {
         scope::unregister(&self.shared);
         if let Some(cb) = self.cb.take() {
-            Python::attach(|py| callbacks::forget(py, &cb));
+            Python::attach(|py| callbacks::retire(py, cb));
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Config {
     pub max_slice: Duration,
     /// Reload when the config or a file it names changes on disk.
     pub watch: bool,
+    /// Warn when the process's resident memory passes this many MB (`rss_warn_mb`); `None`:
+    /// twice the RSS at start-up, at least 256 MB (see `daemon::memory`).
+    pub rss_warn_mb: Option<u64>,
     pub control: Option<ControlConfig>,
     /// Site directories added to Python's path (a venv's site-packages).
     pub python_path: Vec<PathBuf>,
@@ -464,6 +467,7 @@ impl<'a, 's> Checker<'a, 's> {
             rate: 60.0,
             max_slice: Duration::from_millis(200),
             watch: true,
+            rss_warn_mb: None,
             control: None,
             python_path: Vec::new(),
             destinations: BTreeMap::new(),
@@ -496,6 +500,13 @@ impl<'a, 's> Checker<'a, 's> {
                 "watch" => {
                     if let Some(w) = de::<bool>(self.d, value, "watch", &[]) {
                         config.watch = w;
+                    }
+                }
+                "rss_warn_mb" => {
+                    if let Some(mb) = de::<i64>(self.d, value, "rss_warn_mb", &[]) {
+                        if let Some(mb) = self.ranged(span, "rss_warn_mb", mb, 1, 1 << 20) {
+                            config.rss_warn_mb = Some(mb as u64);
+                        }
                     }
                 }
                 "control" => {

@@ -10,6 +10,7 @@ pub const TOP_KEYS: &[&str] = &[
     "rate",
     "max_slice_ms",
     "watch",
+    "rss_warn_mb",
     "control",
     "python",
     "destinations",

@@ -184,6 +184,7 @@ pub fn schema() -> Value {
             "rate": { "type": "number", "minimum": 1, "maximum": 1000, "description": "Frames per second (default 60)" },
             "max_slice_ms": int("Longest time slice a cook sees (ms, default 200)", 1, 10_000),
             "watch": boolean("Reload when the config or a file it names changes (default true)"),
+            "rss_warn_mb": int("Warn when chopd's resident memory passes this many MB (default: twice the RSS at start-up, at least 256)", 1, 1 << 20),
             "control": {
                 "type": "object",
                 "additionalProperties": false,

@@ -28,6 +28,20 @@ fn defaults() {
     assert!(o.address_scope.is_all());
     assert_eq!(o.receive_buffer, DEFAULT_RECEIVE_BUFFER);
     assert!(c.control.is_none());
+    assert_eq!(c.rss_warn_mb, None);
+}
+
+#[test]
+fn rss_warn_mb_is_a_positive_number_of_megabytes() {
+    let op = "[[operator]]\nname = \"a\"\ntype = \"info\"\nop = \"/\"\n";
+    assert_eq!(
+        ok(&format!("rss_warn_mb = 512\n{op}")).rss_warn_mb,
+        Some(512)
+    );
+    assert_eq!(
+        errors(&format!("rss_warn_mb = 0\n{op}")),
+        ["show.toml:1:15: error: rss_warn_mb = 0 is out of range (1 to 1048576)"]
+    );
 }
 
 #[test]

@@ -340,6 +340,7 @@ pub fn status_messages(s: &Snapshot, counters: &Counters, uptime: Duration) -> V
         msg(p("packets_in"), vec![int(d.packets_in)]),
         msg(p("packets_out"), vec![int(d.packets_out)]),
         msg(p("messages_out"), vec![int(d.messages_out)]),
+        msg(p("rss_mb"), vec![OscType::Float(d.rss_mb as f32)]),
     ];
     for (k, v) in counters.list() {
         out.push(msg(format!("{PREFIX}/status/control/{k}"), vec![int(v)]));
@@ -438,6 +439,7 @@ pub fn status_json(s: &Snapshot, counters: &Counters, uptime: Duration) -> serde
             "packets_in": d.packets_in,
             "packets_out": d.packets_out,
             "messages_out": d.messages_out,
+            "rss_mb": d.rss_mb,
         },
         "control": control,
         "operators": ops,

@@ -212,7 +212,7 @@ fn human_status(j: &serde_json::Value) -> String {
     let c = &j["control"];
     let _ = writeln!(
         s,
-        "chopd {}  up {:.0} s  {} fps  frames {}  dropped {}  lateness p99 {:.3} ms  frame {:.3} ms",
+        "chopd {}  up {:.0} s  {} fps  frames {}  dropped {}  lateness p99 {:.3} ms  frame {:.3} ms  rss {:.0} MB",
         j["version"].as_str().unwrap_or("?"),
         j["uptime"].as_f64().unwrap_or(0.0),
         d["rate"],
@@ -220,6 +220,7 @@ fn human_status(j: &serde_json::Value) -> String {
         d["dropped_frames"],
         d["lateness_p99"].as_f64().unwrap_or(0.0),
         d["frame_time"].as_f64().unwrap_or(0.0),
+        d["rss_mb"].as_f64().unwrap_or(0.0),
     );
     let _ = writeln!(
         s,

@@ -8,11 +8,13 @@
 //!
 //! - [`control`]: the OSC control port, its address space and status replies.
 //! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
+//! - [`memory`]: the resident memory (`rss_mb`) and its warning.
 //! - [`notify`]: sd_notify and the heartbeat check that feeds the watchdog.
 //! - [`watch`]: polling the config and the files it names.
 
 pub mod control;
 pub mod ctl;
+pub mod memory;
 pub mod notify;
 pub mod watch;
 
@@ -123,6 +125,7 @@ fn cook_thread(
     // The last note lists the bound addresses, for the start line.
     notes.push(graph.bound().join(", "));
     let mut clock = Clock::new(config.rate);
+    let mut rss = memory::RssWatch::new(config.rss_warn_mb);
     let mut ready = Some((ready, notes));
     let mut last_stats = Instant::now();
     let stop = shared.stop.clone();
@@ -138,6 +141,7 @@ fn cook_thread(
                     graph = g;
                     if result.is_ok() {
                         clock.set_rate(new.rate);
+                        rss.configure(new.rss_warn_mb);
                     }
                     let _ = reply.send(result);
                 }
@@ -162,6 +166,9 @@ fn cook_thread(
             d.lateness_p99_ms = l.p99.as_secs_f64() * 1e3;
             d.lateness_max_ms = l.max.as_secs_f64() * 1e3;
             last_stats = started;
+        }
+        if let Some(mb) = rss.sample(started) {
+            d.rss_mb = mb;
         }
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         if let Some((tx, notes)) = ready.take() {

@@ -4,7 +4,8 @@
 //! back as [`PyFailure`] with the file and line that matter and the full traceback.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
@@ -33,8 +34,10 @@ pub fn stamp(path: &Path) -> Option<FileStamp> {
 pub struct PyFailure {
     /// One line: `file.py:12: ZeroDivisionError: division by zero`.
     pub summary: String,
-    /// The full traceback as Python prints it (empty when there is none).
-    pub traceback: String,
+    /// The exception, when there is one, for [`PyFailure::traceback`]. Formatting a traceback
+    /// costs ~0.1 ms (Python's `traceback` module reads the source lines), so it is done only
+    /// for the failures that are logged, not for every failure of a script raising every frame.
+    pub error: Option<Arc<PyErr>>,
     /// The cook budget ran out (the watchdog interrupted it).
     pub budget: bool,
 }
@@ -46,19 +49,33 @@ impl std::fmt::Display for PyFailure {
 }
 
 impl PyFailure {
-    fn plain(summary: String) -> PyFailure {
+    /// A failure without a Python exception behind it.
+    pub fn plain(summary: String) -> PyFailure {
         PyFailure {
             summary,
-            traceback: String::new(),
+            error: None,
             budget: false,
+        }
+    }
+
+    /// The full traceback as Python prints it (empty when there is none).
+    pub fn traceback(&self) -> String {
+        match &self.error {
+            Some(e) => Python::attach(|py| super::format_exception(py, e)),
+            None => String::new(),
         }
     }
 }
 
 /// Turns a Python exception into a failure that names the line of `file` where it happened
 /// (the innermost frame in that file; else the innermost frame; for a SyntaxError its own
-/// position).
-pub fn failure(py: Python<'_>, err: &PyErr, file: &Path, budget: Option<Duration>) -> PyFailure {
+/// position). `budget`: the watchdog interrupted the callback, which ran for `ran`.
+pub fn failure(
+    py: Python<'_>,
+    err: PyErr,
+    file: &Path,
+    budget: Option<(Duration, Duration)>,
+) -> PyFailure {
     let value = err.value(py);
     let ty = err
         .get_type(py)
@@ -103,19 +120,37 @@ pub fn failure(py: Python<'_>, err: &PyErr, file: &Path, budget: Option<Duration
         at = in_file.or(innermost);
     }
     let loc = at.map_or_else(|| file_s.clone(), |(f, l)| format!("{f}:{l}"));
+    // A script cannot end the daemon: say so where it tried (sys.exit(), exit(), os._exit()).
+    let exit = if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
+        " (a script cannot end chopd; counted as an error)"
+    } else {
+        ""
+    };
     let summary = match budget {
-        Some(b) => format!(
-            "{loc}: interrupted after the cook budget of {} ms (an endless loop?)",
-            b.as_millis()
-        ),
-        None if msg.is_empty() => format!("{loc}: {ty}"),
-        None => format!("{loc}: {ty}: {msg}"),
+        Some((b, ran)) => interrupted(&loc, b, ran, ""),
+        None if msg.is_empty() => format!("{loc}: {ty}{exit}"),
+        None => format!("{loc}: {ty}: {msg}{exit}"),
     };
     PyFailure {
         summary,
-        traceback: super::format_exception(py, err),
+        error: Some(Arc::new(err)),
         budget: budget.is_some(),
     }
+}
+
+/// `LOC: interrupted after the cook budget of B ms (it ran R ms…)`. A callback that ran much
+/// longer than its budget was stuck in a call that cannot be interrupted (`time.sleep`, I/O).
+fn interrupted(loc: &str, budget: Duration, ran: Duration, and: &str) -> String {
+    let why = if ran >= budget * 2 && ran >= budget + Duration::from_millis(20) {
+        "a call into C code (time.sleep(), I/O) cannot be interrupted before it returns"
+    } else {
+        "an endless loop?"
+    };
+    format!(
+        "{loc}: interrupted after the cook budget of {} ms{and} (it ran {} ms; {why})",
+        budget.as_millis(),
+        ran.as_millis()
+    )
 }
 
 /// Calls `f(args)` with the watchdog armed for `budget`.
@@ -126,22 +161,24 @@ pub fn call<'py, A: PyCallArgs<'py>>(
     budget: Duration,
     file: &Path,
 ) -> Result<Bound<'py, PyAny>, PyFailure> {
+    let t0 = Instant::now();
     let deadline = watchdog::arm(py, budget);
     let r = f.bind(py).call1(args);
     let fired = deadline.disarm(py);
+    let ran = t0.elapsed();
     match r {
         Ok(v) if !fired => Ok(v),
         Ok(_) => Err(PyFailure {
-            summary: format!(
-                "{}: interrupted after the cook budget of {} ms, and the script swallowed the \
-                 CookBudgetExceeded exception",
-                file.display(),
-                budget.as_millis()
+            summary: interrupted(
+                &file.display().to_string(),
+                budget,
+                ran,
+                ", and the script swallowed the CookBudgetExceeded exception",
             ),
-            traceback: String::new(),
+            error: None,
             budget: true,
         }),
-        Err(e) => Err(failure(py, &e, file, fired.then_some(budget))),
+        Err(e) => Err(failure(py, e, file, fired.then_some((budget, ran)))),
     }
 }
 
@@ -169,11 +206,11 @@ fn compile<'py>(
     })?;
     let builtins = py
         .import("builtins")
-        .map_err(|e| failure(py, &e, path, None))?;
+        .map_err(|e| failure(py, e, path, None))?;
     let code = builtins
         .getattr("compile")
         .and_then(|c| c.call1((src, path.display().to_string(), "exec", 0, true)))
-        .map_err(|e| failure(py, &e, path, None))?;
+        .map_err(|e| failure(py, e, path, None))?;
     Ok((code, stamp))
 }
 
@@ -203,7 +240,7 @@ pub fn load(
 ) -> Result<Callbacks, PyFailure> {
     let (code, stamp) = compile(py, path)?;
     let name = module_name(op);
-    let fail = |e: PyErr| failure(py, &e, path, None);
+    let fail = |e: PyErr| failure(py, e, path, None);
     let module = PyModule::new(py, &name).map_err(fail)?;
     let dict: Bound<'_, PyDict> = module.dict();
     dict.set_item("__file__", path.display().to_string())
@@ -241,6 +278,17 @@ pub fn load(
     Ok(cb)
 }
 
+/// Retires callbacks that were replaced (a reload) or whose operator is gone: removes the module
+/// from `sys.modules` (when it is still the registered one) and clears its globals. Functions
+/// and their module dict refer to each other, so without the clearing the old module — and
+/// whatever its globals hold, a leaking list of hundreds of MB — waited for a full garbage
+/// collection, which a steady daemon may not run for hours. A thread the old code started
+/// finds its globals gone (module globals start over, as documented).
+pub fn retire(py: Python<'_>, cb: Callbacks) {
+    forget(py, &cb);
+    cb.module.bind(py).dict().clear();
+}
+
 /// Removes the module of `cb` from `sys.modules` (when it is still the registered one).
 pub fn forget(py: Python<'_>, cb: &Callbacks) {
     let Ok(modules) = py.import("sys").and_then(|s| s.getattr("modules")) else {
@@ -252,5 +300,81 @@ pub fn forget(py: Python<'_>, cb: &Callbacks) {
     };
     if modules.get_item(&name).is_ok_and(|m| m.is(module)) {
         let _ = modules.del_item(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script failing every frame must not pay for a traceback nobody reads (~0.1 ms each,
+    /// more than a whole frame's work in most graphs): it is formatted only when logged.
+    #[test]
+    fn a_failure_formats_its_traceback_only_when_asked() {
+        super::super::ensure_init().unwrap();
+        let dir = std::env::temp_dir().join(format!("chopd-tb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("boom.py");
+        let src =
+            "def boom(n):\n    helper(n)\n\ndef helper(n):\n    raise ValueError('bad %d' % n)\n";
+        std::fs::write(&path, src).unwrap();
+        Python::attach(|py| {
+            let code = std::ffi::CString::new(src).unwrap();
+            let file = std::ffi::CString::new(path.display().to_string()).unwrap();
+            let m = PyModule::from_code(py, &code, &file, c"chopd_tb_probe").unwrap();
+            let boom = m.getattr("boom").unwrap().unbind();
+            let budget = Duration::from_secs(5);
+            let n = 200;
+            let t0 = Instant::now();
+            let mut last = None;
+            for i in 0..n {
+                last = Some(call(py, &boom, (i,), budget, &path).unwrap_err());
+            }
+            let failing = t0.elapsed();
+            let f = last.unwrap();
+            assert_eq!(
+                f.summary,
+                format!("{}:5: ValueError: bad {}", path.display(), n - 1)
+            );
+            let t0 = Instant::now();
+            let mut tb = String::new();
+            for _ in 0..n {
+                tb = f.traceback();
+            }
+            let formatting = t0.elapsed();
+            assert!(tb.starts_with("Traceback (most recent call last)"), "{tb}");
+            assert!(tb.contains("line 2, in boom") && tb.contains("line 5, in helper"));
+            assert!(
+                failing * 2 < formatting,
+                "{n} failures took {failing:?}, formatting their tracebacks {formatting:?}"
+            );
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn exits_are_failures_that_say_chopd_goes_on() {
+        super::super::ensure_init().unwrap();
+        Python::attach(|py| {
+            let code = c"import os, sys\ndef a():\n    sys.exit(3)\ndef b():\n    os._exit(0)\ndef c():\n    os.abort()\n";
+            let m = PyModule::from_code(py, code, c"exits.py", c"chopd_exit_probe").unwrap();
+            let path = Path::new("exits.py");
+            let run = |name: &str| {
+                let f = m.getattr(name).unwrap().unbind();
+                call(py, &f, (), Duration::from_secs(5), path)
+                    .unwrap_err()
+                    .summary
+            };
+            let tail = " (a script cannot end chopd; counted as an error)";
+            assert_eq!(run("a"), format!("exits.py:3: SystemExit: 3{tail}"));
+            assert_eq!(
+                run("b"),
+                format!("exits.py:5: ExitRefused: os._exit(0) would end the daemon{tail}")
+            );
+            assert_eq!(
+                run("c"),
+                format!("exits.py:7: ExitRefused: os.abort() would end the daemon{tail}")
+            );
+        });
     }
 }

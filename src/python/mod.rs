@@ -57,6 +57,31 @@ class CookBudgetExceeded(BaseException):
 
     A BaseException, so `except Exception:` in user code does not swallow it."""
 
+class ExitRefused(SystemExit):
+    """Raised by os._exit() and os.abort() in chopd's own process: one script must not end the
+    daemon and every other operator with it. A SystemExit, like sys.exit(), which chopd also
+    catches and counts as an error."""
+
+def _guard_exits():
+    """Replaces os._exit and os.abort (and their posix originals) with functions that raise
+    ExitRefused, except in a forked child (multiprocessing ends its children with os._exit)."""
+    import os, posix
+    daemon = os.getpid()
+    def guard(real):
+        name = real.__name__
+        def refused(*args, **kwargs):
+            if os.getpid() != daemon:
+                return real(*args, **kwargs)
+            shown = ", ".join(repr(a) for a in args)
+            raise ExitRefused(f"os.{name}({shown}) would end the daemon")
+        refused.__name__ = refused.__qualname__ = name
+        refused.__doc__ = real.__doc__
+        return refused
+    exit_, abort = guard(posix._exit), guard(posix.abort)
+    for m in (os, posix):
+        m._exit = exit_
+        m.abort = abort
+
 def _format_exception(exc, tb):
     import traceback
     return "".join(traceback.format_exception(type(exc), exc, tb))
@@ -93,7 +118,8 @@ fn first_init(py: Python<'_>) -> PyResult<PythonInfo> {
     let prefix: String = sys.getattr("prefix")?.extract()?;
     // 1 ms instead of 5 ms: the watchdog's exception lands within ~1.3 ms (PLATFORM.md).
     sys.call_method1("setswitchinterval", (0.001,))?;
-    prelude(py)?;
+    // Before any script runs: os._exit()/os.abort() would end the daemon (docs/script.md).
+    prelude(py)?.call_method0("_guard_exits")?;
     let numpy = numpy_version(py);
     tracing::info!(
         python = %version,

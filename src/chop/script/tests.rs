@@ -490,6 +490,43 @@ fn reload_applies_new_code_keeps_old_on_syntax_error_and_keeps_pars() {
     assert!(ex.contains(&("script_reloads", 1.0)));
 }
 
+/// Regression (issue 6, a leaking script): a reload left the old module alive — its functions
+/// and its dict refer to each other — so whatever its globals held (a leaking list) stayed
+/// until a full garbage collection. Now it is released with the reload.
+#[test]
+fn a_reload_releases_the_old_modules_globals_at_once() {
+    let file = temp_copy("hoarder.py");
+    let mut rig = Rig::new(60.0);
+    let s = rig.add_script("hoarder", &file, &[]);
+    rig.step();
+    assert_eq!(rig.val(s, "held"), 1.0);
+    let freed = || {
+        Python::attach(|py| {
+            let b = py.import("builtins").unwrap();
+            b.getattr("chopd_probe_hoard_freed")
+                .ok()
+                .is_some_and(|v| v.is_truthy().unwrap())
+        })
+    };
+    assert!(!freed());
+    // Automatic collections must not do the work the reload should do.
+    Python::attach(|py| {
+        py.import("gc").unwrap().call_method0("disable").unwrap();
+    });
+    rewrite(
+        &file,
+        "def onCook(scriptOp):\n    scriptOp.clear()\n    scriptOp.appendChan('held')[0] = 0\n",
+    );
+    rig.op(s).poll_file(true);
+    rig.step();
+    let released = freed();
+    Python::attach(|py| {
+        py.import("gc").unwrap().call_method0("enable").unwrap();
+    });
+    assert_eq!(rig.val(s, "held"), 0.0);
+    assert!(released, "the old module's globals outlived the reload");
+}
+
 #[test]
 fn modoutsidecook_guards_writes_from_other_scripts() {
     for allow in [false, true] {

@@ -1,0 +1,429 @@
+//! Scripts that misbehave (issue 6, item 3), against the real binary: a Script CHOP `bad` runs a
+//! callbacks file that raises every frame, leaks memory, blocks in `time.sleep`, tries to end
+//! the process, or swallows the budget's exception. Each time the fault is contained and
+//! reported — counted in an Info CHOP exported to OSC, one clear (rate-limited) log line — and
+//! the rest of the graph keeps cooking: a healthy path (OSC In `in` → export) still delivers,
+//! and the daemon's own Info CHOP (`op = "/"`) still advances. What cannot be contained
+//! in-process is documented in docs/script.md ("Faults and their limits").
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use rosc::OscType;
+
+use crate::util::*;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fixtures/scripts").join(name)).unwrap()
+}
+
+/// The graph every case runs, at 100 fps, all exports to `rx`:
+/// - `in` (OSC In) → `/out/…`: the healthy path;
+/// - `trig` (OSC In), input of the script: what the test sends to provoke it;
+/// - `bad` (Script CHOP on `file`, with `extra` settings) → `/script/…`;
+/// - `bad_info` (Info CHOP of `bad`) → `/info/…`, `clock` (Info CHOP of `/`) → `/clock/…`,
+///   both sent every frame so a packet lost while the test looks elsewhere is sent again.
+fn config(rx: u16, file: &str, top: &str, extra: &str) -> String {
+    let dest = |name: &str| {
+        format!("[destinations.{name}]\nhost = \"127.0.0.1\"\nport = {rx}\nprefix = \"/{name}\"\n")
+    };
+    format!(
+        r#"
+rate = 100
+{top}
+
+{out}
+{script}
+{info}
+{clock}
+
+[[operator]]
+name = "in"
+type = "oscin"
+port = 0
+local_address = "127.0.0.1"
+export = {{ method = "autoname", root = "out" }}
+
+[[operator]]
+name = "trig"
+type = "oscin"
+port = 0
+local_address = "127.0.0.1"
+
+[[operator]]
+name = "bad"
+type = "script"
+callbacks = "{file}"
+inputs = ["trig"]
+export = {{ method = "autoname", root = "script", send = "every_cook" }}
+{extra}
+
+[[operator]]
+name = "bad_info"
+type = "info"
+op = "bad"
+export = {{ method = "autoname", root = "info", send = "every_cook" }}
+
+[[operator]]
+name = "clock"
+type = "info"
+op = "/"
+export = {{ method = "autoname", root = "clock", send = "every_cook" }}
+"#,
+        out = dest("out"),
+        script = dest("script"),
+        info = dest("info"),
+        clock = dest("clock"),
+    )
+}
+
+fn start(rx: &OscRx, file: &str, top: &str, extra: &str) -> Daemon {
+    start_env(rx, file, top, extra, &[])
+}
+
+fn start_env(rx: &OscRx, file: &str, top: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
+    Daemon::start_env(
+        &config(rx.port(), file, top, extra),
+        &[(file, &fixture(file))],
+        env,
+    )
+}
+
+/// The latest value at `addr` (waiting for the first one).
+fn latest(rx: &OscRx, addr: &str) -> f32 {
+    rx.wait_value(addr, |_| true)
+}
+
+/// The rest of the graph keeps cooking: a new value through the healthy path arrives, and the
+/// daemon's frame count moves on by at least 20 frames (0.2 s at 100 fps).
+fn rest_of_graph_cooks(d: &mut Daemon, rx: &OscRx, value: f32) {
+    let frames = latest(rx, "/clock/frames");
+    send(d.port("in"), "/ok", vec![OscType::Float(value)]);
+    rx.expect("/out/ok", value);
+    rx.wait_value("/clock/frames", |f| f >= frames + 20.0);
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "chopd ended; log:\n{}",
+        d.log_text()
+    );
+}
+
+/// `N` of `(it ran N ms; …)` in an interrupt's log line.
+fn ran_ms(line: &str) -> u64 {
+    line.split("(it ran ")
+        .nth(1)
+        .and_then(|r| r.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {line}"))
+}
+
+/// Provokes the script: `/NAME value` into its input `trig`.
+fn poke(d: &mut Daemon, name: &str, value: f32) {
+    send(
+        d.port("trig"),
+        &format!("/{name}"),
+        vec![OscType::Float(value)],
+    );
+}
+
+#[test]
+fn raising_every_frame_is_counted_every_frame_logged_rarely_and_keeps_the_last_output() {
+    let rx = OscRx::new();
+    let mut d = start(&rx, "raise_always.py", "", "");
+    rest_of_graph_cooks(&mut d, &rx, 1.0);
+    // ≥ 3 s of failures at 100 fps: one failure per frame.
+    let t0 = Instant::now();
+    let errors_before = latest(&rx, "/info/errors");
+    let errors = rx.wait_value("/info/errors", |e| e >= errors_before + 300.0);
+    let took = t0.elapsed().as_secs_f32();
+    assert!(
+        errors - errors_before <= took * 100.0 + 10.0,
+        "{errors} errors in {took} s at 100 fps"
+    );
+    // The log: the first failure, then at most one line per 2 s saying how many were held back.
+    d.wait_for("similar failures not logged", TIMEOUT)
+        .unwrap_or_else(|| panic!("no rate-limited line; log:\n{}", d.log_text()));
+    let lines = d.count("script \"bad\" onCook failed");
+    assert!(
+        lines >= 2 && lines as f32 * 50.0 < errors,
+        "{lines} log lines for {errors} errors"
+    );
+    let first = d.wait_for("script \"bad\" onCook failed", TIMEOUT).unwrap();
+    assert!(
+        first.contains("raise_always.py:12: RuntimeError: bad frame 2"),
+        "{first}"
+    );
+    // The output keeps the last good cook's channel, sent every frame.
+    rx.until(TIMEOUT, |m| m.addr == "/script/good")
+        .args
+        .first()
+        .map(|a| assert_eq!(float(a), 42.0))
+        .unwrap();
+    rx.wait_value("/info/num_channels", |n| n == 1.0);
+    rest_of_graph_cooks(&mut d, &rx, 2.0);
+    for k in [
+        "dropped_frames",
+        "lateness_p99",
+        "lateness_max",
+        "frame_time",
+    ] {
+        eprintln!("{k} = {}", latest(&rx, &format!("/clock/{k}")));
+    }
+    assert!(d.stop().success(), "{}", d.log_text());
+}
+
+#[test]
+fn a_leaking_script_shows_in_rss_mb_and_is_warned_about() {
+    let rx = OscRx::new();
+    // leak.py keeps 1 MB more every frame, up to 300 MB.
+    let mut d = start(
+        &rx,
+        "leak.py",
+        "rss_warn_mb = 200\n[control]\nport = 0\n",
+        "",
+    );
+    // Sampled once a second: it rises while the script hoards (to ~300 MB above the start).
+    let grown = rx.wait_value("/clock/rss_mb", |mb| mb >= 250.0);
+    let line = d
+        .wait_for("resident memory is", TIMEOUT)
+        .unwrap_or_else(|| panic!("no memory warning; log:\n{}", d.log_text()));
+    assert!(line.contains("past 200 MB (rss_warn_mb; it was "), "{line}");
+    assert!(line.contains("MemoryMax="), "{line}");
+    let at_start: f32 = line
+        .split("it was ")
+        .nth(1)
+        .and_then(|r| r.split(" MB").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(at_start < 150.0 && grown >= at_start + 100.0, "{line}");
+    assert_eq!(d.count("resident memory is"), 1, "{}", d.log_text());
+    // The status carries it too.
+    let status = Control::new(d.control_port()).status_json(None);
+    let rss = status["daemon"]["rss_mb"].as_f64().unwrap();
+    assert!(
+        rss >= grown as f64 - 1.0,
+        "status rss_mb {rss}, Info CHOP {grown}"
+    );
+    // The script itself cooks without errors; everything else goes on.
+    rx.wait_value("/script/hoard_mb", |n| n >= 150.0);
+    assert_eq!(latest(&rx, "/info/errors"), 0.0);
+    rest_of_graph_cooks(&mut d, &rx, 1.0);
+    // Fixing the file releases what the old module held: the module runs afresh.
+    d.dir.write(
+        "leak.py",
+        &fixture("leak.py").replace("LIMIT = 300", "LIMIT = 0"),
+    );
+    d.wait_for("new callbacks applied", TIMEOUT).unwrap();
+    rx.wait_value("/script/hoard_mb", |n| n == 0.0);
+    rx.wait_value("/clock/rss_mb", |mb| mb <= grown - 200.0);
+    assert!(d.stop().success(), "{}", d.log_text());
+}
+
+#[test]
+fn a_script_blocking_in_sleep_fails_when_it_returns_and_the_clock_drops_the_missed_frames() {
+    let rx = OscRx::new();
+    let mut d = start(&rx, "sleepy.py", "", "cook_budget_ms = 50");
+    rest_of_graph_cooks(&mut d, &rx, 1.0);
+    rx.wait_value("/script/awake", |v| v == 1.0);
+    let dropped = latest(&rx, "/clock/dropped_frames");
+    let errors = latest(&rx, "/info/errors");
+    // 0.3 s in time.sleep with a budget of 50 ms: the exception lands when the sleep returns.
+    poke(&mut d, "sleep", 0.3);
+    rx.wait_value("/info/errors", |e| e == errors + 1.0);
+    rx.wait_value("/info/script_interrupts", |n| n == 1.0);
+    let line = d
+        .wait_for("interrupted after the cook budget of 50 ms", TIMEOUT)
+        .unwrap_or_else(|| panic!("no interrupt line; log:\n{}", d.log_text()));
+    assert!(
+        line.contains("sleepy.py:8:") && line.contains("cannot be interrupted before it returns"),
+        "{line}"
+    );
+    let ran = ran_ms(&line);
+    assert!((300..1000).contains(&ran), "{line}");
+    // The frames the sleep took (~30 at 100 fps) are dropped, not replayed, and counted.
+    rx.wait_value("/clock/dropped_frames", |v| v >= dropped + 20.0);
+    rest_of_graph_cooks(&mut d, &rx, 2.0);
+    // One failure, not one per frame after it; the output is still the last good one.
+    let frames = latest(&rx, "/clock/frames");
+    rx.wait_value("/clock/frames", |f| f >= frames + 50.0);
+    assert_eq!(latest(&rx, "/info/errors"), errors + 1.0);
+    rx.until(TIMEOUT, |m| m.addr == "/script/awake");
+    assert!(d.stop().success(), "{}", d.log_text());
+}
+
+/// The fake systemd end of `NOTIFY_SOCKET` (as in tests/service.rs).
+struct Notify {
+    sock: UnixDatagram,
+    env: String,
+    _dir: TempDir,
+}
+
+impl Notify {
+    fn new() -> Notify {
+        let dir = TempDir::new();
+        let p = dir.path("notify");
+        Notify {
+            sock: UnixDatagram::bind(&p).unwrap(),
+            env: p.to_str().unwrap().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// Arrival times of watchdog pings within `window`.
+    fn pings(&self, window: Duration) -> Vec<Instant> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                if &buf[..n] == b"WATCHDOG=1" {
+                    out.push(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sleep_longer_than_the_watchdog_stops_feeding_it_until_the_sleep_returns() {
+    // WATCHDOG_USEC as systemd sets it, scaled down: 200 ms instead of the unit's 10 s.
+    let ns = Notify::new();
+    let rx = OscRx::new();
+    let mut d = start_env(
+        &rx,
+        "sleepy.py",
+        "",
+        "cook_budget_ms = 50",
+        &[("NOTIFY_SOCKET", &ns.env), ("WATCHDOG_USEC", "200000")],
+    );
+    assert!(!ns.pings(Duration::from_millis(300)).is_empty());
+    poke(&mut d, "sleep", 1.5);
+    let t0 = Instant::now();
+    let pings = ns.pings(Duration::from_secs(3));
+    let mut times = vec![t0];
+    times.extend(pings.iter().copied());
+    let longest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(longest >= Duration::from_secs(1), "longest gap {longest:?}");
+    assert!(
+        pings
+            .last()
+            .is_some_and(|&t| t - t0 >= Duration::from_millis(1500)),
+        "pings did not resume after the sleep"
+    );
+    let line = d
+        .wait_for("the clock has not run a frame for", TIMEOUT)
+        .unwrap();
+    assert!(
+        line.contains("the systemd watchdog is no longer fed"),
+        "{line}"
+    );
+    d.wait_for("the clock runs again after a stall", TIMEOUT)
+        .unwrap();
+    rx.wait_value("/info/errors", |e| e == 1.0);
+    rest_of_graph_cooks(&mut d, &rx, 1.0);
+}
+
+#[test]
+fn sys_exit_exit_and_os_exit_are_counted_errors_and_chopd_keeps_running() {
+    let rx = OscRx::new();
+    let mut d = start(&rx, "exits.py", "[control]\nport = 0\n", "");
+    let c = Control::new(d.control_port());
+    rx.wait_value("/script/alive", |v| v == 1.0);
+    let cases = [
+        (
+            1,
+            "/exits.py:11: SystemExit: 3 (a script cannot end chopd; counted as an error)",
+        ),
+        (2, "/exits.py:13: SystemExit (a script cannot end chopd"),
+        (
+            3,
+            "/exits.py:15: SystemExit: None (a script cannot end chopd",
+        ),
+        (
+            4,
+            "/exits.py:17: ExitRefused: os._exit(0) would end the daemon",
+        ),
+        (
+            5,
+            "/exits.py:19: ExitRefused: os.abort() would end the daemon",
+        ),
+        (
+            6,
+            "/exits.py:21: ExitRefused: os._exit(1) would end the daemon",
+        ),
+    ];
+    for (how, expected) in cases {
+        poke(&mut d, "how", how as f32);
+        rx.wait_value("/info/errors", |e| e == how as f32);
+        let s = c.status_json(Some("bad"));
+        let last = s["operators"][0]["last_error"].as_str().unwrap_or_default();
+        assert!(last.contains(expected), "how = {how}: {last}");
+        rest_of_graph_cooks(&mut d, &rx, how as f32);
+    }
+    // The output is still the first cook's.
+    rx.until(TIMEOUT, |m| m.addr == "/script/alive");
+    // A forked child may still end itself with os._exit (multiprocessing does).
+    poke(&mut d, "how", 7.0);
+    rx.wait_value("/script/child_exit", |v| v == 7.0);
+    assert_eq!(latest(&rx, "/info/errors"), 6.0);
+    // The first failure was logged; the daemon stops as it always does.
+    assert_eq!(
+        d.count("/exits.py:11: SystemExit: 3"),
+        1,
+        "{}",
+        d.log_text()
+    );
+    assert!(d.stop().success(), "{}", d.log_text());
+}
+
+#[test]
+fn a_bare_except_around_an_endless_loop_still_fails_the_cook() {
+    let rx = OscRx::new();
+    let mut d = start(&rx, "swallow.py", "", "cook_budget_ms = 50");
+    rx.wait_value("/script/cooks", |v| v == 1.0);
+    poke(&mut d, "x", 1.0);
+    rx.wait_value("/info/errors", |e| e == 1.0);
+    let line = d
+        .wait_for("swallowed the CookBudgetExceeded exception", TIMEOUT)
+        .unwrap_or_else(|| panic!("no swallow line; log:\n{}", d.log_text()));
+    assert!(
+        line.contains("interrupted after the cook budget of 50 ms"),
+        "{line}"
+    );
+    // The cook returned "normally" with cooks = 2, but it failed: the last good output stays.
+    rx.until(TIMEOUT, |m| m.addr == "/script/cooks")
+        .args
+        .first()
+        .map(|a| assert_eq!(float(a), 1.0))
+        .unwrap();
+    rest_of_graph_cooks(&mut d, &rx, 1.0);
+    assert!(d.stop().success(), "{}", d.log_text());
+}
+
+#[test]
+fn a_loop_that_swallows_every_interrupt_is_ended_by_the_second_stage() {
+    let rx = OscRx::new();
+    let mut d = start(&rx, "swallow_in_loop.py", "", "cook_budget_ms = 50");
+    rx.wait_value("/script/cooks", |v| v == 1.0);
+    let dropped = latest(&rx, "/clock/dropped_frames");
+    poke(&mut d, "x", 1.0);
+    rx.wait_value("/info/errors", |e| e == 1.0);
+    let line = d
+        .wait_for("interrupted after the cook budget of 50 ms", TIMEOUT)
+        .unwrap_or_else(|| panic!("not interrupted; log:\n{}", d.log_text()));
+    assert!(line.contains("swallow_in_loop.py:"), "{line}");
+    // Budget + 100 ms of grace, not a stalled clock; the frames it took are dropped.
+    let ran = ran_ms(&line);
+    assert!((150..1000).contains(&ran), "{line}");
+    rx.wait_value("/clock/dropped_frames", |v| v >= dropped + 10.0);
+    // Again: the second stage is gone after each cook and comes back for the next.
+    poke(&mut d, "x", 2.0);
+    rx.wait_value("/info/errors", |e| e == 2.0);
+    rest_of_graph_cooks(&mut d, &rx, 1.0);
+    assert!(d.stop().success(), "{}", d.log_text());
+}
