@@ -29,6 +29,7 @@ const USAGE: &str = "\
 chopd end-to-end benchmark (docs/benchmarks.md)
 
 usage: cargo bench --bench e2e -- [OPTIONS]
+       (the binary itself: e2e-HASH --bench [OPTIONS]; without --bench it only self-tests)
 
   --scenario NAME      osc (default): OSC → oscin → export; idle: same graph, no traffic;
                        script: OSC → oscin → Script CHOP (numpy ×2) → export
@@ -82,6 +83,16 @@ pub struct Opts {
 }
 
 fn parse_args() -> Result<Opts, String> {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary too, without it:
+    // then only the quick self-test runs, not a benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        self_test();
+        println!(
+            "(not under `cargo bench`: self-test only; the benchmark is \
+             `cargo bench --bench e2e -- ARGS` or scripts/bench)"
+        );
+        std::process::exit(0);
+    }
     let mut args = std::env::args().skip(1).peekable();
     let mut scenario = Scenario::Osc;
     let mut rate = None;
