@@ -175,7 +175,7 @@ fn parse_args() -> Result<Opts, String> {
         o.wrap = vec!["chrt".into(), "-f".into(), p.to_string()];
     }
     if let Some(w) = o.soak_window {
-        if !(w > 0.0) || o.runs != 1 || !scenario.has_traffic() {
+        if w.is_nan() || w <= 0.0 || o.runs != 1 || !scenario.has_traffic() {
             return Err(
                 "--soak-window takes positive seconds, one run and a scenario with traffic".into(),
             );

@@ -75,7 +75,7 @@ pub fn report(
          the window, chopd's last 4096 frames; dropped = frames the clock skipped)"
     );
     println!(
-        "{:>4} {:>6} {:>9} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>6} {:>8} {:>7}",
+        "{:>5} {:>6} {:>9} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>6} {:>8} {:>7}",
         "win",
         "end_s",
         "sent",
@@ -92,20 +92,32 @@ pub fn report(
     );
     let (mut sent_all, mut recv_all, mut lost_all, mut sup_all) = (0, 0, 0, 0);
     let mut p99s = Vec::new();
-    for k in 0..n {
-        let a = meas_ns + w_ns * k as u64;
-        let b = (a + w_ns).min(end_ns);
-        let idx = |t: u64| sent.times.partition_point(|&x| x < t);
+    let idx = |t: u64| {
+        sent.times
+            .partition_point(|&x| x < t)
+            .clamp(measured.start, measured.end)
+    };
+    // Messages are a fixed count: when the sender slipped behind its schedule (a busy machine),
+    // the last ones go out after the measured end. They get a row of their own ("after").
+    let after = idx(end_ns)..measured.end;
+    for k in 0..n + usize::from(!after.is_empty()) {
+        let a = (meas_ns + w_ns * k as u64).min(end_ns);
+        let b = if k < n {
+            (a + w_ns).min(end_ns)
+        } else {
+            u64::MAX
+        };
         let lo = if k == 0 { measured.start } else { idx(a) };
-        let hi = if k == n - 1 { measured.end } else { idx(b) };
-        let range = lo.clamp(measured.start, measured.end)..hi.clamp(measured.start, measured.end);
+        let range = if k < n { lo..idx(b) } else { after.clone() };
         let d = analysis::deliveries(sent, recv, channels, range, frame_ns, limit_ns);
         sent_all += d.sent;
         recv_all += d.delivered;
         lost_all += d.lost;
         sup_all += d.superseded;
         let (p50, p99, max) = summary(&d.latency).unwrap_or((0, 0, 0));
-        p99s.push(ms(p99));
+        if k < n {
+            p99s.push(ms(p99));
+        }
         let clk = lateness
             .iter()
             .filter(|e| e.0 > a && e.0 <= b)
@@ -118,11 +130,19 @@ pub fn report(
             (Some(x), Some(y)) => format!("{}", y - x),
             _ => "-".into(),
         };
-        let p = &samples[k + 1];
+        let (win, end_s, rss, cpu) = match samples.get(k + 1) {
+            Some(p) if k < n => (
+                (k + 1).to_string(),
+                format!("{:.0}", (b - meas_ns) as f64 / 1e9),
+                format!("{:.1}", mb(p.rss_kb)),
+                format!("{:.1}", p.cpu_pct_since(&samples[k])),
+            ),
+            _ => ("after".into(), "-".into(), "-".into(), "-".into()),
+        };
         println!(
-            "{:>4} {:>6.0} {:>9} {:>9} {:>6} {:>7} {:>7.3} {:>7.3} {:>8.2} {:>8.1} {:>6.1} {:>8.3} {:>7}",
-            k + 1,
-            (b - meas_ns) as f64 / 1e9,
+            "{:>5} {:>6} {:>9} {:>9} {:>6} {:>7} {:>7.3} {:>7.3} {:>8.2} {:>8} {:>6} {:>8.3} {:>7}",
+            win,
+            end_s,
             d.sent,
             d.delivered,
             d.lost,
@@ -130,10 +150,18 @@ pub fn report(
             ms(p50),
             ms(p99),
             ms(max),
-            mb(p.rss_kb),
-            p.cpu_pct_since(&samples[k]),
+            rss,
+            cpu,
             clk,
             dropped
+        );
+    }
+    if !after.is_empty() {
+        println!(
+            "(after: {} messages the sender still owed at the end, sent in the {:.1} s after it; \
+             not in the windows' p99s)",
+            after.len(),
+            (sent.times[measured.end - 1].saturating_sub(end_ns)) as f64 / 1e9
         );
     }
     println!(
