@@ -12,6 +12,7 @@
 mod analysis;
 mod chopd;
 mod scenario;
+mod soak;
 mod traffic;
 
 use std::path::PathBuf;
@@ -30,7 +31,8 @@ chopd end-to-end benchmark (docs/benchmarks.md)
 usage: cargo bench --bench e2e -- [OPTIONS]
        (the binary itself: e2e-HASH --bench [OPTIONS]; without --bench it only self-tests)
 
-  --scenario NAME      osc (default): OSC → oscin → export; idle: same graph, no traffic
+  --scenario NAME      osc (default): OSC → oscin → export; idle: same graph, no traffic;
+                       script: OSC → oscin → Script CHOP (numpy ×2) → export
   --idle               same as --scenario idle
   --rate HZ            chopd's frame rate (default: 1000 for osc, 60 for idle)
   --channels N         channels the traffic is spread over (default 1000)
@@ -49,6 +51,8 @@ usage: cargo bench --bench e2e -- [OPTIONS]
   --wrap 'CMD ARGS'     start chopd as `CMD ARGS chopd run …` (e.g. 'nice -n -5'); CMD must exec
   --rt PRIO            SCHED_FIFO priority PRIO for chopd (via chrt -f), PRIO-1 for the
                        benchmark's sender and receiver: measures chopd, not the neighbours (root)
+  --soak-window S      soak: one run, measured in windows of S seconds (a table of loss,
+                       latency, RSS, CPU and clock per window, RSS growth, p99 steadiness)
   --self-test          check the benchmark's own parsing and accounting, then exit
 ";
 
@@ -74,6 +78,8 @@ pub struct Opts {
     pub wrap: Vec<String>,
     /// SCHED_FIFO priority for chopd and the benchmark's own threads (`--rt`).
     pub rt: Option<i32>,
+    /// Soak mode: the window length in seconds (`--soak-window`).
+    pub soak_window: Option<f64>,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -108,6 +114,7 @@ fn parse_args() -> Result<Opts, String> {
         explain_loss: false,
         wrap: Vec::new(),
         rt: None,
+        soak_window: None,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or(format!("{flag} needs a value"))?;
@@ -153,6 +160,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.wrap = w.split_whitespace().map(String::from).collect();
             }
             "--rt" => o.rt = Some(num(&a, args.next())?),
+            "--soak-window" => o.soak_window = Some(num(&a, args.next())?),
             "--self-test" => {
                 self_test();
                 std::process::exit(0);
@@ -165,6 +173,13 @@ fn parse_args() -> Result<Opts, String> {
             return Err("--rt and --wrap do not combine".into());
         }
         o.wrap = vec!["chrt".into(), "-f".into(), p.to_string()];
+    }
+    if let Some(w) = o.soak_window {
+        if w.is_nan() || w <= 0.0 || o.runs != 1 || !scenario.has_traffic() {
+            return Err(
+                "--soak-window takes positive seconds, one run and a scenario with traffic".into(),
+            );
+        }
     }
     o.scenario = scenario;
     o.rate = rate.unwrap_or(scenario.default_rate());
@@ -215,9 +230,10 @@ fn thread_key(name: &str) -> &'static str {
 }
 
 fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
-    let receiver = Receiver::bind(PREFIX).map_err(|e| format!("bind the destination: {e}"))?;
+    let mut receiver = Receiver::bind(PREFIX).map_err(|e| format!("bind the destination: {e}"))?;
+    receiver.scale = o.scenario.value_scale();
     let config = o.scenario.config(o, receiver.port());
-    let mut daemon = Chopd::start(&o.chopd, &o.wrap, &config, &[], o.keep)?;
+    let mut daemon = Chopd::start(&o.chopd, &o.wrap, &config, &o.scenario.files(), o.keep)?;
     eprintln!("run {}/{}: chopd pid {}", run + 1, o.runs, daemon.pid);
     if o.keep && run == 0 {
         eprintln!("config: {}", daemon.dir.join("chopd.toml").display());
@@ -272,7 +288,8 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
         chopd::machine_busy_ticks(),
         ProcSample::of(std::process::id()),
     );
-    sleep_until(t_end);
+    // Soak: a /proc sample of chopd at the end of every window (else just the wait).
+    let windows = soak::sample(o, &daemon, &p0, t_meas, t_end);
     let (p1, m1, b1) = (
         daemon.sample(),
         chopd::machine_busy_ticks(),
@@ -318,6 +335,19 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
             m.put("latency_p50_ms", p50 as f64 / 1e6);
             m.put("latency_p99_ms", p99 as f64 / 1e6);
             m.put("latency_max_ms", max as f64 / 1e6);
+        }
+        if let Some(w) = o.soak_window {
+            soak::report(
+                w,
+                sent,
+                &recv,
+                &windows,
+                channels,
+                measured.clone(),
+                (meas_ns, end_ns),
+                (1e9 / o.rate) as u64,
+                (latency_limit_ms(o) * 1e6) as u64,
+            );
         }
         if o.explain_loss {
             notes.extend(d.lost_examples.iter().map(|e| format!("lost: {e}")));

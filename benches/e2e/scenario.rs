@@ -24,15 +24,31 @@ pub enum Scenario {
     Osc,
     /// The same graph with no traffic: the daemon's idle cost.
     Idle,
+    /// OSC → `oscin` → Script CHOP (numpy ×2 of input 0) → export: Python in the path
+    /// (issue 6, the soak). The receiver halves the values back into sequence numbers.
+    Script,
 }
 
-pub const ALL: &[Scenario] = &[Scenario::Osc, Scenario::Idle];
+pub const ALL: &[Scenario] = &[Scenario::Osc, Scenario::Idle, Scenario::Script];
+
+/// The Script CHOP of the `script` scenario, written into the benchmark's temp dir.
+/// `copy` + in-place ×2 rather than `copyNumpyArray(inputs[0].numpyArray() * 2)`: the copy keeps
+/// the input's channel names (`bench/cN`) when the `oscin` grows new channels, where
+/// `copyNumpyArray` would name the new ones `chan1`, `chan2`… (about 2 µs more per cook).
+pub const DOUBLE_PY: &str = "\
+# Written by the chopd e2e benchmark (scenario \"script\"): every channel of input 0 times 2.
+def onCook(scriptOp):
+    scriptOp.copy(scriptOp.inputs[0])
+    a = scriptOp.numpyArray()
+    a *= 2
+";
 
 impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Osc => "osc",
             Scenario::Idle => "idle",
+            Scenario::Script => "script",
         }
     }
 
@@ -42,7 +58,7 @@ impl Scenario {
 
     pub fn default_rate(self) -> f64 {
         match self {
-            Scenario::Osc => 1000.0,
+            Scenario::Osc | Scenario::Script => 1000.0,
             Scenario::Idle => 60.0,
         }
     }
@@ -50,8 +66,24 @@ impl Scenario {
     /// Whether the benchmark sends traffic (and measures latency and loss).
     pub fn has_traffic(self) -> bool {
         match self {
-            Scenario::Osc => true,
+            Scenario::Osc | Scenario::Script => true,
             Scenario::Idle => false,
+        }
+    }
+
+    /// What the graph multiplies the sent values by (the receiver divides it back out).
+    pub fn value_scale(self) -> f32 {
+        match self {
+            Scenario::Script => 2.0,
+            Scenario::Osc | Scenario::Idle => 1.0,
+        }
+    }
+
+    /// Files written next to the config (name, text).
+    pub fn files(self) -> Vec<(String, String)> {
+        match self {
+            Scenario::Script => vec![("double.py".into(), DOUBLE_PY.into())],
+            Scenario::Osc | Scenario::Idle => Vec::new(),
         }
     }
 
@@ -113,6 +145,25 @@ export = {{ method = "autoname", root = "bench" }}
 "#,
                 max = (o.channels * 2).max(10_000)
             ),
+            // The oscin is not exported; the Script CHOP's output (same channel names) is.
+            Scenario::Script => format!(
+                r#"
+[[operator]]
+name = "bench"
+type = "oscin"
+port = 0
+local_address = "127.0.0.1"
+max_channels = {max}
+
+[[operator]]
+name = "double"
+type = "script"
+callbacks = "double.py"
+inputs = ["bench"]
+export = {{ method = "autoname", root = "bench" }}
+"#,
+                max = (o.channels * 2).max(10_000)
+            ),
         }
     }
 
@@ -129,7 +180,7 @@ export = {{ method = "autoname", root = "bench" }}
             .get("bench")
             .ok_or("chopd did not report the port of oscin \"bench\"")?;
         match self {
-            Scenario::Osc => Ok(Some(Box::new(
+            Scenario::Osc | Scenario::Script => Ok(Some(Box::new(
                 OscLoad::new(port, o.channels).map_err(|e| format!("sender socket: {e}"))?,
             ))),
             Scenario::Idle => Ok(None),

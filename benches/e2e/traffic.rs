@@ -209,6 +209,9 @@ impl RecvLog {
 pub struct Receiver {
     pub socket: UdpSocket,
     pub prefix: String,
+    /// What the graph multiplied the sent values by (2 for the Script CHOP ×2): received bench
+    /// values are divided by it before they are read as sequence numbers.
+    pub scale: f32,
 }
 
 impl Receiver {
@@ -227,6 +230,7 @@ impl Receiver {
         Ok(Receiver {
             socket: s.into(),
             prefix: prefix.to_string(),
+            scale: 1.0,
         })
     }
 
@@ -247,6 +251,9 @@ impl Receiver {
         let bench_prefix = format!("{}/bench/c", self.prefix);
         let info_prefix = format!("{}/", self.prefix);
         let mut log = RecvLog::default();
+        // One entry per delivered message: reserved up front so a long run (the soak) does not
+        // stop receiving to copy hundreds of MB when the vector grows.
+        log.bench.reserve(total);
         let mut buf = vec![0u8; 65_536];
         let mut frame = u32::MAX;
         while !stop.load(Ordering::Relaxed) {
@@ -273,6 +280,7 @@ impl Receiver {
                             _ => continue,
                         };
                         if let Some(c) = m.addr.strip_prefix(&bench_prefix) {
+                            let value = value / self.scale;
                             let c: usize = match c.parse() {
                                 Ok(c) if c < channels => c,
                                 _ => {
