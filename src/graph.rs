@@ -78,9 +78,11 @@ impl Graph {
         let own_output = old
             .as_ref()
             .map_or_else(OwnOutput::default, |g| g.own_output.clone());
-        // First pass: build what is new or changed, without touching `old`.
+        // First pass: build what is new or changed. `old` is touched only to free a port that a
+        // rebuilt operator takes over; on failure those old operators are bound again.
         let mut fresh: Vec<Option<Box<dyn Operator>>> = Vec::new();
         let mut kept = Vec::new();
+        let mut released = Vec::new();
         for cfg in &config.operators {
             let reusable = old.as_ref().and_then(|g| {
                 let &i = g.names.get(&cfg.name)?;
@@ -96,7 +98,7 @@ impl Graph {
                     // An operator that holds a port must release it before its replacement
                     // binds the same port: drop the old one first when the port is shared.
                     if let Some(g) = old.as_mut() {
-                        g.release_conflicting(cfg);
+                        released.extend(g.release_conflicting(cfg));
                     }
                     match build_operator(cfg, config.rate, &own_output) {
                         Ok(op) => fresh.push(Some(op)),
@@ -109,6 +111,11 @@ impl Graph {
             }
         }
         if !errors.is_empty() {
+            // The new operators let go of their ports first, then the old ones take them back.
+            drop(fresh);
+            if let Some(g) = old.as_mut() {
+                errors.extend(g.restore(&released));
+            }
             return Err(reject(old, errors));
         }
 
@@ -200,16 +207,39 @@ impl Graph {
     }
 
     /// Drops an operator of this graph whose port `cfg` wants, so the new one can bind it.
-    fn release_conflicting(&mut self, cfg: &OperatorConfig) {
-        let Kind::OscIn(new) = &cfg.kind else { return };
+    /// Returns the indices released.
+    fn release_conflicting(&mut self, cfg: &OperatorConfig) -> Vec<usize> {
+        let Kind::OscIn(new) = &cfg.kind else {
+            return Vec::new();
+        };
+        let mut released = Vec::new();
         for (i, c) in self.configs.iter().enumerate() {
             if let Kind::OscIn(o) = &c.kind {
                 if o.bind.port() == new.bind.port() && new.bind.port() != 0 {
-                    // Replace with an inert Info op; the graph is rebuilt right after anyway.
+                    // An inert stand-in until the new graph replaces it, or `restore` rebinds.
                     self.ops[i] = Box::new(InfoOp::new("/"));
+                    released.push(i);
                 }
             }
         }
+        released
+    }
+
+    /// Rebuilds operators `release_conflicting` took down, from their own (old) config, after a
+    /// failed rebuild: the old graph goes on with its inputs. Their channels stay in the node
+    /// output; they fill again as traffic comes. Returns what could not be rebound.
+    fn restore(&mut self, released: &[usize]) -> Vec<String> {
+        let mut errors = Vec::new();
+        for &i in released {
+            match build_operator(&self.configs[i], self.rate, &self.own_output) {
+                Ok(op) => self.ops[i] = op,
+                Err(e) => errors.push(format!(
+                    "the running operator \"{}\" could not take its port back: {e}",
+                    self.configs[i].name
+                )),
+            }
+        }
+        errors
     }
 
     /// What listens where: `oscin "faders" on 0.0.0.0:9000`, one entry per bound operator.

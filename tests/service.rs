@@ -1075,3 +1075,54 @@ fn an_edit_then_sighup_reloads_once() {
         d.log_text()
     );
 }
+
+/// Regression: a reload that rebuilt an OSC In on the same port, and then failed on another
+/// operator, handed back the old graph with that input taken down (its port released for the
+/// new one): the "kept" graph received nothing any more.
+#[test]
+fn a_failed_reload_gives_a_rebuilt_input_its_port_back() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let show = OscRx::new();
+    let cfg = format!(
+        r#"
+rate = 100
+
+[destinations.show]
+host = "127.0.0.1"
+port = {show}
+prefix = "/show"
+
+[[operator]]
+name = "in"
+type = "oscin"
+port = {port}
+local_address = "127.0.0.1"
+export = {{ method = "autoname", root = "show" }}
+"#,
+        show = show.port()
+    );
+    let d = Daemon::start(&cfg, &[]);
+    send(port, "/before", vec![OscType::Float(0.5)]);
+    show.expect("/show/before", 0.5);
+    // `in` changes (so it is rebuilt on the same port) and a required MIDI device that is not
+    // there fails the build of the new graph.
+    let bad = cfg.replace(
+        "local_address = \"127.0.0.1\"",
+        "local_address = \"127.0.0.1\"\naddress_scope = \"/after*\"",
+    ) + r#"
+[[operator]]
+name = "keys"
+type = "midiin"
+device = "chopd-test-no-such-device"
+required = true
+"#;
+    d.rewrite_config(&bad);
+    d.wait_for("reload failed, the running graph stays", TIMEOUT)
+        .unwrap_or_else(|| panic!("{}", d.log_text()));
+    // The old `in` is bound again and still exports.
+    send(port, "/again", vec![OscType::Float(0.75)]);
+    show.expect("/show/again", 0.75);
+}
