@@ -30,7 +30,6 @@ pub struct Graph {
     order: Vec<usize>,
     /// Output of each node after its previous cook, to see whether a cook changed anything.
     prev: Vec<ChopData>,
-    cooked_once: Vec<bool>,
     exporters: Vec<Option<Exporter>>,
     dests: Destinations,
     own_output: OwnOutput,
@@ -147,18 +146,17 @@ impl Graph {
         let mut nodes = Vec::new();
         let mut prev = Vec::new();
         let mut exporters = Vec::new();
-        let mut cooked_once = Vec::new();
         let mut notes = Vec::new();
         for (i, cfg) in config.operators.iter().enumerate() {
             let inputs: Vec<usize> = cfg.inputs.iter().map(|n| names[n]).collect();
-            let (op, mut node, p, exp, cooked) = match kept[i].and_then(|k| old_parts.remove(&k)) {
-                Some((op, node, p, exp)) => (op, node, p, exp, true),
+            let (op, mut node, p, exp) = match kept[i].and_then(|k| old_parts.remove(&k)) {
+                Some(parts) => parts,
                 None => {
                     notes.push(format!("built {} \"{}\"", cfg.kind_name(), cfg.name));
                     let op = fresh[i].take().expect("built in the first pass");
                     let mut node = NodeState::new(&cfg.name, cfg.kind_name(), config.rate);
                     node.timeslice = cfg.timeslice;
-                    (op, node, ChopData::new(config.rate), None, false)
+                    (op, node, ChopData::new(config.rate), None)
                 }
             };
             node.inputs = inputs;
@@ -174,7 +172,6 @@ impl Graph {
             nodes.push(node);
             prev.push(p);
             exporters.push(exp);
-            cooked_once.push(cooked);
         }
         for r in replaced {
             if !names.contains_key(&r) {
@@ -191,7 +188,6 @@ impl Graph {
                 names,
                 order,
                 prev,
-                cooked_once,
                 exporters,
                 dests,
                 own_output,
@@ -335,7 +331,9 @@ impl Graph {
                 .inputs
                 .iter()
                 .any(|&j| self.nodes[j].changed_frame == frame.frame);
-            if wants || input_changed || !self.cooked_once[i] {
+            // Every operator cooks on its first frame (a kept one keeps its count).
+            let first = self.nodes[i].stats.total_cooks == 0;
+            if wants || input_changed || first {
                 self.cook(i, &frame);
             }
         }
@@ -413,7 +411,6 @@ impl Graph {
         s.cook_start_ms = frame.ms_since_start(started);
         s.cook_end_ms = frame.ms_since_start(ended);
         s.cooked_this_frame = true;
-        self.cooked_once[i] = true;
     }
 
     fn export(&mut self, frame: &Frame) {

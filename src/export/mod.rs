@@ -7,7 +7,7 @@
 pub mod osc;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::chop::{ChopData, CookStats};
 use crate::config::{ChanRef, ExportConfig, ExportMethod, ExportRoot, SendMode};
@@ -236,15 +236,7 @@ impl Exporter {
             Target::Osc { .. } => None,
         })
     }
-
-    /// Forget what was sent, so the next export sends every value (after a reconnect or reset).
-    pub fn invalidate(&mut self) {
-        self.last.iter_mut().for_each(|l| *l = None);
-    }
 }
-
-/// Resend period default when a destination asks for periodic resends.
-pub const MIN_RESEND: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
