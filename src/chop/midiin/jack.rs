@@ -94,14 +94,16 @@ impl JackLister {
                 if p.is_null() {
                     break;
                 }
-                let port = j::jack_port_by_name(self.client, p);
-                let uuid = if port.is_null() {
-                    0
-                } else {
-                    j::jack_port_uuid(port)
-                };
-                out.push((CStr::from_ptr(p).to_string_lossy().into_owned(), uuid));
                 i += 1;
+                // Listed but not found by name: it is being unregistered as we look.
+                let port = j::jack_port_by_name(self.client, p);
+                if port.is_null() {
+                    continue;
+                }
+                out.push((
+                    CStr::from_ptr(p).to_string_lossy().into_owned(),
+                    j::jack_port_uuid(port),
+                ));
             }
             j::jack_free(list as *mut c_void);
         }

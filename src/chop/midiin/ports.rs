@@ -364,6 +364,17 @@ type Link = MidiInputConnection<Callback>;
 #[cfg(feature = "jack")]
 type Link = ();
 
+/// What became of the port we are connected to.
+enum LinkState {
+    Intact,
+    /// JACK: the port is still there but our connection to it is not.
+    #[cfg_attr(not(feature = "jack"), allow(dead_code))]
+    Cut,
+    /// A new port of the same name (our link to the old one died with it).
+    Replaced,
+    Gone,
+}
+
 /// What a scan found, for the constructor.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ScanState {
@@ -441,15 +452,21 @@ impl Scanner {
         };
 
         if let Some((port, _)) = &self.conn {
-            if self.still_linked(port, &ports) {
-                return ScanState::Connected;
-            }
-            // Gone, or gone and back under the same name (a new port: our link to the old one
-            // died with it).
-            let why = if ports.iter().any(|p| p.name == port.name) {
-                "was replaced by a new port of the same name"
-            } else {
-                "disappeared"
+            let why = match self.link_state(port, &ports) {
+                LinkState::Intact => return ScanState::Connected,
+                LinkState::Cut => {
+                    // The same port, but our connection to it is gone: someone removed it
+                    // (a patchbay), or the port is being unregistered and goes next. Connecting
+                    // again tells the two apart.
+                    let name = port.name.clone();
+                    if self.connect(&name).is_ok() {
+                        tracing::info!(op = %self.op, "midiin \"{}\": the connection from MIDI port \"{name}\" was removed from outside; connected again", self.op);
+                        return ScanState::Connected;
+                    }
+                    "disappeared"
+                }
+                LinkState::Replaced => "was replaced by a new port of the same name",
+                LinkState::Gone => "disappeared",
             };
             self.disconnect(why);
         }
@@ -546,20 +563,27 @@ impl Scanner {
         );
     }
 
-    /// ALSA: the port is still listed with the identity it had when we connected.
-    #[cfg(not(feature = "jack"))]
-    fn still_linked(&self, port: &Port, ports: &[Port]) -> bool {
-        ports.contains(port)
-    }
-
-    /// JACK: the connection itself still exists (it dies with the source port, even when a new
-    /// port of the same name replaces it) and the port is the one we connected to.
-    #[cfg(feature = "jack")]
-    fn still_linked(&self, port: &Port, ports: &[Port]) -> bool {
-        let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
-            return false;
-        };
-        ports.contains(port) && l.jack.linked(ours, &port.name)
+    /// What became of the port we are connected to, judged from this scan's port list: under
+    /// ALSA by its identity alone (the connection lives and dies with midir's client); under
+    /// JACK also by whether the server still holds our connection to it.
+    fn link_state(&self, port: &Port, ports: &[Port]) -> LinkState {
+        if !ports.contains(port) {
+            return if ports.iter().any(|p| p.name == port.name) {
+                LinkState::Replaced
+            } else {
+                LinkState::Gone
+            };
+        }
+        #[cfg(feature = "jack")]
+        {
+            let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
+                return LinkState::Gone;
+            };
+            if !l.jack.linked(ours, &port.name) {
+                return LinkState::Cut;
+            }
+        }
+        LinkState::Intact
     }
 
     /// JACK: connects `port` to our virtual input port, creating that port the first time.
