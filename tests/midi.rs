@@ -136,6 +136,43 @@ mod with_jack {
         pub fn send(&mut self, bytes: &[u8]) {
             self.conn.send(bytes).unwrap();
         }
+
+        /// Sends `msgs` (in one JACK period, as a burst) until the exports in `want` have
+        /// arrived in that order, then returns.
+        ///
+        /// Why it sends more than once: the dummy JACK server loses the MIDI of a period it
+        /// cannot finish in time, and on a shared two-core VM a 1.3 ms period is sometimes
+        /// missed even at realtime priority (one CI run lost one period's two messages after the
+        /// path had carried MIDI). These tests check what chopd makes of MIDI; what the
+        /// transport loses is measured by `scripts/bench-midi`. Every burst here is one that
+        /// may be repeated without changing what the test expects.
+        pub fn deliver(&mut self, rx: &OscRx, msgs: &[&[u8]], want: &[(&str, f32)]) {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            let mut next = 0;
+            loop {
+                for m in msgs {
+                    self.send(m);
+                }
+                let got = rx.try_until(Duration::from_millis(300), |m| {
+                    let (addr, value) = want[next];
+                    if m.addr == addr && (float(&m.args[0]) - value).abs() < 1e-6 {
+                        next += 1;
+                    }
+                    next == want.len()
+                });
+                match got {
+                    Ok(_) => return,
+                    Err(seen) => {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "sent {msgs:02X?} for {TIMEOUT:?}, {want:?} never all arrived \
+                             (reached {next}); the last messages were: {seen:?}"
+                        );
+                        eprintln!("resending {msgs:02X?}: JACK lost them");
+                    }
+                }
+            }
+        }
     }
 
     /// Waits until every (address, value) has arrived, in any order (one frame's messages for
@@ -254,44 +291,40 @@ export = {{ root = "info" }}
         d.wait_for("connected to MIDI port", TIMEOUT).unwrap();
         settle(&mut src, &rx, 1);
 
-        src.send(&[0x90, 60, 127]);
-        rx.expect("/show/ch1n60", 1.0);
-        src.send(&[0x80, 60, 0]);
-        rx.expect("/show/ch1n60", 0.0);
+        src.deliver(&rx, &[&[0x90, 60, 127]], &[("/show/ch1n60", 1.0)]);
+        src.deliver(&rx, &[&[0x80, 60, 0]], &[("/show/ch1n60", 0.0)]);
         // Velocity-0 note-on is a note-off.
-        src.send(&[0x93, 64, 100]);
-        rx.expect("/show/ch4n64", 100.0 / 127.0);
-        src.send(&[0x93, 64, 0]);
-        rx.expect("/show/ch4n64", 0.0);
-        src.send(&[0xB0, 7, 64]);
-        rx.expect("/show/ch1c7", 64.0 / 127.0);
+        src.deliver(&rx, &[&[0x93, 64, 100]], &[("/show/ch4n64", 100.0 / 127.0)]);
+        src.deliver(&rx, &[&[0x93, 64, 0]], &[("/show/ch4n64", 0.0)]);
+        src.deliver(&rx, &[&[0xB0, 7, 64]], &[("/show/ch1c7", 64.0 / 127.0)]);
         // 14-bit pair: MSB 1, LSB 33.
-        src.send(&[0xB0, 1, 0x7F]);
-        src.send(&[0xB0, 33, 0x7F]);
-        rx.expect("/show/ch1c1", 1.0);
-        src.send(&[0xE1, 0x00, 0x00]);
-        rx.expect("/show/ch2pw", -1.0);
-        src.send(&[0xE1, 0x00, 0x40]);
-        rx.expect("/show/ch2pw", 0.0);
-        src.send(&[0xC0, 5]);
-        rx.expect("/show/ch1pc", 5.0);
-        src.send(&[0xD0, 127]);
-        rx.expect("/show/ch1pr", 1.0);
-        src.send(&[0xA0, 62, 127]);
-        rx.expect("/show/ch1a62", 1.0);
+        src.deliver(
+            &rx,
+            &[&[0xB0, 1, 0x7F], &[0xB0, 33, 0x7F]],
+            &[("/show/ch1c1", 1.0)],
+        );
+        src.deliver(&rx, &[&[0xE1, 0x00, 0x00]], &[("/show/ch2pw", -1.0)]);
+        src.deliver(&rx, &[&[0xE1, 0x00, 0x40]], &[("/show/ch2pw", 0.0)]);
+        src.deliver(&rx, &[&[0xC0, 5]], &[("/show/ch1pc", 5.0)]);
+        src.deliver(&rx, &[&[0xD0, 127]], &[("/show/ch1pr", 1.0)]);
+        src.deliver(&rx, &[&[0xA0, 62, 127]], &[("/show/ch1a62", 1.0)]);
         // On and off in the same JACK period, so within one frame: still seen on, then off.
-        src.send(&[0x90, 61, 127]);
-        src.send(&[0x80, 61, 0]);
-        rx.expect("/show/ch1n61", 1.0);
-        rx.expect("/show/ch1n61", 0.0);
+        src.deliver(
+            &rx,
+            &[&[0x90, 61, 127], &[0x80, 61, 0]],
+            &[("/show/ch1n61", 1.0), ("/show/ch1n61", 0.0)],
+        );
         // SysEx and clock are ignored (counted), nothing breaks.
-        src.send(&[0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7]);
-        src.send(&[0xF8]);
-        src.send(&[0xB0, 7, 127]);
-        rx.expect("/show/ch1c7", 1.0);
-        rx.until(TIMEOUT, |m| {
-            m.addr == "/info/ignored" && float(&m.args[0]) >= 2.0
-        });
+        src.deliver(
+            &rx,
+            &[
+                &[0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7],
+                &[0xF8],
+                &[0xB0, 7, 127],
+            ],
+            &[("/show/ch1c7", 1.0)],
+        );
+        rx.wait_value("/info/ignored", |v| v >= 2.0);
         // On-change export: a rising drop counter would show up here.
         let later = rx.drain(Duration::from_millis(100));
         assert!(later.iter().all(|m| m.addr != "/info/dropped"), "{later:?}");
@@ -309,12 +342,12 @@ export = {{ root = "info" }}
         );
         rx.expect("/info/connected", 1.0);
         settle(&mut src, &rx, 2);
-        src.send(&[0xB0, 7, 100]);
-        src.send(&[0xB1, 7, 101]);
-        rx.expect("/show/ch2c7", 101.0);
-        rx.until(TIMEOUT, |m| {
-            m.addr == "/info/filtered" && float(&m.args[0]) == 1.0
-        });
+        src.deliver(
+            &rx,
+            &[&[0xB0, 7, 100], &[0xB1, 7, 101]],
+            &[("/show/ch2c7", 101.0)],
+        );
+        rx.wait_value("/info/filtered", |v| v >= 1.0);
         let later = rx.drain(Duration::from_millis(100));
         assert!(later.iter().all(|m| m.addr != "/show/ch1c7"), "{later:?}");
         assert!(d.stop().success());
@@ -329,8 +362,7 @@ export = {{ root = "info" }}
         let mut d = Daemon::start(&config(rx.port(), &client, ""), &[]);
         rx.expect("/info/connected", 1.0);
         settle(&mut src, &rx, 1);
-        src.send(&[0x90, 60, 127]);
-        rx.expect("/show/ch1n60", 1.0);
+        src.deliver(&rx, &[&[0x90, 60, 127]], &[("/show/ch1n60", 1.0)]);
 
         // Unplug: the port vanishes with its client; the held note is released.
         drop(src);
@@ -342,8 +374,7 @@ export = {{ root = "info" }}
         expect_all(&rx, &[("/info/connected", 1.0), ("/info/reconnects", 1.0)]);
         d.wait_for("(reconnected)", TIMEOUT).unwrap();
         settle(&mut src, &rx, 1);
-        src.send(&[0xB0, 7, 127]);
-        rx.expect("/show/ch1c7", 1.0);
+        src.deliver(&rx, &[&[0xB0, 7, 127]], &[("/show/ch1c7", 1.0)]);
 
         // And once more, to be sure it is not a one-off.
         drop(src);
@@ -351,8 +382,7 @@ export = {{ root = "info" }}
         let mut src = Source::new(&client);
         rx.expect("/info/reconnects", 2.0);
         settle(&mut src, &rx, 1);
-        src.send(&[0xB0, 7, 0]);
-        rx.expect("/show/ch1c7", 0.0);
+        src.deliver(&rx, &[&[0xB0, 7, 0]], &[("/show/ch1c7", 0.0)]);
         assert!(d.stop().success());
         // One log line per change.
         let log = d.log_text();
@@ -371,15 +401,42 @@ export = {{ root = "info" }}
         let mut d = Daemon::start(&config(rx.port(), &client, ""), &[]);
         rx.expect("/info/connected", 1.0);
         settle(&mut src, &rx, 1);
-        src.send(&[0xB0, 7, 1]);
-        rx.expect("/show/ch1c7", 1.0 / 127.0);
+        src.deliver(&rx, &[&[0xB0, 7, 1]], &[("/show/ch1c7", 1.0 / 127.0)]);
         drop(src);
         let mut src = Source::new(&client);
         rx.expect("/info/reconnects", 1.0);
         settle(&mut src, &rx, 1);
-        src.send(&[0xB0, 7, 2]);
-        rx.expect("/show/ch1c7", 2.0 / 127.0);
+        src.deliver(&rx, &[&[0xB0, 7, 2]], &[("/show/ch1c7", 2.0 / 127.0)]);
         assert!(d.stop().success());
+    }
+
+    /// A patchbay (or `jack_disconnect`) removes our connection while the port stays: MIDI In
+    /// connects again at the next scan and says so.
+    #[test]
+    fn restores_a_connection_removed_from_outside() {
+        let _serial = serial();
+        let mut src = Source::new(&unique("cut"));
+        let rx = OscRx::new();
+        let mut d = Daemon::start(&config(rx.port(), &src.client, ""), &[]);
+        rx.expect("/info/connected", 1.0);
+        settle(&mut src, &rx, 1);
+        let ours = format!("chopd-keys-{}-0:in", d.child.id());
+        let status = std::process::Command::new("jack_disconnect")
+            .args([&src.port_name(), &ours])
+            .status()
+            .expect("run jack_disconnect (jackd2's example clients)");
+        assert!(
+            status.success(),
+            "jack_disconnect {} {ours}",
+            src.port_name()
+        );
+        d.wait_for("was removed from outside; connected again", TIMEOUT)
+            .unwrap_or_else(|| panic!("{}", d.log_text()));
+        settle(&mut src, &rx, 1);
+        src.deliver(&rx, &[&[0xB0, 7, 5]], &[("/show/ch1c7", 5.0 / 127.0)]);
+        assert!(d.stop().success());
+        // Not a disconnection: no release, no reconnect counted.
+        assert!(!d.log_text().contains("disconnected,"), "{}", d.log_text());
     }
 
     #[test]
@@ -393,8 +450,7 @@ export = {{ root = "info" }}
         let mut src = Source::new(&client);
         rx.expect("/info/connected", 1.0);
         settle(&mut src, &rx, 1);
-        src.send(&[0x90, 1, 127]);
-        rx.expect("/show/ch1n1", 1.0);
+        src.deliver(&rx, &[&[0x90, 1, 127]], &[("/show/ch1n1", 1.0)]);
         assert!(d.stop().success());
     }
 
@@ -486,13 +542,16 @@ export = {{ root = "info" }}
         rx.expect("/info/connected", 1.0);
         rx.expect("/show/ch1n60", 64.0 / 127.0);
 
-        drop(seq);
+        // The server goes first: the sequencer's port then dies with it, as a controller's would
+        // (stopping the sequencer first would let a scan see its port vanish on its own).
         server.stop();
+        drop(seq);
         expect_all(
             &rx,
             &[("/info/connected", 0.0), ("/info/midi_available", 0.0)],
         );
-        d.wait_for("the JACK server shut down", TIMEOUT).unwrap();
+        d.wait_for("MIDI is unavailable", TIMEOUT)
+            .unwrap_or_else(|| panic!("{}", d.log_text()));
 
         server.restart();
         let _seq = server.sequencer();
@@ -539,8 +598,7 @@ export = {{ root = "info" }}
         expect_all(&rx, &[("/info/connected", 1.0), ("/info/matches", 1.0)]);
         settle(&mut a, &rx, 1);
         b.send(&[0xB0, 1, 127]);
-        a.send(&[0xB0, 2, 127]);
-        rx.expect("/show/ch1c2", 1.0);
+        a.deliver(&rx, &[&[0xB0, 2, 127]], &[("/show/ch1c2", 1.0)]);
         let later = rx.drain(Duration::from_millis(100));
         assert!(
             later.iter().all(|m| m.addr != "/show/ch1c1"),
@@ -559,8 +617,7 @@ export = {{ root = "info" }}
             "{line}"
         );
         settle(&mut a, &rx, 1);
-        a.send(&[0xB0, 3, 127]);
-        rx.expect("/show/ch1c3", 1.0);
+        a.deliver(&rx, &[&[0xB0, 3, 127]], &[("/show/ch1c3", 1.0)]);
         assert!(d.stop().success());
     }
 }

@@ -262,6 +262,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A failing test shows what the daemon said: CI keeps only the test output.
+        if std::thread::panicking() {
+            eprintln!(
+                "chopd log ({}):\n{}",
+                self.config.display(),
+                self.log_text()
+            );
+        }
         if let Ok(None) = self.child.try_wait() {
             self.signal(libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -314,11 +322,18 @@ impl OscRx {
 
     /// Takes messages in arrival order until `pred` holds for one and returns it (the ones
     /// before it are consumed, the ones after it stay). Panics after `timeout`.
-    pub fn until(
+    pub fn until(&self, timeout: Duration, pred: impl FnMut(&OscMessage) -> bool) -> OscMessage {
+        self.try_until(timeout, pred).unwrap_or_else(|seen| {
+            panic!("no matching OSC message within {timeout:?}; the last ones were: {seen:?}")
+        })
+    }
+
+    /// [`OscRx::until`] without the panic: after `timeout`, the last messages looked at.
+    pub fn try_until(
         &self,
         timeout: Duration,
         mut pred: impl FnMut(&OscMessage) -> bool,
-    ) -> OscMessage {
+    ) -> Result<OscMessage, Vec<OscMessage>> {
         let deadline = Instant::now() + timeout;
         let mut seen = std::collections::VecDeque::new();
         loop {
@@ -327,7 +342,7 @@ impl OscRx {
                     self.latest.borrow_mut().insert(m.addr.clone(), v);
                 }
                 if pred(&m) {
-                    return m;
+                    return Ok(m);
                 }
                 seen.push_back(m);
                 if seen.len() > 20 {
@@ -335,10 +350,9 @@ impl OscRx {
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no matching OSC message within {timeout:?}; the last ones were: {seen:?}"
-            );
+            if left.is_zero() {
+                return Err(seen.into());
+            }
             if let Some(msgs) = self.recv_packet(left) {
                 self.backlog.borrow_mut().extend(msgs);
             }
