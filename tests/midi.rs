@@ -213,6 +213,17 @@ mod with_jack {
         }
     }
 
+    /// A new source `chopdtest-TAG-…`, a receiver, and a daemon on `config(…, extra)` that is
+    /// connected to the source and carries MIDI on channel `ch`.
+    pub fn connected(tag: &str, extra: &str, ch: u8) -> (Source, OscRx, Daemon) {
+        let mut src = Source::new(&unique(tag));
+        let rx = OscRx::new();
+        let d = Daemon::start(&config(rx.port(), &src.client, extra), &[]);
+        rx.expect("/info/connected", 1.0);
+        settle(&mut src, &rx, ch);
+        (src, rx, d)
+    }
+
     /// The tests share one JACK server: running them one at a time keeps the client churn (and
     /// the xruns it causes on a small machine) down.
     pub fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -284,12 +295,8 @@ export = {{ root = "info" }}
     #[test]
     fn every_message_kind_reaches_the_export() {
         let _serial = serial();
-        let mut src = Source::new(&unique("kinds"));
-        let rx = OscRx::new();
-        let mut d = Daemon::start(&config(rx.port(), &src.client, "highres = [1]"), &[]);
-        rx.expect("/info/connected", 1.0);
+        let (mut src, rx, mut d) = connected("kinds", "highres = [1]", 1);
         d.wait_for("connected to MIDI port", TIMEOUT).unwrap();
-        settle(&mut src, &rx, 1);
 
         src.deliver(&rx, &[&[0x90, 60, 127]], &[("/show/ch1n60", 1.0)]);
         src.deliver(&rx, &[&[0x80, 60, 0]], &[("/show/ch1n60", 0.0)]);
@@ -334,14 +341,7 @@ export = {{ root = "info" }}
     #[test]
     fn channel_filter_and_norm() {
         let _serial = serial();
-        let mut src = Source::new(&unique("filter"));
-        let rx = OscRx::new();
-        let mut d = Daemon::start(
-            &config(rx.port(), &src.client, "channel = \"2\"\nnorm = \"off\""),
-            &[],
-        );
-        rx.expect("/info/connected", 1.0);
-        settle(&mut src, &rx, 2);
+        let (mut src, rx, mut d) = connected("filter", "channel = \"2\"\nnorm = \"off\"", 2);
         src.deliver(
             &rx,
             &[&[0xB0, 7, 100], &[0xB1, 7, 101]],
@@ -356,12 +356,8 @@ export = {{ root = "info" }}
     #[test]
     fn reconnects_when_the_port_comes_back() {
         let _serial = serial();
-        let client = unique("hotplug");
-        let mut src = Source::new(&client);
-        let rx = OscRx::new();
-        let mut d = Daemon::start(&config(rx.port(), &client, ""), &[]);
-        rx.expect("/info/connected", 1.0);
-        settle(&mut src, &rx, 1);
+        let (mut src, rx, mut d) = connected("hotplug", "", 1);
+        let client = src.client.clone();
         src.deliver(&rx, &[&[0x90, 60, 127]], &[("/show/ch1n60", 1.0)]);
 
         // Unplug: the port vanishes with its client; the held note is released.
@@ -395,12 +391,8 @@ export = {{ root = "info" }}
     #[test]
     fn reconnects_after_a_replug_faster_than_a_scan() {
         let _serial = serial();
-        let client = unique("replug");
-        let mut src = Source::new(&client);
-        let rx = OscRx::new();
-        let mut d = Daemon::start(&config(rx.port(), &client, ""), &[]);
-        rx.expect("/info/connected", 1.0);
-        settle(&mut src, &rx, 1);
+        let (mut src, rx, mut d) = connected("replug", "", 1);
+        let client = src.client.clone();
         src.deliver(&rx, &[&[0xB0, 7, 1]], &[("/show/ch1c7", 1.0 / 127.0)]);
         drop(src);
         let mut src = Source::new(&client);
@@ -415,11 +407,7 @@ export = {{ root = "info" }}
     #[test]
     fn restores_a_connection_removed_from_outside() {
         let _serial = serial();
-        let mut src = Source::new(&unique("cut"));
-        let rx = OscRx::new();
-        let mut d = Daemon::start(&config(rx.port(), &src.client, ""), &[]);
-        rx.expect("/info/connected", 1.0);
-        settle(&mut src, &rx, 1);
+        let (mut src, rx, mut d) = connected("cut", "", 1);
         let ours = format!("chopd-keys-{}-0:in", d.child.id());
         let status = std::process::Command::new("jack_disconnect")
             .args([&src.port_name(), &ours])
