@@ -463,7 +463,10 @@ impl Scanner {
                         tracing::info!(op = %self.op, "midiin \"{}\": the connection from MIDI port \"{name}\" was removed from outside; connected again", self.op);
                         return ScanState::Connected;
                     }
-                    "disappeared"
+                    // Going: leave it to the next scan, which will no longer list it (trying
+                    // to connect to it again now would only log a failure).
+                    self.disconnect("disappeared");
+                    return ScanState::Missing;
                 }
                 LinkState::Replaced => "was replaced by a new port of the same name",
                 LinkState::Gone => "disappeared",
