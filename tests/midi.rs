@@ -423,7 +423,7 @@ export = {{ root = "info" }}
         settle(&mut src, &rx, 1);
         src.deliver(&rx, &[&[0xB0, 7, 5]], &[("/show/ch1c7", 5.0 / 127.0)]);
         assert!(d.stop().success());
-        // Not a disconnection: no release, no reconnect counted.
+        // Not a disconnection: nothing is logged as one.
         assert!(!d.log_text().contains("disconnected,"), "{}", d.log_text());
     }
 
