@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chopd::chop::script::ScriptOp;
-use chopd::chop::{ChopData, CookCtx, DaemonStats, Frame, NodeState, Operator, SrSelect};
-use chopd::config::{Kind, OperatorConfig, ScriptConfig};
+use chopd::chop::script::{ScriptConfig, ScriptOp};
+use chopd::config::OperatorConfig;
+use chopd::cook::{BuildCtx, ChopData, CookCtx, DaemonStats, Frame, NodeState, Operator, SrSelect};
 use chopd::pattern::Pattern;
 
 const CHANNELS: usize = 1000;
@@ -52,9 +52,16 @@ fn script_op(file: &Path) -> ScriptOp {
         scope: Pattern::new("*").unwrap(),
         srselect: SrSelect::First,
         export: None,
-        kind: Kind::Script(cfg.clone()),
+        kind: "script",
+        reads: Vec::new(),
+        settings: std::sync::Arc::new(cfg.clone()),
     };
-    ScriptOp::new(&op, &cfg, 1000.0).unwrap()
+    let cx = BuildCtx {
+        rate: 1000.0,
+        max_slice: Duration::from_millis(200),
+        own_port: Default::default(),
+    };
+    ScriptOp::new(&op, &cfg, &cx).unwrap()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

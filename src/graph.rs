@@ -2,25 +2,16 @@
 //! decision of every frame, exports, and the in-place rebuild of a reload (unchanged operators
 //! keep their state, sockets and channels). Opens no sockets itself: operators and exporters do.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::chop::info::InfoOp;
-use crate::chop::oscin::{OscInOp, OwnOutput};
-use crate::chop::{
-    ChopData, CookCtx, CookError, DaemonStats, Frame, NodeState, Operator, ParValue,
+use crate::config::{Config, OperatorConfig};
+use crate::cook::{
+    BuildCtx, ChopData, CookCtx, CookError, DaemonStats, Frame, NodeState, Operator, OwnPort,
+    ParValue,
 };
-use crate::config::{Config, Kind, OperatorConfig};
 use crate::export::{Destinations, Exporter, ParWrites};
-
-/// A graph that could not be built: the errors, and the old graph handed back untouched.
-pub struct Rejected {
-    pub old: Option<Graph>,
-    pub errors: Vec<String>,
-}
-
-/// What a reload takes over from the old graph for an unchanged operator.
-type Kept = (Box<dyn Operator>, NodeState, ChopData, Option<Exporter>);
 
 pub struct Graph {
     configs: Vec<OperatorConfig>,
@@ -32,7 +23,8 @@ pub struct Graph {
     prev: Vec<ChopData>,
     exporters: Vec<Option<Exporter>>,
     dests: Destinations,
-    own_output: OwnOutput,
+    /// Shared with every operator that must recognise our own exports; kept across reloads.
+    own_port: OwnPort,
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
@@ -43,124 +35,176 @@ pub struct Graph {
     driven_sernum: Option<u64>,
 }
 
-/// Builds one operator from its config.
-fn build_operator(
-    cfg: &OperatorConfig,
-    rate: f64,
-    own: &OwnOutput,
-) -> Result<Box<dyn Operator>, String> {
-    Ok(match &cfg.kind {
-        Kind::OscIn(c) => Box::new(OscInOp::new(cfg, c, own.clone())?),
-        Kind::Info(c) => Box::new(InfoOp::new(&c.op)),
-        Kind::MidiIn(c) => Box::new(crate::chop::midiin::MidiInOp::new(cfg, c, rate)?),
-        Kind::Script(c) => Box::new(crate::chop::script::ScriptOp::new(cfg, c, rate)?),
-    })
+/// One operator of the running graph, taken apart to be moved into the next one.
+struct Part {
+    op: Box<dyn Operator>,
+    node: NodeState,
+    prev: ChopData,
+    exporter: Option<Exporter>,
+}
+
+/// What a reload does with the operators of the new config: each is kept from the running graph
+/// (same config apart from its export) or built anew; `released` are running operators stopped
+/// early so that a rebuilt one can bind their port.
+struct ReloadDiff {
+    /// One per operator of the new config, in its order.
+    fates: Vec<Fate>,
+    released: Vec<usize>,
+}
+
+enum Fate {
+    /// The running operator at this index carries on.
+    Kept(usize),
+    Built(Box<dyn Operator>),
 }
 
 impl Graph {
-    /// Builds the graph of `config`. With `old`, operators whose config is unchanged (export
-    /// settings aside) are taken over with their state; the rest are built anew. On any error
-    /// nothing of `old` is lost: it is handed back with the errors.
-    pub fn build(
-        config: &Config,
-        old: Option<Graph>,
-    ) -> Result<(Graph, Vec<String>), Box<Rejected>> {
-        let mut old = old;
-        let reject = |old, errors| Box::new(Rejected { old, errors });
+    /// Builds the graph of `config` from scratch.
+    pub fn build(config: &Config) -> Result<(Graph, Vec<String>), Vec<String>> {
+        let dests = Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>())
+            .map_err(|e| vec![e])?;
+        let own_port = OwnPort::default();
+        let cx = build_ctx(config, &own_port);
+        let mut parts = Vec::new();
         let mut errors = Vec::new();
-        let dests =
-            match Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>()) {
-                Ok(d) => d,
-                Err(e) => return Err(reject(old, vec![e])),
-            };
-        // Shared with every OSC In, kept across reloads: the port our exports leave from.
-        let own_output = old
-            .as_ref()
-            .map_or_else(OwnOutput::default, |g| g.own_output.clone());
-        // First pass: build what is new or changed. `old` is touched only to free a port that a
-        // rebuilt operator takes over; on failure those old operators are bound again.
-        let mut fresh: Vec<Option<Box<dyn Operator>>> = Vec::new();
-        let mut kept = Vec::new();
-        let mut released = Vec::new();
         for cfg in &config.operators {
-            let reusable = old.as_ref().and_then(|g| {
-                let &i = g.names.get(&cfg.name)?;
-                g.configs[i].same_but_export(cfg).then_some(i)
-            });
-            match reusable {
-                Some(i) => {
-                    fresh.push(None);
-                    kept.push(Some(i));
-                }
-                None => {
-                    kept.push(None);
-                    // An operator that holds a port must release it before its replacement
-                    // binds the same port: drop the old one first when the port is shared.
-                    if let Some(g) = old.as_mut() {
-                        released.extend(g.release_conflicting(cfg));
-                    }
-                    match build_operator(cfg, config.rate, &own_output) {
-                        Ok(op) => fresh.push(Some(op)),
-                        Err(e) => {
-                            errors.push(e);
-                            fresh.push(None);
-                        }
-                    }
-                }
+            match cfg.settings.build(cfg, &cx) {
+                Ok(op) => parts.push(Some(Part::new(op, cfg, config.rate))),
+                Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
-            // The new operators let go of their ports first, then the old ones take them back.
-            drop(fresh);
-            if let Some(g) = old.as_mut() {
-                errors.extend(g.restore(&released));
-            }
-            return Err(reject(old, errors));
+            return Err(errors);
         }
+        let notes = config
+            .operators
+            .iter()
+            .map(|c| format!("built {} \"{}\"", c.kind, c.name))
+            .collect();
+        Ok((Graph::assemble(config, parts, dests, own_port), notes))
+    }
 
-        // Second pass: assemble, moving kept operators and their state out of `old`.
-        let mut old_parts: HashMap<usize, Kept> = HashMap::new();
-        let mut replaced = Vec::new();
-        if let Some(g) = old.take() {
-            let keep: HashSet<usize> = kept.iter().flatten().copied().collect();
-            for (i, (((op, node), prev), exp)) in g
-                .ops
-                .into_iter()
-                .zip(g.nodes)
-                .zip(g.prev)
-                .zip(g.exporters)
-                .enumerate()
-            {
-                if keep.contains(&i) {
-                    old_parts.insert(i, (op, node, prev, exp));
-                } else {
-                    replaced.push(node.name);
+    /// Applies `config` in place: operators whose config is unchanged (export settings aside)
+    /// carry on with their state, sockets and channels; the rest are built anew. Returns what
+    /// changed. On any error the running graph goes on as it was, and the errors are returned.
+    pub fn reload(&mut self, config: &Config) -> Result<Vec<String>, Vec<String>> {
+        let dests = Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>())
+            .map_err(|e| vec![e])?;
+        let diff = self.diff(config)?;
+        let mut notes = Vec::new();
+        let mut old: Vec<Option<Part>> = self.take_parts().into_iter().map(Some).collect();
+        let mut parts = Vec::new();
+        for (cfg, fate) in config.operators.iter().zip(diff.fates) {
+            parts.push(Some(match fate {
+                Fate::Kept(i) => old[i].take().expect("each running operator is kept once"),
+                Fate::Built(op) => {
+                    notes.push(format!("built {} \"{}\"", cfg.kind, cfg.name));
+                    Part::new(op, cfg, config.rate)
                 }
+            }));
+        }
+        for part in old.into_iter().flatten() {
+            if !config.operators.iter().any(|c| c.name == part.node.name) {
+                notes.push(format!("removed \"{}\"", part.node.name));
             }
         }
-        let mut names = HashMap::new();
-        for (i, cfg) in config.operators.iter().enumerate() {
-            names.insert(cfg.name.clone(), i);
+        let daemon = std::mem::take(&mut self.daemon);
+        *self = Graph::assemble(config, parts, dests, self.own_port.clone());
+        self.daemon = daemon;
+        Ok(notes)
+    }
+
+    /// Builds what is new or changed in `config`. Running operators are touched only to free a
+    /// port that a rebuilt operator takes over; on failure those are bound again and the errors
+    /// returned.
+    fn diff(&mut self, config: &Config) -> Result<ReloadDiff, Vec<String>> {
+        let cx = build_ctx(config, &self.own_port);
+        let mut diff = ReloadDiff {
+            fates: Vec::new(),
+            released: Vec::new(),
+        };
+        let mut errors = Vec::new();
+        for cfg in &config.operators {
+            let same = self
+                .names
+                .get(&cfg.name)
+                .copied()
+                .filter(|&i| self.configs[i].same_but_export(cfg));
+            if let Some(i) = same {
+                diff.fates.push(Fate::Kept(i));
+                continue;
+            }
+            // An operator that holds a port must release it before its replacement binds the
+            // same port: drop the old one first when the port is shared.
+            diff.released.extend(self.release_conflicting(cfg));
+            match cfg.settings.build(cfg, &cx) {
+                Ok(op) => diff.fates.push(Fate::Built(op)),
+                Err(e) => errors.push(e),
+            }
         }
-        let mut ops = Vec::new();
-        let mut nodes = Vec::new();
-        let mut prev = Vec::new();
-        let mut exporters = Vec::new();
-        let mut notes = Vec::new();
-        for (i, cfg) in config.operators.iter().enumerate() {
-            let inputs: Vec<usize> = cfg.inputs.iter().map(|n| names[n]).collect();
-            let (op, mut node, p, exp) = match kept[i].and_then(|k| old_parts.remove(&k)) {
-                Some(parts) => parts,
-                None => {
-                    notes.push(format!("built {} \"{}\"", cfg.kind_name(), cfg.name));
-                    let op = fresh[i].take().expect("built in the first pass");
-                    let mut node = NodeState::new(&cfg.name, cfg.kind_name(), config.rate);
-                    node.timeslice = cfg.timeslice;
-                    (op, node, ChopData::new(config.rate), None)
-                }
-            };
-            node.inputs = inputs;
-            let exp = match (&cfg.export, exp) {
+        if errors.is_empty() {
+            return Ok(diff);
+        }
+        // The new operators let go of their ports first, then the old ones take them back.
+        let released = std::mem::take(&mut diff.released);
+        drop(diff);
+        errors.extend(self.restore(&released));
+        Err(errors)
+    }
+
+    /// Takes every operator out of this graph, leaving it empty.
+    fn take_parts(&mut self) -> Vec<Part> {
+        let ops = std::mem::take(&mut self.ops);
+        let nodes = std::mem::take(&mut self.nodes);
+        let prev = std::mem::take(&mut self.prev);
+        let exporters = std::mem::take(&mut self.exporters);
+        ops.into_iter()
+            .zip(nodes)
+            .zip(prev)
+            .zip(exporters)
+            .map(|(((op, node), prev), exporter)| Part {
+                op,
+                node,
+                prev,
+                exporter,
+            })
+            .collect()
+    }
+
+    /// A graph of `config` from its operators' parts (one per operator, in config order).
+    fn assemble(
+        config: &Config,
+        parts: Vec<Option<Part>>,
+        dests: Destinations,
+        own_port: OwnPort,
+    ) -> Graph {
+        let names: HashMap<String, usize> = config
+            .operators
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let mut g = Graph {
+            configs: config.operators.clone(),
+            ops: Vec::new(),
+            nodes: Vec::new(),
+            names,
+            order: config.order.clone(),
+            prev: Vec::new(),
+            exporters: Vec::new(),
+            dests,
+            own_port,
+            daemon: DaemonStats::default(),
+            rate: config.rate,
+            max_slice: config.max_slice,
+            error_log: HashMap::new(),
+            driven: HashMap::new(),
+            driven_sernum: None,
+        };
+        for (cfg, part) in config.operators.iter().zip(parts) {
+            let mut part = part.expect("one part per operator");
+            part.node.inputs = cfg.inputs.iter().map(|n| g.names[n]).collect();
+            let exporter = match (&cfg.export, part.exporter) {
                 (Some(e), Some(mut old)) => {
                     old.reconfigure(e.clone());
                     Some(old)
@@ -168,54 +212,27 @@ impl Graph {
                 (Some(e), None) => Some(Exporter::new(e.clone())),
                 (None, _) => None,
             };
-            ops.push(op);
-            nodes.push(node);
-            prev.push(p);
-            exporters.push(exp);
+            g.ops.push(part.op);
+            g.nodes.push(part.node);
+            g.prev.push(part.prev);
+            g.exporters.push(exporter);
         }
-        for r in replaced {
-            if !names.contains_key(&r) {
-                notes.push(format!("removed \"{r}\""));
-            }
-        }
-        let order = topological_order(config);
-        own_output.set(dests.local_port());
-        Ok((
-            Graph {
-                configs: config.operators.clone(),
-                ops,
-                nodes,
-                names,
-                order,
-                prev,
-                exporters,
-                dests,
-                own_output,
-                daemon: DaemonStats::default(),
-                rate: config.rate,
-                max_slice: config.max_slice,
-                error_log: HashMap::new(),
-                driven: HashMap::new(),
-                driven_sernum: None,
-            },
-            notes,
-        ))
+        g.own_port.set(g.dests.local_port());
+        g
     }
 
     /// Drops an operator of this graph whose port `cfg` wants, so the new one can bind it.
     /// Returns the indices released.
     fn release_conflicting(&mut self, cfg: &OperatorConfig) -> Vec<usize> {
-        let Kind::OscIn(new) = &cfg.kind else {
+        let Some(port) = cfg.settings.udp_port().filter(|&p| p != 0) else {
             return Vec::new();
         };
         let mut released = Vec::new();
         for (i, c) in self.configs.iter().enumerate() {
-            if let Kind::OscIn(o) = &c.kind {
-                if o.bind.port() == new.bind.port() && new.bind.port() != 0 {
-                    // An inert stand-in until the new graph replaces it, or `restore` rebinds.
-                    self.ops[i] = Box::new(InfoOp::new("/"));
-                    released.push(i);
-                }
+            if c.settings.udp_port() == Some(port) {
+                // An inert stand-in until the new graph replaces it, or `restore` rebinds.
+                self.ops[i] = Box::new(InfoOp::new("/"));
+                released.push(i);
             }
         }
         released
@@ -226,8 +243,13 @@ impl Graph {
     /// output; they fill again as traffic comes. Returns what could not be rebound.
     fn restore(&mut self, released: &[usize]) -> Vec<String> {
         let mut errors = Vec::new();
+        let cx = BuildCtx {
+            rate: self.rate,
+            max_slice: self.max_slice,
+            own_port: self.own_port.clone(),
+        };
         for &i in released {
-            match build_operator(&self.configs[i], self.rate, &self.own_output) {
+            match self.configs[i].settings.build(&self.configs[i], &cx) {
                 Ok(op) => self.ops[i] = op,
                 Err(e) => errors.push(format!(
                     "the running operator \"{}\" could not take its port back: {e}",
@@ -458,47 +480,24 @@ impl Graph {
     }
 }
 
-/// Operators ordered so that every one comes after its inputs (and an Info CHOP after what it
-/// inspects). The config was checked to have no cycle.
-fn topological_order(config: &Config) -> Vec<usize> {
-    let index: HashMap<&str, usize> = config
-        .operators
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.name.as_str(), i))
-        .collect();
-    let deps = |o: &OperatorConfig| -> Vec<usize> {
-        let mut d: Vec<usize> = o
-            .inputs
-            .iter()
-            .filter_map(|n| index.get(n.as_str()).copied())
-            .collect();
-        if let Kind::Info(info) = &o.kind {
-            d.extend(index.get(info.op.as_str()).copied());
-        }
-        d
-    };
-    let mut order = Vec::new();
-    let mut state = vec![0u8; config.operators.len()];
-    fn visit(
-        i: usize,
-        config: &Config,
-        deps: &dyn Fn(&OperatorConfig) -> Vec<usize>,
-        state: &mut [u8],
-        order: &mut Vec<usize>,
-    ) {
-        if state[i] != 0 {
-            return;
-        }
-        state[i] = 1;
-        for j in deps(&config.operators[i]) {
-            visit(j, config, deps, state, order);
-        }
-        state[i] = 2;
-        order.push(i);
+fn build_ctx(config: &Config, own_port: &OwnPort) -> BuildCtx {
+    BuildCtx {
+        rate: config.rate,
+        max_slice: config.max_slice,
+        own_port: own_port.clone(),
     }
-    for i in 0..config.operators.len() {
-        visit(i, config, &deps, &mut state, &mut order);
+}
+
+impl Part {
+    /// A newly built operator with a fresh node.
+    fn new(op: Box<dyn Operator>, cfg: &OperatorConfig, rate: f64) -> Part {
+        let mut node = NodeState::new(&cfg.name, cfg.kind, rate);
+        node.timeslice = cfg.timeslice;
+        Part {
+            op,
+            node,
+            prev: ChopData::new(rate),
+            exporter: None,
+        }
     }
-    order
 }

@@ -16,6 +16,7 @@
 pub mod chop;
 pub mod clock;
 pub mod config;
+pub mod cook;
 pub mod daemon;
 pub mod export;
 pub mod graph;

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
                 },
             }
         }
-        ["check", path] => match config::load(&PathBuf::from(path)) {
+        ["check", path] => match config::load(&PathBuf::from(path), chopd::chop::KINDS) {
             Ok(c) => {
                 for w in &c.warnings {
                     println!("{w}");
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             }
         },
         ["schema"] => {
-            println!("{:#}", config::schema::schema());
+            println!("{:#}", config::schema::schema(chopd::chop::KINDS));
             ExitCode::SUCCESS
         }
         ["--version"] | ["-V"] => {

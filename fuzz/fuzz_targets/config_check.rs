@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match check_str(Path::new("/nonexistent/fuzz.toml"), text) {
+    match check_str(Path::new("/nonexistent/fuzz.toml"), text, chopd::chop::KINDS) {
         Ok(config) => assert!(config.warnings.iter().all(|d| d.severity == Severity::Warning)),
         Err(diags) => {
             assert!(diags.iter().any(|d| d.severity == Severity::Error));

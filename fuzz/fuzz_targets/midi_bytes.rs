@@ -2,8 +2,7 @@
 //! existing, legal channel and carries a finite value in the widest legal range (raw 14-bit).
 #![no_main]
 
-use chopd::chop::midiin::{Mapper, StreamParser};
-use chopd::config::{MidiInConfig, MidiNorm};
+use chopd::chop::midiin::{Mapper, MidiInConfig, MidiNorm, StreamParser};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -88,3 +88,57 @@ impl Operator for InfoOp {
         Ok(())
     }
 }
+
+/// The Info CHOP kind.
+pub struct Info;
+
+/// The keys of an `info` operator.
+#[derive(serde::Deserialize, Debug, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InfoRaw {
+    /// Operator to inspect, or "/" for the daemon
+    #[schemars(with = "String")]
+    pub op: toml::Spanned<String>,
+}
+
+/// The checked settings of an Info CHOP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InfoConfig {
+    /// Operator to inspect; `"/"` is the daemon itself.
+    pub op: String,
+}
+
+impl crate::config::Kind for Info {
+    const NAME: &'static str = "info";
+    const SUMMARY: &'static str = "Info CHOP: another operator's statistics";
+    type Raw = InfoRaw;
+    type Settings = InfoConfig;
+
+    fn check(
+        _cx: &mut crate::config::Checker,
+        r: InfoRaw,
+        refs: &mut crate::config::refs::OpRefs,
+    ) -> Option<InfoConfig> {
+        let op = r.op.get_ref().clone();
+        if op != "/" {
+            refs.reads(
+                "op",
+                &op,
+                r.op.span(),
+                " (use \"/\" for the daemon itself)",
+                "an info operator cannot inspect itself",
+            );
+        }
+        Some(InfoConfig { op })
+    }
+}
+
+impl crate::config::Settings for InfoConfig {
+    fn build(
+        &self,
+        _op: &crate::config::OperatorConfig,
+        _cx: &crate::cook::BuildCtx,
+    ) -> Result<Box<dyn Operator>, String> {
+        Ok(Box::new(InfoOp::new(&self.op)))
+    }
+}

@@ -33,7 +33,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
-use crate::config::{MidiInConfig, OperatorConfig};
+use crate::config::OperatorConfig;
+
+pub mod config;
+pub use config::{MidiIn, MidiInConfig, MidiNorm};
 use ports::{ScanState, Scanner, Shared, Wire};
 
 /// Events waiting for the cook thread. A fast controller sweep is ~1000 messages/s; 16k holds
@@ -336,7 +339,7 @@ impl MidiInOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MidiNorm;
+    use super::MidiNorm;
     use crate::pattern::Pattern;
 
     fn cfg() -> MidiInConfig {
@@ -579,7 +582,9 @@ mod tests {
             scope: Pattern::all(),
             srselect: Default::default(),
             export: None,
-            kind: crate::config::Kind::MidiIn(cfg()),
+            kind: "midiin",
+            reads: Vec::new(),
+            settings: std::sync::Arc::new(cfg()),
         };
         let m = MidiInOp::new(&oc, &cfg(), 60.0).unwrap();
         assert!(!m.connected());

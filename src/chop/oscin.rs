@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,7 +17,11 @@ use rosc::{OscPacket, OscType};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
-use crate::config::{Cidr, OperatorConfig, OscInConfig};
+use crate::config::{Cidr, OperatorConfig};
+use crate::cook::OwnPort;
+
+pub mod config;
+pub use config::{OscIn, OscInConfig};
 use crate::pattern::Pattern;
 
 /// Decoded updates waiting for the cook thread. 64k updates is a second of a 50k msg/s flood at
@@ -31,24 +35,14 @@ const MAX_BUNDLE_DEPTH: usize = 16;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 
-/// The port this daemon's exports leave from, shared with every OSC In so that our own output
-/// arriving back at an input — a feedback loop — is recognised, counted and dropped instead of
-/// being re-exported every frame.
-#[derive(Clone, Default, Debug)]
-pub struct OwnOutput(Arc<AtomicU16>);
-
-impl OwnOutput {
-    pub fn set(&self, port: u16) {
-        self.0.store(port, Relaxed);
-    }
-
-    /// True when `from` is our own export socket.
-    fn is(&self, from: SocketAddr, local_ips: &[IpAddr]) -> bool {
-        let port = self.0.load(Relaxed);
-        port != 0 && from.port() == port && {
-            let ip = canonical(from.ip());
-            ip.is_loopback() || local_ips.contains(&ip)
-        }
+/// True when `from` is our own export socket: a message exported by this daemon arriving back
+/// at an input (a feedback loop) is recognised, counted and dropped instead of being re-exported
+/// every frame.
+fn is_own(own: &OwnPort, from: SocketAddr, local_ips: &[IpAddr]) -> bool {
+    let port = own.get();
+    port != 0 && from.port() == port && {
+        let ip = canonical(from.ip());
+        ip.is_loopback() || local_ips.contains(&ip)
     }
 }
 
@@ -275,7 +269,7 @@ struct Snapshot {
 
 impl OscInOp {
     /// Binds the socket and starts the receive thread.
-    pub fn new(op: &OperatorConfig, cfg: &OscInConfig, own: OwnOutput) -> Result<OscInOp, String> {
+    pub fn new(op: &OperatorConfig, cfg: &OscInConfig, own: OwnPort) -> Result<OscInOp, String> {
         let socket =
             bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
         let local = socket
@@ -606,7 +600,7 @@ const READ_TIMEOUT: Duration = Duration::from_millis(50);
 /// Who may send to an OSC In.
 struct Filter {
     allow: Vec<Cidr>,
-    own: OwnOutput,
+    own: OwnPort,
     local_ips: Vec<IpAddr>,
 }
 
@@ -638,7 +632,7 @@ fn receive_loop(
                 continue;
             }
         };
-        if filter.own.is(from, &filter.local_ips) {
+        if is_own(&filter.own, from, &filter.local_ips) {
             counters.feedback.fetch_add(1, Relaxed);
             continue;
         }

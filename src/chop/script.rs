@@ -19,7 +19,11 @@ use pyo3::prelude::*;
 use crate::chop::{
     match_rates, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue, SrSelect,
 };
-use crate::config::{Kind, OperatorConfig, ScriptConfig};
+use crate::config::OperatorConfig;
+use crate::cook::BuildCtx;
+
+pub mod config;
+pub use config::{Script, ScriptConfig};
 use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
 use crate::python::op::OpHandle;
 use crate::python::par::{self as pypar, ParStyle, ParVal};
@@ -31,8 +35,6 @@ const POLL: Duration = Duration::from_millis(200);
 const SETTLE: Duration = Duration::from_millis(100);
 /// At most one failure log line per operator per this interval (the first one always).
 const LOG_INTERVAL: Duration = Duration::from_secs(2);
-/// Longest time slice, as the config's default `max_slice` (200 ms).
-const MAX_SLICE_SECONDS: f64 = 0.2;
 /// The built-in pulse that re-runs `onSetupParameters` (TouchDesigner's "Setup Parameters").
 pub const SETUP_PULSE: &str = "setuppars";
 
@@ -83,6 +85,8 @@ pub struct ScriptOp {
     cb: Option<Callbacks>,
     me: Py<OpHandle>,
     budget: Duration,
+    /// Longest time slice a cook may see (`max_slice_ms`).
+    max_slice: Duration,
     /// Current `isTimeSlice` (the config's `timeslice`, changeable by the script).
     timeslice: bool,
     srselect: SrSelect,
@@ -110,7 +114,8 @@ impl ScriptOp {
     /// Creates the operator: loads the callbacks file and runs `onSetupParameters`. Must run on
     /// the cook thread (Python state is per thread). A file that fails to load is reported and
     /// the operator waits for it to be fixed; only an unusable Python is an `Err`.
-    pub fn new(op: &OperatorConfig, cfg: &ScriptConfig, rate: f64) -> Result<ScriptOp, String> {
+    pub fn new(op: &OperatorConfig, cfg: &ScriptConfig, cx: &BuildCtx) -> Result<ScriptOp, String> {
+        let rate = cx.rate;
         crate::python::ensure_init()?;
         let mut shared = ScriptShared::new(&op.name, cfg.modoutsidecook, op.timeslice, rate);
         shared.pars.set_init(&cfg.pars);
@@ -125,6 +130,7 @@ impl ScriptOp {
             cb: None,
             me,
             budget: cfg.cook_budget,
+            max_slice: cx.max_slice,
             timeslice: op.timeslice,
             srselect: op.srselect,
             cooked: false,
@@ -154,14 +160,6 @@ impl ScriptOp {
             );
         }
         Ok(s)
-    }
-
-    /// Builds a Script CHOP from an operator config of kind `script` (the graph's factory).
-    pub fn from_config(op: &OperatorConfig, rate: f64) -> Result<ScriptOp, String> {
-        match &op.kind {
-            Kind::Script(cfg) => ScriptOp::new(op, cfg, rate),
-            _ => Err(format!("operator \"{}\" is not a script", op.name)),
-        }
     }
 
     /// The state Python handles see (tests, the control port).
@@ -354,7 +352,7 @@ impl ScriptOp {
             out.start = inp.start;
             return;
         }
-        let max_frames = (MAX_SLICE_SECONDS * frame.rate).ceil().max(1.0) as i64;
+        let max_frames = (self.max_slice.as_secs_f64() * frame.rate).ceil().max(1.0) as i64;
         let frames = if self.cooked {
             frame.frame - self.last_cook_frame
         } else {

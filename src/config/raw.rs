@@ -1,8 +1,16 @@
-//! The raw serde mirror of the TOML file. Only `config::check` sees these types; everything else
-//! uses the checked model. Every struct rejects unknown keys; references keep their spans.
+//! The raw serde mirror of the file's common parts: the top level, `[control]`, `[python]`,
+//! destinations and the keys every operator has. Only `check` reads these types; everything
+//! else uses the checked model. Every struct rejects unknown keys; references keep their spans.
+//! The doc comments of the fields are the descriptions in the JSON Schema (`schema`), and the
+//! ranges there come from the same constants the checker enforces.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use super::model::{NumFormat, SendMode, MAX_PACKET, MAX_SLICE_MS, RATE, RESEND_MS, RSS_WARN_MB};
+use crate::cook::SrSelect;
 
 /// Top-level keys. The `operator` array and the `destinations` table are read item by item (in
 /// `check`) so that every broken item is reported, not only the first.
@@ -17,34 +25,80 @@ pub const TOP_KEYS: &[&str] = &[
     "operator",
 ];
 
-#[derive(Deserialize, Debug, Default)]
+/// The top level as the JSON Schema describes it. The checker reads these keys one by one
+/// (`TOP_KEYS`), so that one bad key does not hide the others; a test ties the two.
+#[derive(schemars::JsonSchema)]
+#[schemars(deny_unknown_fields, title = "chopd config")]
+#[allow(dead_code)]
+pub struct Top {
+    /// Frames per second (default 60)
+    #[schemars(range(min = RATE.0, max = RATE.1))]
+    pub rate: Option<f64>,
+    /// Longest time slice a cook sees (ms, default 200)
+    #[schemars(range(min = MAX_SLICE_MS.min, max = MAX_SLICE_MS.max))]
+    pub max_slice_ms: Option<i64>,
+    /// Reload when the config or a file it names changes (default true)
+    pub watch: Option<bool>,
+    /// Warn when chopd's resident memory passes this many MB (default: twice the RSS at
+    /// start-up, at least 256)
+    #[schemars(range(min = RSS_WARN_MB.min, max = RSS_WARN_MB.max))]
+    pub rss_warn_mb: Option<i64>,
+    /// OSC control port
+    pub control: Option<Control>,
+    pub python: Option<Python>,
+    /// OSC destinations, by name
+    pub destinations: Option<BTreeMap<String, Destination>>,
+    /// The operators, written [[operator]]; the schema fills in one entry per kind.
+    pub operator: Option<Vec<()>>,
+}
+
+#[derive(Deserialize, Debug, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
+    /// Address to listen on (default 127.0.0.1)
+    #[schemars(with = "Option<String>")]
     pub address: Option<Spanned<String>>,
+    /// UDP port
     pub port: Option<u16>,
+    /// Source networks allowed (CIDR, default 127.0.0.0/8)
+    #[schemars(with = "Option<Vec<String>>")]
     pub allow: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Python {
+    /// Site directories added to Python's path (a venv's site-packages)
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub path: Vec<Spanned<String>>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Destination {
+    /// Host name or address
+    #[schemars(with = "String")]
     pub host: Spanned<String>,
+    /// UDP port
+    #[schemars(with = "u16", range(min = 1))]
     pub port: Spanned<u16>,
+    /// Address prefix, e.g. /show
+    #[schemars(with = "Option<String>")]
     pub prefix: Option<Spanned<String>>,
-    pub format: Option<crate::config::NumFormat>,
+    /// Numeric format sent
+    pub format: Option<NumFormat>,
+    /// Largest bundle, bytes (default 1472)
+    #[schemars(with = "Option<i64>", range(min = MAX_PACKET.min, max = MAX_PACKET.max))]
     pub max_packet: Option<Spanned<i64>>,
+    /// Time-tag bundles with the send time
     pub timetag: Option<bool>,
+    /// Resend every exported value this often (ms)
+    #[schemars(with = "Option<i64>", range(min = RESEND_MS.min, max = RESEND_MS.max))]
     pub resend_ms: Option<Spanned<i64>>,
 }
 
-/// Keys every operator has (SPEC §4); read apart from the kind's own keys.
+/// Keys every operator has; read apart from the kind's own keys.
 pub const COMMON_KEYS: &[&str] = &[
     "name",
     "type",
@@ -55,77 +109,54 @@ pub const COMMON_KEYS: &[&str] = &[
     "export",
 ];
 
-pub const KINDS: &[&str] = &["oscin", "midiin", "script", "info"];
-
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Common {
+    /// Unique operator name: letters, digits, _
+    #[schemars(with = "String", regex(pattern = "^[A-Za-z0-9_]+$"))]
     pub name: Spanned<String>,
+    /// Names of input operators, in order
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub inputs: Vec<Spanned<String>>,
+    /// Output every sample since the last cook (on) or one sample (off, default)
     pub timeslice: Option<bool>,
+    /// Pattern: channels of input 0 this operator works on; others pass through (default *)
+    #[schemars(with = "Option<String>")]
     pub scope: Option<Spanned<String>>,
-    pub srselect: Option<crate::chop::SrSelect>,
+    /// How inputs of different sample rates are matched
+    pub srselect: Option<SrSelect>,
+    /// Export this operator's channels
+    #[schemars(with = "Option<Export>")]
     pub export: Option<Spanned<Export>>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Export {
+    /// autoname = Channel Name is Path:Parameter; datindex/datname = export table
+    #[schemars(with = "Option<ExportMethodName>")]
     pub method: Option<Spanned<String>>,
+    /// A [destinations.NAME], or op:NAME / op:/ for this daemon's operators
+    #[schemars(with = "String")]
     pub root: Spanned<String>,
+    /// CSV export table (chan,path,parameter[,enable]) for datindex/datname
+    #[schemars(with = "Option<String>")]
     pub table: Option<Spanned<String>>,
-    pub send: Option<crate::config::SendMode>,
+    /// Send changed values only (default) or every channel every cook
+    pub send: Option<SendMode>,
+    /// Resend every value this often (ms)
+    #[schemars(with = "Option<i64>", range(min = RESEND_MS.min, max = RESEND_MS.max))]
     pub resend_ms: Option<Spanned<i64>>,
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct OscIn {
-    pub port: Spanned<u16>,
-    pub local_address: Option<Spanned<String>>,
-    pub multicast: Option<Spanned<String>>,
-    pub multicast_interface: Option<Spanned<String>>,
-    pub address_scope: Option<Spanned<String>>,
-    pub strip_segments: Option<Spanned<i64>>,
-    pub queued: Option<bool>,
-    pub allow: Option<Vec<Spanned<String>>>,
-    pub receive_buffer: Option<Spanned<i64>>,
-    pub max_channels: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct MidiIn {
-    pub device: Spanned<String>,
-    pub required: Option<bool>,
-    pub channel: Option<Spanned<String>>,
-    pub norm: Option<crate::config::MidiNorm>,
-    pub prefix: Option<Spanned<String>>,
-    pub notename: Option<Spanned<String>>,
-    pub controlname: Option<Spanned<String>>,
-    pub polyname: Option<Spanned<String>>,
-    pub pressurename: Option<Spanned<String>>,
-    pub pitchname: Option<Spanned<String>>,
-    pub programname: Option<Spanned<String>>,
-    pub highres: Option<Vec<Spanned<i64>>>,
-    pub preserve_pulses: Option<bool>,
-    pub queued: Option<bool>,
-    pub scan_ms: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct Script {
-    pub callbacks: Spanned<String>,
-    pub cook_budget_ms: Option<Spanned<i64>>,
-    pub modoutsidecook: Option<bool>,
-    /// Initial custom parameter values, by parameter name.
-    pub pars: Option<Spanned<toml::Table>>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct Info {
-    pub op: Spanned<String>,
+/// The export methods, for the schema (the checker reads `method` as a string, to suggest the
+/// closest one when it is misspelled).
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ExportMethodName {
+    Autoname,
+    Datindex,
+    Datname,
 }

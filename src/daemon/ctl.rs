@@ -92,7 +92,7 @@ fn target_addr(target: &str) -> Result<SocketAddr, CtlError> {
             "{target} is neither a config file, a port nor HOST:PORT"
         )));
     }
-    let config = crate::config::load(path).map_err(|d| {
+    let config = crate::config::load(path, crate::chop::KINDS).map_err(|d| {
         CtlError::Failed(format!(
             "{target} has problems (chopd check {target}): {}",
             d.first().map(|d| d.to_string()).unwrap_or_default()

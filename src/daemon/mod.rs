@@ -29,10 +29,10 @@ use anyhow::{anyhow, Context};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 
-use crate::chop::Frame;
 use crate::clock::Clock;
 use crate::config::{self, Cidr, Config, ControlConfig};
-use crate::graph::{Graph, Rejected};
+use crate::cook::Frame;
+use crate::graph::Graph;
 use notify::{Health, Heartbeat, Notifier};
 
 /// A reload's result: what changed, or every reason the running graph stays.
@@ -115,10 +115,10 @@ fn cook_thread(
             return;
         }
     }
-    let (mut graph, mut notes) = match Graph::build(&config, None) {
+    let (mut graph, mut notes) = match Graph::build(&config) {
         Ok(g) => g,
-        Err(rejected) => {
-            let _ = ready.send(Err(rejected.errors));
+        Err(errors) => {
+            let _ = ready.send(Err(errors));
             return;
         }
     };
@@ -137,8 +137,7 @@ fn cook_thread(
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
                 Command::Reload(new, reply) => {
-                    let (g, result) = reload(graph, &new);
-                    graph = g;
+                    let result = reload(&mut graph, &new);
                     if result.is_ok() {
                         clock.set_rate(new.rate);
                         rss.configure(new.rss_warn_mb);
@@ -181,31 +180,15 @@ fn cook_thread(
 
 /// Applies `new` on top of `graph`; on failure the old graph is returned unchanged.
 fn needs_python(config: &Config) -> bool {
-    config
-        .operators
-        .iter()
-        .any(|o| matches!(o.kind, config::Kind::Script(_)))
+    config.operators.iter().any(|o| o.settings.uses_python())
 }
 
-fn reload(graph: Graph, new: &Config) -> (Graph, ReloadResult) {
+fn reload(graph: &mut Graph, new: &Config) -> ReloadResult {
     if needs_python(new) {
         // Adds only the site directories that are new; a failure keeps the old graph.
-        if let Err(e) = crate::python::init(&new.python_path) {
-            return (graph, Err(vec![e]));
-        }
+        crate::python::init(&new.python_path).map_err(|e| vec![e])?;
     }
-    let stats = graph.daemon.clone();
-    match Graph::build(new, Some(graph)) {
-        Ok((mut g, notes)) => {
-            g.daemon = stats;
-            (g, Ok(notes))
-        }
-        Err(rejected) => {
-            let Rejected { old, errors } = *rejected;
-            // `build` hands back the graph it was given, and reload always gives one.
-            (old.expect("reload hands the old graph in"), Err(errors))
-        }
-    }
+    graph.reload(new)
 }
 
 /// The config and the files it names (export tables). Script callbacks are not here: the
@@ -337,7 +320,7 @@ impl Plane<'_> {
         // Whatever asked, this reload handles the files as they are now.
         let seen = self.watcher.look();
         let mut files = self.watcher.files().to_vec();
-        let result = match config::load(self.path) {
+        let result = match config::load(self.path, crate::chop::KINDS) {
             Err(diags) => {
                 let errors: Vec<String> = diags
                     .iter()
@@ -456,7 +439,7 @@ impl Plane<'_> {
 /// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP, on
 /// `/chopd/reload`, and when `watch` is on, when the config or a table it names changes.
 pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
-    let config = config::load(path).map_err(|diags| {
+    let config = config::load(path, crate::chop::KINDS).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
         }

@@ -7,7 +7,7 @@
 //! and 14-bit controller pairs. Neither allocates per message once a channel exists, so the
 //! parser can run inside midir's (realtime) callback and the mapper on the cook thread.
 
-use crate::config::{MidiInConfig, MidiNorm};
+use super::{MidiInConfig, MidiNorm};
 
 /// One channel voice message. `ch` is the MIDI channel 0–15 (shown to users as 1–16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

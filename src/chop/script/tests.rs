@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::chop::{CookStats, DaemonStats};
+use crate::cook::{CookStats, DaemonStats};
 use crate::config::ParInit;
 use crate::pattern::Pattern;
 
@@ -26,6 +26,8 @@ pub(super) struct Rig {
     scopes: Vec<Pattern>,
     pub frame: i64,
     rate: f64,
+    /// `max_slice_ms` of the config the scripts are built from.
+    pub max_slice: Duration,
 }
 
 impl Rig {
@@ -38,6 +40,15 @@ impl Rig {
             scopes: Vec::new(),
             frame: 0,
             rate,
+            max_slice: Duration::from_millis(200),
+        }
+    }
+
+    fn build_ctx(&self) -> crate::cook::BuildCtx {
+        crate::cook::BuildCtx {
+            rate: self.rate,
+            max_slice: self.max_slice,
+            own_port: Default::default(),
         }
     }
 
@@ -81,11 +92,13 @@ impl Rig {
             scope: Pattern::new("*").unwrap(),
             srselect: SrSelect::First,
             export: None,
-            kind: Kind::Script(cfg.clone()),
+            kind: "script",
+            reads: Vec::new(),
+            settings: std::sync::Arc::new(cfg.clone()),
         };
         tweak(&mut op, &mut cfg);
-        op.kind = Kind::Script(cfg.clone());
-        let script = ScriptOp::new(&op, &cfg, self.rate).unwrap();
+        op.settings = std::sync::Arc::new(cfg.clone());
+        let script = ScriptOp::new(&op, &cfg, &self.build_ctx()).unwrap();
         let mut n = NodeState::new(name, "script", self.rate);
         n.inputs = inputs.iter().map(|i| self.names[*i]).collect();
         let i = self.push(n, Some(script));
@@ -617,6 +630,29 @@ fn timeslice_outputs_the_span_since_the_last_cook() {
     assert_eq!(rig.nodes[s].output.start, 2);
 }
 
+/// The slice a Script CHOP lays after frames without a cook is bounded by the config's
+/// `max_slice_ms`, not by a constant of its own (it was hard-coded to 200 ms).
+#[test]
+fn a_script_chop_slice_follows_max_slice_ms() {
+    let mut rig = Rig::new(60.0);
+    rig.max_slice = Duration::from_secs(1);
+    let file = temp_copy("idle.py");
+    rewrite(
+        &file,
+        "def onCook(scriptOp):\n    scriptOp.clear()\n    scriptOp.appendChan('f')[0] = absTime.frame\n",
+    );
+    let s = rig.add_script_with("ts", &file, &[], |o, _| o.timeslice = true);
+    rig.step();
+    // Half a second (30 frames at 60 fps) passes without a cook.
+    rig.frame += 29;
+    rig.step();
+    assert_eq!(rig.nodes[s].output.num_samples(), 30);
+    // Beyond max_slice the slice is cut: 2 s later only the last second (60 frames) is laid.
+    rig.frame += 119;
+    rig.step();
+    assert_eq!(rig.nodes[s].output.num_samples(), 60);
+}
+
 #[test]
 fn the_api_surface_behaves_as_documented() {
     let mut rig = Rig::new(60.0);
@@ -769,14 +805,16 @@ fn a_replacement_dropped_by_a_rejected_reload_leaves_the_running_one_findable() 
         scope: Pattern::new("*").unwrap(),
         srselect: SrSelect::First,
         export: None,
-        kind: Kind::Script(ScriptConfig {
+        kind: "script",
+        reads: Vec::new(),
+        settings: std::sync::Arc::new(ScriptConfig {
             callbacks: fixture("idle.py"),
             cook_budget: Duration::from_millis(1000),
             modoutsidecook: false,
             pars: Vec::new(),
         }),
     };
-    drop(ScriptOp::from_config(&op, 60.0).unwrap());
+    drop(op.settings.build(&op, &rig.build_ctx()).unwrap());
     rig.op(s).set_par("Speed", ParValue::Float(2.0)).unwrap();
     assert!(rig.step()[s]);
     assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);

@@ -239,7 +239,17 @@ pub fn resample_slice(src: &[f32], len: usize) -> Vec<f32> {
 }
 
 /// How inputs with different rates are brought to one (`srselect`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SrSelect {
     /// Resample every input to input 0's rate.

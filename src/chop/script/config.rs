@@ -1,0 +1,118 @@
+//! The Script CHOP's config: its keys as written, their checks, and the build of the operator.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::ScriptOp;
+use crate::config::refs::OpRefs;
+use crate::config::{Bounds, Checker, Kind, OperatorConfig, ParInit, Settings};
+use crate::cook::{BuildCtx, Operator};
+
+/// The Script CHOP kind.
+pub struct Script;
+
+/// `cook_budget_ms`: how long one callback may run before it is interrupted.
+pub const COOK_BUDGET_MS: Bounds = Bounds::new(1, 60_000);
+
+/// The keys of a `script` operator.
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    /// Python callbacks file, relative to this config
+    #[schemars(with = "String")]
+    pub callbacks: Spanned<String>,
+    /// A callback running longer is interrupted
+    #[schemars(with = "Option<i64>", range(min = COOK_BUDGET_MS.min, max = COOK_BUDGET_MS.max))]
+    pub cook_budget_ms: Option<Spanned<i64>>,
+    /// Allow writing this operator's channels outside its cook
+    pub modoutsidecook: Option<bool>,
+    /// Initial custom parameter values by name
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub pars: Option<Spanned<toml::Table>>,
+}
+
+/// The checked settings of a Script CHOP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScriptConfig {
+    /// Absolute path of the callbacks file.
+    pub callbacks: PathBuf,
+    pub cook_budget: Duration,
+    pub modoutsidecook: bool,
+    /// Initial custom parameter values from the config.
+    pub pars: Vec<(String, ParInit)>,
+}
+
+impl Kind for Script {
+    const NAME: &'static str = "script";
+    const SUMMARY: &'static str = "Script CHOP: Python callbacks";
+    type Raw = Raw;
+    type Settings = ScriptConfig;
+
+    fn check(cx: &mut Checker, r: Raw, _refs: &mut OpRefs) -> Option<ScriptConfig> {
+        let callbacks = cx.dir().join(r.callbacks.get_ref());
+        if !callbacks.is_file() {
+            cx.d.error(
+                r.callbacks.span(),
+                format!("callbacks file \"{}\" does not exist", callbacks.display()),
+            );
+        }
+        let cook_budget = Duration::from_millis(cx.ranged_or(
+            &r.cook_budget_ms,
+            "cook_budget_ms",
+            COOK_BUDGET_MS,
+            1000,
+        ) as u64);
+        let mut pars = Vec::new();
+        if let Some(t) = &r.pars {
+            for (k, v) in t.get_ref() {
+                let init = match v {
+                    toml::Value::Integer(i) => ParInit::Float(*i as f64),
+                    toml::Value::Float(f) => ParInit::Float(*f),
+                    toml::Value::Boolean(b) => ParInit::Float(f64::from(u8::from(*b))),
+                    toml::Value::String(s) => ParInit::Str(s.clone()),
+                    toml::Value::Array(a)
+                        if a.iter().all(|x| {
+                            x.as_float().or(x.as_integer().map(|i| i as f64)).is_some()
+                        }) =>
+                    {
+                        ParInit::Floats(
+                            a.iter()
+                                .map(|x| {
+                                    x.as_float()
+                                        .unwrap_or_else(|| x.as_integer().unwrap_or(0) as f64)
+                                })
+                                .collect(),
+                        )
+                    }
+                    _ => {
+                        cx.d.error(
+                            t.span(),
+                            format!("parameter \"{k}\" must be a number, a boolean, a string or a list of numbers"),
+                        );
+                        continue;
+                    }
+                };
+                pars.push((k.clone(), init));
+            }
+        }
+        Some(ScriptConfig {
+            callbacks,
+            cook_budget,
+            modoutsidecook: r.modoutsidecook.unwrap_or(false),
+            pars,
+        })
+    }
+}
+
+impl Settings for ScriptConfig {
+    fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
+        Ok(Box::new(ScriptOp::new(op, self, cx)?))
+    }
+
+    fn uses_python(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,261 @@
+//! The checked config: the only config types the rest of the daemon sees. Every value here has
+//! passed its checks; defaults are filled in. A kind's own settings are its business (see
+//! `kind`): here they are an opaque [`Settings`] that builds the operator.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::diag::Diagnostic;
+use super::kind::Settings;
+use crate::cook::SrSelect;
+use crate::pattern::Pattern;
+
+/// The accepted range of an integer key. The checker enforces it and the JSON Schema states it
+/// (`#[schemars(range(min = X.min, max = X.max))]` on the raw key), so both read one constant.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub min: i64,
+    pub max: i64,
+}
+
+impl Bounds {
+    pub const fn new(min: i64, max: i64) -> Bounds {
+        Bounds { min, max }
+    }
+}
+
+/// The checked config of one daemon.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub file: PathBuf,
+    /// Frames per second.
+    pub rate: f64,
+    /// Longest time slice a cook may see; older samples are cut.
+    pub max_slice: Duration,
+    /// Reload when the config or a file it names changes on disk.
+    pub watch: bool,
+    /// Warn when the process's resident memory passes this many MB (`rss_warn_mb`); `None`:
+    /// twice the RSS at start-up, at least 256 MB (see `daemon::memory`).
+    pub rss_warn_mb: Option<u64>,
+    pub control: Option<ControlConfig>,
+    /// Site directories added to Python's path (a venv's site-packages).
+    pub python_path: Vec<PathBuf>,
+    pub destinations: BTreeMap<String, Destination>,
+    /// In file order.
+    pub operators: Vec<OperatorConfig>,
+    /// Indices into `operators`, each after every operator it depends on (its inputs and what it
+    /// reads): the order the graph cooks in.
+    pub order: Vec<usize>,
+    /// Warnings found while checking (the config is usable).
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControlConfig {
+    pub addr: SocketAddr,
+    pub allow: Vec<Cidr>,
+}
+
+/// The control port listens on loopback, port 9002, unless the config says otherwise.
+pub const DEFAULT_CONTROL_PORT: u16 = 9002;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NumFormat {
+    Float,
+    Double,
+    Int,
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SendMode {
+    /// Only values that changed since the last send.
+    #[default]
+    OnChange,
+    /// Every channel every cook.
+    EveryCook,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Destination {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Address prefix, `""` or `/something` without a trailing `/`.
+    pub prefix: String,
+    pub format: NumFormat,
+    /// Largest bundle sent, bytes.
+    pub max_packet: usize,
+    pub timetag: bool,
+    /// Periodic full resend for receivers that missed a packet.
+    pub resend: Option<Duration>,
+}
+
+/// Fits one Ethernet frame: 1500 − 20 (IPv4) − 8 (UDP).
+pub const DEFAULT_MAX_PACKET: usize = 1472;
+
+/// `max_packet`: from a minimal bundle to the largest UDP payload over IPv4.
+pub const MAX_PACKET: Bounds = Bounds::new(64, 65_507);
+/// `resend_ms` of a destination or an export.
+pub const RESEND_MS: Bounds = Bounds::new(10, 3_600_000);
+/// `max_slice_ms`, and its default.
+pub const MAX_SLICE_MS: Bounds = Bounds::new(1, 10_000);
+pub const DEFAULT_MAX_SLICE_MS: u64 = 200;
+/// `rss_warn_mb`.
+pub const RSS_WARN_MB: Bounds = Bounds::new(1, 1 << 20);
+/// `rate`, frames per second, and its default.
+pub const RATE: (f64, f64) = (1.0, 1000.0);
+pub const DEFAULT_RATE: f64 = 60.0;
+
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub name: String,
+    /// The operator's `type`, as registered by its kind.
+    pub kind: &'static str,
+    pub inputs: Vec<String>,
+    /// Other operators this one reads besides its inputs (an Info CHOP's `op`): they cook first.
+    pub reads: Vec<String>,
+    pub timeslice: bool,
+    pub scope: Pattern,
+    pub srselect: SrSelect,
+    pub export: Option<ExportConfig>,
+    /// What the kind checked out of its own keys; it builds the operator.
+    pub settings: Arc<dyn Settings>,
+}
+
+impl PartialEq for OperatorConfig {
+    fn eq(&self, other: &OperatorConfig) -> bool {
+        self.same_but_export(other) && self.export == other.export
+    }
+}
+
+impl OperatorConfig {
+    /// Same operator apart from its export settings (reload keeps such an operator).
+    pub fn same_but_export(&self, other: &OperatorConfig) -> bool {
+        self.name == other.name
+            && self.kind == other.kind
+            && self.inputs == other.inputs
+            && self.reads == other.reads
+            && self.timeslice == other.timeslice
+            && self.scope == other.scope
+            && self.srselect == other.srselect
+            && *self.settings == *other.settings
+    }
+
+    /// The kind's settings as their own type (`None` for another kind).
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.settings.as_any().downcast_ref()
+    }
+}
+
+/// An initial parameter value written in the config (`pars = { Gain = 2 }`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParInit {
+    Float(f64),
+    Str(String),
+    Floats(Vec<f64>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportConfig {
+    pub method: ExportMethod,
+    pub root: ExportRoot,
+    pub send: SendMode,
+    pub resend: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExportMethod {
+    /// Channel Name is Path:Parameter.
+    AutoName,
+    /// DAT Table by Index.
+    DatIndex(ExportTable),
+    /// DAT Table by Name.
+    DatName(ExportTable),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExportRoot {
+    /// A `[destinations.NAME]`.
+    Destination(String),
+    /// An operator of this daemon; `""` is the top (`op:/`).
+    Op(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportTable {
+    pub file: PathBuf,
+    pub rows: Vec<ExportRow>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportRow {
+    pub chan: ChanRef,
+    pub path: String,
+    pub parameter: String,
+    pub enable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChanRef {
+    Index(usize),
+    Name(String),
+}
+
+/// An IP network (`192.168.1.0/24`, `::1/128`, or a single address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not an IP address or network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("bad prefix length in \"{s}\" (0–{max})"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}

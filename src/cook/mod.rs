@@ -1,0 +1,250 @@
+//! The operator contract, below every operator kind: what a cook sees (the frame, the node
+//! states of the graph, daemon statistics), what it reports (cook statistics, errors), the trait
+//! every kind implements, and the channel data model in [`data`].
+//!
+//! Nothing here knows a particular kind, the config file or a socket: kinds live in `chop`, the
+//! graph that drives them in `graph`.
+
+pub mod data;
+
+pub use data::{match_rates, sanitize_name, ChopData, RateMismatch, SrSelect};
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// One tick of the clock, as operators see it (TouchDesigner's `absTime`).
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    /// Absolute frame number since the clock started (first frame is 1, as in TouchDesigner).
+    pub frame: i64,
+    /// Frames since the previous tick: 1 normally, k > 1 when k − 1 frames were dropped.
+    pub step: i64,
+    /// Clock rate, frames per second.
+    pub rate: f64,
+    /// When this frame was due on the monotonic clock.
+    pub due: Instant,
+    /// When this frame's work started.
+    pub started: Instant,
+}
+
+impl Frame {
+    /// `absTime.seconds`.
+    pub fn seconds(&self) -> f64 {
+        self.frame as f64 / self.rate
+    }
+
+    /// `absTime.stepSeconds`.
+    pub fn step_seconds(&self) -> f64 {
+        self.step as f64 / self.rate
+    }
+
+    /// Milliseconds from this frame's start to `t` (Info CHOP `cook_start_time`/`cook_end_time`).
+    pub fn ms_since_start(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.started).as_secs_f64() * 1e3
+    }
+}
+
+/// Cook statistics of one operator (Info CHOP, SPEC §4.4).
+#[derive(Clone, Debug, Default)]
+pub struct CookStats {
+    pub total_cooks: u64,
+    /// Duration of the last cook, ms.
+    pub cook_time_ms: f64,
+    /// Frame of the last cook (the same as `cook_abs_frame`: chopd has no timeline).
+    pub cook_frame: i64,
+    pub cook_abs_frame: i64,
+    /// Offsets of the last cook within its frame, ms.
+    pub cook_start_ms: f64,
+    pub cook_end_ms: f64,
+    pub cooked_this_frame: bool,
+    pub warnings: u64,
+    pub errors: u64,
+    /// How many times the export mapping of this operator changed.
+    pub export_sernum: u64,
+    pub last_error: Option<String>,
+}
+
+/// What the graph keeps for every node, readable by every operator during a cook.
+#[derive(Debug)]
+pub struct NodeState {
+    pub name: String,
+    /// Operator kind as written in the config (`oscin`, `script`, …).
+    pub kind: &'static str,
+    /// Indices of input nodes, in order.
+    pub inputs: Vec<usize>,
+    pub output: ChopData,
+    pub stats: CookStats,
+    /// Last frame on which `output` changed (dependents cook on that frame).
+    pub changed_frame: i64,
+    /// Kind-specific statistics (OSC counters, MIDI `connected`, …), refreshed every frame.
+    pub extras: Vec<(&'static str, f64)>,
+    /// Set while the operator's time-slice option is on.
+    pub timeslice: bool,
+}
+
+impl NodeState {
+    pub fn new(name: &str, kind: &'static str, rate: f64) -> NodeState {
+        NodeState {
+            name: name.to_string(),
+            kind,
+            inputs: Vec::new(),
+            output: ChopData::new(rate),
+            stats: CookStats::default(),
+            changed_frame: 0,
+            extras: Vec::new(),
+            timeslice: false,
+        }
+    }
+}
+
+/// Daemon-wide statistics (Info CHOP with `op = "/"`).
+#[derive(Clone, Debug, Default)]
+pub struct DaemonStats {
+    pub frames: u64,
+    pub dropped_frames: u64,
+    pub lateness_p50_ms: f64,
+    pub lateness_p99_ms: f64,
+    pub lateness_max_ms: f64,
+    /// Work time of the last frame (cook + export), ms.
+    pub frame_time_ms: f64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub messages_out: u64,
+    /// Resident memory of the process, MB (sampled once a second; 0 until the first sample).
+    pub rss_mb: f64,
+}
+
+/// Everything an operator may look at while it cooks. Its own output has been taken out of
+/// `nodes[me]` and is passed separately, so inputs and output borrow independently.
+pub struct CookCtx<'a> {
+    pub frame: &'a Frame,
+    pub me: usize,
+    pub nodes: &'a mut [NodeState],
+    pub names: &'a HashMap<String, usize>,
+    pub daemon: &'a DaemonStats,
+}
+
+impl<'a> CookCtx<'a> {
+    /// The node state of this operator (its output is the separate `out` argument of `cook`).
+    pub fn state(&mut self) -> &mut NodeState {
+        &mut self.nodes[self.me]
+    }
+
+    /// Input `k`'s output.
+    pub fn input(&self, k: usize) -> Option<&ChopData> {
+        self.nodes[self.me]
+            .inputs
+            .get(k)
+            .map(|&i| &self.nodes[i].output)
+    }
+
+    pub fn inputs(&self) -> Vec<&ChopData> {
+        self.nodes[self.me]
+            .inputs
+            .iter()
+            .map(|&i| &self.nodes[i].output)
+            .collect()
+    }
+
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.names.get(name).copied()
+    }
+}
+
+/// A problem an operator reports from a cook; its last good output is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum CookError {
+    #[error(transparent)]
+    Rate(#[from] RateMismatch),
+    #[error("{0}")]
+    Other(String),
+    /// A failure the operator has already logged in full (a Python traceback): the graph counts
+    /// it and keeps the last good output, without a second log line.
+    #[error("{0}")]
+    Logged(String),
+}
+
+/// The contract of every operator kind. All methods run on the cook thread.
+pub trait Operator {
+    /// Called once per frame before cooking, in topological order: fold queued input traffic,
+    /// decide whether this operator must cook this frame for reasons of its own (new input data,
+    /// a changed parameter, `CookLevel.ALWAYS`, something it read last time changed).
+    /// Changed inputs and the first frame make it cook anyway.
+    fn wants_cook(&mut self, frame: &Frame, nodes: &[NodeState]) -> bool;
+
+    /// Computes `out` (the previous output, to update in place or rebuild). An error keeps the
+    /// previous output (the graph restores it) and is counted.
+    fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError>;
+
+    /// Kind-specific statistics for the Info CHOP, as (name, value).
+    fn extras(&self, _out: &mut Vec<(&'static str, f64)>) {}
+
+    /// Sets a parameter by name (control port, export to `op:NAME`). The default operator has
+    /// none.
+    fn set_par(&mut self, name: &str, _value: ParValue) -> Result<(), String> {
+        Err(format!("no parameter \"{name}\""))
+    }
+
+    /// Pulses a parameter (control port).
+    fn pulse_par(&mut self, name: &str) -> Result<(), String> {
+        Err(format!("no pulse parameter \"{name}\""))
+    }
+
+    /// Runs the operator's set-up of its parameters (Script CHOP: `onSetupParameters`), as the
+    /// control port's `setuppars` asks. Default: the `setuppars` pulse, which kinds without one
+    /// refuse.
+    fn setup_pars(&mut self) -> Result<(), String> {
+        self.pulse_par("setuppars")
+    }
+
+    /// Current parameter values by name, for the control port's status. Default: none listed.
+    fn pars(&self) -> Vec<(String, ParValue)> {
+        Vec::new()
+    }
+
+    /// The network address this operator listens on, if any (for the start line).
+    fn bound(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
+    /// Resets the operator (`reset_channels`-style: drop channels, clear state).
+    fn reset(&mut self) {}
+
+    /// Called on the cook thread once per frame after exports, with the frame's wall time
+    /// left; operators with background work to hand over (file watching, reconnection) do it
+    /// here. Default: nothing.
+    fn housekeeping(&mut self) {}
+}
+
+/// A parameter value set from outside the operator (control port, export).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParValue {
+    Float(f64),
+    Str(String),
+}
+
+/// What building an operator may need beyond its own config.
+#[derive(Clone, Debug)]
+pub struct BuildCtx {
+    /// Clock rate, frames per second.
+    pub rate: f64,
+    /// Longest time slice a cook may see (`max_slice_ms`).
+    pub max_slice: std::time::Duration,
+    /// The UDP port exports leave from, shared by every operator that must recognise its own
+    /// traffic (feedback guard); kept across reloads.
+    pub own_port: OwnPort,
+}
+
+/// The local UDP port exports are sent from (0 until the exporter has bound it).
+#[derive(Clone, Default, Debug)]
+pub struct OwnPort(std::sync::Arc<std::sync::atomic::AtomicU16>);
+
+impl OwnPort {
+    pub fn set(&self, port: u16) {
+        self.0.store(port, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u16 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
