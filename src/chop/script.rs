@@ -22,7 +22,7 @@ use crate::chop::{
 use crate::config::{Kind, OperatorConfig, ScriptConfig};
 use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
 use crate::python::op::OpHandle;
-use crate::python::par::{self as pypar, ParStyle, ParVal};
+use crate::python::par::{self as pypar, ParStyle};
 use crate::python::scope::{self, Deps, Scope, ScriptShared, Shared};
 
 /// How often the callbacks file is checked for changes.
@@ -175,7 +175,7 @@ impl ScriptOp {
     }
 
     /// A custom parameter's value (tests, status).
-    pub fn par(&self, name: &str) -> Option<ParVal> {
+    pub fn par(&self, name: &str) -> Option<ParValue> {
         self.shared.borrow().pars.get(name).map(|d| d.val.clone())
     }
 
@@ -532,13 +532,7 @@ impl Operator for ScriptOp {
                 }
                 Ok(())
             }
-            Some(_) => {
-                let v = match value {
-                    ParValue::Float(f) => ParVal::Num(f),
-                    ParValue::Str(s) => ParVal::Str(s),
-                };
-                self.shared.borrow_mut().pars.set(name, &v).map(drop)
-            }
+            Some(_) => self.shared.borrow_mut().pars.set(name, &value).map(drop),
             None if name == SETUP_PULSE => self.pulse_par(name),
             None => Err(format!(
                 "script \"{}\" has no parameter \"{name}\"",
@@ -578,13 +572,7 @@ impl Operator for ScriptOp {
         s.pars
             .pars()
             .iter()
-            .map(|d| {
-                let v = match &d.val {
-                    ParVal::Num(f) => ParValue::Float(*f),
-                    ParVal::Str(t) => ParValue::Str(t.clone()),
-                };
-                (d.name.clone(), v)
-            })
+            .map(|d| (d.name.clone(), d.val.clone()))
             .collect()
     }
 

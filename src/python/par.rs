@@ -11,6 +11,7 @@ use pyo3::exceptions::{PyAttributeError, PyIndexError, PyTypeError, PyValueError
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
+use crate::chop::ParValue;
 use crate::config::ParInit;
 
 use super::op::OpHandle;
@@ -39,13 +40,6 @@ impl ParStyle {
     }
 }
 
-/// A parameter value as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ParVal {
-    Num(f64),
-    Str(String),
-}
-
 #[derive(Clone, Debug)]
 pub struct ParDef {
     pub name: String,
@@ -54,8 +48,8 @@ pub struct ParDef {
     pub page: String,
     /// The group it was appended in (`Color` for `Color1`…`Color3`).
     pub group: String,
-    pub val: ParVal,
-    pub default: ParVal,
+    pub val: ParValue,
+    pub default: ParValue,
     pub min: f64,
     pub max: f64,
     pub clamp_min: bool,
@@ -69,8 +63,8 @@ pub struct ParDef {
 impl ParDef {
     fn new(name: &str, label: &str, style: ParStyle, page: &str, group: &str) -> ParDef {
         let default = match style {
-            ParStyle::Menu | ParStyle::Str => ParVal::Str(String::new()),
-            _ => ParVal::Num(0.0),
+            ParStyle::Menu | ParStyle::Str => ParValue::Str(String::new()),
+            _ => ParValue::Float(0.0),
         };
         ParDef {
             name: name.to_string(),
@@ -92,11 +86,11 @@ impl ParDef {
     }
 
     /// `v` converted to this parameter's style (clamped, rounded, checked against the menu).
-    pub fn coerce(&self, v: &ParVal) -> Result<ParVal, String> {
-        let num = |v: &ParVal| -> Result<f64, String> {
+    pub fn coerce(&self, v: &ParValue) -> Result<ParValue, String> {
+        let num = |v: &ParValue| -> Result<f64, String> {
             match v {
-                ParVal::Num(f) => Ok(*f),
-                ParVal::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                ParValue::Float(f) => Ok(*f),
+                ParValue::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
                     "on" | "true" => Ok(1.0),
                     "off" | "false" => Ok(0.0),
                     t => t.parse::<f64>().map_err(|_| {
@@ -120,18 +114,18 @@ impl ParDef {
                 if self.clamp_max && f > self.max {
                     f = self.max;
                 }
-                ParVal::Num(f)
+                ParValue::Float(f)
             }
-            ParStyle::Toggle => ParVal::Num(if num(v)? != 0.0 { 1.0 } else { 0.0 }),
-            ParStyle::Pulse => ParVal::Num(0.0),
-            ParStyle::Str => ParVal::Str(match v {
-                ParVal::Str(s) => s.clone(),
-                ParVal::Num(f) => fmt_num(*f),
+            ParStyle::Toggle => ParValue::Float(if num(v)? != 0.0 { 1.0 } else { 0.0 }),
+            ParStyle::Pulse => ParValue::Float(0.0),
+            ParStyle::Str => ParValue::Str(match v {
+                ParValue::Str(s) => s.clone(),
+                ParValue::Float(f) => fmt_num(*f),
             }),
             ParStyle::Menu => {
                 let name = match v {
-                    ParVal::Str(s) => s.clone(),
-                    ParVal::Num(f) => {
+                    ParValue::Str(s) => s.clone(),
+                    ParValue::Float(f) => {
                         let i = f.round();
                         match self.menu_names.get(i as usize).filter(|_| i >= 0.0) {
                             Some(n) => n.clone(),
@@ -152,15 +146,15 @@ impl ParDef {
                         self.menu_names.join(", ")
                     ));
                 }
-                ParVal::Str(name)
+                ParValue::Str(name)
             }
         })
     }
 
     pub fn num(&self) -> f64 {
         match &self.val {
-            ParVal::Num(f) => *f,
-            ParVal::Str(s) => self
+            ParValue::Float(f) => *f,
+            ParValue::Str(s) => self
                 .menu_names
                 .iter()
                 .position(|n| n == s)
@@ -201,9 +195,9 @@ pub struct ParSet {
     pub version: u64,
     /// Values of parameters that were destroyed (reload, `destroyCustomPars`), restored when a
     /// parameter of that name is created again.
-    saved: HashMap<String, ParVal>,
+    saved: HashMap<String, ParValue>,
     /// Initial values from the config, by parameter name.
-    init: HashMap<String, ParVal>,
+    init: HashMap<String, ParValue>,
 }
 
 impl ParSet {
@@ -212,15 +206,15 @@ impl ParSet {
         for (name, v) in pars {
             match v {
                 ParInit::Float(f) => {
-                    self.init.insert(name.clone(), ParVal::Num(*f));
+                    self.init.insert(name.clone(), ParValue::Float(*f));
                 }
                 ParInit::Str(s) => {
-                    self.init.insert(name.clone(), ParVal::Str(s.clone()));
+                    self.init.insert(name.clone(), ParValue::Str(s.clone()));
                 }
                 ParInit::Floats(fs) => {
                     for (i, f) in fs.iter().enumerate() {
                         self.init
-                            .insert(format!("{name}{}", i + 1), ParVal::Num(*f));
+                            .insert(format!("{name}{}", i + 1), ParValue::Float(*f));
                     }
                 }
             }
@@ -318,7 +312,7 @@ impl ParSet {
     }
 
     /// Sets a value; returns whether it changed.
-    pub fn set(&mut self, name: &str, v: &ParVal) -> Result<bool, String> {
+    pub fn set(&mut self, name: &str, v: &ParValue) -> Result<bool, String> {
         let def = self
             .get_mut(name)
             .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
@@ -393,7 +387,7 @@ fn note_read(shared: &Shared) {
 }
 
 /// A Python value as a parameter value.
-pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParVal> {
+pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParValue> {
     if let Ok(p) = v.cast::<Par>() {
         let p = p.get();
         let shared = shared_of(&p.op)?;
@@ -402,13 +396,13 @@ pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParVal> {
             .pars
             .get(&p.name)
             .map(|d| d.val.clone())
-            .unwrap_or(ParVal::Num(0.0)));
+            .unwrap_or(ParValue::Float(0.0)));
     }
     if let Ok(s) = v.extract::<String>() {
-        return Ok(ParVal::Str(s));
+        return Ok(ParValue::Str(s));
     }
     if let Ok(f) = v.extract::<f64>() {
-        return Ok(ParVal::Num(f));
+        return Ok(ParValue::Float(f));
     }
     Err(PyTypeError::new_err(format!(
         "a parameter value must be a number, a bool or a string, not {}",
@@ -416,14 +410,14 @@ pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParVal> {
     )))
 }
 
-fn val_to_py<'py>(py: Python<'py>, def: &ParDef, v: &ParVal) -> PyResult<Bound<'py, PyAny>> {
+fn val_to_py<'py>(py: Python<'py>, def: &ParDef, v: &ParValue) -> PyResult<Bound<'py, PyAny>> {
     Ok(match (def.style, v) {
-        (ParStyle::Toggle | ParStyle::Pulse, ParVal::Num(f)) => {
+        (ParStyle::Toggle | ParStyle::Pulse, ParValue::Float(f)) => {
             (*f != 0.0).into_pyobject(py)?.to_owned().into_any()
         }
-        (ParStyle::Int, ParVal::Num(f)) => (*f as i64).into_pyobject(py)?.into_any(),
-        (_, ParVal::Num(f)) => f.into_pyobject(py)?.into_any(),
-        (_, ParVal::Str(s)) => s.into_pyobject(py)?.into_any(),
+        (ParStyle::Int, ParValue::Float(f)) => (*f as i64).into_pyobject(py)?.into_any(),
+        (_, ParValue::Float(f)) => f.into_pyobject(py)?.into_any(),
+        (_, ParValue::Str(s)) => s.into_pyobject(py)?.into_any(),
     })
 }
 
@@ -693,14 +687,14 @@ impl Par {
     fn set_menu_names(&self, v: Vec<String>) -> PyResult<()> {
         self.edit(|d| {
             if d.style == ParStyle::Menu {
-                if let ParVal::Str(cur) = &d.val {
+                if let ParValue::Str(cur) = &d.val {
                     if !v.contains(cur) {
-                        d.val = ParVal::Str(v.first().cloned().unwrap_or_default());
+                        d.val = ParValue::Str(v.first().cloned().unwrap_or_default());
                     }
                 }
-                if let ParVal::Str(def) = &d.default {
+                if let ParValue::Str(def) = &d.default {
                     if !v.contains(def) {
-                        d.default = ParVal::Str(v.first().cloned().unwrap_or_default());
+                        d.default = ParValue::Str(v.first().cloned().unwrap_or_default());
                     }
                 }
             }
@@ -722,7 +716,10 @@ impl Par {
     #[setter(menuIndex)]
     fn set_menu_index(&self, v: f64) -> PyResult<()> {
         let shared = shared_of(&self.op)?;
-        let r = shared.borrow_mut().pars.set(&self.name, &ParVal::Num(v));
+        let r = shared
+            .borrow_mut()
+            .pars
+            .set(&self.name, &ParValue::Float(v));
         r.map(drop).map_err(err)
     }
 
@@ -738,15 +735,15 @@ impl Par {
     }
     fn __bool__(&self) -> PyResult<bool> {
         self.with_def(|d| match &d.val {
-            ParVal::Num(f) => *f != 0.0,
-            ParVal::Str(s) => !s.is_empty(),
+            ParValue::Float(f) => *f != 0.0,
+            ParValue::Str(s) => !s.is_empty(),
         })
     }
     fn __str__(&self) -> PyResult<String> {
         self.with_def(|d| match &d.val {
-            ParVal::Num(f) if d.style == ParStyle::Float => format!("{f}"),
-            ParVal::Num(f) => fmt_num(*f),
-            ParVal::Str(s) => s.clone(),
+            ParValue::Float(f) if d.style == ParStyle::Float => format!("{f}"),
+            ParValue::Float(f) => fmt_num(*f),
+            ParValue::Str(s) => s.clone(),
         })
     }
     fn __repr__(&self) -> String {
@@ -1206,11 +1203,11 @@ mod tests {
             .append("Custom", "Color", ParStyle::Float, Some("Colour"), 3, true)
             .unwrap();
         assert_eq!(names, ["Color1", "Color2", "Color3"]);
-        assert_eq!(set.get("Speed").unwrap().val, ParVal::Num(2.5));
-        assert_eq!(set.get("Color2").unwrap().val, ParVal::Num(0.5));
+        assert_eq!(set.get("Speed").unwrap().val, ParValue::Float(2.5));
+        assert_eq!(set.get("Color2").unwrap().val, ParValue::Float(0.5));
         assert_eq!(set.unknown_inits(), ["Nope"]);
-        assert!(set.set("Speed", &ParVal::Num(7.0)).unwrap());
-        assert!(!set.set("Speed", &ParVal::Num(7.0)).unwrap());
+        assert!(set.set("Speed", &ParValue::Float(7.0)).unwrap());
+        assert!(!set.set("Speed", &ParValue::Float(7.0)).unwrap());
         set.destroy_all();
         assert!(set.get("Speed").is_none());
         set.add_page("Custom");
@@ -1218,7 +1215,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             set.get("Speed").unwrap().val,
-            ParVal::Num(7.0),
+            ParValue::Float(7.0),
             "runtime value wins over config"
         );
     }
@@ -1235,19 +1232,19 @@ mod tests {
             .unwrap();
         set.edit("Mode", |d| d.menu_names = vec!["sine".into(), "saw".into()])
             .unwrap();
-        set.set("Count", &ParVal::Num(2.6)).unwrap();
-        assert_eq!(set.get("Count").unwrap().val, ParVal::Num(3.0));
-        set.set("On", &ParVal::Str("on".into())).unwrap();
-        assert_eq!(set.get("On").unwrap().val, ParVal::Num(1.0));
-        set.set("Mode", &ParVal::Num(1.0)).unwrap();
-        assert_eq!(set.get("Mode").unwrap().val, ParVal::Str("saw".into()));
-        assert!(set.set("Mode", &ParVal::Str("square".into())).is_err());
+        set.set("Count", &ParValue::Float(2.6)).unwrap();
+        assert_eq!(set.get("Count").unwrap().val, ParValue::Float(3.0));
+        set.set("On", &ParValue::Str("on".into())).unwrap();
+        assert_eq!(set.get("On").unwrap().val, ParValue::Float(1.0));
+        set.set("Mode", &ParValue::Float(1.0)).unwrap();
+        assert_eq!(set.get("Mode").unwrap().val, ParValue::Str("saw".into()));
+        assert!(set.set("Mode", &ParValue::Str("square".into())).is_err());
         set.edit("Count", |d| {
             d.clamp_max = true;
             d.max = 10.0
         })
         .unwrap();
-        set.set("Count", &ParVal::Num(99.0)).unwrap();
-        assert_eq!(set.get("Count").unwrap().val, ParVal::Num(10.0));
+        set.set("Count", &ParValue::Float(99.0)).unwrap();
+        assert_eq!(set.get("Count").unwrap().val, ParValue::Float(10.0));
     }
 }
