@@ -22,7 +22,8 @@ use crate::chop::{
 use crate::config::{Kind, OperatorConfig, ScriptConfig};
 use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
 use crate::python::op::OpHandle;
-use crate::python::par::{self as pypar, ParStyle};
+use crate::python::par as pypar;
+use crate::python::pars::ParStyle;
 use crate::python::scope::{self, Deps, Scope, ScriptShared, Shared};
 
 /// How often the callbacks file is checked for changes.

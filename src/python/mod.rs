@@ -22,6 +22,7 @@ pub mod globals;
 pub mod numpy;
 pub mod op;
 pub mod par;
+pub mod pars;
 pub mod scope;
 pub mod watchdog;
 

@@ -21,7 +21,7 @@ use crate::chop::{ChopData, CookCtx, CookStats, DaemonStats, Frame, NodeState};
 use crate::pattern::Pattern;
 
 use super::numpy::ViewOwner;
-use super::par::ParSet;
+use super::pars::ParSet;
 
 /// The Python-visible state of one Script CHOP, shared between the operator and the handles
 /// that name it (another script may read or set its parameters, or pulse them).
