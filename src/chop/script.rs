@@ -24,7 +24,8 @@ use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
 use crate::python::op::OpHandle;
 use crate::python::par as pypar;
 use crate::python::pars::ParStyle;
-use crate::python::scope::{self, Deps, Scope, ScriptShared, Shared};
+use crate::python::registry::{self, ScriptShared, ScriptState};
+use crate::python::scope::{self, Deps, Scope};
 
 /// How often the callbacks file is checked for changes.
 const POLL: Duration = Duration::from_millis(200);
@@ -80,7 +81,7 @@ impl RateLimit {
 pub struct ScriptOp {
     name: String,
     path: PathBuf,
-    shared: Shared,
+    shared: ScriptState,
     cb: Option<Callbacks>,
     me: Py<OpHandle>,
     budget: Duration,
@@ -116,7 +117,7 @@ impl ScriptOp {
         let mut shared = ScriptShared::new(&op.name, cfg.modoutsidecook, op.timeslice, rate);
         shared.pars.set_init(&cfg.pars);
         let shared = Rc::new(RefCell::new(shared));
-        scope::register(&shared);
+        registry::register(&shared);
         let me = Python::attach(|py| Py::new(py, OpHandle::new(&op.name, None)))
             .map_err(|e| format!("script \"{}\": {e}", op.name))?;
         let mut s = ScriptOp {
@@ -166,7 +167,7 @@ impl ScriptOp {
     }
 
     /// The state Python handles see (tests, the control port).
-    pub fn shared(&self) -> &Shared {
+    pub fn shared(&self) -> &ScriptState {
         &self.shared
     }
 
@@ -430,7 +431,7 @@ impl ScriptOp {
 
 impl Drop for ScriptOp {
     fn drop(&mut self) {
-        scope::unregister(&self.shared);
+        registry::unregister(&self.shared);
         if let Some(cb) = self.cb.take() {
             Python::attach(|py| callbacks::retire(py, cb));
         }

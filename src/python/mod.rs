@@ -9,9 +9,9 @@
 //! through handles during `onCook` are recorded so the Script CHOP can cook only when something
 //! it read changed.
 //!
-//! Python runs only on the cook thread (the thread that builds and cooks the graph); the per-thread
-//! registries in [`scope`] rely on that. A watchdog thread ([`watchdog`]) interrupts a callback
-//! that runs past its budget.
+//! Python runs only on the cook thread (the thread that builds and cooks the graph); the
+//! per-thread state in [`scope`] and [`registry`] relies on that. A watchdog thread
+//! ([`watchdog`]) interrupts a callback that runs past its budget.
 //!
 //! This module owns the interpreter set-up and the API objects; deciding *when* to cook and
 //! driving callbacks is `chop::script`'s job.
@@ -23,6 +23,7 @@ pub mod numpy;
 pub mod op;
 pub mod par;
 pub mod pars;
+pub mod registry;
 pub mod scope;
 pub mod watchdog;
 

@@ -2,8 +2,8 @@
 //! the `op.par` collection. The parameters themselves (values, styles, clamping, menus) are data
 //! in [`super::pars`].
 //!
-//! Python objects are handles (operator name + parameter name) resolved through the registry in
-//! [`super::scope`] on each use, so a `Par` kept in a global follows a reload of the callbacks.
+//! Python objects are handles (operator name + parameter name) resolved through
+//! [`super::registry`] on each use, so a `Par` kept in a global follows a reload of the callbacks.
 
 use pyo3::exceptions::{PyAttributeError, PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -13,10 +13,11 @@ use crate::chop::ParValue;
 
 use super::op::OpHandle;
 use super::pars::{fmt_num, ParDef, ParStyle};
-use super::scope::{self, Shared};
+use super::registry::{self, ScriptState};
+use super::scope;
 
-fn shared_of(op: &str) -> PyResult<Shared> {
-    scope::lookup(op).ok_or_else(|| {
+fn shared_of(op: &str) -> PyResult<ScriptState> {
+    registry::lookup(op).ok_or_else(|| {
         PyAttributeError::new_err(format!(
             "\"{op}\" has no custom parameters (only Script CHOPs have them)"
         ))
@@ -28,7 +29,7 @@ fn err(msg: String) -> PyErr {
 }
 
 /// Records that the running cook read `shared`'s parameters (when it is another operator).
-fn note_read(shared: &Shared) {
+fn note_read(shared: &ScriptState) {
     let (name, version) = {
         let s = shared.borrow();
         (s.name.clone(), s.pars.version)
@@ -779,11 +780,11 @@ impl ParCollection {
     }
 
     fn __contains__(&self, name: &str) -> bool {
-        scope::lookup(&self.op).is_some_and(|s| s.borrow().pars.get(name).is_some())
+        registry::lookup(&self.op).is_some_and(|s| s.borrow().pars.get(name).is_some())
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let names: Vec<String> = scope::lookup(&self.op)
+        let names: Vec<String> = registry::lookup(&self.op)
             .map(|s| {
                 s.borrow()
                     .pars
@@ -799,7 +800,7 @@ impl ParCollection {
     }
 
     fn __dir__(&self) -> Vec<String> {
-        scope::lookup(&self.op)
+        registry::lookup(&self.op)
             .map(|s| {
                 s.borrow()
                     .pars
