@@ -11,13 +11,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyPermissionError, PyRuntimeError};
 use pyo3::prelude::*;
 
 use crate::chop::{ChopData, CookCtx, CookStats, DaemonStats, Frame, NodeState};
 
-use super::numpy::ViewOwner;
 use super::registry::{self, ScriptShared, ScriptState};
 
 thread_local! {
@@ -113,6 +113,22 @@ struct GraphRefs {
     daemon: *const DaemonStats,
     me: usize,
     out: *mut ChopData,
+}
+
+/// Keeps channel memory alive for numpy arrays that outlived the cook that made them: the base
+/// object of every array handed out over channel memory, one per [`Target`] in a scope.
+#[pyclass(frozen, module = "chopd")]
+#[derive(Default)]
+pub struct ViewOwner {
+    kept: Mutex<Option<ChopData>>,
+}
+
+impl ViewOwner {
+    /// Takes over `data` (whose buffer arrays still point into).
+    pub fn keep(&self, data: ChopData) {
+        // Poisoning needs a panic while holding this lock, which only moves a value.
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(data);
+    }
 }
 
 /// The context of the callback that is running.
