@@ -20,9 +20,9 @@ use crate::chop::{
     match_rates, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue, SrSelect,
 };
 use crate::config::{Kind, OperatorConfig, ScriptConfig};
+use crate::python::api::op::OpHandle;
+use crate::python::api::par as pypar;
 use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
-use crate::python::op::OpHandle;
-use crate::python::par as pypar;
 use crate::python::pars::ParStyle;
 use crate::python::registry::{self, ScriptShared, ScriptState};
 use crate::python::scope::{self, Deps, Scope};

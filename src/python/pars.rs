@@ -2,8 +2,9 @@
 //! survive reloads and re-creation, initial values from the config) and [`ParDef`] (one
 //! parameter: its style, range, menu, and how a value is converted, clamped and checked).
 //!
-//! No pyo3 here: the model must be usable and testable without an interpreter. The Python
-//! objects over it (`Par`, `Page`, `op.par`) are in `super::par`.
+//! Part of the floor of `python/`: no pyo3 here, and nothing from `python::api`; the model must be
+//! usable and testable without an interpreter. The Python objects over it (`Par`, `Page`,
+//! `op.par`) are in `api::par`.
 
 use std::collections::HashMap;
 

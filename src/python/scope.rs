@@ -6,6 +6,9 @@
 //! They are valid because a scope is entered and finished inside `ScriptOp::cook`, which holds
 //! those borrows for the whole time, and because Python runs on this thread only. Nothing here
 //! hands out a reference that outlives a single API call.
+//!
+//! Part of the floor of `python/`: the object classes in `python::api` resolve their handles
+//! through the scope, so nothing here may use them.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -1,20 +1,20 @@
 //! The Python objects over a Script CHOP's custom parameters: `Page`, `ParGroup`, `Par` and
 //! the `op.par` collection. The parameters themselves (values, styles, clamping, menus) are data
-//! in [`super::pars`].
+//! in [`crate::python::pars`].
 //!
 //! Python objects are handles (operator name + parameter name) resolved through
-//! [`super::registry`] on each use, so a `Par` kept in a global follows a reload of the callbacks.
+//! [`crate::python::registry`] on each use, so a `Par` kept in a global follows a reload of the callbacks.
 
 use pyo3::exceptions::{PyAttributeError, PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use crate::chop::ParValue;
+use crate::python::pars::{fmt_num, ParDef, ParStyle};
+use crate::python::registry::{self, ScriptState};
+use crate::python::scope;
 
 use super::op::OpHandle;
-use super::pars::{fmt_num, ParDef, ParStyle};
-use super::registry::{self, ScriptState};
-use super::scope;
 
 fn shared_of(op: &str) -> PyResult<ScriptState> {
     registry::lookup(op).ok_or_else(|| {

@@ -13,7 +13,7 @@ use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::scope::{Scope, Target, ViewOwner};
+use crate::python::scope::{Scope, Target, ViewOwner};
 
 fn owner_for<'py>(py: Python<'py>, s: &mut Scope, t: Target) -> PyResult<Bound<'py, ViewOwner>> {
     if let Some((_, o)) = s.views.iter().find(|(vt, _)| *vt == t) {
@@ -31,8 +31,8 @@ pub fn chop_view<'py>(
     t: Target,
     writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if !super::numpy_available(py) {
-        return Err(super::numpy_missing("numpyArray()"));
+    if !crate::python::numpy_available(py) {
+        return Err(crate::python::numpy_missing("numpyArray()"));
     }
     let owner = owner_for(py, s, t)?;
     let data = s.data_mut(t)?;
@@ -58,8 +58,8 @@ pub fn chan_view<'py>(
     chan: usize,
     writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if !super::numpy_available(py) {
-        return Err(super::numpy_missing("numpyArray()"));
+    if !crate::python::numpy_available(py) {
+        return Err(crate::python::numpy_missing("numpyArray()"));
     }
     let owner = owner_for(py, s, t)?;
     let data = s.data_mut(t)?;
@@ -89,8 +89,8 @@ pub fn extract_2d(
     obj: &Bound<'_, PyAny>,
     what: &str,
 ) -> PyResult<(usize, usize, Vec<f32>)> {
-    if !super::numpy_available(py) {
-        return Err(super::numpy_missing(what));
+    if !crate::python::numpy_available(py) {
+        return Err(crate::python::numpy_missing(what));
     }
     let np = py.import("numpy")?;
     let arr = np.call_method1("ascontiguousarray", (obj, np.getattr("float32")?))?;

@@ -9,10 +9,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::chop::Frame;
+use crate::python::registry;
+use crate::python::scope;
 
 use super::op::OpHandle;
-use super::registry;
-use super::scope;
 
 /// `op(name)`: the operator called `name` (a leading `/` or `./` is ignored), or `None`. An
 /// operator object passed in is returned as is. Outside a cook (while the file loads) the graph
@@ -285,6 +285,6 @@ pub fn install(py: Python<'_>, globals: &Bound<'_, PyDict>, me: &Py<OpHandle>) -
     globals.set_item("debug", wrap_pyfunction!(debug, py)?)?;
     globals.set_item("absTime", Py::new(py, AbsTime)?)?;
     globals.set_item("me", me.clone_ref(py))?;
-    globals.set_item("CookLevel", super::cook_level_class(py)?)?;
+    globals.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
     Ok(())
 }

@@ -10,12 +10,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::chop::{sanitize_name, ChopData};
+use crate::python::registry;
+use crate::python::scope::{self, Scope, Target};
 
 use super::channel::Channel;
 use super::globals::Time;
 use super::par::{self, Page, ParCollection};
-use super::registry;
-use super::scope::{self, Scope, Target};
 
 /// An operator handle.
 #[pyclass(frozen, module = "chopd", name = "OP")]
