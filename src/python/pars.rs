@@ -270,8 +270,8 @@ impl ParSet {
     }
 
     /// Appends a parameter group on `page`: `size` parameters named `base1`…`baseN` when
-    /// `size` is more than 1, else `base`. An existing parameter of the same name is replaced (`replace`) keeping
-    /// its value, or refused. Returns the parameter names.
+    /// `size` is more than 1, else `base`. An existing parameter of the same name is replaced
+    /// (`replace`) keeping its value, or refused. Returns the parameter names.
     pub fn append(
         &mut self,
         page: &str,

@@ -108,7 +108,7 @@ pub fn last_frame() -> Option<Frame> {
     LAST_FRAME.with(|f| *f.borrow())
 }
 
-/// Remembers `frame` as the most recent cook's, when a scope with a frame is entered.
+/// Set on entering a scope that has a frame, so `absTime` read between cooks is the latest one.
 pub(super) fn set_last_frame(frame: Frame) {
     LAST_FRAME.with(|l| *l.borrow_mut() = Some(frame));
 }

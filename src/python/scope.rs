@@ -1,6 +1,7 @@
 //! The running cook as Python handles see it: a thread-local [`Scope`] that exists only while a
-//! callback runs, and the record of what a cook read ([`Deps`]), from which the Script CHOP
-//! decides when to cook again.
+//! callback runs, the record of what a cook read ([`Deps`]), from which the Script CHOP
+//! decides when to cook again, and the [`ViewOwner`]s that keep channel memory alive for numpy
+//! arrays that outlive it.
 //!
 //! The scope holds raw pointers into the graph's `CookCtx` and the cooking operator's output.
 //! They are valid because a scope is entered and finished inside `ScriptOp::cook`, which holds

@@ -3,7 +3,8 @@
 //! in [`crate::python::pars`].
 //!
 //! Python objects are handles (operator name + parameter name) resolved through
-//! [`crate::python::registry`] on each use, so a `Par` kept in a global follows a reload of the callbacks.
+//! [`crate::python::registry`] on each use, so a `Par` kept in a global follows a reload of the
+//! callbacks.
 
 use pyo3::exceptions::{PyAttributeError, PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
