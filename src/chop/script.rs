@@ -16,18 +16,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pyo3::prelude::*;
 
-use crate::chop::{
+use crate::cook::{
     match_rates, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue, SrSelect,
 };
 use crate::config::OperatorConfig;
 use crate::cook::BuildCtx;
+use crate::python::api::op::OpHandle;
+use crate::python::api::par as pypar;
+use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
+use crate::python::pars::ParStyle;
+use crate::python::registry::{self, ScriptShared, ScriptState};
+use crate::python::scope::{self, Deps, Scope};
 
 pub mod config;
 pub use config::{Script, ScriptConfig};
-use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
-use crate::python::op::OpHandle;
-use crate::python::par::{self as pypar, ParStyle, ParVal};
-use crate::python::scope::{self, Deps, Scope, ScriptShared, Shared};
 
 /// How often the callbacks file is checked for changes.
 const POLL: Duration = Duration::from_millis(200);
@@ -81,7 +83,7 @@ impl RateLimit {
 pub struct ScriptOp {
     name: String,
     path: PathBuf,
-    shared: Shared,
+    shared: ScriptState,
     cb: Option<Callbacks>,
     me: Py<OpHandle>,
     budget: Duration,
@@ -120,7 +122,7 @@ impl ScriptOp {
         let mut shared = ScriptShared::new(&op.name, cfg.modoutsidecook, op.timeslice, rate);
         shared.pars.set_init(&cfg.pars);
         let shared = Rc::new(RefCell::new(shared));
-        scope::register(&shared);
+        registry::register(&shared);
         let me = Python::attach(|py| Py::new(py, OpHandle::new(&op.name, None)))
             .map_err(|e| format!("script \"{}\": {e}", op.name))?;
         let mut s = ScriptOp {
@@ -163,7 +165,7 @@ impl ScriptOp {
     }
 
     /// The state Python handles see (tests, the control port).
-    pub fn shared(&self) -> &Shared {
+    pub fn shared(&self) -> &ScriptState {
         &self.shared
     }
 
@@ -173,7 +175,7 @@ impl ScriptOp {
     }
 
     /// A custom parameter's value (tests, status).
-    pub fn par(&self, name: &str) -> Option<ParVal> {
+    pub fn par(&self, name: &str) -> Option<ParValue> {
         self.shared.borrow().pars.get(name).map(|d| d.val.clone())
     }
 
@@ -264,7 +266,7 @@ impl ScriptOp {
 
     /// Moves `addError`/`addWarning` messages of a finished scope into the counts: into
     /// `stats` during a cook, else into the pending counts.
-    fn take_messages(&mut self, sc: Scope, stats: Option<&mut crate::chop::CookStats>) {
+    fn take_messages(&mut self, sc: Scope, stats: Option<&mut crate::cook::CookStats>) {
         if sc.errors.is_empty() && sc.warnings.is_empty() {
             return;
         }
@@ -427,7 +429,7 @@ impl ScriptOp {
 
 impl Drop for ScriptOp {
     fn drop(&mut self) {
-        scope::unregister(&self.shared);
+        registry::unregister(&self.shared);
         if let Some(cb) = self.cb.take() {
             Python::attach(|py| callbacks::retire(py, cb));
         }
@@ -530,13 +532,7 @@ impl Operator for ScriptOp {
                 }
                 Ok(())
             }
-            Some(_) => {
-                let v = match value {
-                    ParValue::Float(f) => ParVal::Num(f),
-                    ParValue::Str(s) => ParVal::Str(s),
-                };
-                self.shared.borrow_mut().pars.set(name, &v).map(drop)
-            }
+            Some(_) => self.shared.borrow_mut().pars.set(name, &value).map(drop),
             None if name == SETUP_PULSE => self.pulse_par(name),
             None => Err(format!(
                 "script \"{}\" has no parameter \"{name}\"",
@@ -576,13 +572,7 @@ impl Operator for ScriptOp {
         s.pars
             .pars()
             .iter()
-            .map(|d| {
-                let v = match &d.val {
-                    ParVal::Num(f) => ParValue::Float(*f),
-                    ParVal::Str(t) => ParValue::Str(t.clone()),
-                };
-                (d.name.clone(), v)
-            })
+            .map(|d| (d.name.clone(), d.val.clone()))
             .collect()
     }
 

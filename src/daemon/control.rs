@@ -34,8 +34,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Command, Event};
-use crate::chop::{DaemonStats, ParValue};
 use crate::config::{Cidr, ControlConfig};
+use crate::cook::{DaemonStats, ParValue};
 use crate::graph::Graph;
 
 /// Every address starts with this.

@@ -9,8 +9,8 @@ pub mod osc;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use crate::chop::{ChopData, CookStats};
 use crate::config::{ChanRef, ExportConfig, ExportMethod, ExportRoot, SendMode};
+use crate::cook::{ChopData, CookStats};
 pub use osc::{Destinations, Outbox};
 
 /// Where one channel's value goes.

@@ -1,6 +1,6 @@
-//! The embedded Python interpreter and the TouchDesigner-style API that Script CHOP callbacks see
-//! (SPEC §5): module globals (`op`, `absTime`, `me`, `parent`, `debug`, `CookLevel`), operators,
-//! channels, custom parameter pages and parameters.
+//! The embedded Python interpreter and the TouchDesigner-style API that Script CHOP callbacks see:
+//! module globals (`op`, `absTime`, `me`, `parent`, `debug`, `CookLevel`), operators, channels,
+//! custom parameter pages and parameters.
 //!
 //! Design: every Python-visible object is a small *handle* (an operator name, a channel name, a
 //! parameter name) resolved on each use through [`scope`], a thread-local pointer to the running
@@ -9,19 +9,22 @@
 //! through handles during `onCook` are recorded so the Script CHOP can cook only when something
 //! it read changed.
 //!
-//! Python runs only on the cook thread (the thread that builds and cooks the graph); the per-thread
-//! registries in [`scope`] rely on that. A watchdog thread ([`watchdog`]) interrupts a callback
-//! that runs past its budget.
+//! Layout, imports one way: the floor ([`scope`], [`registry`], [`pars`]) knows nothing of the
+//! object classes in [`api`], which stand on it; [`callbacks`] loads a file into a module with
+//! the [`api`] globals and runs its callbacks under the [`watchdog`].
 //!
-//! This module owns the interpreter set-up and the API objects; deciding *when* to cook and
-//! driving callbacks is `chop::script`'s job.
+//! Python runs only on the cook thread (the thread that builds and cooks the graph); the
+//! per-thread state in [`scope`] and [`registry`] relies on that. A watchdog thread
+//! ([`watchdog`]) interrupts a callback that runs past its budget.
+//!
+//! This module owns the interpreter set-up and the helpers that [`api`], [`callbacks`] and
+//! [`watchdog`] share (the `_chopd` support module, the numpy check); deciding *when* to cook
+//! and driving callbacks is `chop::script`'s job.
 
+pub mod api;
 pub mod callbacks;
-pub mod channel;
-pub mod globals;
-pub mod numpy;
-pub mod op;
-pub mod par;
+pub mod pars;
+pub mod registry;
 pub mod scope;
 pub mod watchdog;
 
@@ -116,9 +119,9 @@ fn first_init(py: Python<'_>) -> PyResult<PythonInfo> {
     let version: String = sys.getattr("version")?.extract()?;
     let version = version.split_whitespace().next().unwrap_or("?").to_string();
     let prefix: String = sys.getattr("prefix")?.extract()?;
-    // 1 ms instead of 5 ms: the watchdog's exception lands within ~1.3 ms (PLATFORM.md).
+    // 1 ms instead of 5 ms: the watchdog's exception then lands within about 1.3 ms.
     sys.call_method1("setswitchinterval", (0.001,))?;
-    // Before any script runs: os._exit()/os.abort() would end the daemon (docs/script.md).
+    // Before any script runs, so no script can end the daemon with os._exit()/os.abort().
     prelude(py)?.call_method0("_guard_exits")?;
     let numpy = numpy_version(py);
     tracing::info!(

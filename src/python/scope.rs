@@ -1,131 +1,31 @@
 //! The running cook as Python handles see it: a thread-local [`Scope`] that exists only while a
-//! callback runs, the registry of Script CHOPs' Python-visible state ([`ScriptShared`]: custom
-//! parameters, pending pulses), per-operator storage (`store`/`fetch`), and the record of what a
-//! cook read ([`Deps`]), from which the Script CHOP decides when to cook again.
+//! callback runs, the record of what a cook read ([`Deps`]), from which the Script CHOP
+//! decides when to cook again, and the [`ViewOwner`]s that keep channel memory alive for numpy
+//! arrays that outlive it.
 //!
 //! The scope holds raw pointers into the graph's `CookCtx` and the cooking operator's output.
 //! They are valid because a scope is entered and finished inside `ScriptOp::cook`, which holds
 //! those borrows for the whole time, and because Python runs on this thread only. Nothing here
 //! hands out a reference that outlives a single API call.
+//!
+//! Part of the floor of `python/`: the object classes in `python::api` resolve their handles
+//! through the scope, so nothing here may use them.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyPermissionError, PyRuntimeError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use crate::chop::{ChopData, CookCtx, CookStats, DaemonStats, Frame, NodeState};
-use crate::pattern::Pattern;
+use crate::cook::{ChopData, CookCtx, CookStats, DaemonStats, Frame, NodeState};
 
-use super::numpy::ViewOwner;
-use super::par::ParSet;
-
-/// The Python-visible state of one Script CHOP, shared between the operator and the handles
-/// that name it (another script may read or set its parameters, or pulse them).
-pub struct ScriptShared {
-    pub name: String,
-    pub modoutsidecook: bool,
-    /// The `timeslice` setting from the config (`scriptOp.timeSliceDefault`).
-    pub timeslice_default: bool,
-    pub pars: ParSet,
-    /// Pulses pushed from outside this operator's cook; `onPulse` runs at its next cook.
-    pub pending_pulses: Vec<String>,
-    /// `onPulse` of the loaded callbacks, so `par.pulse()` on its own parameter can run it at once.
-    pub on_pulse: Option<Py<PyAny>>,
-    /// Frames per second of the clock (`me.time.rate`).
-    pub clock_rate: f64,
-}
-
-impl ScriptShared {
-    pub fn new(
-        name: &str,
-        modoutsidecook: bool,
-        timeslice_default: bool,
-        clock_rate: f64,
-    ) -> ScriptShared {
-        ScriptShared {
-            name: name.to_string(),
-            modoutsidecook,
-            timeslice_default,
-            pars: ParSet::default(),
-            pending_pulses: Vec::new(),
-            on_pulse: None,
-            clock_rate,
-        }
-    }
-}
-
-pub type Shared = Rc<RefCell<ScriptShared>>;
+use super::registry::{self, ScriptShared, ScriptState};
 
 thread_local! {
     static CURRENT: RefCell<Option<Scope>> = const { RefCell::new(None) };
-    static REGISTRY: RefCell<HashMap<String, Vec<Shared>>> = RefCell::new(HashMap::new());
-    static STORAGE: RefCell<HashMap<String, Py<PyDict>>> = RefCell::new(HashMap::new());
-    static LAST_FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
-    static PATTERNS: RefCell<HashMap<String, Pattern>> = RefCell::new(HashMap::new());
-}
-
-/// Makes a Script CHOP's state findable by name. While a reload builds a replacement, two
-/// operators of one name exist: the newest is found, and dropping either (the old one after a
-/// good reload, the new one after a rejected reload) leaves the other findable.
-pub fn register(shared: &Shared) {
-    let name = shared.borrow().name.clone();
-    REGISTRY.with(|r| r.borrow_mut().entry(name).or_default().push(shared.clone()));
-}
-
-/// Removes `shared` from the registry.
-pub fn unregister(shared: &Shared) {
-    let name = shared.borrow().name.clone();
-    REGISTRY.with(|r| {
-        let mut r = r.borrow_mut();
-        if let Some(list) = r.get_mut(&name) {
-            list.retain(|s| !Rc::ptr_eq(s, shared));
-            if list.is_empty() {
-                r.remove(&name);
-            }
-        }
-    });
-}
-
-/// The state of the Script CHOP called `name`, if there is one.
-pub fn lookup(name: &str) -> Option<Shared> {
-    REGISTRY.with(|r| r.borrow().get(name).and_then(|l| l.last().cloned()))
-}
-
-/// The storage dictionary of operator `name` (`store`/`fetch`), created on first use. It outlives
-/// callbacks reloads, as TouchDesigner's storage does.
-pub fn storage<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyDict> {
-    STORAGE.with(|s| {
-        s.borrow_mut()
-            .entry(name.to_string())
-            .or_insert_with(|| PyDict::new(py).unbind())
-            .bind(py)
-            .clone()
-    })
-}
-
-/// The frame of the most recent cook on this thread (for `absTime` outside a cook).
-pub fn last_frame() -> Option<Frame> {
-    LAST_FRAME.with(|f| *f.borrow())
-}
-
-/// A compiled pattern from a small per-thread cache (`chans('tx ty')` in a loop compiles once).
-pub fn with_pattern<R>(src: &str, f: impl FnOnce(&Pattern) -> R) -> PyResult<R> {
-    PATTERNS.with(|p| {
-        let mut p = p.borrow_mut();
-        if !p.contains_key(src) {
-            let pat = Pattern::new(src)
-                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-            if p.len() > 256 {
-                p.clear();
-            }
-            p.insert(src.to_string(), pat);
-        }
-        Ok(f(&p[src]))
-    })
 }
 
 /// What one cook read through the API; the Script CHOP cooks again when any of it changed.
@@ -180,7 +80,7 @@ impl Deps {
         }
     }
 
-    pub fn note_pars(&mut self, shared: &Shared, version: u64) {
+    pub fn note_pars(&mut self, shared: &ScriptState, version: u64) {
         if !self
             .pars
             .iter()
@@ -219,9 +119,25 @@ struct GraphRefs {
     out: *mut ChopData,
 }
 
+/// Keeps channel memory alive for numpy arrays that outlived the cook that made them: the base
+/// object of every array handed out over channel memory, one per [`Target`] in a scope.
+#[pyclass(frozen, module = "chopd")]
+#[derive(Default)]
+pub struct ViewOwner {
+    kept: Mutex<Option<ChopData>>,
+}
+
+impl ViewOwner {
+    /// Takes over `data` (whose buffer arrays still point into).
+    pub fn keep(&self, data: ChopData) {
+        // Poisoning needs a panic while holding this lock, which only moves a value.
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(data);
+    }
+}
+
 /// The context of the callback that is running.
 pub struct Scope {
-    pub owner: Shared,
+    pub owner: ScriptState,
     pub owner_name: String,
     pub frame: Option<Frame>,
     graph: Option<GraphRefs>,
@@ -242,12 +158,12 @@ pub struct Scope {
 impl Scope {
     /// A scope without a graph: loading the callbacks file or running `onSetupParameters`
     /// while the operator is being created or reloaded.
-    pub fn detached(owner: &Shared) -> Scope {
+    pub fn detached(owner: &ScriptState) -> Scope {
         let owner_name = owner.borrow().name.clone();
         Scope {
             owner: owner.clone(),
             owner_name,
-            frame: last_frame(),
+            frame: registry::last_frame(),
             graph: None,
             overrides: Vec::new(),
             in_cook: false,
@@ -263,7 +179,7 @@ impl Scope {
     /// (the guard borrows nothing, so the caller keeps that promise by finishing the guard before
     /// touching either again).
     pub fn cooking(
-        owner: &Shared,
+        owner: &ScriptState,
         ctx: &mut CookCtx,
         out: &mut ChopData,
         overrides: Vec<Option<ChopData>>,
@@ -467,8 +383,8 @@ impl Scope {
             Target::Node(i) => {
                 let n = &self.nodes()?[i];
                 let (name, kind) = (n.name.clone(), n.kind);
-                let allowed =
-                    kind == "script" && lookup(&name).is_some_and(|s| s.borrow().modoutsidecook);
+                let allowed = kind == "script"
+                    && registry::lookup(&name).is_some_and(|s| s.borrow().modoutsidecook);
                 if !allowed {
                     let why = if kind == "script" {
                         "turn on its modoutsidecook to allow changes from outside its cook"
@@ -526,7 +442,7 @@ pub struct ScopeGuard {
 /// never nest across operators).
 pub fn enter(scope: Scope) -> Result<ScopeGuard, String> {
     if let Some(f) = scope.frame {
-        LAST_FRAME.with(|l| *l.borrow_mut() = Some(f));
+        registry::set_last_frame(f);
     }
     CURRENT.with(|c| {
         let mut c = c

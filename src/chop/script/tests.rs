@@ -497,7 +497,7 @@ fn reload_applies_new_code_keeps_old_on_syntax_error_and_keeps_pars() {
     rig.op(s).poll_file(true);
     assert!(rig.step()[s]);
     assert_eq!(rig.val(s, "speed3"), 15.0);
-    assert_eq!(rig.op(s).par("Speed"), Some(ParVal::Num(5.0)));
+    assert_eq!(rig.op(s).par("Speed"), Some(ParValue::Float(5.0)));
     let mut ex = Vec::new();
     rig.op(s).extras(&mut ex);
     assert!(ex.contains(&("script_reloads", 1.0)));
@@ -671,14 +671,14 @@ fn the_api_surface_behaves_as_documented() {
     assert_eq!(rig.chan(s, "out"), [8.0, 9.0]);
     assert_eq!(rig.nodes[s].output.start, 10);
     assert_eq!(rig.chan(s, "setup_runs")[0], 1.0);
-    assert_eq!(rig.op(s).par("Level"), Some(ParVal::Num(2.5)));
-    assert_eq!(rig.op(s).par("Title"), Some(ParVal::Str("hello".into())));
+    assert_eq!(rig.op(s).par("Level"), Some(ParValue::Float(2.5)));
+    assert_eq!(rig.op(s).par("Title"), Some(ParValue::Str("hello".into())));
     // Setup Parameters again (control port): runs onSetupParameters, values stay, cooks.
     rig.op(s).pulse_par(SETUP_PULSE).unwrap();
     rig.step();
     assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
     assert_eq!(rig.chan(s, "setup_runs")[0], 2.0);
-    assert_eq!(rig.op(s).par("Title"), Some(ParVal::Str("hello".into())));
+    assert_eq!(rig.op(s).par("Title"), Some(ParValue::Str("hello".into())));
 }
 
 #[test]

@@ -9,12 +9,13 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::chop::{sanitize_name, ChopData};
+use crate::cook::{sanitize_name, ChopData};
+use crate::python::registry;
+use crate::python::scope::{self, Scope, Target};
 
 use super::channel::Channel;
 use super::globals::Time;
 use super::par::{self, Page, ParCollection};
-use super::scope::{self, Scope, Target};
 
 /// An operator handle.
 #[pyclass(frozen, module = "chopd", name = "OP")]
@@ -94,7 +95,7 @@ impl OpHandle {
             let hits: Vec<usize> = if pats.is_empty() {
                 (0..data.num_chans()).collect()
             } else {
-                scope::with_pattern(&source, |p| {
+                registry::with_pattern(&source, |p| {
                     (0..data.num_chans())
                         .filter(|&i| p.matches(data.name(i)))
                         .take(if first_only { 1 } else { usize::MAX })
@@ -106,7 +107,7 @@ impl OpHandle {
     }
 
     fn script_only(&self, what: &str) -> PyResult<()> {
-        if scope::lookup(&self.name).is_none() {
+        if registry::lookup(&self.name).is_none() {
             return Err(PyTypeError::new_err(format!(
                 "{what} is a Script CHOP member; \"{}\" is not a Script CHOP",
                 self.name
@@ -144,7 +145,7 @@ impl OpHandle {
             Ok(s.node_state(t)?.kind.to_string())
         })
         .unwrap_or_else(|_| {
-            if scope::lookup(&self.name).is_some() {
+            if registry::lookup(&self.name).is_some() {
                 "script".into()
             } else {
                 String::new()
@@ -266,7 +267,7 @@ impl OpHandle {
     #[getter(timeSliceDefault)]
     fn time_slice_default(&self) -> PyResult<bool> {
         self.script_only("timeSliceDefault")?;
-        Ok(scope::lookup(&self.name).is_some_and(|s| s.borrow().timeslice_default))
+        Ok(registry::lookup(&self.name).is_some_and(|s| s.borrow().timeslice_default))
     }
 
     #[pyo3(signature = (*patterns))]
@@ -347,7 +348,7 @@ impl OpHandle {
 
     #[getter]
     fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
-        scope::storage(py, &self.name)
+        registry::storage(py, &self.name)
     }
 
     fn store<'py>(
@@ -356,7 +357,7 @@ impl OpHandle {
         key: &Bound<'py, PyAny>,
         value: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        scope::storage(py, &self.name).set_item(key, &value)?;
+        registry::storage(py, &self.name).set_item(key, &value)?;
         Ok(value)
     }
 
@@ -371,7 +372,7 @@ impl OpHandle {
         storeDefault: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = search;
-        let st = scope::storage(py, &self.name);
+        let st = registry::storage(py, &self.name);
         if let Some(v) = st.get_item(key)? {
             return Ok(v);
         }
@@ -391,7 +392,7 @@ impl OpHandle {
     }
 
     fn unstore(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let st = scope::storage(py, &self.name);
+        let st = registry::storage(py, &self.name);
         if st.contains(key)? {
             st.del_item(key)?;
         }
@@ -561,7 +562,7 @@ impl OpHandle {
 
     #[getter(customPages)]
     fn custom_pages(&self) -> PyResult<Vec<Page>> {
-        if scope::lookup(&self.name).is_none() {
+        if registry::lookup(&self.name).is_none() {
             return Ok(Vec::new());
         }
         par::pages(&self.name)
@@ -569,7 +570,7 @@ impl OpHandle {
 
     #[getter(customPars)]
     fn custom_pars(&self) -> Vec<par::Par> {
-        scope::lookup(&self.name)
+        registry::lookup(&self.name)
             .map(|s| {
                 s.borrow()
                     .pars

@@ -1,373 +1,24 @@
-//! Custom parameters of Script CHOPs: the model ([`ParSet`]: pages, parameters, values that
-//! survive reloads, initial values from the config) and the Python objects `Page`, `ParGroup`,
-//! `Par` and the `op.par` collection.
+//! The Python objects over a Script CHOP's custom parameters: `Page`, `ParGroup`, `Par` and
+//! the `op.par` collection. The parameters themselves (values, styles, clamping, menus) are data
+//! in [`crate::python::pars`].
 //!
-//! Python objects are handles (operator name + parameter name) resolved through the registry in
-//! [`super::scope`] on each use, so a `Par` kept in a global follows a reload of the callbacks.
-
-use std::collections::HashMap;
+//! Python objects are handles (operator name + parameter name) resolved through
+//! [`crate::python::registry`] on each use, so a `Par` kept in a global follows a reload of the
+//! callbacks.
 
 use pyo3::exceptions::{PyAttributeError, PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use crate::config::ParInit;
+use crate::cook::ParValue;
+use crate::python::pars::{fmt_num, ParDef, ParStyle};
+use crate::python::registry::{self, ScriptState};
+use crate::python::scope;
 
 use super::op::OpHandle;
-use super::scope::{self, Shared};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParStyle {
-    Float,
-    Int,
-    Toggle,
-    Pulse,
-    Menu,
-    Str,
-}
-
-impl ParStyle {
-    pub fn name(self) -> &'static str {
-        match self {
-            ParStyle::Float => "Float",
-            ParStyle::Int => "Int",
-            ParStyle::Toggle => "Toggle",
-            ParStyle::Pulse => "Pulse",
-            ParStyle::Menu => "Menu",
-            ParStyle::Str => "Str",
-        }
-    }
-}
-
-/// A parameter value as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ParVal {
-    Num(f64),
-    Str(String),
-}
-
-#[derive(Clone, Debug)]
-pub struct ParDef {
-    pub name: String,
-    pub label: String,
-    pub style: ParStyle,
-    pub page: String,
-    /// The group it was appended in (`Color` for `Color1`…`Color3`).
-    pub group: String,
-    pub val: ParVal,
-    pub default: ParVal,
-    pub min: f64,
-    pub max: f64,
-    pub clamp_min: bool,
-    pub clamp_max: bool,
-    pub norm_min: f64,
-    pub norm_max: f64,
-    pub menu_names: Vec<String>,
-    pub menu_labels: Vec<String>,
-}
-
-impl ParDef {
-    fn new(name: &str, label: &str, style: ParStyle, page: &str, group: &str) -> ParDef {
-        let default = match style {
-            ParStyle::Menu | ParStyle::Str => ParVal::Str(String::new()),
-            _ => ParVal::Num(0.0),
-        };
-        ParDef {
-            name: name.to_string(),
-            label: label.to_string(),
-            style,
-            page: page.to_string(),
-            group: group.to_string(),
-            val: default.clone(),
-            default,
-            min: 0.0,
-            max: 1.0,
-            clamp_min: false,
-            clamp_max: false,
-            norm_min: 0.0,
-            norm_max: 1.0,
-            menu_names: Vec::new(),
-            menu_labels: Vec::new(),
-        }
-    }
-
-    /// `v` converted to this parameter's style (clamped, rounded, checked against the menu).
-    pub fn coerce(&self, v: &ParVal) -> Result<ParVal, String> {
-        let num = |v: &ParVal| -> Result<f64, String> {
-            match v {
-                ParVal::Num(f) => Ok(*f),
-                ParVal::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
-                    "on" | "true" => Ok(1.0),
-                    "off" | "false" => Ok(0.0),
-                    t => t.parse::<f64>().map_err(|_| {
-                        format!("parameter \"{}\" needs a number, got \"{s}\"", self.name)
-                    }),
-                },
-            }
-        };
-        Ok(match self.style {
-            ParStyle::Float | ParStyle::Int => {
-                let mut f = num(v)?;
-                if !f.is_finite() {
-                    return Err(format!("parameter \"{}\" needs a finite number", self.name));
-                }
-                if self.style == ParStyle::Int {
-                    f = f.round();
-                }
-                if self.clamp_min && f < self.min {
-                    f = self.min;
-                }
-                if self.clamp_max && f > self.max {
-                    f = self.max;
-                }
-                ParVal::Num(f)
-            }
-            ParStyle::Toggle => ParVal::Num(if num(v)? != 0.0 { 1.0 } else { 0.0 }),
-            ParStyle::Pulse => ParVal::Num(0.0),
-            ParStyle::Str => ParVal::Str(match v {
-                ParVal::Str(s) => s.clone(),
-                ParVal::Num(f) => fmt_num(*f),
-            }),
-            ParStyle::Menu => {
-                let name = match v {
-                    ParVal::Str(s) => s.clone(),
-                    ParVal::Num(f) => {
-                        let i = f.round();
-                        match self.menu_names.get(i as usize).filter(|_| i >= 0.0) {
-                            Some(n) => n.clone(),
-                            None => {
-                                return Err(format!(
-                                    "menu parameter \"{}\" has no entry {i} (it has {})",
-                                    self.name,
-                                    self.menu_names.len()
-                                ))
-                            }
-                        }
-                    }
-                };
-                if !self.menu_names.is_empty() && !self.menu_names.contains(&name) {
-                    return Err(format!(
-                        "menu parameter \"{}\" has no entry \"{name}\" (menuNames: {})",
-                        self.name,
-                        self.menu_names.join(", ")
-                    ));
-                }
-                ParVal::Str(name)
-            }
-        })
-    }
-
-    pub fn num(&self) -> f64 {
-        match &self.val {
-            ParVal::Num(f) => *f,
-            ParVal::Str(s) => self
-                .menu_names
-                .iter()
-                .position(|n| n == s)
-                .map_or_else(|| s.parse().unwrap_or(0.0), |i| i as f64),
-        }
-    }
-}
-
-fn fmt_num(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{}", f as i64)
-    } else {
-        format!("{f}")
-    }
-}
-
-/// Checks a custom parameter name: one capital letter, then lowercase letters and digits.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_uppercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "custom parameter name \"{name}\" must be one capital letter followed by lowercase \
-             letters and digits (like \"Speed\" or \"Gain2\")"
-        ))
-    }
-}
-
-/// The custom parameters of one Script CHOP.
-#[derive(Debug, Default)]
-pub struct ParSet {
-    pages: Vec<String>,
-    pars: Vec<ParDef>,
-    /// Bumps whenever a value or the set of parameters changes.
-    pub version: u64,
-    /// Values of parameters that were destroyed (reload, `destroyCustomPars`), restored when a
-    /// parameter of that name is created again.
-    saved: HashMap<String, ParVal>,
-    /// Initial values from the config, by parameter name.
-    init: HashMap<String, ParVal>,
-}
-
-impl ParSet {
-    /// Sets the initial values from the config (`Color = [1, 0, 0]` gives `Color1`…`Color3`).
-    pub fn set_init(&mut self, pars: &[(String, ParInit)]) {
-        for (name, v) in pars {
-            match v {
-                ParInit::Float(f) => {
-                    self.init.insert(name.clone(), ParVal::Num(*f));
-                }
-                ParInit::Str(s) => {
-                    self.init.insert(name.clone(), ParVal::Str(s.clone()));
-                }
-                ParInit::Floats(fs) => {
-                    for (i, f) in fs.iter().enumerate() {
-                        self.init
-                            .insert(format!("{name}{}", i + 1), ParVal::Num(*f));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Config values that name no parameter (reported after `onSetupParameters`).
-    pub fn unknown_inits(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .init
-            .keys()
-            .filter(|k| self.get(k).is_none())
-            .cloned()
-            .collect();
-        v.sort();
-        v
-    }
-
-    pub fn get(&self, name: &str) -> Option<&ParDef> {
-        self.pars.iter().find(|p| p.name == name)
-    }
-
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut ParDef> {
-        self.pars.iter_mut().find(|p| p.name == name)
-    }
-
-    pub fn pars(&self) -> &[ParDef] {
-        &self.pars
-    }
-
-    pub fn pages(&self) -> &[String] {
-        &self.pages
-    }
-
-    pub fn add_page(&mut self, name: &str) {
-        if !self.pages.iter().any(|p| p == name) {
-            self.pages.push(name.to_string());
-            self.version += 1;
-        }
-    }
-
-    /// Appends a parameter group on `page`: `size` parameters named `base1`…`baseN` when
-    /// `size` is more than 1, else `base`. An existing parameter of the same name is replaced (`replace`) keeping
-    /// its value, or refused. Returns the parameter names.
-    pub fn append(
-        &mut self,
-        page: &str,
-        base: &str,
-        style: ParStyle,
-        label: Option<&str>,
-        size: usize,
-        replace: bool,
-    ) -> Result<Vec<String>, String> {
-        check_name(base)?;
-        if !(1..=4).contains(&size) {
-            return Err(format!("size must be 1 to 4, got {size}"));
-        }
-        if !self.pages.iter().any(|p| p == page) {
-            return Err(format!("page \"{page}\" was destroyed"));
-        }
-        let names: Vec<String> = if size == 1 {
-            vec![base.to_string()]
-        } else {
-            (1..=size).map(|i| format!("{base}{i}")).collect()
-        };
-        for n in &names {
-            if !replace && self.get(n).is_some() {
-                return Err(format!(
-                    "parameter \"{n}\" already exists (pass replace=True)"
-                ));
-            }
-        }
-        let label = label.unwrap_or(base);
-        for n in &names {
-            let mut def = ParDef::new(n, label, style, page, base);
-            let at = self.pars.iter().position(|p| p.name == *n);
-            let keep = at
-                .map(|i| self.pars[i].val.clone())
-                .or_else(|| self.saved.remove(n))
-                .or_else(|| self.init.get(n).cloned());
-            if let Some(v) = keep {
-                // A value of the wrong kind (the script changed the style) falls back to default.
-                if let Ok(v) = def.coerce(&v) {
-                    def.val = v;
-                }
-            }
-            // A replaced parameter keeps its place.
-            match at {
-                Some(i) => self.pars[i] = def,
-                None => self.pars.push(def),
-            }
-        }
-        self.version += 1;
-        Ok(names)
-    }
-
-    /// Sets a value; returns whether it changed.
-    pub fn set(&mut self, name: &str, v: &ParVal) -> Result<bool, String> {
-        let def = self
-            .get_mut(name)
-            .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
-        let v = def.coerce(v)?;
-        if def.val == v {
-            return Ok(false);
-        }
-        def.val = v;
-        self.version += 1;
-        Ok(true)
-    }
-
-    /// Removes every page and parameter, remembering values for parameters created again.
-    pub fn destroy_all(&mut self) {
-        for p in self.pars.drain(..) {
-            self.saved.insert(p.name, p.val);
-        }
-        self.pages.clear();
-        self.version += 1;
-    }
-
-    /// Removes one page and its parameters (values remembered).
-    pub fn destroy_page(&mut self, page: &str) {
-        let (gone, keep): (Vec<ParDef>, Vec<ParDef>) =
-            self.pars.drain(..).partition(|p| p.page == page);
-        self.pars = keep;
-        for p in gone {
-            self.saved.insert(p.name, p.val);
-        }
-        self.pages.retain(|p| p != page);
-        self.version += 1;
-    }
-
-    /// Runs `f` on a parameter's settings (label, range, menu…), bumping the version.
-    pub fn edit<R>(&mut self, name: &str, f: impl FnOnce(&mut ParDef) -> R) -> Result<R, String> {
-        let def = self
-            .get_mut(name)
-            .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
-        let r = f(def);
-        self.version += 1;
-        Ok(r)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Python objects
-
-fn shared_of(op: &str) -> PyResult<Shared> {
-    scope::lookup(op).ok_or_else(|| {
+fn shared_of(op: &str) -> PyResult<ScriptState> {
+    registry::lookup(op).ok_or_else(|| {
         PyAttributeError::new_err(format!(
             "\"{op}\" has no custom parameters (only Script CHOPs have them)"
         ))
@@ -379,7 +30,7 @@ fn err(msg: String) -> PyErr {
 }
 
 /// Records that the running cook read `shared`'s parameters (when it is another operator).
-fn note_read(shared: &Shared) {
+fn note_read(shared: &ScriptState) {
     let (name, version) = {
         let s = shared.borrow();
         (s.name.clone(), s.pars.version)
@@ -393,7 +44,7 @@ fn note_read(shared: &Shared) {
 }
 
 /// A Python value as a parameter value.
-pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParVal> {
+pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParValue> {
     if let Ok(p) = v.cast::<Par>() {
         let p = p.get();
         let shared = shared_of(&p.op)?;
@@ -402,13 +53,13 @@ pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParVal> {
             .pars
             .get(&p.name)
             .map(|d| d.val.clone())
-            .unwrap_or(ParVal::Num(0.0)));
+            .unwrap_or(ParValue::Float(0.0)));
     }
     if let Ok(s) = v.extract::<String>() {
-        return Ok(ParVal::Str(s));
+        return Ok(ParValue::Str(s));
     }
     if let Ok(f) = v.extract::<f64>() {
-        return Ok(ParVal::Num(f));
+        return Ok(ParValue::Float(f));
     }
     Err(PyTypeError::new_err(format!(
         "a parameter value must be a number, a bool or a string, not {}",
@@ -416,14 +67,14 @@ pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParVal> {
     )))
 }
 
-fn val_to_py<'py>(py: Python<'py>, def: &ParDef, v: &ParVal) -> PyResult<Bound<'py, PyAny>> {
+fn val_to_py<'py>(py: Python<'py>, def: &ParDef, v: &ParValue) -> PyResult<Bound<'py, PyAny>> {
     Ok(match (def.style, v) {
-        (ParStyle::Toggle | ParStyle::Pulse, ParVal::Num(f)) => {
+        (ParStyle::Toggle | ParStyle::Pulse, ParValue::Float(f)) => {
             (*f != 0.0).into_pyobject(py)?.to_owned().into_any()
         }
-        (ParStyle::Int, ParVal::Num(f)) => (*f as i64).into_pyobject(py)?.into_any(),
-        (_, ParVal::Num(f)) => f.into_pyobject(py)?.into_any(),
-        (_, ParVal::Str(s)) => s.into_pyobject(py)?.into_any(),
+        (ParStyle::Int, ParValue::Float(f)) => (*f as i64).into_pyobject(py)?.into_any(),
+        (_, ParValue::Float(f)) => f.into_pyobject(py)?.into_any(),
+        (_, ParValue::Str(s)) => s.into_pyobject(py)?.into_any(),
     })
 }
 
@@ -691,21 +342,7 @@ impl Par {
     }
     #[setter(menuNames)]
     fn set_menu_names(&self, v: Vec<String>) -> PyResult<()> {
-        self.edit(|d| {
-            if d.style == ParStyle::Menu {
-                if let ParVal::Str(cur) = &d.val {
-                    if !v.contains(cur) {
-                        d.val = ParVal::Str(v.first().cloned().unwrap_or_default());
-                    }
-                }
-                if let ParVal::Str(def) = &d.default {
-                    if !v.contains(def) {
-                        d.default = ParVal::Str(v.first().cloned().unwrap_or_default());
-                    }
-                }
-            }
-            d.menu_names = v;
-        })
+        self.edit(|d| d.set_menu_names(v))
     }
     #[getter(menuLabels)]
     fn menu_labels(&self) -> PyResult<Vec<String>> {
@@ -722,7 +359,10 @@ impl Par {
     #[setter(menuIndex)]
     fn set_menu_index(&self, v: f64) -> PyResult<()> {
         let shared = shared_of(&self.op)?;
-        let r = shared.borrow_mut().pars.set(&self.name, &ParVal::Num(v));
+        let r = shared
+            .borrow_mut()
+            .pars
+            .set(&self.name, &ParValue::Float(v));
         r.map(drop).map_err(err)
     }
 
@@ -738,15 +378,15 @@ impl Par {
     }
     fn __bool__(&self) -> PyResult<bool> {
         self.with_def(|d| match &d.val {
-            ParVal::Num(f) => *f != 0.0,
-            ParVal::Str(s) => !s.is_empty(),
+            ParValue::Float(f) => *f != 0.0,
+            ParValue::Str(s) => !s.is_empty(),
         })
     }
     fn __str__(&self) -> PyResult<String> {
         self.with_def(|d| match &d.val {
-            ParVal::Num(f) if d.style == ParStyle::Float => format!("{f}"),
-            ParVal::Num(f) => fmt_num(*f),
-            ParVal::Str(s) => s.clone(),
+            ParValue::Float(f) if d.style == ParStyle::Float => format!("{f}"),
+            ParValue::Float(f) => fmt_num(*f),
+            ParValue::Str(s) => s.clone(),
         })
     }
     fn __repr__(&self) -> String {
@@ -1141,11 +781,11 @@ impl ParCollection {
     }
 
     fn __contains__(&self, name: &str) -> bool {
-        scope::lookup(&self.op).is_some_and(|s| s.borrow().pars.get(name).is_some())
+        registry::lookup(&self.op).is_some_and(|s| s.borrow().pars.get(name).is_some())
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let names: Vec<String> = scope::lookup(&self.op)
+        let names: Vec<String> = registry::lookup(&self.op)
             .map(|s| {
                 s.borrow()
                     .pars
@@ -1161,7 +801,7 @@ impl ParCollection {
     }
 
     fn __dir__(&self) -> Vec<String> {
-        scope::lookup(&self.op)
+        registry::lookup(&self.op)
             .map(|s| {
                 s.borrow()
                     .pars
@@ -1175,79 +815,5 @@ impl ParCollection {
 
     fn __repr__(&self) -> String {
         format!("type:ParCollection owner:/{}", self.op)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_touchdesigner_rules() {
-        assert!(check_name("Valuea").is_ok());
-        assert!(check_name("Gain2").is_ok());
-        assert!(check_name("valuea").is_err());
-        assert!(check_name("ValueA").is_err());
-        assert!(check_name("").is_err());
-    }
-
-    #[test]
-    fn values_survive_destroy_and_config_inits_apply() {
-        let mut set = ParSet::default();
-        set.set_init(&[
-            ("Speed".into(), ParInit::Float(2.5)),
-            ("Color".into(), ParInit::Floats(vec![1.0, 0.5, 0.0])),
-            ("Nope".into(), ParInit::Float(1.0)),
-        ]);
-        set.add_page("Custom");
-        set.append("Custom", "Speed", ParStyle::Float, None, 1, true)
-            .unwrap();
-        let names = set
-            .append("Custom", "Color", ParStyle::Float, Some("Colour"), 3, true)
-            .unwrap();
-        assert_eq!(names, ["Color1", "Color2", "Color3"]);
-        assert_eq!(set.get("Speed").unwrap().val, ParVal::Num(2.5));
-        assert_eq!(set.get("Color2").unwrap().val, ParVal::Num(0.5));
-        assert_eq!(set.unknown_inits(), ["Nope"]);
-        assert!(set.set("Speed", &ParVal::Num(7.0)).unwrap());
-        assert!(!set.set("Speed", &ParVal::Num(7.0)).unwrap());
-        set.destroy_all();
-        assert!(set.get("Speed").is_none());
-        set.add_page("Custom");
-        set.append("Custom", "Speed", ParStyle::Float, None, 1, true)
-            .unwrap();
-        assert_eq!(
-            set.get("Speed").unwrap().val,
-            ParVal::Num(7.0),
-            "runtime value wins over config"
-        );
-    }
-
-    #[test]
-    fn coercion_by_style() {
-        let mut set = ParSet::default();
-        set.add_page("P");
-        set.append("P", "Count", ParStyle::Int, None, 1, true)
-            .unwrap();
-        set.append("P", "On", ParStyle::Toggle, None, 1, true)
-            .unwrap();
-        set.append("P", "Mode", ParStyle::Menu, None, 1, true)
-            .unwrap();
-        set.edit("Mode", |d| d.menu_names = vec!["sine".into(), "saw".into()])
-            .unwrap();
-        set.set("Count", &ParVal::Num(2.6)).unwrap();
-        assert_eq!(set.get("Count").unwrap().val, ParVal::Num(3.0));
-        set.set("On", &ParVal::Str("on".into())).unwrap();
-        assert_eq!(set.get("On").unwrap().val, ParVal::Num(1.0));
-        set.set("Mode", &ParVal::Num(1.0)).unwrap();
-        assert_eq!(set.get("Mode").unwrap().val, ParVal::Str("saw".into()));
-        assert!(set.set("Mode", &ParVal::Str("square".into())).is_err());
-        set.edit("Count", |d| {
-            d.clamp_max = true;
-            d.max = 10.0
-        })
-        .unwrap();
-        set.set("Count", &ParVal::Num(99.0)).unwrap();
-        assert_eq!(set.get("Count").unwrap().val, ParVal::Num(10.0));
     }
 }

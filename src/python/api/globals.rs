@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::chop::Frame;
+use crate::cook::Frame;
+use crate::python::registry;
+use crate::python::scope;
 
 use super::op::OpHandle;
-use super::scope;
 
 /// `op(name)`: the operator called `name` (a leading `/` or `./` is ignored), or `None`. An
 /// operator object passed in is returned as is. Outside a cook (while the file loads) the graph
@@ -52,7 +53,7 @@ pub fn ops(patterns: &Bound<'_, PyTuple>) -> PyResult<Vec<OpHandle>> {
     };
     scope::with(|s| {
         let nodes = s.nodes()?;
-        scope::with_pattern(&source, |p| {
+        registry::with_pattern(&source, |p| {
             nodes
                 .iter()
                 .enumerate()
@@ -98,7 +99,7 @@ impl Root {
 
     #[getter]
     fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
-        scope::storage(py, "/")
+        registry::storage(py, "/")
     }
 
     fn store<'py>(
@@ -107,7 +108,7 @@ impl Root {
         key: &Bound<'py, PyAny>,
         value: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        scope::storage(py, "/").set_item(key, &value)?;
+        registry::storage(py, "/").set_item(key, &value)?;
         Ok(value)
     }
 
@@ -118,7 +119,7 @@ impl Root {
         key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match scope::storage(py, "/").get_item(key)? {
+        match registry::storage(py, "/").get_item(key)? {
             Some(v) => Ok(v),
             None => {
                 default.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
@@ -139,7 +140,7 @@ fn now() -> PyResult<Frame> {
     })
     .ok()
     .flatten()
-    .or_else(scope::last_frame);
+    .or_else(registry::last_frame);
     f.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the clock has not started yet"))
 }
 
@@ -170,7 +171,7 @@ impl AbsTime {
     }
 
     fn __repr__(&self) -> String {
-        match scope::last_frame() {
+        match registry::last_frame() {
             Some(f) => format!("absTime(frame={}, seconds={})", f.frame, f.seconds()),
             None => "absTime(not started)".into(),
         }
@@ -192,8 +193,8 @@ impl Time {
         scope::with(|s| Ok(s.frame.map(|f| f.rate)))
             .ok()
             .flatten()
-            .or_else(|| scope::lookup(&self.owner).map(|s| s.borrow().clock_rate))
-            .or_else(|| scope::last_frame().map(|f| f.rate))
+            .or_else(|| registry::lookup(&self.owner).map(|s| s.borrow().clock_rate))
+            .or_else(|| registry::last_frame().map(|f| f.rate))
             .unwrap_or(60.0)
     }
 
@@ -284,6 +285,6 @@ pub fn install(py: Python<'_>, globals: &Bound<'_, PyDict>, me: &Py<OpHandle>) -
     globals.set_item("debug", wrap_pyfunction!(debug, py)?)?;
     globals.set_item("absTime", Py::new(py, AbsTime)?)?;
     globals.set_item("me", me.clone_ref(py))?;
-    globals.set_item("CookLevel", super::cook_level_class(py)?)?;
+    globals.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
     Ok(())
 }

@@ -8,41 +8,18 @@
 //! in a global stays valid — it just stops tracking the channels. Views of other operators'
 //! channels are read-only.
 
-use std::sync::Mutex;
-
 use numpy::ndarray::{ArrayView1, ArrayView2};
 use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::chop::ChopData;
-
-use super::scope::{Scope, Target};
-
-/// Keeps channel memory alive for numpy arrays that outlived the cook that made them.
-#[pyclass(frozen, module = "chopd")]
-pub struct ViewOwner {
-    kept: Mutex<Option<ChopData>>,
-}
-
-impl ViewOwner {
-    /// Takes over `data` (whose buffer arrays still point into).
-    pub fn keep(&self, data: ChopData) {
-        // Poisoning needs a panic while holding this lock, which only moves a value.
-        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(data);
-    }
-}
+use crate::python::scope::{Scope, Target, ViewOwner};
 
 fn owner_for<'py>(py: Python<'py>, s: &mut Scope, t: Target) -> PyResult<Bound<'py, ViewOwner>> {
     if let Some((_, o)) = s.views.iter().find(|(vt, _)| *vt == t) {
         return Ok(o.bind(py).clone());
     }
-    let o = Py::new(
-        py,
-        ViewOwner {
-            kept: Mutex::new(None),
-        },
-    )?;
+    let o = Py::new(py, ViewOwner::default())?;
     s.views.push((t, o.clone_ref(py)));
     Ok(o.into_bound(py))
 }
@@ -54,8 +31,8 @@ pub fn chop_view<'py>(
     t: Target,
     writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if !super::numpy_available(py) {
-        return Err(super::numpy_missing("numpyArray()"));
+    if !crate::python::numpy_available(py) {
+        return Err(crate::python::numpy_missing("numpyArray()"));
     }
     let owner = owner_for(py, s, t)?;
     let data = s.data_mut(t)?;
@@ -81,8 +58,8 @@ pub fn chan_view<'py>(
     chan: usize,
     writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if !super::numpy_available(py) {
-        return Err(super::numpy_missing("numpyArray()"));
+    if !crate::python::numpy_available(py) {
+        return Err(crate::python::numpy_missing("numpyArray()"));
     }
     let owner = owner_for(py, s, t)?;
     let data = s.data_mut(t)?;
@@ -112,8 +89,8 @@ pub fn extract_2d(
     obj: &Bound<'_, PyAny>,
     what: &str,
 ) -> PyResult<(usize, usize, Vec<f32>)> {
-    if !super::numpy_available(py) {
-        return Err(super::numpy_missing(what));
+    if !crate::python::numpy_available(py) {
+        return Err(crate::python::numpy_missing(what));
     }
     let np = py.import("numpy")?;
     let arr = np.call_method1("ascontiguousarray", (obj, np.getattr("float32")?))?;

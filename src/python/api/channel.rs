@@ -9,8 +9,9 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::PyFloat;
 
+use crate::python::scope::{self, Scope, Target};
+
 use super::op::OpHandle;
-use super::scope::{self, Scope, Target};
 
 #[pyclass(frozen, module = "chopd", name = "Channel")]
 pub struct Channel {
@@ -92,7 +93,7 @@ fn index(i: isize, len: usize, name: &str) -> PyResult<usize> {
 
 /// Sample values from a Python sequence or array (numpy arrays in one pass).
 fn samples(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
-    if super::numpy_available(py) && v.cast::<numpy::PyUntypedArray>().is_ok() {
+    if crate::python::numpy_available(py) && v.cast::<numpy::PyUntypedArray>().is_ok() {
         let (_, _, vals) = super::numpy::extract_2d(py, v, "vals")?;
         return Ok(vals);
     }

@@ -1,0 +1,472 @@
+//! Custom parameters of a Script CHOP as plain data: [`ParSet`] (pages, parameters, values that
+//! survive reloads and re-creation, initial values from the config) and [`ParDef`] (one
+//! parameter: its style, range, menu, and how a value is converted, clamped and checked).
+//!
+//! Part of the floor of `python/`: no pyo3 here, and nothing from `python::api`; the model must be
+//! usable and testable without an interpreter. The Python objects over it (`Par`, `Page`,
+//! `op.par`) are in `api::par`.
+
+use std::collections::HashMap;
+
+use crate::config::ParInit;
+use crate::cook::ParValue;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParStyle {
+    Float,
+    Int,
+    Toggle,
+    Pulse,
+    Menu,
+    Str,
+}
+
+impl ParStyle {
+    pub fn name(self) -> &'static str {
+        match self {
+            ParStyle::Float => "Float",
+            ParStyle::Int => "Int",
+            ParStyle::Toggle => "Toggle",
+            ParStyle::Pulse => "Pulse",
+            ParStyle::Menu => "Menu",
+            ParStyle::Str => "Str",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ParDef {
+    pub name: String,
+    pub label: String,
+    pub style: ParStyle,
+    pub page: String,
+    /// The group it was appended in (`Color` for `Color1`…`Color3`).
+    pub group: String,
+    pub val: ParValue,
+    pub default: ParValue,
+    pub min: f64,
+    pub max: f64,
+    pub clamp_min: bool,
+    pub clamp_max: bool,
+    pub norm_min: f64,
+    pub norm_max: f64,
+    pub menu_names: Vec<String>,
+    pub menu_labels: Vec<String>,
+}
+
+impl ParDef {
+    fn new(name: &str, label: &str, style: ParStyle, page: &str, group: &str) -> ParDef {
+        let default = match style {
+            ParStyle::Menu | ParStyle::Str => ParValue::Str(String::new()),
+            _ => ParValue::Float(0.0),
+        };
+        ParDef {
+            name: name.to_string(),
+            label: label.to_string(),
+            style,
+            page: page.to_string(),
+            group: group.to_string(),
+            val: default.clone(),
+            default,
+            min: 0.0,
+            max: 1.0,
+            clamp_min: false,
+            clamp_max: false,
+            norm_min: 0.0,
+            norm_max: 1.0,
+            menu_names: Vec::new(),
+            menu_labels: Vec::new(),
+        }
+    }
+
+    /// `v` converted to this parameter's style (clamped, rounded, checked against the menu).
+    pub fn coerce(&self, v: &ParValue) -> Result<ParValue, String> {
+        let num = |v: &ParValue| -> Result<f64, String> {
+            match v {
+                ParValue::Float(f) => Ok(*f),
+                ParValue::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                    "on" | "true" => Ok(1.0),
+                    "off" | "false" => Ok(0.0),
+                    t => t.parse::<f64>().map_err(|_| {
+                        format!("parameter \"{}\" needs a number, got \"{s}\"", self.name)
+                    }),
+                },
+            }
+        };
+        Ok(match self.style {
+            ParStyle::Float | ParStyle::Int => {
+                let mut f = num(v)?;
+                if !f.is_finite() {
+                    return Err(format!("parameter \"{}\" needs a finite number", self.name));
+                }
+                if self.style == ParStyle::Int {
+                    f = f.round();
+                }
+                if self.clamp_min && f < self.min {
+                    f = self.min;
+                }
+                if self.clamp_max && f > self.max {
+                    f = self.max;
+                }
+                ParValue::Float(f)
+            }
+            ParStyle::Toggle => ParValue::Float(if num(v)? != 0.0 { 1.0 } else { 0.0 }),
+            ParStyle::Pulse => ParValue::Float(0.0),
+            ParStyle::Str => ParValue::Str(match v {
+                ParValue::Str(s) => s.clone(),
+                ParValue::Float(f) => fmt_num(*f),
+            }),
+            ParStyle::Menu => {
+                let name = match v {
+                    ParValue::Str(s) => s.clone(),
+                    ParValue::Float(f) => {
+                        let i = f.round();
+                        match self.menu_names.get(i as usize).filter(|_| i >= 0.0) {
+                            Some(n) => n.clone(),
+                            None => {
+                                return Err(format!(
+                                    "menu parameter \"{}\" has no entry {i} (it has {})",
+                                    self.name,
+                                    self.menu_names.len()
+                                ))
+                            }
+                        }
+                    }
+                };
+                if !self.menu_names.is_empty() && !self.menu_names.contains(&name) {
+                    return Err(format!(
+                        "menu parameter \"{}\" has no entry \"{name}\" (menuNames: {})",
+                        self.name,
+                        self.menu_names.join(", ")
+                    ));
+                }
+                ParValue::Str(name)
+            }
+        })
+    }
+
+    /// Replaces the menu entries. A menu whose value or default is no longer an entry falls back
+    /// to the first entry, so it never holds a name the menu cannot show.
+    pub fn set_menu_names(&mut self, names: Vec<String>) {
+        if self.style == ParStyle::Menu {
+            if let ParValue::Str(cur) = &self.val {
+                if !names.contains(cur) {
+                    self.val = ParValue::Str(names.first().cloned().unwrap_or_default());
+                }
+            }
+            if let ParValue::Str(def) = &self.default {
+                if !names.contains(def) {
+                    self.default = ParValue::Str(names.first().cloned().unwrap_or_default());
+                }
+            }
+        }
+        self.menu_names = names;
+    }
+
+    pub fn num(&self) -> f64 {
+        match &self.val {
+            ParValue::Float(f) => *f,
+            ParValue::Str(s) => self
+                .menu_names
+                .iter()
+                .position(|n| n == s)
+                .map_or_else(|| s.parse().unwrap_or(0.0), |i| i as f64),
+        }
+    }
+}
+
+/// A number as TouchDesigner shows a whole value: `3`, not `3.0`.
+pub fn fmt_num(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Checks a custom parameter name: one capital letter, then lowercase letters and digits.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "custom parameter name \"{name}\" must be one capital letter followed by lowercase \
+             letters and digits (like \"Speed\" or \"Gain2\")"
+        ))
+    }
+}
+
+/// The custom parameters of one Script CHOP.
+#[derive(Debug, Default)]
+pub struct ParSet {
+    pages: Vec<String>,
+    pars: Vec<ParDef>,
+    /// Bumps whenever a value or the set of parameters changes.
+    pub version: u64,
+    /// Values of parameters that were destroyed (reload, `destroyCustomPars`), restored when a
+    /// parameter of that name is created again.
+    saved: HashMap<String, ParValue>,
+    /// Initial values from the config, by parameter name.
+    init: HashMap<String, ParValue>,
+}
+
+impl ParSet {
+    /// Sets the initial values from the config (`Color = [1, 0, 0]` gives `Color1`…`Color3`).
+    pub fn set_init(&mut self, pars: &[(String, ParInit)]) {
+        for (name, v) in pars {
+            match v {
+                ParInit::Float(f) => {
+                    self.init.insert(name.clone(), ParValue::Float(*f));
+                }
+                ParInit::Str(s) => {
+                    self.init.insert(name.clone(), ParValue::Str(s.clone()));
+                }
+                ParInit::Floats(fs) => {
+                    for (i, f) in fs.iter().enumerate() {
+                        self.init
+                            .insert(format!("{name}{}", i + 1), ParValue::Float(*f));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Config values that name no parameter (reported after `onSetupParameters`).
+    pub fn unknown_inits(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .init
+            .keys()
+            .filter(|k| self.get(k).is_none())
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ParDef> {
+        self.pars.iter().find(|p| p.name == name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ParDef> {
+        self.pars.iter_mut().find(|p| p.name == name)
+    }
+
+    pub fn pars(&self) -> &[ParDef] {
+        &self.pars
+    }
+
+    pub fn pages(&self) -> &[String] {
+        &self.pages
+    }
+
+    pub fn add_page(&mut self, name: &str) {
+        if !self.pages.iter().any(|p| p == name) {
+            self.pages.push(name.to_string());
+            self.version += 1;
+        }
+    }
+
+    /// Appends a parameter group on `page`: `size` parameters named `base1`…`baseN` when
+    /// `size` is more than 1, else `base`. An existing parameter of the same name is replaced
+    /// (`replace`) keeping its value, or refused. Returns the parameter names.
+    pub fn append(
+        &mut self,
+        page: &str,
+        base: &str,
+        style: ParStyle,
+        label: Option<&str>,
+        size: usize,
+        replace: bool,
+    ) -> Result<Vec<String>, String> {
+        check_name(base)?;
+        if !(1..=4).contains(&size) {
+            return Err(format!("size must be 1 to 4, got {size}"));
+        }
+        if !self.pages.iter().any(|p| p == page) {
+            return Err(format!("page \"{page}\" was destroyed"));
+        }
+        let names: Vec<String> = if size == 1 {
+            vec![base.to_string()]
+        } else {
+            (1..=size).map(|i| format!("{base}{i}")).collect()
+        };
+        for n in &names {
+            if !replace && self.get(n).is_some() {
+                return Err(format!(
+                    "parameter \"{n}\" already exists (pass replace=True)"
+                ));
+            }
+        }
+        let label = label.unwrap_or(base);
+        for n in &names {
+            let mut def = ParDef::new(n, label, style, page, base);
+            let at = self.pars.iter().position(|p| p.name == *n);
+            let keep = at
+                .map(|i| self.pars[i].val.clone())
+                .or_else(|| self.saved.remove(n))
+                .or_else(|| self.init.get(n).cloned());
+            if let Some(v) = keep {
+                // A value of the wrong kind (the script changed the style) falls back to default.
+                if let Ok(v) = def.coerce(&v) {
+                    def.val = v;
+                }
+            }
+            // A replaced parameter keeps its place.
+            match at {
+                Some(i) => self.pars[i] = def,
+                None => self.pars.push(def),
+            }
+        }
+        self.version += 1;
+        Ok(names)
+    }
+
+    /// Sets a value; returns whether it changed.
+    pub fn set(&mut self, name: &str, v: &ParValue) -> Result<bool, String> {
+        let def = self
+            .get_mut(name)
+            .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
+        let v = def.coerce(v)?;
+        if def.val == v {
+            return Ok(false);
+        }
+        def.val = v;
+        self.version += 1;
+        Ok(true)
+    }
+
+    /// Removes every page and parameter, remembering values for parameters created again.
+    pub fn destroy_all(&mut self) {
+        for p in self.pars.drain(..) {
+            self.saved.insert(p.name, p.val);
+        }
+        self.pages.clear();
+        self.version += 1;
+    }
+
+    /// Removes one page and its parameters (values remembered).
+    pub fn destroy_page(&mut self, page: &str) {
+        let (gone, keep): (Vec<ParDef>, Vec<ParDef>) =
+            self.pars.drain(..).partition(|p| p.page == page);
+        self.pars = keep;
+        for p in gone {
+            self.saved.insert(p.name, p.val);
+        }
+        self.pages.retain(|p| p != page);
+        self.version += 1;
+    }
+
+    /// Runs `f` on a parameter's settings (label, range, menu…), bumping the version.
+    pub fn edit<R>(&mut self, name: &str, f: impl FnOnce(&mut ParDef) -> R) -> Result<R, String> {
+        let def = self
+            .get_mut(name)
+            .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
+        let r = f(def);
+        self.version += 1;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_touchdesigner_rules() {
+        assert!(check_name("Valuea").is_ok());
+        assert!(check_name("Gain2").is_ok());
+        assert!(check_name("valuea").is_err());
+        assert!(check_name("ValueA").is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn values_survive_destroy_and_config_inits_apply() {
+        let mut set = ParSet::default();
+        set.set_init(&[
+            ("Speed".into(), ParInit::Float(2.5)),
+            ("Color".into(), ParInit::Floats(vec![1.0, 0.5, 0.0])),
+            ("Nope".into(), ParInit::Float(1.0)),
+        ]);
+        set.add_page("Custom");
+        set.append("Custom", "Speed", ParStyle::Float, None, 1, true)
+            .unwrap();
+        let names = set
+            .append("Custom", "Color", ParStyle::Float, Some("Colour"), 3, true)
+            .unwrap();
+        assert_eq!(names, ["Color1", "Color2", "Color3"]);
+        assert_eq!(set.get("Speed").unwrap().val, ParValue::Float(2.5));
+        assert_eq!(set.get("Color2").unwrap().val, ParValue::Float(0.5));
+        assert_eq!(set.unknown_inits(), ["Nope"]);
+        assert!(set.set("Speed", &ParValue::Float(7.0)).unwrap());
+        assert!(!set.set("Speed", &ParValue::Float(7.0)).unwrap());
+        set.destroy_all();
+        assert!(set.get("Speed").is_none());
+        set.add_page("Custom");
+        set.append("Custom", "Speed", ParStyle::Float, None, 1, true)
+            .unwrap();
+        assert_eq!(
+            set.get("Speed").unwrap().val,
+            ParValue::Float(7.0),
+            "runtime value wins over config"
+        );
+    }
+
+    #[test]
+    fn coercion_by_style() {
+        let mut set = ParSet::default();
+        set.add_page("P");
+        set.append("P", "Count", ParStyle::Int, None, 1, true)
+            .unwrap();
+        set.append("P", "On", ParStyle::Toggle, None, 1, true)
+            .unwrap();
+        set.append("P", "Mode", ParStyle::Menu, None, 1, true)
+            .unwrap();
+        set.edit("Mode", |d| d.menu_names = vec!["sine".into(), "saw".into()])
+            .unwrap();
+        set.set("Count", &ParValue::Float(2.6)).unwrap();
+        assert_eq!(set.get("Count").unwrap().val, ParValue::Float(3.0));
+        set.set("On", &ParValue::Str("on".into())).unwrap();
+        assert_eq!(set.get("On").unwrap().val, ParValue::Float(1.0));
+        set.set("Mode", &ParValue::Float(1.0)).unwrap();
+        assert_eq!(set.get("Mode").unwrap().val, ParValue::Str("saw".into()));
+        assert!(set.set("Mode", &ParValue::Str("square".into())).is_err());
+        set.edit("Count", |d| {
+            d.clamp_max = true;
+            d.max = 10.0
+        })
+        .unwrap();
+        set.set("Count", &ParValue::Float(99.0)).unwrap();
+        assert_eq!(set.get("Count").unwrap().val, ParValue::Float(10.0));
+    }
+    #[test]
+    fn new_menu_names_move_a_stale_value_and_default_to_the_first_entry() {
+        let mut set = ParSet::default();
+        set.add_page("P");
+        set.append("P", "Mode", ParStyle::Menu, None, 1, true)
+            .unwrap();
+        set.edit("Mode", |d| {
+            d.set_menu_names(vec!["sine".into(), "saw".into()])
+        })
+        .unwrap();
+        let d = set.get("Mode").unwrap();
+        assert_eq!(d.val, ParValue::Str("sine".into()));
+        assert_eq!(d.default, ParValue::Str("sine".into()));
+        set.set("Mode", &ParValue::Str("saw".into())).unwrap();
+        set.edit("Mode", |d| {
+            d.set_menu_names(vec!["saw".into(), "square".into()])
+        })
+        .unwrap();
+        let d = set.get("Mode").unwrap();
+        assert_eq!(
+            d.val,
+            ParValue::Str("saw".into()),
+            "a value still in the menu stays"
+        );
+        assert_eq!(d.default, ParValue::Str("saw".into()));
+        assert_eq!(d.num(), 0.0);
+    }
+}

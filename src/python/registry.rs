@@ -1,0 +1,130 @@
+//! Script CHOP state that outlives any one callback, findable by name on the cook thread: the
+//! registry of Script CHOPs' Python-visible state ([`ScriptShared`]: custom parameters, pending
+//! pulses, the loaded `onPulse`), per-operator storage (`store`/`fetch`), the frame of the last
+//! cook, and a cache of compiled channel patterns.
+//!
+//! Part of the floor of `python/`: nothing here may use the TouchDesigner object classes in
+//! `python::api`, which are built on top of it. Everything is per thread because Python runs on
+//! the cook thread only.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::cook::Frame;
+use crate::pattern::Pattern;
+
+use super::pars::ParSet;
+
+/// The Python-visible state of one Script CHOP, shared between the operator and the handles
+/// that name it (another script may read or set its parameters, or pulse them).
+pub struct ScriptShared {
+    pub name: String,
+    pub modoutsidecook: bool,
+    /// The `timeslice` setting from the config (`scriptOp.timeSliceDefault`).
+    pub timeslice_default: bool,
+    pub pars: ParSet,
+    /// Pulses pushed from outside this operator's cook; `onPulse` runs at its next cook.
+    pub pending_pulses: Vec<String>,
+    /// `onPulse` of the loaded callbacks, so `par.pulse()` on its own parameter can run it at once.
+    pub on_pulse: Option<Py<PyAny>>,
+    /// Frames per second of the clock (`me.time.rate`).
+    pub clock_rate: f64,
+}
+
+impl ScriptShared {
+    pub fn new(
+        name: &str,
+        modoutsidecook: bool,
+        timeslice_default: bool,
+        clock_rate: f64,
+    ) -> ScriptShared {
+        ScriptShared {
+            name: name.to_string(),
+            modoutsidecook,
+            timeslice_default,
+            pars: ParSet::default(),
+            pending_pulses: Vec::new(),
+            on_pulse: None,
+            clock_rate,
+        }
+    }
+}
+
+/// A Script CHOP's state as the operator, the registry and cook records hold it.
+pub type ScriptState = Rc<RefCell<ScriptShared>>;
+
+thread_local! {
+    static REGISTRY: RefCell<HashMap<String, Vec<ScriptState>>> = RefCell::new(HashMap::new());
+    static STORAGE: RefCell<HashMap<String, Py<PyDict>>> = RefCell::new(HashMap::new());
+    static LAST_FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
+    static PATTERNS: RefCell<HashMap<String, Pattern>> = RefCell::new(HashMap::new());
+}
+
+/// Makes a Script CHOP's state findable by name. While a reload builds a replacement, two
+/// operators of one name exist: the newest is found, and dropping either (the old one after a
+/// good reload, the new one after a rejected reload) leaves the other findable.
+pub fn register(shared: &ScriptState) {
+    let name = shared.borrow().name.clone();
+    REGISTRY.with(|r| r.borrow_mut().entry(name).or_default().push(shared.clone()));
+}
+
+/// Removes `shared` from the registry.
+pub fn unregister(shared: &ScriptState) {
+    let name = shared.borrow().name.clone();
+    REGISTRY.with(|r| {
+        let mut r = r.borrow_mut();
+        if let Some(list) = r.get_mut(&name) {
+            list.retain(|s| !Rc::ptr_eq(s, shared));
+            if list.is_empty() {
+                r.remove(&name);
+            }
+        }
+    });
+}
+
+/// The state of the Script CHOP called `name`, if there is one.
+pub fn lookup(name: &str) -> Option<ScriptState> {
+    REGISTRY.with(|r| r.borrow().get(name).and_then(|l| l.last().cloned()))
+}
+
+/// The storage dictionary of operator `name` (`store`/`fetch`), created on first use. It outlives
+/// callbacks reloads, as TouchDesigner's storage does.
+pub fn storage<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyDict> {
+    STORAGE.with(|s| {
+        s.borrow_mut()
+            .entry(name.to_string())
+            .or_insert_with(|| PyDict::new(py).unbind())
+            .bind(py)
+            .clone()
+    })
+}
+
+/// The frame of the most recent cook on this thread (for `absTime` outside a cook).
+pub fn last_frame() -> Option<Frame> {
+    LAST_FRAME.with(|f| *f.borrow())
+}
+
+/// Set on entering a scope that has a frame, so `absTime` read between cooks is the latest one.
+pub(super) fn set_last_frame(frame: Frame) {
+    LAST_FRAME.with(|l| *l.borrow_mut() = Some(frame));
+}
+
+/// A compiled pattern from a small per-thread cache (`chans('tx ty')` in a loop compiles once).
+pub fn with_pattern<R>(src: &str, f: impl FnOnce(&Pattern) -> R) -> PyResult<R> {
+    PATTERNS.with(|p| {
+        let mut p = p.borrow_mut();
+        if !p.contains_key(src) {
+            let pat = Pattern::new(src)
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+            if p.len() > 256 {
+                p.clear();
+            }
+            p.insert(src.to_string(), pat);
+        }
+        Ok(f(&p[src]))
+    })
+}
