@@ -29,7 +29,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+use rosc::{OscMessage, OscType};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -37,6 +37,7 @@ use super::{Command, Event};
 use crate::chop::{DaemonStats, ParValue};
 use crate::config::{Cidr, ControlConfig};
 use crate::graph::Graph;
+use crate::osc;
 
 /// Every address starts with this.
 pub const PREFIX: &str = "/chopd";
@@ -159,7 +160,12 @@ pub fn parse(m: &OscMessage) -> Result<Request, String> {
                         [a] => match number(a) {
                             Some(v) if v.is_finite() => ParValue::Float(v),
                             Some(_) => return Err("the value is not finite".into()),
-                            None => return Err(format!("cannot set a parameter to {a:?}")),
+                            None => {
+                                return Err(format!(
+                                    "cannot set a parameter to {}",
+                                    osc::type_name(a)
+                                ))
+                            }
                         },
                         _ => return Err("takes exactly one value".into()),
                     };
@@ -458,35 +464,17 @@ impl Counters {
     }
 }
 
-/// Packs messages into bundles of at most `MAX_REPLY_PACKET` bytes (a message larger than that
+/// Packs replies into bundles of at most `MAX_REPLY_PACKET` bytes (a message larger than that
 /// goes alone).
 fn pack(msgs: Vec<OscMessage>) -> Vec<Vec<u8>> {
-    // Bundle header: "#bundle\0" + time tag; each element is prefixed by its size.
-    const HEADER: usize = 16;
-    let mut out = Vec::new();
-    let mut cur: Vec<OscPacket> = Vec::new();
-    let mut size = HEADER;
-    let flush = |cur: &mut Vec<OscPacket>, out: &mut Vec<Vec<u8>>| {
-        if !cur.is_empty() {
-            let b = OscPacket::Bundle(OscBundle {
-                timetag: OscTime::from((0, 1)),
-                content: std::mem::take(cur),
-            });
-            // Encoding a bundle of well-formed messages cannot fail.
-            out.push(rosc::encoder::encode(&b).expect("encode a reply bundle"));
-        }
-    };
+    let mut packer = osc::Packer::new(MAX_REPLY_PACKET);
     for m in msgs {
-        let p = OscPacket::Message(m);
-        let len = rosc::encoder::encode(&p).map_or(0, |b| b.len()) + 4;
-        if size + len > MAX_REPLY_PACKET && !cur.is_empty() {
-            flush(&mut cur, &mut out);
-            size = HEADER;
-        }
-        size += len;
-        cur.push(p);
+        packer.push_message(m);
     }
-    flush(&mut cur, &mut out);
+    let mut out = Vec::new();
+    packer.drain(osc::IMMEDIATELY, osc::Lone::Bundled, |p, _| {
+        out.push(p.to_vec())
+    });
     out
 }
 
@@ -553,23 +541,15 @@ pub async fn serve(
             refused.log(|| format!("refused a packet from {from} (not in [control] allow)"));
             continue;
         }
-        // rosc takes a truncated bundle for an empty one: check the framing first, as OSC In does.
-        let decoded = if crate::chop::oscin::bundle_framing_ok(&buf[..n], 0) {
-            rosc::decoder::decode_udp(&buf[..n]).map_err(|e| format!("{e:?}"))
-        } else {
-            Err("bad bundle framing".to_string())
-        };
-        let packet = match decoded {
-            Ok((_, p)) => p,
+        let packet = match osc::decode(&buf[..n]) {
+            Ok(p) => p,
             Err(e) => {
                 c.malformed.fetch_add(1, Relaxed);
                 malformed.log(|| format!("malformed packet from {from}: {e}"));
                 continue;
             }
         };
-        let mut msgs = Vec::new();
-        flatten(packet, &mut msgs);
-        for m in msgs {
+        for m in osc::messages(packet) {
             c.requests.fetch_add(1, Relaxed);
             let replies = match handle(&m, from, &ctx).await {
                 Ok(r) => r,
@@ -588,13 +568,6 @@ pub async fn serve(
                 }
             }
         }
-    }
-}
-
-fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
-    match p {
-        OscPacket::Message(m) => out.push(m),
-        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
     }
 }
 
@@ -817,10 +790,7 @@ mod tests {
         let mut n = 0;
         for p in &packets {
             assert!(p.len() <= MAX_REPLY_PACKET, "{}", p.len());
-            let (_, d) = rosc::decoder::decode_udp(p).unwrap();
-            let mut v = Vec::new();
-            flatten(d, &mut v);
-            n += v.len();
+            n += osc::messages(osc::decode(p).unwrap()).len();
         }
         assert_eq!(n, 500);
     }

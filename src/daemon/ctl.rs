@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rosc::{OscMessage, OscPacket, OscType};
 
 use super::control::PREFIX;
+use crate::osc;
 
 pub const USAGE: &str = "\
 usage: chopd ctl TARGET REQUEST
@@ -170,12 +171,10 @@ fn request_once(
             }
             Err(e) => return Err(failed(e)),
         };
-        let Ok((_, p)) = rosc::decoder::decode_udp(&buf[..n]) else {
+        let Ok(p) = osc::decode(&buf[..n]) else {
             continue;
         };
-        let mut msgs = Vec::new();
-        flatten(p, &mut msgs);
-        for m in msgs {
+        for m in osc::messages(p) {
             let for_us = matches!(m.args.first(), Some(OscType::String(a)) if a == addr);
             let rest = || m.args[1..].iter().map(show_arg).collect::<Vec<_>>();
             if m.addr == format!("{PREFIX}/reply") && for_us {
@@ -188,19 +187,15 @@ fn request_once(
     }
 }
 
-fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
-    match p {
-        OscPacket::Message(m) => out.push(m),
-        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
-    }
-}
-
 fn show_arg(a: &OscType) -> String {
     match a {
         OscType::String(s) => s.clone(),
         OscType::Int(i) => i.to_string(),
         OscType::Float(f) => f.to_string(),
-        other => format!("{other:?}"),
+        OscType::Double(f) => f.to_string(),
+        OscType::Long(i) => i.to_string(),
+        OscType::Bool(b) => b.to_string(),
+        other => osc::type_name(other).to_string(),
     }
 }
 
