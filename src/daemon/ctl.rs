@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rosc::{OscMessage, OscPacket, OscType};
 
 use super::control::PREFIX;
+use super::status::Status;
 use crate::osc;
 
 pub const USAGE: &str = "\
@@ -70,9 +71,9 @@ pub fn run(args: &[&str]) -> Result<String, CtlError> {
     match request.first() {
         Some(&"json") => Ok(reply.join(" ")),
         Some(&"status") => {
-            let json: serde_json::Value = serde_json::from_str(&reply.join(""))
+            let status: Status = serde_json::from_str(&reply.join(""))
                 .map_err(|e| CtlError::Failed(format!("unreadable status: {e}")))?;
-            Ok(human_status(&json))
+            Ok(status.human())
         }
         _ if reply.is_empty() => Ok("ok".into()),
         _ => Ok(reply.join(" ")),
@@ -197,71 +198,4 @@ fn show_arg(a: &OscType) -> String {
         OscType::Bool(b) => b.to_string(),
         other => osc::type_name(other).to_string(),
     }
-}
-
-/// The JSON status as a few lines per operator.
-fn human_status(j: &serde_json::Value) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let d = &j["daemon"];
-    let c = &j["control"];
-    let _ = writeln!(
-        s,
-        "chopd {}  up {:.0} s  {} fps  frames {}  dropped {}  lateness p99 {:.3} ms  frame {:.3} ms  rss {:.0} MB",
-        j["version"].as_str().unwrap_or("?"),
-        j["uptime"].as_f64().unwrap_or(0.0),
-        d["rate"],
-        d["frames"],
-        d["dropped_frames"],
-        d["lateness_p99"].as_f64().unwrap_or(0.0),
-        d["frame_time"].as_f64().unwrap_or(0.0),
-        d["rss_mb"].as_f64().unwrap_or(0.0),
-    );
-    let _ = writeln!(
-        s,
-        "control  requests {}  failed {}  malformed {}  refused {}",
-        c["requests"], c["failed"], c["malformed"], c["refused"]
-    );
-    for op in j["operators"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            s,
-            "{} ({})  cooks {}  errors {}  warnings {}  channels {}",
-            op["name"].as_str().unwrap_or("?"),
-            op["kind"].as_str().unwrap_or("?"),
-            op["total_cooks"],
-            op["errors"],
-            op["warnings"],
-            op["num_channels"],
-        );
-        if let Some(e) = op["last_error"].as_str() {
-            let _ = writeln!(s, "    last error: {e}");
-        }
-        if let Some(extras) = op["extras"].as_object() {
-            if !extras.is_empty() {
-                let line: Vec<String> = extras
-                    .iter()
-                    .map(|(k, v)| match v.as_f64() {
-                        // Counters are whole numbers: no ".0".
-                        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
-                            format!("{k} {}", f as i64)
-                        }
-                        _ => format!("{k} {v}"),
-                    })
-                    .collect();
-                let _ = writeln!(s, "    {}", line.join("  "));
-            }
-        }
-        for (name, p) in op["pars"].as_object().into_iter().flatten() {
-            let value = match &p["value"] {
-                serde_json::Value::Null => String::new(),
-                v => format!(" = {v}"),
-            };
-            let by = match p["driven_by"].as_str() {
-                Some(by) => format!("  (driven by the export of \"{by}\")"),
-                None => String::new(),
-            };
-            let _ = writeln!(s, "    par {name}{value}{by}");
-        }
-    }
-    s.trim_end().to_string()
 }
