@@ -1,7 +1,7 @@
 //! The control port: OSC over UDP, loopback and an allow-list by default. Owns the address
 //! space, request parsing and replies (the status they carry is [`super::status`]); it never
-//! touches the graph itself — every action runs as a closure on the cook thread (`Command::With`), and a reload
-//! goes to the control plane like SIGHUP does.
+//! touches the graph itself — every action runs as a closure on the cook thread
+//! (`Command::With`), and a reload goes to the control plane like SIGHUP does.
 //!
 //! Address space (docs/service.md is the user's version of this table):
 //!

@@ -1,6 +1,7 @@
 //! `chopd ctl`: a command-line client of the control port, so a technician on SSH needs no OSC
 //! tool to see each operator's state or to reload, reset, pulse and set. Speaks the address
-//! space of [`super::control`] over plain blocking UDP; prints replies for people.
+//! space of [`super::control`] over plain blocking UDP; prints replies for people, the status
+//! as [`super::status::Status`] reads it back.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
