@@ -12,6 +12,9 @@
 //! - [`export`]: Channel Name is Path:Parameter, export tables, OSC bundling and sending.
 //! - [`daemon`]: the run loop, signals, control port, reload and systemd notification.
 //! - [`pattern`]: TouchDesigner name patterns.
+//!
+//! Beneath them all, [`osc`]: the OSC wire format (framing and depth checks, decoding, encoding,
+//! bundle packing, time tags) that OSC In, export, the control port and `chopd ctl` share.
 
 pub mod chop;
 pub mod clock;
@@ -21,5 +24,6 @@ pub mod daemon;
 pub mod export;
 pub mod graph;
 pub mod logging;
+pub mod osc;
 pub mod pattern;
 pub mod python;

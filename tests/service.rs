@@ -512,6 +512,27 @@ fn garbage_on_the_control_port_is_counted_and_never_crashes() {
     c.replies("/chopd/op/in/reset", TIMEOUT).unwrap();
 }
 
+/// Type tags opening arrays 14 500 deep: refused as malformed by the control port and by OSC In
+/// before anything is built from them, and both keep working.
+#[test]
+fn arrays_nested_thousands_deep_are_refused() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let mut d = Daemon::start(&config(show.port(), stats.port(), ""), &[]);
+    let c = Control::new(d.control_port());
+    const DEPTH: usize = 14_500;
+    let mut packet = b"/chopd/op/in/par/Gain\0\0\0,".to_vec();
+    packet.extend(std::iter::repeat_n(b'[', DEPTH));
+    packet.extend(std::iter::repeat_n(b']', DEPTH));
+    packet.resize((packet.len() + 4) & !3, 0);
+    c.send_raw(&packet);
+    send_raw(d.port("in"), &packet);
+    c.ok("/chopd/ping", vec![]);
+    assert_eq!(num(&c.status(), "/chopd/status/control/malformed"), 1.0);
+    send(d.port("in"), "/a", vec![OscType::Float(0.5)]);
+    show.expect("/show/a", 0.5);
+    assert_eq!(num(&c.status(), "/chopd/status/op/in/malformed"), 1.0);
+}
+
 #[test]
 fn the_control_port_refuses_senders_outside_its_allow_list() {
     let (show, stats) = (OscRx::new(), OscRx::new());

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rosc::{OscPacket, OscType};
+use rosc::OscType;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
+use crate::osc;
 
 pub mod config;
 pub use config::{OscIn, OscInConfig};
@@ -27,10 +28,6 @@ use crate::pattern::Pattern;
 /// Decoded updates waiting for the cook thread. 64k updates is a second of a 50k msg/s flood at
 /// 60 fps with room to spare; beyond it updates are dropped and counted.
 const QUEUE: usize = 65_536;
-
-/// Nested bundles deeper than this are refused (a hostile packet must not recurse us to death;
-/// rosc's decoder bounds depth too).
-const MAX_BUNDLE_DEPTH: usize = 16;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
@@ -120,71 +117,45 @@ impl Decoder {
     /// Decodes one datagram, calling `emit` for every message that yields an update.
     pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
         counters.packets.fetch_add(1, Relaxed);
-        if !bundle_framing_ok(bytes, 0) {
+        let Ok(packet) = osc::decode(bytes) else {
             counters.malformed.fetch_add(1, Relaxed);
             return;
-        }
-        match rosc::decoder::decode_udp(bytes) {
-            Ok((_, packet)) => self.walk(&packet, 0, counters, &mut emit),
-            Err(_) => {
-                counters.malformed.fetch_add(1, Relaxed);
+        };
+        for m in osc::messages(packet) {
+            counters.messages.fetch_add(1, Relaxed);
+            if !self.address_scope.is_all() && !self.address_scope.matches(&m.addr) {
+                counters.out_of_scope.fetch_add(1, Relaxed);
+                continue;
             }
-        }
-    }
-
-    fn walk(
-        &self,
-        packet: &OscPacket,
-        depth: usize,
-        counters: &Counters,
-        emit: &mut impl FnMut(Update),
-    ) {
-        match packet {
-            OscPacket::Message(m) => {
-                counters.messages.fetch_add(1, Relaxed);
-                if !self.address_scope.is_all() && !self.address_scope.matches(&m.addr) {
-                    counters.out_of_scope.fetch_add(1, Relaxed);
-                    return;
-                }
-                let Some(name) = self.channel_name(&m.addr) else {
-                    counters
-                        .ignored_args
-                        .fetch_add(m.args.len() as u64, Relaxed);
-                    return;
-                };
-                let mut values = Vec::with_capacity(m.args.len());
-                for arg in &m.args {
-                    let v = match *arg {
-                        OscType::Float(f) => f as f64,
-                        OscType::Double(d) => d,
-                        OscType::Int(i) => i as f64,
-                        OscType::Long(h) => h as f64,
-                        OscType::Bool(b) => f64::from(u8::from(b)),
-                        _ => {
-                            counters.ignored_args.fetch_add(1, Relaxed);
-                            continue;
-                        }
-                    };
-                    // Narrow first: a finite double such as 1e300 is infinite as f32.
-                    let v = v as f32;
-                    if !v.is_finite() {
-                        counters.nonfinite.fetch_add(1, Relaxed);
+            let Some(name) = self.channel_name(&m.addr) else {
+                counters
+                    .ignored_args
+                    .fetch_add(m.args.len() as u64, Relaxed);
+                continue;
+            };
+            let mut values = Vec::with_capacity(m.args.len());
+            for arg in &m.args {
+                let v = match *arg {
+                    OscType::Float(f) => f as f64,
+                    OscType::Double(d) => d,
+                    OscType::Int(i) => i as f64,
+                    OscType::Long(h) => h as f64,
+                    OscType::Bool(b) => f64::from(u8::from(b)),
+                    _ => {
+                        counters.ignored_args.fetch_add(1, Relaxed);
                         continue;
                     }
-                    values.push(v);
+                };
+                // Narrow first: a finite double such as 1e300 is infinite as f32.
+                let v = v as f32;
+                if !v.is_finite() {
+                    counters.nonfinite.fetch_add(1, Relaxed);
+                    continue;
                 }
-                if !values.is_empty() {
-                    emit(Update { name, values });
-                }
+                values.push(v);
             }
-            OscPacket::Bundle(b) => {
-                if depth >= MAX_BUNDLE_DEPTH {
-                    counters.malformed.fetch_add(1, Relaxed);
-                    return;
-                }
-                for p in &b.content {
-                    self.walk(p, depth + 1, counters, emit);
-                }
+            if !values.is_empty() {
+                emit(Update { name, values });
             }
         }
     }
@@ -202,34 +173,6 @@ impl Decoder {
             Some(sanitize_name(rest))
         }
     }
-}
-
-/// Checks the framing of a bundle (and of the bundles nested in it) before it is decoded: every
-/// element size must be a positive multiple of 4 that fits, the sizes must add up to the whole,
-/// and nesting must stay within `MAX_BUNDLE_DEPTH`. rosc accepts an element that overruns the
-/// packet as an empty bundle; a show network's truncated packet must count as malformed.
-pub(crate) fn bundle_framing_ok(bytes: &[u8], depth: usize) -> bool {
-    if !bytes.starts_with(b"#bundle\0") {
-        return true;
-    }
-    if depth >= MAX_BUNDLE_DEPTH || bytes.len() < 16 {
-        return false;
-    }
-    let mut rest = &bytes[16..];
-    while !rest.is_empty() {
-        let Some((size, tail)) = rest.split_first_chunk::<4>() else {
-            return false;
-        };
-        let size = u32::from_be_bytes(*size) as usize;
-        if size == 0 || size % 4 != 0 || size > tail.len() {
-            return false;
-        }
-        if !bundle_framing_ok(&tail[..size], depth + 1) {
-            return false;
-        }
-        rest = &tail[size..];
-    }
-    true
 }
 
 pub struct OscInOp {
@@ -686,7 +629,7 @@ fn kernel_drops(inode: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rosc::{encoder, OscBundle, OscMessage, OscTime};
+    use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscTime};
 
     fn decoder(scope: &str, strip: usize) -> Decoder {
         Decoder {
@@ -816,7 +759,7 @@ mod tests {
     #[test]
     fn deep_bundle_nesting_is_refused() {
         let mut p = msg("/x", vec![OscType::Float(1.0)]);
-        for _ in 0..MAX_BUNDLE_DEPTH + 1 {
+        for _ in 0..osc::MAX_DEPTH + 1 {
             p = OscPacket::Bundle(OscBundle {
                 timetag: OscTime::from((0, 1)),
                 content: vec![p],

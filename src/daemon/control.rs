@@ -1,7 +1,7 @@
-//! The control port (SPEC §7): OSC over UDP, loopback and an allow-list by default. Owns the
-//! address space, request parsing, status snapshots and replies; it never touches the graph
-//! itself — every action runs as a closure on the cook thread (`Command::With`), and a reload
-//! goes to the control plane like SIGHUP does.
+//! The control port: OSC over UDP, loopback and an allow-list by default. Owns the address
+//! space, request parsing and replies (the status they carry is [`super::status`]); it never
+//! touches the graph itself — every action runs as a closure on the cook thread
+//! (`Command::With`), and a reload goes to the control plane like SIGHUP does.
 //!
 //! Address space (docs/service.md is the user's version of this table):
 //!
@@ -29,14 +29,16 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+use rosc::{OscMessage, OscType};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::status::{int, ControlStatus, Status};
 use super::{Command, Event};
 use crate::config::{Cidr, ControlConfig};
-use crate::cook::{DaemonStats, ParValue};
+use crate::cook::ParValue;
 use crate::graph::Graph;
+use crate::osc;
 
 /// Every address starts with this.
 pub const PREFIX: &str = "/chopd";
@@ -55,7 +57,7 @@ const MAX_STALL: Duration = Duration::from_secs(600);
 
 /// Counters of the control port, reported by `/chopd/status`.
 #[derive(Default, Debug)]
-pub struct Counters {
+pub struct ControlCounters {
     pub packets: AtomicU64,
     pub requests: AtomicU64,
     pub malformed: AtomicU64,
@@ -68,7 +70,7 @@ pub struct Counters {
 pub struct Ctx {
     pub cook: SyncSender<Command>,
     pub events: mpsc::Sender<Event>,
-    pub counters: Arc<Counters>,
+    pub counters: Arc<ControlCounters>,
     /// `/chopd/debug/*` allowed (`CHOPD_DEBUG_CONTROL=1`).
     pub debug: bool,
     pub started: Instant,
@@ -159,7 +161,12 @@ pub fn parse(m: &OscMessage) -> Result<Request, String> {
                         [a] => match number(a) {
                             Some(v) if v.is_finite() => ParValue::Float(v),
                             Some(_) => return Err("the value is not finite".into()),
-                            None => return Err(format!("cannot set a parameter to {a:?}")),
+                            None => {
+                                return Err(format!(
+                                    "cannot set a parameter to {}",
+                                    osc::type_name(a)
+                                ))
+                            }
                         },
                         _ => return Err("takes exactly one value".into()),
                     };
@@ -210,85 +217,6 @@ pub async fn on_cook<T: Send + 'static>(
     }
 }
 
-/// State of one operator, as status reports it.
-#[derive(Clone, Debug)]
-pub struct OpStatus {
-    pub name: String,
-    pub kind: &'static str,
-    pub total_cooks: u64,
-    pub cook_time_ms: f64,
-    pub cook_frame: i64,
-    pub errors: u64,
-    pub warnings: u64,
-    pub last_error: Option<String>,
-    pub export_sernum: u64,
-    pub num_channels: usize,
-    /// Kind-specific: OSC counters and bound `port`, MIDI `connected`, script state, …
-    pub extras: Vec<(&'static str, f64)>,
-    /// Parameters: name, value when the operator lists it, and the exporting operator when an
-    /// export drives it.
-    pub pars: Vec<(String, Option<ParValue>, Option<String>)>,
-}
-
-/// A status snapshot taken on the cook thread.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    pub daemon: DaemonStats,
-    pub rate: f64,
-    pub ops: Vec<OpStatus>,
-}
-
-/// Takes a snapshot of every operator, or of `only`.
-pub fn snapshot(g: &Graph, only: Option<&str>) -> Result<Snapshot, String> {
-    if let Some(name) = only {
-        if g.node(name).is_none() {
-            return Err(format!("no operator \"{name}\""));
-        }
-    }
-    let ops = g
-        .nodes()
-        .iter()
-        .filter(|n| only.is_none_or(|o| o == n.name))
-        .map(|n| {
-            let s = &n.stats;
-            let mut pars: Vec<(String, Option<ParValue>, Option<String>)> = g
-                .operator(&n.name)
-                .map(|op| op.pars())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(p, v)| {
-                    let by = g.driven_by(&n.name, &p).map(str::to_string);
-                    (p, Some(v), by)
-                })
-                .collect();
-            for (p, by) in g.driven_pars(&n.name) {
-                if !pars.iter().any(|(q, _, _)| q == p) {
-                    pars.push((p.to_string(), None, Some(by.to_string())));
-                }
-            }
-            OpStatus {
-                name: n.name.clone(),
-                kind: n.kind,
-                total_cooks: s.total_cooks,
-                cook_time_ms: s.cook_time_ms,
-                cook_frame: s.cook_frame,
-                errors: s.errors,
-                warnings: s.warnings,
-                last_error: s.last_error.clone(),
-                export_sernum: s.export_sernum,
-                num_channels: n.output.num_chans(),
-                extras: n.extras.clone(),
-                pars,
-            }
-        })
-        .collect();
-    Ok(Snapshot {
-        daemon: g.daemon.clone(),
-        rate: g.rate(),
-        ops,
-    })
-}
-
 fn msg(addr: impl Into<String>, args: Vec<OscType>) -> OscMessage {
     OscMessage {
         addr: addr.into(),
@@ -296,197 +224,29 @@ fn msg(addr: impl Into<String>, args: Vec<OscType>) -> OscMessage {
     }
 }
 
-fn int(v: u64) -> OscType {
-    OscType::Int(v.min(i32::MAX as u64) as i32)
-}
-
-fn par_arg(v: &ParValue) -> OscType {
-    match v {
-        ParValue::Float(f) => OscType::Float(*f as f32),
-        ParValue::Str(s) => OscType::String(s.clone()),
-    }
-}
-
-/// Status as OSC messages: `/chopd/status/daemon/*`, `/chopd/status/control/*`, then
-/// `/chopd/status/op/NAME/*` for each operator.
-pub fn status_messages(s: &Snapshot, counters: &Counters, uptime: Duration) -> Vec<OscMessage> {
-    let d = &s.daemon;
-    let p = |k: &str| format!("{PREFIX}/status/daemon/{k}");
-    let mut out = vec![
-        msg(
-            p("version"),
-            vec![OscType::String(env!("CARGO_PKG_VERSION").into())],
-        ),
-        msg(p("uptime"), vec![OscType::Float(uptime.as_secs_f32())]),
-        msg(p("rate"), vec![OscType::Float(s.rate as f32)]),
-        msg(p("frames"), vec![int(d.frames)]),
-        msg(p("dropped_frames"), vec![int(d.dropped_frames)]),
-        msg(
-            p("lateness_p50"),
-            vec![OscType::Float(d.lateness_p50_ms as f32)],
-        ),
-        msg(
-            p("lateness_p99"),
-            vec![OscType::Float(d.lateness_p99_ms as f32)],
-        ),
-        msg(
-            p("lateness_max"),
-            vec![OscType::Float(d.lateness_max_ms as f32)],
-        ),
-        msg(
-            p("frame_time"),
-            vec![OscType::Float(d.frame_time_ms as f32)],
-        ),
-        msg(p("packets_in"), vec![int(d.packets_in)]),
-        msg(p("packets_out"), vec![int(d.packets_out)]),
-        msg(p("messages_out"), vec![int(d.messages_out)]),
-        msg(p("rss_mb"), vec![OscType::Float(d.rss_mb as f32)]),
-    ];
-    for (k, v) in counters.list() {
-        out.push(msg(format!("{PREFIX}/status/control/{k}"), vec![int(v)]));
-    }
-    for op in &s.ops {
-        let p = |k: &str| format!("{PREFIX}/status/op/{}/{k}", op.name);
-        out.extend([
-            msg(p("kind"), vec![OscType::String(op.kind.into())]),
-            msg(p("total_cooks"), vec![int(op.total_cooks)]),
-            msg(p("cook_time"), vec![OscType::Float(op.cook_time_ms as f32)]),
-            msg(p("cook_frame"), vec![int(op.cook_frame.max(0) as u64)]),
-            msg(p("errors"), vec![int(op.errors)]),
-            msg(p("warnings"), vec![int(op.warnings)]),
-            msg(
-                p("last_error"),
-                vec![OscType::String(op.last_error.clone().unwrap_or_default())],
-            ),
-            msg(p("export_sernum"), vec![int(op.export_sernum)]),
-            msg(p("num_channels"), vec![int(op.num_channels as u64)]),
-        ]);
-        for (k, v) in &op.extras {
-            out.push(msg(p(k), vec![OscType::Float(*v as f32)]));
-        }
-        for (par, value, by) in &op.pars {
-            if let Some(v) = value {
-                out.push(msg(p(&format!("par/{par}")), vec![par_arg(v)]));
-            }
-            if let Some(by) = by {
-                out.push(msg(
-                    p(&format!("driven/{par}")),
-                    vec![OscType::String(by.clone())],
-                ));
-            }
+impl ControlCounters {
+    fn status(&self) -> ControlStatus {
+        ControlStatus {
+            packets: self.packets.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            failed: self.failed.load(Relaxed),
         }
     }
-    out
 }
 
-/// Status as one JSON document.
-pub fn status_json(s: &Snapshot, counters: &Counters, uptime: Duration) -> serde_json::Value {
-    use serde_json::{json, Map, Value};
-    let d = &s.daemon;
-    let ops: Vec<Value> = s
-        .ops
-        .iter()
-        .map(|op| {
-            let extras: Map<String, Value> = op
-                .extras
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
-            let pars: Map<String, Value> = op
-                .pars
-                .iter()
-                .map(|(name, v, by)| {
-                    let value = match v {
-                        Some(ParValue::Float(f)) => json!(f),
-                        Some(ParValue::Str(s)) => json!(s),
-                        None => Value::Null,
-                    };
-                    (name.clone(), json!({ "value": value, "driven_by": by }))
-                })
-                .collect();
-            json!({
-                "name": op.name,
-                "kind": op.kind,
-                "total_cooks": op.total_cooks,
-                "cook_time": op.cook_time_ms,
-                "cook_frame": op.cook_frame,
-                "errors": op.errors,
-                "warnings": op.warnings,
-                "last_error": op.last_error,
-                "export_sernum": op.export_sernum,
-                "num_channels": op.num_channels,
-                "extras": extras,
-                "pars": pars,
-            })
-        })
-        .collect();
-    let control: Map<String, Value> = counters
-        .list()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime": uptime.as_secs_f64(),
-        "daemon": {
-            "rate": s.rate,
-            "frames": d.frames,
-            "dropped_frames": d.dropped_frames,
-            "lateness_p50": d.lateness_p50_ms,
-            "lateness_p99": d.lateness_p99_ms,
-            "lateness_max": d.lateness_max_ms,
-            "frame_time": d.frame_time_ms,
-            "packets_in": d.packets_in,
-            "packets_out": d.packets_out,
-            "messages_out": d.messages_out,
-            "rss_mb": d.rss_mb,
-        },
-        "control": control,
-        "operators": ops,
-    })
-}
-
-impl Counters {
-    fn list(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("packets", self.packets.load(Relaxed)),
-            ("requests", self.requests.load(Relaxed)),
-            ("malformed", self.malformed.load(Relaxed)),
-            ("refused", self.refused.load(Relaxed)),
-            ("failed", self.failed.load(Relaxed)),
-        ]
-    }
-}
-
-/// Packs messages into bundles of at most `MAX_REPLY_PACKET` bytes (a message larger than that
+/// Packs replies into bundles of at most `MAX_REPLY_PACKET` bytes (a message larger than that
 /// goes alone).
 fn pack(msgs: Vec<OscMessage>) -> Vec<Vec<u8>> {
-    // Bundle header: "#bundle\0" + time tag; each element is prefixed by its size.
-    const HEADER: usize = 16;
-    let mut out = Vec::new();
-    let mut cur: Vec<OscPacket> = Vec::new();
-    let mut size = HEADER;
-    let flush = |cur: &mut Vec<OscPacket>, out: &mut Vec<Vec<u8>>| {
-        if !cur.is_empty() {
-            let b = OscPacket::Bundle(OscBundle {
-                timetag: OscTime::from((0, 1)),
-                content: std::mem::take(cur),
-            });
-            // Encoding a bundle of well-formed messages cannot fail.
-            out.push(rosc::encoder::encode(&b).expect("encode a reply bundle"));
-        }
-    };
+    let mut packer = osc::Packer::new(MAX_REPLY_PACKET);
     for m in msgs {
-        let p = OscPacket::Message(m);
-        let len = rosc::encoder::encode(&p).map_or(0, |b| b.len()) + 4;
-        if size + len > MAX_REPLY_PACKET && !cur.is_empty() {
-            flush(&mut cur, &mut out);
-            size = HEADER;
-        }
-        size += len;
-        cur.push(p);
+        packer.push_message(m);
     }
-    flush(&mut cur, &mut out);
+    let mut out = Vec::new();
+    packer.drain(osc::IMMEDIATELY, osc::Lone::Bundled, |p, _| {
+        out.push(p.to_vec())
+    });
     out
 }
 
@@ -553,23 +313,15 @@ pub async fn serve(
             refused.log(|| format!("refused a packet from {from} (not in [control] allow)"));
             continue;
         }
-        // rosc takes a truncated bundle for an empty one: check the framing first, as OSC In does.
-        let decoded = if crate::chop::oscin::bundle_framing_ok(&buf[..n], 0) {
-            rosc::decoder::decode_udp(&buf[..n]).map_err(|e| format!("{e:?}"))
-        } else {
-            Err("bad bundle framing".to_string())
-        };
-        let packet = match decoded {
-            Ok((_, p)) => p,
+        let packet = match osc::decode(&buf[..n]) {
+            Ok(p) => p,
             Err(e) => {
                 c.malformed.fetch_add(1, Relaxed);
                 malformed.log(|| format!("malformed packet from {from}: {e}"));
                 continue;
             }
         };
-        let mut msgs = Vec::new();
-        flatten(packet, &mut msgs);
-        for m in msgs {
+        for m in osc::messages(packet) {
             c.requests.fetch_add(1, Relaxed);
             let replies = match handle(&m, from, &ctx).await {
                 Ok(r) => r,
@@ -591,13 +343,6 @@ pub async fn serve(
     }
 }
 
-fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
-    match p {
-        OscPacket::Message(m) => out.push(m),
-        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
-    }
-}
-
 fn ok(addr: &str, extra: Vec<OscType>) -> Vec<OscMessage> {
     let mut args = vec![OscType::String(addr.to_string())];
     args.extend(extra);
@@ -615,9 +360,13 @@ async fn handle(m: &OscMessage, from: SocketAddr, ctx: &Ctx) -> Result<Vec<OscMe
             vec![OscType::String(env!("CARGO_PKG_VERSION").into())],
         )),
         Request::Status { op, json } => {
-            let snap = on_cook(&ctx.cook, move |g| snapshot(g, op.as_deref())).await??;
+            let control = ctx.counters.status();
+            let status = on_cook(&ctx.cook, move |g| {
+                Status::of(g, op.as_deref(), control, uptime)
+            })
+            .await??;
             if json {
-                let text = status_json(&snap, &ctx.counters, uptime).to_string();
+                let text = status.json().to_string();
                 // One datagram carries the document: 65 507 bytes is the UDP payload limit.
                 if text.len() > 60_000 {
                     return Err(format!(
@@ -627,8 +376,8 @@ async fn handle(m: &OscMessage, from: SocketAddr, ctx: &Ctx) -> Result<Vec<OscMe
                 }
                 Ok(ok(addr, vec![OscType::String(text)]))
             } else {
-                let n = snap.ops.len() as u64;
-                let mut out = status_messages(&snap, &ctx.counters, uptime);
+                let n = status.operators.len() as u64;
+                let mut out = status.messages();
                 out.extend(ok(addr, vec![int(n)]));
                 Ok(out)
             }
@@ -817,10 +566,7 @@ mod tests {
         let mut n = 0;
         for p in &packets {
             assert!(p.len() <= MAX_REPLY_PACKET, "{}", p.len());
-            let (_, d) = rosc::decoder::decode_udp(p).unwrap();
-            let mut v = Vec::new();
-            flatten(d, &mut v);
-            n += v.len();
+            n += osc::messages(osc::decode(p).unwrap()).len();
         }
         assert_eq!(n, 500);
     }

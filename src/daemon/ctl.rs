@@ -1,6 +1,7 @@
 //! `chopd ctl`: a command-line client of the control port, so a technician on SSH needs no OSC
 //! tool to see each operator's state or to reload, reset, pulse and set. Speaks the address
-//! space of [`super::control`] over plain blocking UDP; prints replies for people.
+//! space of [`super::control`] over plain blocking UDP; prints replies for people, the status
+//! as [`super::status::Status`] reads it back.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use rosc::{OscMessage, OscPacket, OscType};
 
 use super::control::PREFIX;
+use super::status::Status;
+use crate::osc;
 
 pub const USAGE: &str = "\
 usage: chopd ctl TARGET REQUEST
@@ -69,9 +72,9 @@ pub fn run(args: &[&str]) -> Result<String, CtlError> {
     match request.first() {
         Some(&"json") => Ok(reply.join(" ")),
         Some(&"status") => {
-            let json: serde_json::Value = serde_json::from_str(&reply.join(""))
+            let status: Status = serde_json::from_str(&reply.join(""))
                 .map_err(|e| CtlError::Failed(format!("unreadable status: {e}")))?;
-            Ok(human_status(&json))
+            Ok(status.human())
         }
         _ if reply.is_empty() => Ok("ok".into()),
         _ => Ok(reply.join(" ")),
@@ -170,12 +173,10 @@ fn request_once(
             }
             Err(e) => return Err(failed(e)),
         };
-        let Ok((_, p)) = rosc::decoder::decode_udp(&buf[..n]) else {
+        let Ok(p) = osc::decode(&buf[..n]) else {
             continue;
         };
-        let mut msgs = Vec::new();
-        flatten(p, &mut msgs);
-        for m in msgs {
+        for m in osc::messages(p) {
             let for_us = matches!(m.args.first(), Some(OscType::String(a)) if a == addr);
             let rest = || m.args[1..].iter().map(show_arg).collect::<Vec<_>>();
             if m.addr == format!("{PREFIX}/reply") && for_us {
@@ -188,85 +189,14 @@ fn request_once(
     }
 }
 
-fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
-    match p {
-        OscPacket::Message(m) => out.push(m),
-        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
-    }
-}
-
 fn show_arg(a: &OscType) -> String {
     match a {
         OscType::String(s) => s.clone(),
         OscType::Int(i) => i.to_string(),
         OscType::Float(f) => f.to_string(),
-        other => format!("{other:?}"),
+        OscType::Double(f) => f.to_string(),
+        OscType::Long(i) => i.to_string(),
+        OscType::Bool(b) => b.to_string(),
+        other => osc::type_name(other).to_string(),
     }
-}
-
-/// The JSON status as a few lines per operator.
-fn human_status(j: &serde_json::Value) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let d = &j["daemon"];
-    let c = &j["control"];
-    let _ = writeln!(
-        s,
-        "chopd {}  up {:.0} s  {} fps  frames {}  dropped {}  lateness p99 {:.3} ms  frame {:.3} ms  rss {:.0} MB",
-        j["version"].as_str().unwrap_or("?"),
-        j["uptime"].as_f64().unwrap_or(0.0),
-        d["rate"],
-        d["frames"],
-        d["dropped_frames"],
-        d["lateness_p99"].as_f64().unwrap_or(0.0),
-        d["frame_time"].as_f64().unwrap_or(0.0),
-        d["rss_mb"].as_f64().unwrap_or(0.0),
-    );
-    let _ = writeln!(
-        s,
-        "control  requests {}  failed {}  malformed {}  refused {}",
-        c["requests"], c["failed"], c["malformed"], c["refused"]
-    );
-    for op in j["operators"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            s,
-            "{} ({})  cooks {}  errors {}  warnings {}  channels {}",
-            op["name"].as_str().unwrap_or("?"),
-            op["kind"].as_str().unwrap_or("?"),
-            op["total_cooks"],
-            op["errors"],
-            op["warnings"],
-            op["num_channels"],
-        );
-        if let Some(e) = op["last_error"].as_str() {
-            let _ = writeln!(s, "    last error: {e}");
-        }
-        if let Some(extras) = op["extras"].as_object() {
-            if !extras.is_empty() {
-                let line: Vec<String> = extras
-                    .iter()
-                    .map(|(k, v)| match v.as_f64() {
-                        // Counters are whole numbers: no ".0".
-                        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
-                            format!("{k} {}", f as i64)
-                        }
-                        _ => format!("{k} {v}"),
-                    })
-                    .collect();
-                let _ = writeln!(s, "    {}", line.join("  "));
-            }
-        }
-        for (name, p) in op["pars"].as_object().into_iter().flatten() {
-            let value = match &p["value"] {
-                serde_json::Value::Null => String::new(),
-                v => format!(" = {v}"),
-            };
-            let by = match p["driven_by"].as_str() {
-                Some(by) => format!("  (driven by the export of \"{by}\")"),
-                None => String::new(),
-            };
-            let _ = writeln!(s, "    par {name}{value}{by}");
-        }
-    }
-    s.trim_end().to_string()
 }

@@ -16,6 +16,7 @@ pub mod control;
 pub mod ctl;
 pub mod memory;
 pub mod notify;
+pub mod status;
 pub mod watch;
 
 use std::net::SocketAddr;

@@ -1,20 +1,13 @@
 //! OSC output: the configured destinations, the messages queued for each during a frame, and
-//! the flush that packs them into bundles no larger than `max_packet` and sends them.
-//!
-//! Messages are encoded by hand (address, type tag, big-endian value): a few bytes each, no
-//! allocation per message once the buffers have grown, and checked against golden bytes below.
+//! the flush that sends them, packed by [`crate::osc::Packer`] into bundles no larger than
+//! `max_packet`. Values are encoded by hand as they are queued, so a frame allocates nothing
+//! once the buffers have grown.
 
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::config::{Destination, NumFormat};
-
-/// OSC time tag meaning "immediately".
-const IMMEDIATE: u64 = 1;
-/// `#bundle\0` + time tag.
-const BUNDLE_HEADER: usize = 16;
-/// Seconds from 1900 (NTP era) to 1970 (Unix epoch).
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+use crate::osc::{self, Arg, Lone, Packer};
 
 pub struct Destinations {
     socket: UdpSocket,
@@ -27,10 +20,8 @@ pub struct Destinations {
 struct Dest {
     cfg: Destination,
     addr: SocketAddr,
-    /// Encoded messages of this frame, back to back, and where each ends.
-    buf: Vec<u8>,
-    ends: Vec<usize>,
-    packet: Vec<u8>,
+    /// The messages of this frame.
+    out: Packer,
 }
 
 /// Something that accepts the values of one frame (lets tests and benchmarks count).
@@ -63,9 +54,7 @@ impl Destinations {
             out.push(Dest {
                 cfg: d.clone(),
                 addr,
-                buf: Vec::new(),
-                ends: Vec::new(),
-                packet: Vec::with_capacity(d.max_packet),
+                out: Packer::new(d.max_packet),
             });
         }
         Ok(Destinations {
@@ -100,79 +89,50 @@ impl Destinations {
 
     /// Messages queued for `dest` and not yet flushed.
     pub fn pending(&self, dest: usize) -> usize {
-        self.list[dest].ends.len()
+        self.list[dest].out.len()
     }
 
     pub fn push(&mut self, dest: usize, address: &str, value: f32) {
         let d = &mut self.list[dest];
-        encode_message(&mut d.buf, address, value, d.cfg.format);
-        d.ends.push(d.buf.len());
+        d.out.push(address, arg(value, d.cfg.format));
     }
 
     /// Sends everything queued: a lone message as itself, several packed into bundles of at
     /// most `max_packet` bytes (a message too big for any bundle goes alone).
     pub fn flush(&mut self) {
         let now = SystemTime::now();
-        for d in &mut self.list {
-            if d.ends.is_empty() {
+        let Destinations {
+            socket,
+            list,
+            packets_out,
+            messages_out,
+            send_errors,
+        } = self;
+        for d in list {
+            if d.out.is_empty() {
                 continue;
             }
-            let timetag = if d.cfg.timetag {
-                ntp_time(now)
+            let (timetag, lone) = if d.cfg.timetag {
+                (osc::ntp_time(now), Lone::Bundled)
             } else {
-                IMMEDIATE
+                (osc::IMMEDIATELY, Lone::Bare)
             };
-            let mut start = 0;
-            let mut i = 0;
-            while i < d.ends.len() {
-                // Greedily take messages while the bundle stays within max_packet.
-                let mut j = i;
-                let mut size = BUNDLE_HEADER;
-                while j < d.ends.len() {
-                    let len = d.ends[j] - if j == 0 { 0 } else { d.ends[j - 1] };
-                    if j > i && size + 4 + len > d.cfg.max_packet {
-                        break;
-                    }
-                    size += 4 + len;
-                    j += 1;
-                }
-                let end = d.ends[j - 1];
-                d.packet.clear();
-                if j - i == 1 && !d.cfg.timetag {
-                    d.packet.extend_from_slice(&d.buf[start..end]);
-                } else {
-                    d.packet.extend_from_slice(b"#bundle\0");
-                    d.packet.extend_from_slice(&timetag.to_be_bytes());
-                    let mut s = start;
-                    for k in i..j {
-                        let e = d.ends[k];
-                        d.packet.extend_from_slice(&((e - s) as u32).to_be_bytes());
-                        d.packet.extend_from_slice(&d.buf[s..e]);
-                        s = e;
-                    }
-                }
-                match self.socket.send_to(&d.packet, d.addr) {
+            let (name, addr) = (&d.cfg.name, d.addr);
+            d.out
+                .drain(timetag, lone, |packet, n| match socket.send_to(packet, addr) {
                     Ok(_) => {
-                        self.packets_out += 1;
-                        self.messages_out += (j - i) as u64;
+                        *packets_out += 1;
+                        *messages_out += n as u64;
                     }
                     Err(e) => {
-                        self.send_errors += 1;
-                        if self.send_errors.is_power_of_two() {
+                        *send_errors += 1;
+                        if send_errors.is_power_of_two() {
                             tracing::warn!(
-                                "send to destination \"{}\" ({}): {e} ({} send errors so far)",
-                                d.cfg.name,
-                                d.addr,
-                                self.send_errors
+                                "send to destination \"{name}\" ({addr}): {e} ({send_errors} send errors so far)",
                             );
                         }
                     }
-                }
-                start = end;
-                i = j;
-            }
-            d.buf.clear();
-            d.ends.clear();
+                });
         }
     }
 }
@@ -183,44 +143,13 @@ impl Outbox for Destinations {
     }
 }
 
-fn pad4(buf: &mut Vec<u8>) {
-    while buf.len() % 4 != 0 {
-        buf.push(0);
-    }
-}
-
-/// Appends one OSC message `address value` to `buf`.
-pub fn encode_message(buf: &mut Vec<u8>, address: &str, value: f32, format: NumFormat) {
-    let start = buf.len();
-    buf.extend_from_slice(address.as_bytes());
-    buf.push(0);
-    // Padding is relative to the message start, which is always 4-aligned in `buf`.
-    while (buf.len() - start) % 4 != 0 {
-        buf.push(0);
-    }
+/// A value as the destination's number format has it.
+fn arg(value: f32, format: NumFormat) -> Arg {
     match format {
-        NumFormat::Float => {
-            buf.extend_from_slice(b",f\0\0");
-            buf.extend_from_slice(&value.to_be_bytes());
-        }
-        NumFormat::Double => {
-            buf.extend_from_slice(b",d\0\0");
-            buf.extend_from_slice(&(value as f64).to_be_bytes());
-        }
-        NumFormat::Int => {
-            buf.extend_from_slice(b",i\0\0");
-            buf.extend_from_slice(&(value.round() as i32).to_be_bytes());
-        }
+        NumFormat::Float => Arg::Float(value),
+        NumFormat::Double => Arg::Double(value as f64),
+        NumFormat::Int => Arg::Int(value.round() as i32),
     }
-    pad4(buf);
-}
-
-/// OSC (NTP) time tag for `t`.
-fn ntp_time(t: SystemTime) -> u64 {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() + NTP_UNIX_OFFSET;
-    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
-    (secs << 32) | frac
 }
 
 #[cfg(test)]
@@ -228,27 +157,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn golden_float_message() {
-        let mut b = Vec::new();
-        encode_message(&mut b, "/show/tx", 0.5, NumFormat::Float);
-        assert_eq!(b, b"/show/tx\0\0\0\0,f\0\0\x3f\x00\x00\x00");
-        // It is what rosc decodes.
-        let (_, p) = rosc::decoder::decode_udp(&b).unwrap();
-        let rosc::OscPacket::Message(m) = p else {
-            panic!("not a message")
-        };
-        assert_eq!(m.addr, "/show/tx");
-        assert_eq!(m.args, vec![rosc::OscType::Float(0.5)]);
-    }
-
-    #[test]
-    fn golden_int_and_double() {
-        let mut b = Vec::new();
-        encode_message(&mut b, "/a", 2.6, NumFormat::Int);
-        assert_eq!(b, b"/a\0\0,i\0\0\0\0\0\x03");
-        b.clear();
-        encode_message(&mut b, "/abc", 1.0, NumFormat::Double);
-        assert_eq!(b, b"/abc\0\0\0\0,d\0\0\x3f\xf0\0\0\0\0\0\0");
+    fn number_formats() {
+        assert_eq!(arg(2.6, NumFormat::Int), Arg::Int(3));
+        assert_eq!(arg(1.0, NumFormat::Double), Arg::Double(1.0));
+        assert_eq!(arg(0.5, NumFormat::Float), Arg::Float(0.5));
     }
 
     fn dest(max_packet: usize, port: u16) -> Destination {
