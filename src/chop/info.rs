@@ -1,7 +1,7 @@
 //! Info CHOP (SPEC §4.4): another operator's cook statistics as one-sample channels, plus its
 //! kind-specific extras; with `op = "/"`, the daemon's own clock and traffic statistics.
 
-use super::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
+use crate::cook::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
 
 pub struct InfoOp {
     target: String,

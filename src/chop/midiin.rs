@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
+use crate::cook::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
 use crate::config::OperatorConfig;
 
 pub mod config;

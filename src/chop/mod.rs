@@ -7,8 +7,6 @@
 //! To add a kind, write its module (its raw keys, checks, settings, build and operator; see
 //! docs/operators.md) and name it in the `kinds!` list below.
 
-pub use crate::cook::*;
-
 /// Declares each kind's module and lists its kind type in [`KINDS`], in the order error
 /// messages name them.
 macro_rules! kinds {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rosc::OscType;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
+use crate::cook::{sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
 use crate::osc;

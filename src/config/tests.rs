@@ -294,3 +294,97 @@ fn committed_schema_is_current() {
         "run: chopd schema > config/chopd.schema.json"
     );
 }
+
+/// Every numeric range the JSON Schema states is the range the checker enforces: at each bound
+/// a value is accepted, one step past it the config is rejected with an error naming the key.
+#[test]
+fn schema_ranges_are_the_checkers() {
+    let schema = schema::schema(KINDS);
+    let script = "tests/fixtures/scripts/idle.py";
+    let minimal = |kind: &str| match kind {
+        "oscin" => "port = 0".to_string(),
+        "midiin" => "device = \"x\"".to_string(),
+        "script" => format!(
+            "callbacks = \"{}\"",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(script).display()
+        ),
+        "info" => "op = \"/\"".to_string(),
+        other => panic!("give kind \"{other}\" its minimal keys here"),
+    };
+    let mut probed = 0;
+    let mut probe = |props: &serde_json::Value, config: &dyn Fn(&str, &str) -> String| {
+        for (key, p) in props.as_object().unwrap() {
+            let (p, list) = match p["type"].as_str() {
+                Some("array") => (&p["items"], true),
+                _ => (p, false),
+            };
+            let (Some(min), Some(max)) = (p["minimum"].as_f64(), p["maximum"].as_f64()) else {
+                continue;
+            };
+            let step = if p["type"] == "integer" { 1.0 } else { 0.5 };
+            for (v, good) in [
+                (min, true),
+                (max, true),
+                (min - step, false),
+                (max + step, false),
+            ] {
+                let v = if p["type"] == "integer" {
+                    format!("{}", v as i64)
+                } else {
+                    format!("{v:?}")
+                };
+                let v = if list { format!("[{v}]") } else { v };
+                let src = config(key, &v);
+                match check_str(Path::new("show.toml"), &src) {
+                    Ok(_) => assert!(good, "{key} = {v} was accepted:\n{src}"),
+                    Err(d) => {
+                        assert!(!good, "{key} = {v} was refused: {d:?}\n{src}");
+                        assert!(
+                            d.iter().any(|d| d.message.contains(key.as_str())),
+                            "{key} = {v}: {d:?}"
+                        );
+                    }
+                }
+            }
+            probed += 1;
+        }
+    };
+    let info = "[[operator]]\nname = \"i\"\ntype = \"info\"\nop = \"/\"\n";
+    let top = schema["properties"].clone();
+    probe(&top, &|k, v| format!("{k} = {v}\n{info}"));
+    probe(&top["control"]["properties"], &|k, v| {
+        format!("[control]\n{k} = {v}\n{info}")
+    });
+    probe(
+        &top["destinations"]["additionalProperties"]["properties"],
+        &|k, v| {
+            let base = [("host", "\"127.0.0.1\""), ("port", "9")];
+            let keys: String = base
+                .iter()
+                .filter(|(b, _)| *b != k)
+                .map(|(b, x)| format!("{b} = {x}\n"))
+                .collect();
+            format!("[destinations.d]\n{keys}{k} = {v}\n{info}")
+        },
+    );
+    for kind in top["operator"]["items"]["oneOf"].as_array().unwrap() {
+        let name = kind["properties"]["type"]["const"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let base = minimal(&name);
+        let config = |k: &str, v: &str| {
+            let base: String = base
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{k} ")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            format!("[[operator]]\nname = \"a\"\ntype = \"{name}\"\n{base}{k} = {v}\n")
+        };
+        probe(&kind["properties"], &config);
+        probe(&kind["properties"]["export"]["properties"], &|k, v| {
+            format!("[destinations.d]\nhost = \"127.0.0.1\"\nport = 9\n{}export = {{ root = \"d\", {k} = {v} }}\n", config("timeslice", "false"))
+        });
+    }
+    assert!(probed >= 15, "only {probed} ranges probed");
+}
