@@ -158,14 +158,6 @@ impl OperatorConfig {
     }
 }
 
-/// An initial parameter value written in the config (`pars = { Gain = 2 }`).
-#[derive(Clone, Debug, PartialEq)]
-pub enum ParInit {
-    Float(f64),
-    Str(String),
-    Floats(Vec<f64>),
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExportConfig {
     pub method: ExportMethod,

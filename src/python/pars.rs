@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 
-use crate::config::ParInit;
 use crate::cook::ParValue;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,23 +214,8 @@ pub struct ParSet {
 
 impl ParSet {
     /// Sets the initial values from the config (`Color = [1, 0, 0]` gives `Color1`…`Color3`).
-    pub fn set_init(&mut self, pars: &[(String, ParInit)]) {
-        for (name, v) in pars {
-            match v {
-                ParInit::Float(f) => {
-                    self.init.insert(name.clone(), ParValue::Float(*f));
-                }
-                ParInit::Str(s) => {
-                    self.init.insert(name.clone(), ParValue::Str(s.clone()));
-                }
-                ParInit::Floats(fs) => {
-                    for (i, f) in fs.iter().enumerate() {
-                        self.init
-                            .insert(format!("{name}{}", i + 1), ParValue::Float(*f));
-                    }
-                }
-            }
-        }
+    pub fn set_init(&mut self, pars: &[(String, ParValue)]) {
+        self.init.extend(pars.iter().cloned());
     }
 
     /// Config values that name no parameter (reported after `onSetupParameters`).
@@ -387,9 +371,11 @@ mod tests {
     fn values_survive_destroy_and_config_inits_apply() {
         let mut set = ParSet::default();
         set.set_init(&[
-            ("Speed".into(), ParInit::Float(2.5)),
-            ("Color".into(), ParInit::Floats(vec![1.0, 0.5, 0.0])),
-            ("Nope".into(), ParInit::Float(1.0)),
+            ("Speed".into(), ParValue::Float(2.5)),
+            ("Color1".into(), ParValue::Float(1.0)),
+            ("Color2".into(), ParValue::Float(0.5)),
+            ("Color3".into(), ParValue::Float(0.0)),
+            ("Nope".into(), ParValue::Float(1.0)),
         ]);
         set.add_page("Custom");
         set.append("Custom", "Speed", ParStyle::Float, None, 1, true)

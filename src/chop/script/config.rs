@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::ScriptOp;
 use crate::config::refs::OpRefs;
-use crate::config::{Bounds, Checker, Kind, OperatorConfig, ParInit, Settings};
-use crate::cook::{BuildCtx, Operator};
+use crate::config::{Bounds, Checker, Kind, OperatorConfig, Settings};
+use crate::cook::{BuildCtx, Operator, ParValue};
 
 /// The Script CHOP kind.
 pub struct Script;
@@ -41,8 +41,9 @@ pub struct ScriptConfig {
     pub callbacks: PathBuf,
     pub cook_budget: Duration,
     pub modoutsidecook: bool,
-    /// Initial custom parameter values from the config.
-    pub pars: Vec<(String, ParInit)>,
+    /// Initial custom parameter values from the config, by parameter name (a group's list
+    /// already spread over its members).
+    pub pars: Vec<(String, ParValue)>,
 }
 
 impl Kind for Script {
@@ -68,34 +69,28 @@ impl Kind for Script {
         let mut pars = Vec::new();
         if let Some(t) = &r.pars {
             for (k, v) in t.get_ref() {
-                let init = match v {
-                    toml::Value::Integer(i) => ParInit::Float(*i as f64),
-                    toml::Value::Float(f) => ParInit::Float(*f),
-                    toml::Value::Boolean(b) => ParInit::Float(f64::from(u8::from(*b))),
-                    toml::Value::String(s) => ParInit::Str(s.clone()),
-                    toml::Value::Array(a)
-                        if a.iter().all(|x| {
-                            x.as_float().or(x.as_integer().map(|i| i as f64)).is_some()
-                        }) =>
-                    {
-                        ParInit::Floats(
-                            a.iter()
-                                .map(|x| {
-                                    x.as_float()
-                                        .unwrap_or_else(|| x.as_integer().unwrap_or(0) as f64)
-                                })
-                                .collect(),
-                        )
+                let number = |x: &toml::Value| x.as_float().or(x.as_integer().map(|i| i as f64));
+                match v {
+                    toml::Value::Boolean(b) => {
+                        pars.push((k.clone(), ParValue::Float(f64::from(u8::from(*b)))))
                     }
-                    _ => {
-                        cx.d.error(
+                    toml::Value::String(s) => pars.push((k.clone(), ParValue::Str(s.clone()))),
+                    // A list sets the members of a parameter group: `Color = [1, 0.5, 0]` is
+                    // Color1, Color2 and Color3, as TouchDesigner numbers a tuplet's members.
+                    toml::Value::Array(a) if a.iter().all(|x| number(x).is_some()) => {
+                        for (i, x) in a.iter().enumerate() {
+                            let f = number(x).unwrap_or_default();
+                            pars.push((format!("{k}{}", i + 1), ParValue::Float(f)));
+                        }
+                    }
+                    x => match number(x) {
+                        Some(f) => pars.push((k.clone(), ParValue::Float(f))),
+                        None => cx.d.error(
                             t.span(),
                             format!("parameter \"{k}\" must be a number, a boolean, a string or a list of numbers"),
-                        );
-                        continue;
-                    }
-                };
-                pars.push((k.clone(), init));
+                        ),
+                    },
+                }
             }
         }
         Some(ScriptConfig {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::cook::{CookStats, DaemonStats};
-use crate::config::ParInit;
 use crate::pattern::Pattern;
 
 fn fixture(name: &str) -> PathBuf {
@@ -264,7 +263,7 @@ fn pulse_copy_second_input_and_iterate_chans() {
     rig.add_input("in0", &[("z", &[0.0])]);
     rig.add_input("in1", &[("p", &[1.0]), ("q", &[2.0])]);
     let s = rig.add_script_with("pc", &fixture("pulse_copy.py"), &["in0", "in1"], |_, c| {
-        c.pars = vec![("Offset".into(), ParInit::Float(10.0))];
+        c.pars = vec![("Offset".into(), ParValue::Float(10.0))];
     });
     rig.step();
     assert_eq!(rig.nodes[s].output.names(), ["p", "q"]);
@@ -291,11 +290,13 @@ fn stock_template_and_parameter_members() {
     let mut rig = Rig::new(60.0);
     let s = rig.add_script_with("tpl", &fixture("template.py"), &[], |_, c| {
         c.pars = vec![
-            ("Valuea".into(), ParInit::Float(0.25)),
-            ("Color".into(), ParInit::Floats(vec![1.0, 0.5, 0.0])),
-            ("Shape".into(), ParInit::Str("square".into())),
-            ("Active".into(), ParInit::Float(1.0)),
-            ("Steps".into(), ParInit::Float(2.6)),
+            ("Valuea".into(), ParValue::Float(0.25)),
+            ("Color1".into(), ParValue::Float(1.0)),
+            ("Color2".into(), ParValue::Float(0.5)),
+            ("Color3".into(), ParValue::Float(0.0)),
+            ("Shape".into(), ParValue::Str("square".into())),
+            ("Active".into(), ParValue::Float(1.0)),
+            ("Steps".into(), ParValue::Float(2.6)),
         ];
     });
     rig.step();
