@@ -1,11 +1,11 @@
-//! Per-cook cost of Script CHOPs (issue 3, item 7): a real `ScriptOp` with a real callbacks
+//! Per-cook cost of Script CHOPs: a real `ScriptOp` with a real callbacks
 //! file, cooked directly (the graph's per-node work around it is not included), on an input of
 //! 1000 one-sample channels.
 //!
 //!   cargo bench --bench script_cook            # full run, prints medians (µs per cook)
 //!
 //! Under `cargo test --all-targets` it runs a few iterations only, as a smoke test.
-//! Targets (issue 3): empty onCook ≤ 5 µs; 1000-channel numpy ×2 ≤ 50 µs.
+//! Targets: empty onCook ≤ 5 µs; 1000-channel numpy ×2 ≤ 50 µs.
 
 use std::collections::HashMap;
 use std::path::Path;

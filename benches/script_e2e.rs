@@ -1,4 +1,4 @@
-//! End to end through a Script CHOP (issue 3, item 7): the real `chopd` binary at rate = 1000
+//! End to end through a Script CHOP: the real `chopd` binary at rate = 1000
 //! runs OSC In → `double.py` (copy + numpy ×2) → export to OSC; this program sends 50,000
 //! messages/s spread over 1000 channels and measures, for every message, the time until its
 //! doubled value comes back, and whether it came back at all. Also reports chopd's resident
@@ -7,7 +7,7 @@
 //!   cargo bench --bench script_e2e             # 5 s at 50k msg/s
 //!
 //! Under `cargo test --all-targets` it runs for a fraction of a second as a smoke test.
-//! Targets (issue 3): p99 ≤ 1 frame + 0.3 ms (1.3 ms), no loss, RSS < 80 MB.
+//! Targets: p99 ≤ 1 frame + 0.3 ms (1.3 ms), no loss, RSS < 80 MB.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,6 @@
 //! The frame clock: frame n is due at `t0 + n / rate` on the monotonic clock (absolute
 //! deadlines, so no drift). It sleeps until shortly before the deadline and spins the rest
-//! (PLATFORM.md: p99 lateness < 10 µs at 1 kHz this way, ~80 µs with sleep alone). How long it
+//! (p99 lateness under 10 µs at 1 kHz this way, about 80 µs with sleep alone: docs/platform.md). How long it
 //! spins adapts to how late this machine's sleeps wake up (see `Spin`), so an idle daemon does
 //! not burn a fixed 200 µs per frame. Frames the caller was too late for are dropped and
 //! reported as a step > 1, never replayed.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// How long before a deadline sleeping stops and spinning starts, at first and at most. Linux
 /// wakes ~50–80 µs late with the default timer slack; 200 µs covers that with margin
-/// (PLATFORM.md). Waiting longer for rare multi-ms VM hiccups would cost far more CPU than the
+/// (docs/platform.md). Waiting longer for rare multi-ms VM hiccups would cost far more CPU than the
 /// frames it saves: those show in the lateness statistics instead.
 const SPIN_MAX: Duration = Duration::from_micros(200);
 /// Floor of the adaptive spin, and the margin kept above the typical wake-up delay.

@@ -3,18 +3,30 @@
 //! graph (Python Script CHOPs included) and exports channels to OSC addresses.
 //!
 //! # Layout
-//! The dataflow, stage by stage:
-//! - [`config`]: TOML → checked model; every problem reported as `file:line:col`.
-//! - [`graph`]: the running operator graph: topological order, cook decisions, export; no I/O of
-//!   its own.
-//! - [`clock`]: the frame clock with absolute deadlines and lateness statistics.
-//! - [`chop`]: the channel data model and one module per operator kind.
-//! - [`export`]: Channel Name is Path:Parameter, export tables, OSC bundling and sending.
-//! - [`daemon`]: the run loop, signals, control port, reload and systemd notification.
-//! - [`pattern`]: TouchDesigner name patterns.
+//! Models below machinery; every import points down this list (the TouchDesigner object classes
+//! in `python::api` are the one circle: they reference each other as TouchDesigner's objects do).
 //!
-//! Beneath them all, [`osc`]: the OSC wire format (framing and depth checks, decoding, encoding,
-//! bundle packing, time tags) that OSC In, export, the control port and `chopd ctl` share.
+//! The floor, knowing nothing of operators:
+//! - [`pattern`]: TouchDesigner name patterns.
+//! - [`clock`]: the frame clock with absolute deadlines and lateness statistics.
+//! - [`logging`]: the journal-friendly log format and the one log rate limiter.
+//! - [`osc`]: the OSC wire format (framing and depth checks, decoding, encoding, bundle packing,
+//!   time tags) that OSC In, export, the control port and `chopd ctl` share.
+//!
+//! The model:
+//! - [`cook`]: the channel data and the operator contract: what a cook sees and reports.
+//! - [`config`]: TOML → checked model, every problem reported as `file:line:col`; the contract
+//!   through which operator kinds check their keys and build; the cook order.
+//!
+//! The machinery:
+//! - [`python`]: the embedded interpreter, its watchdog, and the TouchDesigner Python objects.
+//! - [`chop`]: one module per operator kind, and the list of kinds.
+//! - [`export`]: Channel Name is Path:Parameter, export tables, OSC sending.
+//! - [`graph`]: the running operator graph: cook decisions, export, in-place reload; no I/O of
+//!   its own.
+//! - [`daemon`]: the run loop, signals, control port, status, reload and systemd notification.
+//!
+//! `main.rs` is the command line and the only place that chooses exit codes.
 
 pub mod chop;
 pub mod clock;

@@ -1,4 +1,4 @@
-//! TouchDesigner-style name patterns (SPEC §3), used by `scope`, `address_scope`, MIDI device
+//! TouchDesigner-style name patterns (README, "Patterns"), used by `scope`, `address_scope`, MIDI device
 //! matching and the Python `chans()`.
 //!
 //! A pattern is a space-separated list of terms applied left to right: a name matches when the

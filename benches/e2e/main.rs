@@ -1,4 +1,4 @@
-//! End-to-end benchmark of chopd (issue 2, item 13): starts the real release binary on a config
+//! End-to-end benchmark of chopd: starts the real release binary on a config
 //! it writes, sends OSC at a given rate over N channels from a real UDP socket on 127.0.0.1, and
 //! measures at the export destination: end-to-end latency, delivery and loss (latest-wins
 //! accounted for), the daemon's own Info CHOP counters and clock statistics, its CPU and memory.

@@ -25,7 +25,7 @@ pub enum Scenario {
     /// The same graph with no traffic: the daemon's idle cost.
     Idle,
     /// OSC → `oscin` → Script CHOP (numpy ×2 of input 0) → export: Python in the path
-    /// (issue 6, the soak). The receiver halves the values back into sequence numbers.
+    /// (the soak). The receiver halves the values back into sequence numbers.
     Script,
 }
 

@@ -1,4 +1,4 @@
-//! Soak mode (`--soak-window S`, issue 6 item 4): one long run cut into windows of S seconds.
+//! Soak mode (`--soak-window S`): one long run cut into windows of S seconds.
 //! During the run chopd's /proc figures are sampled at the end of every window (and a progress
 //! line goes to stderr); after it, each window's messages (by send time) are judged like a whole
 //! run (analysis.rs) and the clock figures are read from the `op = "/"` Info CHOP's series.
@@ -12,7 +12,7 @@ use crate::chopd::{Chopd, ProcSample};
 use crate::traffic::{RecvLog, SendLog};
 use crate::Opts;
 
-/// Goals of the soak (issue 6): RSS growth under 5 %; p99 "steady", taken here as the worst
+/// Goals of the soak: RSS growth under 5 %; p99 "steady", taken here as the worst
 /// window's p99 at most 1.5 × the median window's.
 pub const RSS_GROWTH_LIMIT_PCT: f64 = 5.0;
 pub const P99_STEADY_RATIO: f64 = 1.5;

@@ -1,4 +1,4 @@
-//! Info CHOP (SPEC §4.4): another operator's cook statistics as one-sample channels, plus its
+//! Info CHOP (README, "Info CHOPs"): another operator's cook statistics as one-sample channels, plus its
 //! kind-specific extras; with `op = "/"`, the daemon's own clock and traffic statistics.
 
 use crate::cook::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};

@@ -1,4 +1,4 @@
-//! MIDI In (SPEC §4.2): channel voice messages from one MIDI port become TouchDesigner-style
+//! MIDI In (docs/midi.md): channel voice messages from one MIDI port become TouchDesigner-style
 //! channels (`ch1n60`, `ch1c7`, `ch1pw`, …), with hot-plug.
 //!
 //! Three threads touch an operator:

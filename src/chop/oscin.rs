@@ -1,4 +1,4 @@
-//! OSC In (SPEC §4.1): a receive thread owns the UDP socket, decodes packets and hands decoded
+//! OSC In (README, "Operators and their keys"): a receive thread owns the UDP socket, decodes packets and hands decoded
 //! values to the cook thread through a bounded lock-free queue; the cook side folds them into
 //! channels. The receive thread never touches channel data and the cook thread never blocks.
 //!

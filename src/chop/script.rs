@@ -1,4 +1,4 @@
-//! Script CHOP (SPEC §4.3): runs a TouchDesigner callbacks file (`onCook`, `onSetupParameters`,
+//! Script CHOP (docs/script.md): runs a TouchDesigner callbacks file (`onCook`, `onSetupParameters`,
 //! `onPulse`, `onGetCookLevel`) on the cook thread, cooking only when its inputs, its parameters
 //! or anything its last cook read changed (or every frame with `CookLevel.ALWAYS` or when it
 //! read the time).

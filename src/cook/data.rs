@@ -2,7 +2,7 @@
 //! one length, stored as one contiguous block of f32 (channel-major) so that handing all of it to
 //! numpy or the exporter is a single slice.
 //!
-//! Also here: legal channel names (SPEC §3), scope pass-through and sample-rate matching
+//! Also here: legal channel names (README, "Patterns"), scope pass-through and sample-rate matching
 //! (`srselect`) with linear resampling. No I/O, no operator logic.
 
 use std::collections::HashMap;
@@ -186,7 +186,7 @@ impl ChopData {
     }
 
     /// Appends the channels of `input` outside `scope` that this data does not already name —
-    /// the scope pass-through of SPEC §4 — resampled to this data's length when they differ.
+    /// the `scope` pass-through — resampled to this data's length when they differ.
     pub fn pass_through(&mut self, input: &ChopData, scope: &Pattern) {
         if scope.is_all() {
             return;

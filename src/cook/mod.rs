@@ -44,7 +44,7 @@ impl Frame {
     }
 }
 
-/// Cook statistics of one operator (Info CHOP, SPEC §4.4).
+/// Cook statistics of one operator (what an Info CHOP shows).
 #[derive(Clone, Debug, Default)]
 pub struct CookStats {
     pub total_cooks: u64,

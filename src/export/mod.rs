@@ -1,4 +1,4 @@
-//! Export (SPEC §6): maps an operator's channels to targets — OSC addresses of a destination, or
+//! Export (README, "Export"): maps an operator's channels to targets — OSC addresses of a destination, or
 //! parameters of this daemon's operators — and sends values that changed (or all of them).
 //!
 //! The mapping is rebuilt only when the channel list changes (that bumps `export_sernum`); the

@@ -225,7 +225,7 @@ pub struct Update {
 }
 
 /// Turns MIDI events into updates of named channels. Channels are numbered in order of first
-/// arrival (SPEC: channels appear when their first message arrives).
+/// arrival (channels appear when their first message arrives, as in TouchDesigner).
 #[derive(Clone, Debug)]
 pub struct Mapper {
     channels: [bool; 16],

@@ -19,7 +19,7 @@
 //! is therefore tried in three ways, and the first way that matches any port wins:
 //! 1. **exact**: the whole string equals the port name, or the name without ALSA's trailing
 //!    `client:port` numbers (they change when a device is plugged into another socket);
-//! 2. **pattern**: the string as a pattern (SPEC §3) matches the whole name (or the name without
+//! 2. **pattern**: the string as a pattern (README, "Patterns") matches the whole name (or the name without
 //!    the numbers); a wildcard term may contain the name's spaces (`Launch Control*`);
 //! 3. **partial**: a string without wildcards appears inside the name, ignoring case.
 //!

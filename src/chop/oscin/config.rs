@@ -15,7 +15,7 @@ use crate::pattern::Pattern;
 pub struct OscIn;
 
 /// 4 MiB: `net.core.rmem_max` on the machines measured; an 8 MB buffer lost nothing at
-/// 400k packets/s there, the kernel's default of about 208 KB did.
+/// 400k packets/s there, the kernel's default of about 208 KB did. (docs/platform.md)
 pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
 pub const STRIP_SEGMENTS: Bounds = Bounds::new(0, 64);

@@ -504,7 +504,7 @@ fn reload_applies_new_code_keeps_old_on_syntax_error_and_keeps_pars() {
     assert!(ex.contains(&("script_reloads", 1.0)));
 }
 
-/// Regression (issue 6, a leaking script): a reload left the old module alive — its functions
+/// Regression (a leaking script): a reload left the old module alive — its functions
 /// and its dict refer to each other — so whatever its globals held (a leaking list) stayed
 /// until a full garbage collection. Now it is released with the reload.
 #[test]
