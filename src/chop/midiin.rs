@@ -37,7 +37,7 @@ use crate::config::OperatorConfig;
 
 pub mod config;
 pub use config::{MidiIn, MidiInConfig, MidiNorm};
-use ports::{ScanState, Scanner, Shared, Wire};
+use ports::{ScanState, Scanner, PortState, Wire};
 
 /// Events waiting for the cook thread. A fast controller sweep is ~1000 messages/s; 16k holds
 /// several seconds of that from every control at once, or a 250 ms stall of a full DIN-speed
@@ -51,7 +51,7 @@ pub struct MidiInOp {
     preserve_pulses: bool,
     mapper: Mapper,
     queue: Receiver<Wire>,
-    shared: Arc<Shared>,
+    shared: Arc<PortState>,
     /// Dropping it stops the scanner thread (it wakes at once).
     _stop: SyncSender<()>,
     /// Updates folded since the last cook, in arrival order.
@@ -360,7 +360,7 @@ mod tests {
             preserve_pulses: cfg.preserve_pulses,
             mapper: Mapper::new(cfg),
             queue: rx,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(PortState::default()),
             _stop: stop,
             pending: Vec::new(),
             values: Vec::new(),

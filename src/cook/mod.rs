@@ -216,8 +216,10 @@ pub trait Operator {
     fn housekeeping(&mut self) {}
 }
 
-/// A parameter value set from outside the operator (control port, export).
-#[derive(Clone, Debug, PartialEq)]
+/// A parameter's value: what the config sets, the control port and exports write, the status
+/// shows (as a plain JSON number or string) and Python reads.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
 pub enum ParValue {
     Float(f64),
     Str(String),

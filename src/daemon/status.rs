@@ -80,7 +80,6 @@ pub struct OpStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParStatus {
     /// `None` when the operator does not list the parameter (an export drives it).
-    #[serde(with = "par_value")]
     pub value: Option<ParValue>,
     /// The operator whose export drives the parameter.
     pub driven_by: Option<String>,
@@ -392,34 +391,6 @@ mod in_order {
             }
         }
         d.deserialize_map(List(PhantomData))
-    }
-}
-
-/// A parameter value as a JSON number or string (`null`: none).
-mod par_value {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::cook::ParValue;
-
-    pub fn serialize<S: Serializer>(v: &Option<ParValue>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(ParValue::Float(f)) => s.serialize_f64(*f),
-            Some(ParValue::Str(t)) => s.serialize_str(t),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ParValue>, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire {
-            Float(f64),
-            Str(String),
-        }
-        Ok(Option::<Wire>::deserialize(d)?.map(|w| match w {
-            Wire::Float(f) => ParValue::Float(f),
-            Wire::Str(s) => ParValue::Str(s),
-        }))
     }
 }
 

@@ -101,7 +101,7 @@ fn stats_stamp(s: &CookStats) -> u64 {
 
 /// Which channel data a handle resolved to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum DataRef {
     /// The output of the operator whose callback runs.
     Own,
     /// Another operator's output in the graph.
@@ -120,7 +120,7 @@ struct GraphRefs {
 }
 
 /// Keeps channel memory alive for numpy arrays that outlived the cook that made them: the base
-/// object of every array handed out over channel memory, one per [`Target`] in a scope.
+/// object of every array handed out over channel memory, one per [`DataRef`] in a scope.
 #[pyclass(frozen, module = "chopd")]
 #[derive(Default)]
 pub struct ViewOwner {
@@ -149,7 +149,7 @@ pub struct Scope {
     pub recording: bool,
     pub deps: Deps,
     /// numpy arrays handed out over channel memory, one owner object per target.
-    pub views: Vec<(Target, Py<ViewOwner>)>,
+    pub views: Vec<(DataRef, Py<ViewOwner>)>,
     /// `addError`/`addWarning` messages of this scope, for the operator's log.
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
@@ -262,63 +262,63 @@ impl Scope {
         name: &str,
         cache: &AtomicUsize,
         slot: Option<usize>,
-    ) -> PyResult<Target> {
+    ) -> PyResult<DataRef> {
         self.graph()?;
         if name == self.owner_name {
-            return Ok(Target::Own);
+            return Ok(DataRef::Own);
         }
         let i = self.find(name, cache)?;
         if let Some(k) = slot {
             if self.overrides.get(k).is_some_and(Option::is_some) {
-                return Ok(Target::Input(k));
+                return Ok(DataRef::Input(k));
             }
         }
-        Ok(Target::Node(i))
+        Ok(DataRef::Node(i))
     }
 
     /// The node index behind a target.
-    pub fn node_of(&self, t: Target) -> PyResult<usize> {
+    pub fn node_of(&self, t: DataRef) -> PyResult<usize> {
         let g = self.graph()?;
         Ok(match t {
-            Target::Own => g.me,
-            Target::Node(i) => i,
-            Target::Input(k) => self.nodes()?[g.me].inputs[k],
+            DataRef::Own => g.me,
+            DataRef::Node(i) => i,
+            DataRef::Input(k) => self.nodes()?[g.me].inputs[k],
         })
     }
 
-    pub fn data(&self, t: Target) -> PyResult<&ChopData> {
+    pub fn data(&self, t: DataRef) -> PyResult<&ChopData> {
         let g = self.graph()?;
         Ok(match t {
             // SAFETY: `out` is the running operator's output, borrowed by the cook.
-            Target::Own => unsafe { &*g.out },
-            Target::Node(i) => &self.nodes()?[i].output,
-            Target::Input(k) => self.overrides[k]
+            DataRef::Own => unsafe { &*g.out },
+            DataRef::Node(i) => &self.nodes()?[i].output,
+            DataRef::Input(k) => self.overrides[k]
                 .as_ref()
                 .expect("resolve checked the override"),
         })
     }
 
     /// Mutable data; callers check permission first ([`Scope::check_write`]).
-    pub fn data_mut(&mut self, t: Target) -> PyResult<&mut ChopData> {
+    pub fn data_mut(&mut self, t: DataRef) -> PyResult<&mut ChopData> {
         let out = self.graph()?.out;
         Ok(match t {
             // SAFETY: as `data`; `&mut self` makes this the only live reference.
-            Target::Own => unsafe { &mut *out },
-            Target::Node(i) => &mut self.nodes_mut()?[i].output,
-            Target::Input(k) => self.overrides[k]
+            DataRef::Own => unsafe { &mut *out },
+            DataRef::Node(i) => &mut self.nodes_mut()?[i].output,
+            DataRef::Input(k) => self.overrides[k]
                 .as_mut()
                 .expect("resolve checked the override"),
         })
     }
 
-    pub fn node_state(&self, t: Target) -> PyResult<&NodeState> {
+    pub fn node_state(&self, t: DataRef) -> PyResult<&NodeState> {
         let i = self.node_of(t)?;
         Ok(&self.nodes()?[i])
     }
 
-    pub fn stats(&mut self, t: Target) -> PyResult<&CookStats> {
+    pub fn stats(&mut self, t: DataRef) -> PyResult<&CookStats> {
         let i = self.node_of(t)?;
-        if self.recording && t != Target::Own {
+        if self.recording && t != DataRef::Own {
             let n = &self.nodes()?[i];
             let n: *const NodeState = n;
             // SAFETY: `n` points into the graph's nodes, which `deps` does not alias.
@@ -340,11 +340,11 @@ impl Scope {
     }
 
     /// Notes that the running cook read `t`'s channels.
-    pub fn record_read(&mut self, t: Target) {
+    pub fn record_read(&mut self, t: DataRef) {
         if !self.recording {
             return;
         }
-        if let Target::Node(i) = t {
+        if let DataRef::Node(i) = t {
             if let Some(g) = &self.graph {
                 // SAFETY: as `nodes`.
                 let n = unsafe { &*g.nodes.add(i) };
@@ -363,10 +363,10 @@ impl Scope {
     /// its cook; outside its cook (its `onPulse`, or another operator's code) only with
     /// `modoutsidecook`. Other kinds of operators are read-only. A write into another operator
     /// marks its output changed for this frame.
-    pub fn check_write(&mut self, t: Target, what: &str) -> PyResult<()> {
+    pub fn check_write(&mut self, t: DataRef, what: &str) -> PyResult<()> {
         match t {
-            Target::Own if self.in_cook => Ok(()),
-            Target::Own => {
+            DataRef::Own if self.in_cook => Ok(()),
+            DataRef::Own => {
                 if self.owner.borrow().modoutsidecook {
                     Ok(())
                 } else {
@@ -377,10 +377,10 @@ impl Scope {
                     )))
                 }
             }
-            Target::Input(_) => Err(PyPermissionError::new_err(format!(
+            DataRef::Input(_) => Err(PyPermissionError::new_err(format!(
                 "{what}: this input was resampled for srselect; it is a read-only copy"
             ))),
-            Target::Node(i) => {
+            DataRef::Node(i) => {
                 let n = &self.nodes()?[i];
                 let (name, kind) = (n.name.clone(), n.kind);
                 let allowed = kind == "script"
@@ -404,8 +404,8 @@ impl Scope {
 
     /// May the running code change `t`'s channel layout, rate or length? Only a Script CHOP in
     /// its own cook.
-    pub fn check_layout(&self, t: Target, what: &str) -> PyResult<()> {
-        if t == Target::Own && self.in_cook {
+    pub fn check_layout(&self, t: DataRef, what: &str) -> PyResult<()> {
+        if t == DataRef::Own && self.in_cook {
             return Ok(());
         }
         Err(PyPermissionError::new_err(format!(
@@ -415,7 +415,7 @@ impl Scope {
 
     /// Before `t`'s memory may move (new channels, new length): numpy arrays still alive over
     /// the old memory keep it (they become detached snapshots) and the data gets fresh memory.
-    pub fn detach_views(&mut self, py: Python<'_>, t: Target) -> PyResult<()> {
+    pub fn detach_views(&mut self, py: Python<'_>, t: DataRef) -> PyResult<()> {
         let Some(pos) = self.views.iter().position(|(vt, _)| *vt == t) else {
             return Ok(());
         };

@@ -294,7 +294,7 @@ pub enum Wire {
 
 /// State shared by the scanner thread, midir's callback and the cook thread.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub struct PortState {
     pub connected: AtomicBool,
     /// The MIDI system (ALSA sequencer or JACK server) could be opened.
     pub available: AtomicBool,
@@ -316,7 +316,7 @@ pub struct Shared {
 struct Callback {
     parser: StreamParser,
     tx: SyncSender<Wire>,
-    shared: Arc<Shared>,
+    shared: Arc<PortState>,
 }
 
 fn on_midi(_stamp: u64, bytes: &[u8], cb: &mut Callback) {
@@ -349,7 +349,7 @@ pub struct Scanner {
     #[cfg(feature = "jack")]
     input: Option<(MidiInputConnection<Callback>, String)>,
     tx: SyncSender<Wire>,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<PortState>,
     /// Log state, so that each change is logged once.
     logged_unavailable: Option<Unavailable>,
     logged_missing: bool,
@@ -395,7 +395,7 @@ impl Scanner {
             #[cfg(feature = "jack")]
             input: None,
             tx,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(PortState::default()),
             logged_unavailable: None,
             logged_missing: false,
             logged_ambiguous: Vec::new(),

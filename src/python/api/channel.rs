@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::PyFloat;
 
-use crate::python::scope::{self, Scope, Target};
+use crate::python::scope::{self, DataRef, Scope};
 
 use super::op::OpHandle;
 
@@ -34,7 +34,7 @@ impl Channel {
     }
 
     /// The operator target and this channel's current index in it.
-    fn locate(&self, s: &Scope) -> PyResult<(Target, usize)> {
+    fn locate(&self, s: &Scope) -> PyResult<(DataRef, usize)> {
         let t = s.resolve(&self.op, &self.op_idx, self.slot)?;
         let data = s.data(t)?;
         let i = self.index.load(Ordering::Relaxed);
@@ -185,7 +185,7 @@ impl Channel {
         scope::with(|s| {
             let (t, i) = self.locate(s)?;
             s.record_read(t);
-            let writable = t == Target::Own && s.check_write(t, "numpyArray").is_ok();
+            let writable = t == DataRef::Own && s.check_write(t, "numpyArray").is_ok();
             super::numpy::chan_view(py, s, t, i, writable)
         })
     }

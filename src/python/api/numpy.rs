@@ -13,9 +13,9 @@ use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::python::scope::{Scope, Target, ViewOwner};
+use crate::python::scope::{DataRef, Scope, ViewOwner};
 
-fn owner_for<'py>(py: Python<'py>, s: &mut Scope, t: Target) -> PyResult<Bound<'py, ViewOwner>> {
+fn owner_for<'py>(py: Python<'py>, s: &mut Scope, t: DataRef) -> PyResult<Bound<'py, ViewOwner>> {
     if let Some((_, o)) = s.views.iter().find(|(vt, _)| *vt == t) {
         return Ok(o.bind(py).clone());
     }
@@ -28,7 +28,7 @@ fn owner_for<'py>(py: Python<'py>, s: &mut Scope, t: Target) -> PyResult<Bound<'
 pub fn chop_view<'py>(
     py: Python<'py>,
     s: &mut Scope,
-    t: Target,
+    t: DataRef,
     writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     if !crate::python::numpy_available(py) {
@@ -54,7 +54,7 @@ pub fn chop_view<'py>(
 pub fn chan_view<'py>(
     py: Python<'py>,
     s: &mut Scope,
-    t: Target,
+    t: DataRef,
     chan: usize,
     writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {

@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::cook::{sanitize_name, ChopData};
 use crate::python::registry;
-use crate::python::scope::{self, Scope, Target};
+use crate::python::scope::{self, DataRef, Scope};
 
 use super::channel::Channel;
 use super::globals::Time;
@@ -43,7 +43,7 @@ impl OpHandle {
         h
     }
 
-    pub fn target(&self, s: &Scope) -> PyResult<Target> {
+    pub fn target(&self, s: &Scope) -> PyResult<DataRef> {
         s.resolve(&self.name, &self.idx, self.slot)
     }
 
@@ -71,7 +71,7 @@ impl OpHandle {
         })
     }
 
-    fn channel(&self, t: Target, s: &Scope, i: usize) -> PyResult<Channel> {
+    fn channel(&self, t: DataRef, s: &Scope, i: usize) -> PyResult<Channel> {
         let name = s.data(t)?.name(i).to_string();
         Ok(Channel::new(self, i, &name))
     }
@@ -174,7 +174,7 @@ impl OpHandle {
     fn inputs(&self) -> PyResult<Vec<OpHandle>> {
         scope::with(|s| {
             let t = self.target(s)?;
-            let own = t == Target::Own;
+            let own = t == DataRef::Own;
             let nodes = s.nodes()?;
             let n = &nodes[s.node_of(t)?];
             Ok(n.inputs
@@ -327,7 +327,7 @@ impl OpHandle {
         scope::with(|s| {
             let t = self.target(s)?;
             s.record_read(t);
-            let writable = t == Target::Own && s.check_write(t, "numpyArray").is_ok();
+            let writable = t == DataRef::Own && s.check_write(t, "numpyArray").is_ok();
             super::numpy::chop_view(py, s, t, writable)
         })
     }
@@ -433,7 +433,7 @@ impl OpHandle {
     fn cooked_this_frame(&self) -> PyResult<bool> {
         scope::with(|s| {
             let t = self.target(s)?;
-            if t == Target::Own {
+            if t == DataRef::Own {
                 return Ok(s.in_cook || s.stats(t)?.cooked_this_frame);
             }
             s.record_time();
@@ -448,7 +448,7 @@ impl OpHandle {
         scope::with(|s| {
             let t = self.target(s)?;
             let mut msgs: Vec<String> = Vec::new();
-            if t == Target::Own {
+            if t == DataRef::Own {
                 msgs.extend(s.errors.iter().cloned());
             }
             if msgs.is_empty() {
@@ -463,7 +463,7 @@ impl OpHandle {
         let _ = recurse;
         scope::with(|s| {
             let t = self.target(s)?;
-            Ok(if t == Target::Own {
+            Ok(if t == DataRef::Own {
                 s.warnings.join("\n")
             } else {
                 String::new()
