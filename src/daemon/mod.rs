@@ -2,9 +2,11 @@
 //! thread (signals, config watching, the control port, reload, systemd notification, bounded
 //! shutdown).
 //!
-//! Two channels carry everything: `Event` (reload requests from SIGHUP, the file watcher and the
-//! control port, vector's `SignalTo`) into the control plane's loop, and `Command` from the
-//! control plane to the cook thread, which polls it once per frame and never blocks on it.
+//! Two channels carry everything: `Event` into the control plane's loop, and `Command` from the
+//! control plane to the cook thread, which polls it once per frame and never blocks on it. Every
+//! source of work for the control plane — the signals (SIGTERM and SIGINT stop, SIGHUP reloads),
+//! the file watcher, the control port, the heartbeat check — becomes an `Event`, and one `match`
+//! acts on them: there is one way to reload and one way to stop.
 //!
 //! - [`control`]: the OSC control port, its address space and status replies.
 //! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
@@ -18,6 +20,7 @@ pub mod memory;
 pub mod notify;
 pub mod watch;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc as mpsc_async;
 use tokio::sync::oneshot;
 
 use crate::chop::Frame;
@@ -53,6 +57,19 @@ pub enum Event {
         cause: String,
         reply: Option<oneshot::Sender<ReloadResult>>,
     },
+    /// Stop the daemon.
+    Shutdown { cause: StopCause },
+}
+
+/// Why the control plane stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// SIGTERM or SIGINT (the number).
+    Signal(i32),
+    /// `Shared::stop` was set (in-process use).
+    Requested,
+    /// The cook thread ended on its own: a panic.
+    CookDied,
 }
 
 /// Handle shared between the control plane and the cook thread.
@@ -179,7 +196,6 @@ fn cook_thread(
     // Dropping the graph here stops every receive thread (each operator joins its own).
 }
 
-/// Applies `new` on top of `graph`; on failure the old graph is returned unchanged.
 fn needs_python(config: &Config) -> bool {
     config
         .operators
@@ -187,6 +203,7 @@ fn needs_python(config: &Config) -> bool {
         .any(|o| matches!(o.kind, config::Kind::Script(_)))
 }
 
+/// Applies `new` on top of `graph`; on failure the old graph is returned unchanged.
 fn reload(graph: Graph, new: &Config) -> (Graph, ReloadResult) {
     if needs_python(new) {
         // Adds only the site directories that are new; a failure keeps the old graph.
@@ -255,11 +272,18 @@ impl Signals {
         })
     }
 
-    /// The next stop signal's number.
-    async fn stop(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.term.recv() => libc::SIGTERM,
-            _ = self.int.recv() => libc::SIGINT,
+    /// Turns every signal into an `Event` until the control plane is gone. A signal that arrives
+    /// while stopping is forwarded too: a second SIGINT/SIGTERM then cuts the stop short.
+    async fn forward(mut self, events: mpsc_async::Sender<Event>) {
+        loop {
+            let event = tokio::select! {
+                _ = self.term.recv() => Event::Shutdown { cause: StopCause::Signal(libc::SIGTERM) },
+                _ = self.int.recv() => Event::Shutdown { cause: StopCause::Signal(libc::SIGINT) },
+                _ = self.hup.recv() => Event::Reload { cause: "SIGHUP".into(), reply: None },
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -292,8 +316,15 @@ impl ControlPort {
 /// The control plane's state on the main thread.
 struct Plane<'a> {
     path: &'a Path,
+    shared: Shared,
     cook: SyncSender<Command>,
+    /// `None` once joined (or handed to the thread that joins it while stopping).
+    thread: Option<std::thread::JoinHandle<()>>,
+    events: mpsc_async::Receiver<Event>,
+    /// Events that came while a reload was in hand, handled before waiting for new ones.
+    pending: VecDeque<Event>,
     notifier: Notifier,
+    beat: Heartbeat,
     watch: bool,
     watcher: watch::Watcher,
     control: Option<ControlPort>,
@@ -302,22 +333,99 @@ struct Plane<'a> {
     n_ops: usize,
 }
 
-/// Why the control plane's loop ended.
-enum Why {
-    Signal(i32),
-    /// `Shared::stop` was set (in-process use).
-    Requested,
-    /// The cook thread ended on its own: a panic.
-    CookDied,
-}
-
-/// What came of waiting on something while a stop signal may arrive.
+/// What came of waiting on something while a stop may be asked for.
 enum Interrupted<T> {
     Done(T),
-    Stop(i32),
+    Stop(StopCause),
 }
 
-impl Plane<'_> {
+impl<'a> Plane<'a> {
+    /// Starts the cook thread on `config` and opens the control port. On failure nothing is
+    /// left running.
+    fn start(
+        path: &'a Path,
+        config: Config,
+        shared: Shared,
+        events: (mpsc_async::Sender<Event>, mpsc_async::Receiver<Event>),
+        started: Instant,
+    ) -> anyhow::Result<Plane<'a>> {
+        let watch = config.watch;
+        let files = watched_files(&config);
+        let (rate, n_ops, control_cfg) =
+            (config.rate, config.operators.len(), config.control.clone());
+        let notifier = Notifier::from_env();
+        let (cook, thread, notes) = start(config, shared.clone())?;
+        for n in &notes[..notes.len().saturating_sub(1)] {
+            tracing::debug!("{n}");
+        }
+        let control_ctx = control::Ctx {
+            cook: cook.clone(),
+            events: events.0,
+            counters: Arc::default(),
+            debug: std::env::var_os("CHOPD_DEBUG_CONTROL").is_some_and(|v| v == "1"),
+            started,
+        };
+        let control = match control_cfg
+            .as_ref()
+            .map(|c| ControlPort::start(c, control_ctx.clone()))
+        {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                let _ = thread.join();
+                return Err(e);
+            }
+            None => None,
+        };
+        let plane = Plane {
+            path,
+            beat: Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now()),
+            shared,
+            cook,
+            thread: Some(thread),
+            events: events.1,
+            pending: VecDeque::new(),
+            notifier,
+            watch,
+            watcher: watch::Watcher::new(files),
+            control,
+            control_ctx,
+            rate,
+            n_ops,
+        };
+        plane.announce(notes.last().map_or("", String::as_str));
+        Ok(plane)
+    }
+
+    /// The start line, then `ready` (to the log and to systemd).
+    fn announce(&self, bound: &str) {
+        let mut listening = bound.to_string();
+        if let Some(c) = &self.control {
+            if !listening.is_empty() {
+                listening.push_str(", ");
+            }
+            listening.push_str(&format!("control on {}", c.local));
+        }
+        tracing::info!(
+            "chopd {} running {} ({} operators, {} fps){}{}",
+            env!("CARGO_PKG_VERSION"),
+            self.path.display(),
+            self.n_ops,
+            self.rate,
+            if listening.is_empty() {
+                ""
+            } else {
+                "; listening: "
+            },
+            listening
+        );
+        if let Some(wd) = self.notifier.watchdog() {
+            tracing::info!("systemd watchdog: {:.1} s", wd.as_secs_f64());
+        }
+        tracing::info!("ready");
+        self.notifier.ready(&self.status_line());
+    }
+
     fn status_line(&self) -> String {
         let control = match &self.control {
             Some(c) => format!(", control on {}", c.local),
@@ -329,34 +437,116 @@ impl Plane<'_> {
         )
     }
 
+    /// The control plane's loop: every source of work becomes an `Event`, handled in one place,
+    /// until one asks to stop.
+    async fn serve(&mut self) -> StopCause {
+        let mut poll = tokio::time::interval(watch::POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Check the heartbeat twice per watchdog interval, as sd_watchdog_enabled(3) advises.
+        let every = self
+            .notifier
+            .watchdog()
+            .map_or(Duration::from_millis(500), |w| w / 2);
+        let mut health = tokio::time::interval(every);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = match self.pending.pop_front() {
+                Some(ev) => ev,
+                None => tokio::select! {
+                    Some(ev) = self.events.recv() => ev,
+                    _ = poll.tick() => match self.poll_files() {
+                        Some(ev) => ev,
+                        None => continue,
+                    },
+                    _ = health.tick() => match self.check_health() {
+                        Some(ev) => ev,
+                        None => continue,
+                    },
+                },
+            };
+            match event {
+                Event::Reload { cause, reply } => match self.reload(&cause).await {
+                    Interrupted::Done(result) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(result);
+                        }
+                    }
+                    Interrupted::Stop(cause) => return cause,
+                },
+                Event::Shutdown { cause } => return cause,
+            }
+        }
+    }
+
+    /// The stop flag (in-process use) and the watched files, looked at every `watch::POLL`.
+    fn poll_files(&mut self) -> Option<Event> {
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return Some(Event::Shutdown {
+                cause: StopCause::Requested,
+            });
+        }
+        (self.watch && self.watcher.poll(Instant::now())).then(|| Event::Reload {
+            cause: "a watched file changed".into(),
+            reply: None,
+        })
+    }
+
+    /// Feeds the systemd watchdog while the clock runs, reports a stall and its end, and asks to
+    /// stop when the cook thread is gone.
+    fn check_health(&mut self) -> Option<Event> {
+        if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            return Some(Event::Shutdown {
+                cause: StopCause::CookDied,
+            });
+        }
+        let wd = self.notifier.watchdog();
+        // A stalled clock must not be hidden: two frames' time is the least allowed, whatever
+        // the watchdog interval.
+        let frames = Duration::from_secs_f64(2.5 / self.rate);
+        let limit = wd
+            .map_or(STALL_REPORT, |w| (w / 2).min(STALL_REPORT))
+            .max(frames);
+        let count = self.shared.heartbeat.load(Ordering::Relaxed);
+        match self.beat.check(count, Instant::now(), limit) {
+            Health::Alive | Health::StillStalled => {}
+            Health::Stalled(d) => {
+                tracing::error!(
+                    "the clock has not run a frame for {:.1} s (a stuck script?){}",
+                    d.as_secs_f64(),
+                    if wd.is_some() {
+                        "; the systemd watchdog is no longer fed"
+                    } else {
+                        ""
+                    }
+                );
+                self.notifier
+                    .status(&format!("stalled: no frame for {:.1} s", d.as_secs_f64()));
+            }
+            Health::Recovered(d) => {
+                tracing::warn!(
+                    "the clock runs again after a stall of {:.1} s",
+                    d.as_secs_f64()
+                );
+                self.notifier.status(&self.status_line());
+            }
+        }
+        if wd.is_some() && self.beat.alive() {
+            self.notifier.watchdog_ping();
+        }
+        None
+    }
+
     /// Checks the config aside and hands it to the cook thread; the old graph stays on any
     /// error. Tells systemd RELOADING … READY around it.
-    async fn reload(&mut self, cause: &str, signals: &mut Signals) -> Interrupted<ReloadResult> {
+    async fn reload(&mut self, cause: &str) -> Interrupted<ReloadResult> {
         tracing::info!("reload requested ({cause})");
         self.notifier.reloading();
         // Whatever asked, this reload handles the files as they are now.
         let seen = self.watcher.look();
         let mut files = self.watcher.files().to_vec();
-        let result = match config::load(self.path) {
-            Err(diags) => {
-                let errors: Vec<String> = diags
-                    .iter()
-                    .filter(|d| d.severity == config::Severity::Error)
-                    .map(|d| d.to_string())
-                    .collect();
-                tracing::error!(
-                    "reload refused, the running config stays: {} problems",
-                    errors.len()
-                );
-                for d in &diags {
-                    tracing::error!("{d}");
-                }
-                Err(errors)
-            }
+        let result = match self.load() {
+            Err(errors) => Err(errors),
             Ok(config) => {
-                for w in &config.warnings {
-                    tracing::warn!("{w}");
-                }
                 let new_files = watched_files(&config);
                 let (rate, n_ops, watch, control) = (
                     config.rate,
@@ -364,25 +554,9 @@ impl Plane<'_> {
                     config.watch,
                     config.control.clone(),
                 );
-                let (tx, rx) = oneshot::channel();
-                let result = if self
-                    .cook
-                    .try_send(Command::Reload(Box::new(config), tx))
-                    .is_err()
-                {
-                    Err(vec!["the cook thread is busy or stopped".to_string()])
-                } else {
-                    tokio::select! {
-                        r = tokio::time::timeout(RELOAD_WAIT, rx) => match r {
-                            Ok(Ok(r)) => r,
-                            Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
-                            Err(_) => Err(vec![format!(
-                                "the cook thread did not take the new config within {} s (is the clock stuck?)",
-                                RELOAD_WAIT.as_secs()
-                            )]),
-                        },
-                        sig = signals.stop() => return Interrupted::Stop(sig),
-                    }
+                let result = match self.hand_over(config).await {
+                    Interrupted::Done(r) => r,
+                    Interrupted::Stop(cause) => return Interrupted::Stop(cause),
                 };
                 match &result {
                     Ok(notes) => {
@@ -423,6 +597,64 @@ impl Plane<'_> {
         Interrupted::Done(result)
     }
 
+    /// Reads and checks the config; on errors, logs every diagnostic and returns the errors.
+    fn load(&self) -> Result<Config, Vec<String>> {
+        match config::load(self.path) {
+            Err(diags) => {
+                let errors: Vec<String> = diags
+                    .iter()
+                    .filter(|d| d.severity == config::Severity::Error)
+                    .map(|d| d.to_string())
+                    .collect();
+                tracing::error!(
+                    "reload refused, the running config stays: {} problems",
+                    errors.len()
+                );
+                for d in &diags {
+                    tracing::error!("{d}");
+                }
+                Err(errors)
+            }
+            Ok(config) => {
+                for w in &config.warnings {
+                    tracing::warn!("{w}");
+                }
+                Ok(config)
+            }
+        }
+    }
+
+    /// Gives a checked config to the cook thread and waits (bounded) for its verdict. A stop
+    /// asked for meanwhile ends the wait; other events are kept for later.
+    async fn hand_over(&mut self, config: Config) -> Interrupted<ReloadResult> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .cook
+            .try_send(Command::Reload(Box::new(config), tx))
+            .is_err()
+        {
+            return Interrupted::Done(Err(vec!["the cook thread is busy or stopped".to_string()]));
+        }
+        let verdict = tokio::time::timeout(RELOAD_WAIT, rx);
+        tokio::pin!(verdict);
+        loop {
+            tokio::select! {
+                r = &mut verdict => return Interrupted::Done(match r {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
+                    Err(_) => Err(vec![format!(
+                        "the cook thread did not take the new config within {} s (is the clock stuck?)",
+                        RELOAD_WAIT.as_secs()
+                    )]),
+                }),
+                Some(ev) = self.events.recv() => match ev {
+                    Event::Shutdown { cause } => return Interrupted::Stop(cause),
+                    other => self.pending.push_back(other),
+                },
+            }
+        }
+    }
+
     /// Follows a reloaded `[control]`: same address → only the allow-list changes; another
     /// address → bind it, then close the old one (which stays if the new one cannot be bound).
     fn apply_control(&mut self, new: Option<&ControlConfig>) {
@@ -451,6 +683,67 @@ impl Plane<'_> {
             },
         }
     }
+
+    /// Stops the daemon for `cause`: closes the control port, stops the cook thread and waits
+    /// for it within `SHUTDOWN_BOUND`, unless a second signal says not to wait.
+    async fn stop(mut self, cause: StopCause) -> anyhow::Result<()> {
+        let thread = self.thread.take();
+        match cause {
+            StopCause::Signal(sig) => {
+                let name = if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                tracing::info!("stopping ({name})");
+            }
+            StopCause::Requested => tracing::info!("stopping"),
+            StopCause::CookDied => {
+                // A panic on the cook thread has printed its message already. Exiting non-zero
+                // lets systemd restart the service instead of keeping a daemon without a clock.
+                self.notifier.stopping();
+                if let Some(t) = thread {
+                    let _ = t.join();
+                }
+                return Err(anyhow!("the cook thread stopped unexpectedly (see above)"));
+            }
+        }
+        self.notifier.stopping();
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.control = None;
+        let (done_tx, done_rx) = oneshot::channel();
+        // Joined on a helper thread so the wait can be bounded and a second signal heard.
+        std::thread::spawn(move || {
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+            let _ = done_tx.send(());
+        });
+        let result = tokio::select! {
+            _ = done_rx => Ok(()),
+            _ = tokio::time::sleep(SHUTDOWN_BOUND) => Err(Stopped::Timeout),
+            sig = self.second_signal() => Err(Stopped::Forced(sig)),
+        };
+        match &result {
+            Ok(()) => tracing::info!("stopped"),
+            Err(e) => tracing::error!("{e}"),
+        }
+        result.map_err(anyhow::Error::new)
+    }
+
+    /// The next stop signal; anything else asked for while stopping is dropped (a control port
+    /// request then hears that the daemon is stopping).
+    async fn second_signal(&mut self) -> i32 {
+        loop {
+            match self.events.recv().await {
+                Some(Event::Shutdown {
+                    cause: StopCause::Signal(sig),
+                }) => return sig,
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        }
+    }
 }
 
 /// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP, on
@@ -470,184 +763,13 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
         .build()
         .context("start the control runtime")?;
     let _guard = rt.enter();
-    let mut signals = Signals::install()?;
-    let notifier = Notifier::from_env();
+    let signals = Signals::install()?;
     let started = Instant::now();
-    let watch = config.watch;
-    let files = watched_files(&config);
-    let (rate, n_ops, control_cfg) = (config.rate, config.operators.len(), config.control.clone());
-    let (cook, thread, mut notes) = start(config, shared.clone())?;
-    let mut listening = notes.pop().unwrap_or_default();
-    for n in &notes {
-        tracing::debug!("{n}");
-    }
-    let (events_tx, mut events) = tokio::sync::mpsc::channel::<Event>(16);
-    let control_ctx = control::Ctx {
-        cook: cook.clone(),
-        events: events_tx,
-        counters: Arc::default(),
-        debug: std::env::var_os("CHOPD_DEBUG_CONTROL").is_some_and(|v| v == "1"),
-        started,
-    };
-    let control = match control_cfg
-        .as_ref()
-        .map(|c| ControlPort::start(c, control_ctx.clone()))
-    {
-        Some(Ok(c)) => Some(c),
-        Some(Err(e)) => {
-            shared.stop.store(true, Ordering::Relaxed);
-            let _ = thread.join();
-            return Err(e);
-        }
-        None => None,
-    };
-    let mut plane = Plane {
-        path,
-        cook,
-        notifier,
-        watch,
-        watcher: watch::Watcher::new(files),
-        control,
-        control_ctx,
-        rate,
-        n_ops,
-    };
-    if let Some(c) = &plane.control {
-        if !listening.is_empty() {
-            listening.push_str(", ");
-        }
-        listening.push_str(&format!("control on {}", c.local));
-    }
-    tracing::info!(
-        "chopd {} running {} ({} operators, {} fps){}{}",
-        env!("CARGO_PKG_VERSION"),
-        path.display(),
-        n_ops,
-        rate,
-        if listening.is_empty() {
-            ""
-        } else {
-            "; listening: "
-        },
-        listening
-    );
-    if let Some(wd) = plane.notifier.watchdog() {
-        tracing::info!("systemd watchdog: {:.1} s", wd.as_secs_f64());
-    }
-    tracing::info!("ready");
-    plane.notifier.ready(&plane.status_line());
-
-    let stopped_by = rt.block_on(async {
-        let mut poll = tokio::time::interval(watch::POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let wd = plane.notifier.watchdog();
-        // Check the heartbeat twice per watchdog interval, as sd_watchdog_enabled(3) advises.
-        let mut health = tokio::time::interval(wd.map_or(Duration::from_millis(500), |w| w / 2));
-        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut beat = Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now());
-        loop {
-            let reload_cause: String;
-            let mut reply = None;
-            tokio::select! {
-                _ = signals.term.recv() => return Why::Signal(libc::SIGTERM),
-                _ = signals.int.recv() => return Why::Signal(libc::SIGINT),
-                _ = signals.hup.recv() => reload_cause = "SIGHUP".into(),
-                Some(ev) = events.recv() => match ev {
-                    Event::Reload { cause, reply: r } => {
-                        reload_cause = cause;
-                        reply = r;
-                    }
-                },
-                _ = poll.tick() => {
-                    if shared.stop.load(Ordering::Relaxed) {
-                        return Why::Requested;
-                    }
-                    if !(plane.watch && plane.watcher.poll(Instant::now())) {
-                        continue;
-                    }
-                    reload_cause = "a watched file changed".into();
-                }
-                _ = health.tick() => {
-                    if thread.is_finished() {
-                        return Why::CookDied;
-                    }
-                    // A stalled clock must not be hidden: two frames' time is the least
-                    // allowed, whatever the watchdog interval.
-                    let frames = Duration::from_secs_f64(2.5 / plane.rate);
-                    let limit = wd.map_or(STALL_REPORT, |w| (w / 2).min(STALL_REPORT)).max(frames);
-                    let count = shared.heartbeat.load(Ordering::Relaxed);
-                    match beat.check(count, Instant::now(), limit) {
-                        Health::Alive => {}
-                        Health::Stalled(d) => {
-                            tracing::error!(
-                                "the clock has not run a frame for {:.1} s (a stuck script?){}",
-                                d.as_secs_f64(),
-                                if wd.is_some() { "; the systemd watchdog is no longer fed" } else { "" }
-                            );
-                            plane.notifier.status(&format!("stalled: no frame for {:.1} s", d.as_secs_f64()));
-                        }
-                        Health::StillStalled => {}
-                        Health::Recovered(d) => {
-                            tracing::warn!("the clock runs again after a stall of {:.1} s", d.as_secs_f64());
-                            plane.notifier.status(&plane.status_line());
-                        }
-                    }
-                    if wd.is_some() && beat.alive() {
-                        plane.notifier.watchdog_ping();
-                    }
-                    continue;
-                }
-            }
-            match plane.reload(&reload_cause, &mut signals).await {
-                Interrupted::Done(result) => {
-                    if let Some(r) = reply {
-                        let _ = r.send(result);
-                    }
-                }
-                Interrupted::Stop(sig) => return Why::Signal(sig),
-            }
-        }
-    });
-
-    match stopped_by {
-        Why::Signal(sig) => {
-            let name = if sig == libc::SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            };
-            tracing::info!("stopping ({name})");
-        }
-        Why::Requested => tracing::info!("stopping"),
-        Why::CookDied => {
-            // A panic on the cook thread has printed its message already. Exiting non-zero
-            // lets systemd restart the service instead of keeping a daemon without a clock.
-            plane.notifier.stopping();
-            let _ = thread.join();
-            return Err(anyhow!("the cook thread stopped unexpectedly (see above)"));
-        }
-    }
-    plane.notifier.stopping();
-    shared.stop.store(true, Ordering::Relaxed);
-    plane.control = None;
-    let result = rt.block_on(async {
-        let (done_tx, done_rx) = oneshot::channel();
-        // Joined on a helper thread so the wait can be bounded and a second signal heard.
-        std::thread::spawn(move || {
-            let _ = thread.join();
-            let _ = done_tx.send(());
-        });
-        tokio::select! {
-            _ = done_rx => Ok(()),
-            _ = tokio::time::sleep(SHUTDOWN_BOUND) => Err(Stopped::Timeout),
-            sig = signals.stop() => Err(Stopped::Forced(sig)),
-        }
-    });
-    match &result {
-        Ok(()) => tracing::info!("stopped"),
-        Err(e) => tracing::error!("{e}"),
-    }
-    result.map_err(anyhow::Error::new)
+    let (events_tx, events_rx) = mpsc_async::channel::<Event>(16);
+    tokio::spawn(signals.forward(events_tx.clone()));
+    let mut plane = Plane::start(path, config, shared, (events_tx, events_rx), started)?;
+    let cause = rt.block_on(plane.serve());
+    rt.block_on(plane.stop(cause))
 }
 
 /// The config had errors (already printed); `main` exits 78 for it.
