@@ -56,7 +56,7 @@ fn osc_in_is_exported_under_the_root() {
 #[test]
 fn only_changed_values_are_sent_by_default() {
     let rx = OscRx::new();
-    let mut d = Daemon::start(&config(rx.port(), ""), &[]);
+    let d = Daemon::start(&config(rx.port(), ""), &[]);
     let port = d.port("in");
     send(port, "/a", vec![OscType::Float(1.0)]);
     rx.expect("/show/a", 1.0);
@@ -79,7 +79,7 @@ fn every_cook_sends_every_frame() {
         r#"export = { method = "autoname", root = "show", send = "every_cook" }
 timeslice = true"#,
     );
-    let mut d = Daemon::start(&cfg, &[]);
+    let d = Daemon::start(&cfg, &[]);
     send(d.port("in"), "/a", vec![OscType::Float(1.0)]);
     rx.expect("/show/a", 1.0);
     let later = rx.drain(Duration::from_millis(300));
@@ -91,7 +91,7 @@ timeslice = true"#,
 fn strip_segments_and_address_scope() {
     let rx = OscRx::new();
     let extra = "strip_segments = 1\naddress_scope = \"/1/* ^/1/debug*\"";
-    let mut d = Daemon::start(&config(rx.port(), extra), &[]);
+    let d = Daemon::start(&config(rx.port(), extra), &[]);
     let port = d.port("in");
     send(port, "/2/fader", vec![OscType::Float(9.0)]);
     send(port, "/1/debug", vec![OscType::Float(9.0)]);
@@ -150,7 +150,7 @@ type = "info"
 op = "in"
 export = { method = "autoname", root = "show" }
 "#;
-    let mut d = Daemon::start(&config(rx.port(), extra), &[]);
+    let d = Daemon::start(&config(rx.port(), extra), &[]);
     send(d.port("in"), "/a", vec![OscType::Float(1.0)]);
     rx.expect("/show/refused", 1.0);
 }
@@ -163,7 +163,7 @@ fn export_table_by_name() {
         r#"export = { method = "datname", root = "show", table = "map.csv" }"#,
     );
     let table = "chan,path,parameter,enable\nfader1,console/dimmer,level,1\nfader2,x,y,0\n";
-    let mut d = Daemon::start(&cfg, &[("map.csv", table)]);
+    let d = Daemon::start(&cfg, &[("map.csv", table)]);
     let port = d.port("in");
     send(port, "/fader2", vec![OscType::Float(0.3)]);
     send(port, "/fader1", vec![OscType::Float(0.6)]);
@@ -204,7 +204,7 @@ type = "info"
 op = "in"
 export = { method = "autoname", root = "show" }
 "#;
-    let mut d = Daemon::start(&cfg, &[]);
+    let d = Daemon::start(&cfg, &[]);
     let port = d.port("in");
     let bundle = rosc::OscPacket::Bundle(rosc::OscBundle {
         timetag: rosc::OscTime::from((0, 1)),
@@ -255,7 +255,7 @@ fn liblo_oscsend_is_understood() {
         panic!("oscsend (liblo-tools) is missing: run scripts/setup");
     }
     let rx = OscRx::new();
-    let mut d = Daemon::start(&config(rx.port(), ""), &[]);
+    let d = Daemon::start(&config(rx.port(), ""), &[]);
     let port = d.port("in");
     let st = std::process::Command::new("oscsend")
         .args([
@@ -296,7 +296,7 @@ fn liblo_oscdump_reads_our_bundles() {
             }
         });
     }
-    let mut d = Daemon::start(&config(dump_port, ""), &[]);
+    let d = Daemon::start(&config(dump_port, ""), &[]);
     let port = d.port("in");
     let deadline = std::time::Instant::now() + TIMEOUT;
     let mut v = 0.0f32;

@@ -178,7 +178,7 @@ fn senders_outside_the_allow_list_are_refused() {
     let out = OscRx::new();
     let stats = OscRx::new();
     let cfg = config(out.port(), stats.port(), r#"allow = ["192.0.2.0/24"]"#);
-    let mut d = Daemon::start(&cfg, &[]);
+    let d = Daemon::start(&cfg, &[]);
     let port = d.port("in");
     for _ in 0..5 {
         send(port, "/nope", vec![OscType::Float(1.0)]);

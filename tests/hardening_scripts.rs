@@ -184,19 +184,18 @@ fn a_leaking_script_shows_in_rss_mb_and_is_warned_about() {
     );
     // Sampled once a second: it rises while the script hoards (to ~300 MB above the start).
     let grown = rx.wait_value("/clock/rss_mb", |mb| mb >= 250.0);
-    let line = d
-        .wait_for("resident memory is", TIMEOUT)
+    let is_warning = |f: &Fields| f.contains_key("warn_mb");
+    let warning = d
+        .wait_logged(is_warning, 1, TIMEOUT)
         .unwrap_or_else(|| panic!("no memory warning; log:\n{}", d.log_text()));
-    assert!(line.contains("past 200 MB (rss_warn_mb; it was "), "{line}");
+    assert_eq!(warning["warn_mb"], "200", "{warning:?}");
+    let at_start: f32 = warning["start_mb"].parse().unwrap();
+    assert!(at_start < 150.0 && grown >= at_start + 100.0, "{warning:?}");
+    // What to do about it is in the text.
+    let line = d.wait_for("resident memory is", TIMEOUT).unwrap();
+    assert!(line.contains("(rss_warn_mb;"), "{line}");
     assert!(line.contains("MemoryMax="), "{line}");
-    let at_start: f32 = line
-        .split("it was ")
-        .nth(1)
-        .and_then(|r| r.split(" MB").next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    assert!(at_start < 150.0 && grown >= at_start + 100.0, "{line}");
-    assert_eq!(d.count("resident memory is"), 1, "{}", d.log_text());
+    assert_eq!(d.logged(is_warning).len(), 1, "{}", d.log_text());
     // The status carries it too.
     let status = Control::new(d.control_port()).status_json(None);
     let rss = status["daemon"]["rss_mb"].as_f64().unwrap();

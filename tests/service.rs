@@ -163,7 +163,7 @@ fn ready_reloading_and_stopping_reach_the_notify_socket() {
     let now = monotonic_usec();
     assert!(usec <= now && now - usec < 10_000_000, "{usec} vs {now}");
     assert!(ns.next_state().starts_with("READY=1\n"));
-    d.wait_for("reloaded", TIMEOUT).unwrap();
+    d.reload_applied(1);
 
     let status = d.stop();
     assert!(status.success(), "{status:?}");
@@ -251,14 +251,17 @@ fn a_stuck_clock_stops_feeding_the_watchdog() {
 fn a_bad_edit_keeps_the_old_graph_running_and_logs_every_error() {
     let (show, stats) = (OscRx::new(), OscRx::new());
     let cfg = config(show.port(), stats.port(), "");
-    let mut d = Daemon::start(&cfg, &[]);
+    let d = Daemon::start(&cfg, &[]);
     let port = d.port("in");
     // Two mistakes: an unknown key and an Info CHOP of an operator that does not exist.
     let bad = cfg.replace("rate = 100", "rate = 100\nrat = 5")
         + "\n[[operator]]\nname = \"x\"\ntype = \"info\"\nop = \"nope\"\n";
     d.rewrite_config(&bad);
-    let refused = d.wait_for("reload refused", TIMEOUT).unwrap();
-    assert!(refused.contains("2 problems"), "{refused}");
+    let refused = d.reload(1);
+    assert_eq!(
+        (refused["reload"].as_str(), refused["errors"].as_str()),
+        ("rejected", "2")
+    );
     let unknown = d.wait_for("unknown key \"rat\"", TIMEOUT).unwrap();
     assert!(unknown.contains("chopd.toml:3:1: error:"), "{unknown}");
     d.wait_for("op \"nope\" is not an operator", TIMEOUT)
@@ -266,17 +269,17 @@ fn a_bad_edit_keeps_the_old_graph_running_and_logs_every_error() {
     // The old graph still runs: same port, traffic still exported.
     send(port, "/after", vec![OscType::Float(0.25)]);
     show.expect("/show/after", 0.25);
-    assert_eq!(d.count("reloaded"), 0);
+    assert_eq!(d.logged(is_reload).len(), 1);
     // Fixing the file reloads it.
     d.rewrite_config(&cfg.replace("rate = 100", "rate = 50"));
-    d.wait_for("reloaded", TIMEOUT).unwrap();
+    d.reload_applied(2);
 }
 
 #[test]
 fn a_good_edit_rebuilds_only_what_changed() {
     let (show, stats) = (OscRx::new(), OscRx::new());
     let cfg = config(show.port(), stats.port(), "");
-    let mut d = Daemon::start(&cfg, &[]);
+    let d = Daemon::start(&cfg, &[]);
     let port = d.port("in");
     send(port, "/a", vec![OscType::Float(0.5)]);
     show.expect("/show/a", 0.5);
@@ -297,10 +300,10 @@ port = 0
 local_address = "127.0.0.1"
 "#;
     d.rewrite_config(&new);
-    let line = d.wait_for("reloaded", TIMEOUT).unwrap();
-    assert!(line.ends_with("built oscin \"in2\""), "{line}");
-    assert_eq!(d.count("bound oscin \"in\""), 1, "in was rebound");
-    assert_eq!(d.port("in"), port);
+    assert_eq!(d.reload_applied(1), "built oscin \"in2\"");
+    let in_bound = d.logged(|f| f.get("op").is_some_and(|o| o == "in") && f.contains_key("addr"));
+    assert_eq!(in_bound.len(), 1, "in was rebound: {in_bound:?}");
+    assert_eq!(num(&c.status(), "/chopd/status/op/in/port"), port as f64);
     // The channel value survived: every_cook sends it again without any new traffic.
     show.expect("/show/a", 0.5);
     // Counters and cook counts go on from where they were (a new operator starts at 0).
@@ -321,11 +324,7 @@ fn saving_by_rename_triggers_a_reload() {
         .dir
         .write(".chopd.toml.swp", &cfg.replace("rate = 100", "rate = 50"));
     std::fs::rename(&tmp, &d.config).unwrap();
-    let line = d.wait_for("reloaded", TIMEOUT).unwrap();
-    assert!(
-        line.contains("nothing changed") || line.contains("reloaded"),
-        "{line}"
-    );
+    d.reload_applied(1);
     let c = Control::new(d.control_port());
     let s = c.status();
     assert_eq!(num(&s, "/chopd/status/daemon/rate"), 50.0);
@@ -338,19 +337,19 @@ fn an_export_table_edit_is_picked_up() {
         r#"export = { method = "autoname", root = "show" }"#,
         r#"export = { method = "datname", root = "show", table = "map.csv" }"#,
     );
-    let mut d = Daemon::start(&cfg, &[("map.csv", "chan,path,parameter\nf1,desk,one\n")]);
+    let d = Daemon::start(&cfg, &[("map.csv", "chan,path,parameter\nf1,desk,one\n")]);
     let port = d.port("in");
     send(port, "/f1", vec![OscType::Float(0.5)]);
     show.expect("/show/desk/one", 0.5);
     d.dir.write("map.csv", "chan,path,parameter\nf1,desk,two\n");
-    d.wait_for("reloaded", TIMEOUT).unwrap();
+    d.reload_applied(1);
     show.expect("/show/desk/two", 0.5);
 }
 
 #[test]
 fn control_status_reports_every_operator() {
     let (show, stats) = (OscRx::new(), OscRx::new());
-    let mut d = Daemon::start(&config(show.port(), stats.port(), ""), &[]);
+    let d = Daemon::start(&config(show.port(), stats.port(), ""), &[]);
     let port = d.port("in");
     send(port, "/a", vec![OscType::Float(0.5)]);
     show.expect("/show/a", 0.5);
@@ -398,7 +397,7 @@ fn control_status_reports_every_operator() {
 fn control_actions_pulse_set_reset_setup_and_reload() {
     let (show, stats) = (OscRx::new(), OscRx::new());
     let cfg = config(show.port(), stats.port(), "");
-    let mut d = Daemon::start(&cfg, &[]);
+    let d = Daemon::start(&cfg, &[]);
     let port = d.port("in");
     send(port, "/a", vec![OscType::Float(0.5)]);
     show.expect("/show/a", 0.5);
@@ -449,7 +448,7 @@ fn control_actions_pulse_set_reset_setup_and_reload() {
     // reply must then say "nothing changed"; so write with watching off.
     let no_watch = |s: &str| s.replace("rate = 100", "rate = 100\nwatch = false");
     d.rewrite_config(&no_watch(&cfg));
-    d.wait_for("reloaded", TIMEOUT).unwrap();
+    d.reload_applied(1);
     d.rewrite_config(&no_watch(&with_in2));
     assert_eq!(
         c.ok("/chopd/reload", vec![]),
@@ -554,7 +553,7 @@ fn a_reload_moves_the_control_port_and_its_allow_list() {
         old.ok("/chopd/reload", vec![]),
         vec![OscType::String("nothing changed".into())]
     );
-    d.wait_for_nth("bound control on", 2, TIMEOUT).unwrap();
+    d.wait_logged(is_control_listener, 2, TIMEOUT).unwrap();
     assert_eq!(d.control_port(), new_port);
     let new = Control::new(new_port);
     new.ok("/chopd/ping", vec![]);
@@ -574,7 +573,7 @@ fn a_reload_moves_the_control_port_and_its_allow_list() {
         .replies("/chopd/ping", Duration::from_millis(300))
         .is_none());
     Control::from_ip("127.0.0.2", new_port).ok("/chopd/ping", vec![]);
-    assert_eq!(d.count("bound control on"), 2);
+    assert_eq!(d.logged(is_control_listener).len(), 2);
 }
 
 #[test]
@@ -597,7 +596,7 @@ port = 0
 local_address = "127.0.0.1"
 export = { method = "autoname", root = "op:/" }
 "#;
-    let mut d = Daemon::start(&config(show.port(), stats.port(), extra), &[]);
+    let d = Daemon::start(&config(show.port(), stats.port(), extra), &[]);
     send(d.port("src"), "/Gain", vec![OscType::Float(0.5)]);
     send(d.port("src2"), "/in/Level", vec![OscType::Float(0.5)]);
     let c = Control::new(d.control_port());
@@ -822,7 +821,7 @@ port = 0
 local_address = "127.0.0.1"
 export = { method = "autoname", root = "op:in" }
 "#;
-    let mut d = Daemon::start(&config(show.port(), stats.port(), extra), &[]);
+    let d = Daemon::start(&config(show.port(), stats.port(), extra), &[]);
     send(d.port("in"), "/a", vec![OscType::Float(0.5)]);
     show.expect("/show/a", 0.5);
     send(d.port("src"), "/Gain", vec![OscType::Float(0.5)]);
@@ -932,7 +931,7 @@ export = {{ method = "autoname", root = "op:synth" }}
 #[test]
 fn an_export_drives_a_script_parameter_and_control_sets_on_it_are_refused() {
     let (show, stats) = (OscRx::new(), OscRx::new());
-    let mut d = Daemon::start(
+    let d = Daemon::start(
         &synth_config(show.port(), stats.port(), 1000),
         &[("synth.py", SYNTH)],
     );
@@ -989,8 +988,7 @@ fn custom_parameter_values_survive_a_reload() {
             "cook_budget_ms = 1000\nexport = { method = \"autoname\", root = \"show\", send = \"every_cook\" }",
         ) + "\n[[operator]]\nname = \"extra\"\ntype = \"info\"\nop = \"/\"\n"),
     );
-    let line = d.wait_for("reloaded", TIMEOUT).unwrap();
-    assert!(line.ends_with("built info \"extra\""), "{line}");
+    assert_eq!(d.reload_applied(1), "built info \"extra\"");
     show.expect("/show/offset", 0.5);
     let s = c.status();
     assert_eq!(s["/chopd/status/op/synth/par/Offset"], OscType::Float(0.5));
@@ -1066,10 +1064,10 @@ fn an_edit_then_sighup_reloads_once() {
     let d = Daemon::start(&cfg, &[]);
     d.rewrite_config(&cfg.replace("rate = 100", "rate = 50"));
     d.signal(libc::SIGHUP);
-    d.wait_for("reloaded", TIMEOUT).unwrap();
+    d.reload_applied(1);
     // The watcher saw the same edit: it must not reload it again. Give it several polls.
     assert!(
-        d.wait_for_nth("reload requested", 2, Duration::from_millis(600))
+        d.wait_logged(is_reload, 2, Duration::from_millis(600))
             .is_none(),
         "{}",
         d.log_text()
@@ -1120,8 +1118,7 @@ device = "chopd-test-no-such-device"
 required = true
 "#;
     d.rewrite_config(&bad);
-    d.wait_for("reload failed, the running graph stays", TIMEOUT)
-        .unwrap_or_else(|| panic!("{}", d.log_text()));
+    assert_eq!(d.reload(1)["reload"], "rejected", "{}", d.log_text());
     // The old `in` is bound again and still exports.
     send(port, "/again", vec![OscType::Float(0.75)]);
     show.expect("/show/again", 0.75);

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `chopd` binary on a config written to a fresh directory, learns
-//! the ports it bound (port 0 in configs) from its log, and talks OSC to it over 127.0.0.1.
-//! Every wait has a timeout; nothing sleeps to synchronise.
+//! the ports it bound (port 0 in configs) and its reload outcomes from the fields of its log
+//! lines (`key=value` after the message, never the message itself), and talks OSC to it over
+//! 127.0.0.1. Every wait has a timeout; nothing sleeps to synchronise.
 
 #![allow(dead_code)]
 
@@ -66,8 +67,77 @@ pub struct Daemon {
     pub dir: TempDir,
     pub config: PathBuf,
     log: Arc<(Mutex<Log>, Condvar)>,
-    /// oscin operator name → bound port.
-    pub ports: HashMap<String, u16>,
+}
+
+/// The fields of one log line, key → value (quoted values unescaped).
+pub type Fields = HashMap<String, String>;
+
+/// The `key=value` fields of a log line: a value is a bare token or a quoted string with Rust
+/// escapes. Words of the message that are not `key=value` are skipped; a key seen twice keeps its
+/// last value (the fields come after the message).
+pub fn fields(line: &str) -> Fields {
+    let mut out = Fields::new();
+    let mut rest = line;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return out;
+        }
+        let key_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        if key_len > 0 && rest[key_len..].starts_with('=') {
+            let key = &rest[..key_len];
+            let after = &rest[key_len + 1..];
+            if let Some(quoted) = after.strip_prefix('"') {
+                let (value, tail) = unescape(quoted);
+                out.insert(key.to_string(), value);
+                rest = tail;
+            } else {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                out.insert(key.to_string(), after[..end].to_string());
+                rest = &after[end..];
+            }
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+    }
+}
+
+/// The string before the closing quote (escapes resolved), and what follows it.
+fn unescape(s: &str) -> (String, &str) {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (out, &s[i + 1..]),
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('0') => out.push('\0'),
+                Some('u') => {
+                    let hex: String = chars
+                        .by_ref()
+                        .map(|(_, c)| c)
+                        .skip_while(|&c| c == '{')
+                        .take_while(|&c| c != '}')
+                        .collect();
+                    out.extend(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32));
+                }
+                Some(c) => out.push(c),
+                None => {}
+            },
+            c => out.push(c),
+        }
+    }
+    (out, "")
+}
+
+/// The port of an `addr` field (`127.0.0.1:9000`, `[::]:9000`).
+fn port_of(f: &Fields) -> Option<u16> {
+    f.get("addr")?.rsplit(':').next()?.parse().ok()
 }
 
 impl Daemon {
@@ -128,61 +198,76 @@ impl Daemon {
                 log.1.notify_all();
             });
         }
-        let mut d = Daemon {
+        Daemon {
             child,
             dir,
             config,
             log,
-            ports: HashMap::new(),
-        };
-        d.refresh_ports();
-        d
-    }
-
-    fn refresh_ports(&mut self) {
-        let lines = self.log.0.lock().unwrap().lines.clone();
-        for l in lines {
-            // `bound oscin "NAME" on ADDR:PORT`
-            if let Some(rest) = l.split("bound oscin \"").nth(1) {
-                let (name, tail) = rest.split_once('"').unwrap();
-                let port: u16 = tail
-                    .trim_start_matches(" on ")
-                    .split_whitespace()
-                    .next()
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| p.parse().ok())
-                    .unwrap();
-                self.ports.insert(name.to_string(), port);
-            }
         }
     }
 
-    /// Port bound by oscin operator `name`.
-    pub fn port(&mut self, name: &str) -> u16 {
-        self.refresh_ports();
-        *self
-            .ports
-            .get(name)
-            .unwrap_or_else(|| panic!("no oscin \"{name}\" bound; log:\n{}", self.log_text()))
+    /// Port bound by operator `name` (the latest `listening` line for it: a reload may move it).
+    pub fn port(&self, name: &str) -> u16 {
+        self.logged(|f| f.get("op").is_some_and(|o| o == name) && f.contains_key("addr"))
+            .last()
+            .and_then(port_of)
+            .unwrap_or_else(|| panic!("no operator \"{name}\" bound; log:\n{}", self.log_text()))
     }
 
-    /// Port of the control port (`bound control on ADDR` in the log; the latest, as a reload
-    /// may move it).
+    /// Port of the control port (the latest, as a reload may move it).
     pub fn control_port(&self) -> u16 {
-        let lines = self.log.0.lock().unwrap().lines.clone();
-        lines
-            .iter()
-            .rev()
-            .find_map(|l| {
-                let addr = l.split("bound control on ").nth(1)?;
-                addr.split_whitespace()
-                    .next()?
-                    .rsplit(':')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
+        self.logged(is_control_listener)
+            .last()
+            .and_then(port_of)
             .unwrap_or_else(|| panic!("no control port bound; log:\n{}", self.log_text()))
+    }
+
+    /// The fields of every log line so far whose fields satisfy `pred`.
+    pub fn logged(&self, pred: impl Fn(&Fields) -> bool) -> Vec<Fields> {
+        let log = self.log.0.lock().unwrap();
+        log.lines.iter().map(|l| fields(l)).filter(pred).collect()
+    }
+
+    /// Waits until `n` log lines have fields satisfying `pred`; returns the n-th one's fields.
+    pub fn wait_logged(
+        &self,
+        pred: impl Fn(&Fields) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> Option<Fields> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.log;
+        let mut log = lock.lock().unwrap();
+        loop {
+            if let Some(f) = log.lines.iter().map(|l| fields(l)).filter(&pred).nth(n - 1) {
+                return Some(f);
+            }
+            let now = Instant::now();
+            if now >= deadline || log.closed {
+                return None;
+            }
+            log = cv.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
+    /// The outcome of the `n`-th reload (1-based): the fields of its `reload=…` line, whose
+    /// `reload` is `applied` (with `changed`) or `rejected` (with `errors`). Panics on timeout.
+    pub fn reload(&self, n: usize) -> Fields {
+        self.wait_logged(is_reload, n, TIMEOUT)
+            .unwrap_or_else(|| panic!("no outcome of reload {n}; log:\n{}", self.log_text()))
+    }
+
+    /// Like [`Daemon::reload`], asserting the reload was applied; returns what changed (empty
+    /// when nothing did).
+    pub fn reload_applied(&self, n: usize) -> String {
+        let r = self.reload(n);
+        assert_eq!(
+            r["reload"],
+            "applied",
+            "reload {n}: {r:?}; log:\n{}",
+            self.log_text()
+        );
+        r["changed"].clone()
     }
 
     /// How many log lines contain `needle` so far.
@@ -258,6 +343,16 @@ impl Daemon {
     pub fn rewrite_config(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();
     }
+}
+
+/// A reload's outcome line.
+pub fn is_reload(f: &Fields) -> bool {
+    f.contains_key("reload")
+}
+
+/// A `listening` line of the control port.
+pub fn is_control_listener(f: &Fields) -> bool {
+    f.get("kind").is_some_and(|k| k == "control") && f.contains_key("addr")
 }
 
 impl Drop for Daemon {
@@ -564,4 +659,17 @@ pub fn num(status: &HashMap<String, OscType>, addr: &str) -> f64 {
         Some(OscType::Float(f)) => *f as f64,
         other => panic!("{addr}: {other:?} in status {status:?}"),
     }
+}
+
+#[test]
+fn log_fields_are_read_back_from_a_line() {
+    let line = r#"2026-12-01T09:07:42.5Z  INFO reloaded /x y/chopd.toml: built oscin "in2" reload=applied changed="built oscin \"in2\", removed \"a\\b\"" errors=0"#;
+    let f = fields(line);
+    assert_eq!(f["reload"], "applied");
+    assert_eq!(f["changed"], r#"built oscin "in2", removed "a\b""#);
+    assert_eq!(f["errors"], "0");
+    assert_eq!(f.len(), 3, "{f:?}");
+    let f = fields("INFO listening op=in kind=oscin addr=[::1]:9000");
+    assert_eq!(port_of(&f), Some(9000));
+    assert_eq!(fields(r#"x changed="""#)["changed"], "");
 }

@@ -139,6 +139,7 @@ fn cook_thread(
             return;
         }
     };
+    log_listeners(&listeners(&graph), &[]);
     // The last note lists the bound addresses, for the start line.
     notes.push(graph.bound().join(", "));
     let mut clock = Clock::new(config.rate);
@@ -154,8 +155,10 @@ fn cook_thread(
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
                 Command::Reload(new, reply) => {
+                    let before = listeners(&graph);
                     let (g, result) = reload(graph, &new);
                     graph = g;
+                    log_listeners(&listeners(&graph), &before);
                     if result.is_ok() {
                         clock.set_rate(new.rate);
                         rss.configure(new.rss_warn_mb);
@@ -194,6 +197,30 @@ fn cook_thread(
     }
     tracing::debug!("cook thread stopped after {} frames", graph.daemon.frames);
     // Dropping the graph here stops every receive thread (each operator joins its own).
+}
+
+/// One bound operator: name, kind, address.
+type Listener = (String, &'static str, SocketAddr);
+
+fn listeners(graph: &Graph) -> Vec<Listener> {
+    graph
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let addr = graph.operator(&n.name)?.bound()?;
+            Some((n.name.clone(), n.kind, addr))
+        })
+        .collect()
+}
+
+/// One `listening` line per operator bound to an address it did not have in `before`: fields a
+/// reader (the tests, a log shipper) can take the address from without parsing prose.
+fn log_listeners(now: &[Listener], before: &[Listener]) {
+    for l @ (op, kind, addr) in now {
+        if !before.contains(l) {
+            tracing::info!(op = %op, kind = %kind, addr = %addr, "listening");
+        }
+    }
 }
 
 fn needs_python(config: &Config) -> bool {
@@ -301,6 +328,7 @@ impl ControlPort {
     fn start(cfg: &ControlConfig, ctx: control::Ctx) -> anyhow::Result<ControlPort> {
         let sock = control::bind(cfg)?;
         let local = sock.local_addr()?;
+        tracing::info!(kind = "control", addr = %local, "listening");
         let (allow, allow_rx) = tokio::sync::watch::channel(cfg.allow.clone());
         let (close, close_rx) = oneshot::channel();
         tokio::spawn(control::serve(sock, allow_rx, ctx, close_rx));
@@ -562,6 +590,8 @@ impl<'a> Plane<'a> {
                     Ok(notes) => {
                         self.apply_control(control.as_ref());
                         tracing::info!(
+                            reload = "applied",
+                            changed = %notes.join(", "),
                             "reloaded {}: {}",
                             self.path.display(),
                             if notes.is_empty() {
@@ -576,8 +606,17 @@ impl<'a> Plane<'a> {
                         self.watch = watch;
                     }
                     Err(errors) => {
-                        for e in errors {
-                            tracing::error!("reload failed, the running graph stays: {e}");
+                        // The first line carries the outcome, so each reload has exactly one.
+                        for (i, e) in errors.iter().enumerate() {
+                            if i == 0 {
+                                tracing::error!(
+                                    reload = "rejected",
+                                    errors = errors.len(),
+                                    "reload failed, the running graph stays: {e}"
+                                );
+                            } else {
+                                tracing::error!("reload failed, the running graph stays: {e}");
+                            }
                         }
                     }
                 }
@@ -607,6 +646,8 @@ impl<'a> Plane<'a> {
                     .map(|d| d.to_string())
                     .collect();
                 tracing::error!(
+                    reload = "rejected",
+                    errors = errors.len(),
                     "reload refused, the running config stays: {} problems",
                     errors.len()
                 );
