@@ -1,7 +1,9 @@
-//! Test harness: runs the real `chopd` binary on a config written to a fresh directory, learns
-//! the ports it bound (port 0 in configs) and its reload outcomes from the fields of its log
-//! lines (`key=value` after the message, never the message itself), and talks OSC to it over
-//! 127.0.0.1. Every wait has a timeout; nothing sleeps to synchronise.
+//! Test harness: the one config builder ([`Config`] and the graphs several subjects share),
+//! running the real `chopd` binary on a config written to a fresh directory, learning the ports
+//! it bound (port 0 in configs) and its reload outcomes from the fields of its log lines
+//! (`key=value` after the message, never the message itself), and talking to it over 127.0.0.1:
+//! OSC, the control port, a fake systemd notify socket. Every wait has a timeout; nothing sleeps
+//! to synchronise.
 
 #![allow(dead_code)]
 
@@ -18,6 +20,240 @@ use rosc::{OscMessage, OscPacket, OscType};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chopd");
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `in` → `show` by autoname: the export most tests give their OSC In.
+pub const TO_SHOW: &str = r#"export = { method = "autoname", root = "show" }"#;
+
+/// The one config builder of the tests: top-level keys, `[control]`, destinations, operators
+/// and any raw TOML, written in that order whatever order they were added in (TOML wants the
+/// top-level keys before any table). Every test config is built here; tests that edit a config
+/// for a reload do it on the text, which keeps these spellings (`rate = 100`, `[control]\nport
+/// = 0`, [`TO_SHOW`]).
+#[derive(Clone)]
+pub struct Config {
+    rate: u32,
+    top: Vec<String>,
+    control: bool,
+    dests: Vec<String>,
+    ops: Vec<String>,
+    tail: Vec<String>,
+}
+
+impl Config {
+    /// `rate = 100` and nothing else.
+    pub fn new() -> Config {
+        Config {
+            rate: 100,
+            top: Vec::new(),
+            control: false,
+            dests: Vec::new(),
+            ops: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+
+    pub fn rate(mut self, rate: u32) -> Config {
+        self.rate = rate;
+        self
+    }
+
+    /// Top-level keys (`rss_warn_mb = 200`).
+    pub fn top(mut self, lines: &str) -> Config {
+        self.top.push(lines.to_string());
+        self
+    }
+
+    /// A control port on a free port of 127.0.0.1.
+    pub fn control(mut self) -> Config {
+        self.control = true;
+        self
+    }
+
+    /// Destination `name` on 127.0.0.1:`port`, with the prefix `/name`.
+    pub fn dest(mut self, name: &str, port: u16) -> Config {
+        self.dests.push(format!(
+            "[destinations.{name}]\nhost = \"127.0.0.1\"\nport = {port}\nprefix = \"/{name}\"\n"
+        ));
+        self
+    }
+
+    /// Destination `name` on 127.0.0.1:`port`, without a prefix.
+    pub fn dest_unprefixed(mut self, name: &str, port: u16) -> Config {
+        self.dests.push(format!(
+            "[destinations.{name}]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ));
+        self
+    }
+
+    /// An operator of any kind; `settings` are its further lines.
+    pub fn op(mut self, name: &str, kind: &str, settings: &str) -> Config {
+        self.ops.push(format!(
+            "[[operator]]\nname = \"{name}\"\ntype = \"{kind}\"\n{settings}\n"
+        ));
+        self
+    }
+
+    /// An OSC In on a free port of 127.0.0.1 (the log says which: [`Daemon::port`]).
+    pub fn oscin(self, name: &str, settings: &str) -> Config {
+        self.oscin_at(name, 0, settings)
+    }
+
+    /// An OSC In on 127.0.0.1:`port`.
+    pub fn oscin_at(self, name: &str, port: u16, settings: &str) -> Config {
+        let settings = format!("port = {port}\nlocal_address = \"127.0.0.1\"\n{settings}");
+        self.op(name, "oscin", &settings)
+    }
+
+    /// An Info CHOP of `of` (`/` for the daemon itself).
+    pub fn info(self, name: &str, of: &str, settings: &str) -> Config {
+        self.op(name, "info", &format!("op = \"{of}\"\n{settings}"))
+    }
+
+    /// A Script CHOP running `file` (relative to the config) on `inputs` (`"in", "x"`).
+    pub fn script(self, name: &str, file: &str, inputs: &str, settings: &str) -> Config {
+        let settings = format!("callbacks = \"{file}\"\ninputs = [{inputs}]\n{settings}");
+        self.op(name, "script", &settings)
+    }
+
+    /// Raw TOML after everything else (`[python]`, more tables).
+    pub fn raw(mut self, text: &str) -> Config {
+        self.tail.push(text.to_string());
+        self
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = format!("\nrate = {}\n", self.rate);
+        for t in &self.top {
+            s += t;
+            s += "\n";
+        }
+        if self.control {
+            s += "\n[control]\nport = 0\n";
+        }
+        for part in self.dests.iter().chain(&self.ops).chain(&self.tail) {
+            s += "\n";
+            s += part;
+        }
+        s
+    }
+}
+
+/// `in` (OSC In) exports to `show` on `port`: the smallest graph that carries OSC through.
+pub fn in_to_show(port: u16) -> Config {
+    Config::new().dest("show", port).oscin("in", TO_SHOW)
+}
+
+/// A control port; `in` (OSC In) exports to `show`; `stats` (Info CHOP of `in`) exports to
+/// `stats`: the graph of the control port, reload and service tests.
+pub fn in_and_stats(show: u16, stats: u16) -> Config {
+    Config::new()
+        .control()
+        .dest("show", show)
+        .dest("stats", stats)
+        .oscin("in", TO_SHOW)
+        .info(
+            "stats",
+            "in",
+            r#"export = { method = "autoname", root = "stats" }"#,
+        )
+}
+
+/// [`in_and_stats`] and a Script CHOP `synth` (tests/fixtures/scripts/synth.py, custom
+/// parameters Gain, Offset and pulses Go, Hang) exporting to `show`, whose parameters the OSC In
+/// `lfo` drives by export; `budget_ms` bounds each of its callbacks.
+pub fn synth(show: u16, stats: u16, budget_ms: u32) -> Config {
+    in_and_stats(show, stats)
+        .script(
+            "synth",
+            "synth.py",
+            "",
+            &format!("cook_budget_ms = {budget_ms}\n{TO_SHOW}"),
+        )
+        .oscin(
+            "lfo",
+            r#"export = { method = "autoname", root = "op:synth" }"#,
+        )
+}
+
+/// The text of `tests/fixtures/scripts/NAME`.
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fixtures/scripts").join(name)).unwrap()
+}
+
+/// The fake systemd end of `NOTIFY_SOCKET`: a unix datagram socket bound here.
+pub struct Notify {
+    pub sock: std::os::unix::net::UnixDatagram,
+    /// The value for `NOTIFY_SOCKET`.
+    pub env: String,
+    _dir: TempDir,
+}
+
+impl Notify {
+    /// A socket at a filesystem path.
+    pub fn at_path() -> Notify {
+        let dir = TempDir::new();
+        let p = dir.path("notify");
+        Notify {
+            sock: std::os::unix::net::UnixDatagram::bind(&p).unwrap(),
+            env: p.to_str().unwrap().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// A socket in the abstract namespace (`@name`), as systemd uses by default.
+    pub fn abstract_() -> Notify {
+        use std::os::linux::net::SocketAddrExt;
+        let dir = TempDir::new();
+        let name = format!(
+            "chopd-test-{}",
+            dir.0.file_name().unwrap().to_str().unwrap()
+        );
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        Notify {
+            sock: std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap(),
+            env: format!("@{name}"),
+            _dir: dir,
+        }
+    }
+
+    pub fn next(&self, timeout: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = self.sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8(buf[..n].to_vec()).unwrap())
+    }
+
+    /// The next message that is not a watchdog ping.
+    pub fn next_state(&self) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self
+                .next(left.max(Duration::from_millis(1)))
+                .expect("no notification within the timeout");
+            if m != "WATCHDOG=1" {
+                return m;
+            }
+        }
+    }
+
+    /// Arrival times of watchdog pings within `window`.
+    pub fn pings(&self, window: Duration) -> Vec<Instant> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            if let Some(m) = self.next(left) {
+                if m == "WATCHDOG=1" {
+                    out.push(Instant::now());
+                }
+            }
+        }
+    }
+}
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
