@@ -382,8 +382,10 @@ impl<'a> Plane<'a> {
         let (rate, n_ops, control_cfg) =
             (config.rate, config.operators.len(), config.control.clone());
         let notifier = Notifier::from_env();
-        let (cook, thread, notes) = start(config, shared.clone())?;
-        for n in &notes[..notes.len().saturating_sub(1)] {
+        let (cook, thread, mut notes) = start(config, shared.clone())?;
+        // The last note lists the bound addresses, for the start line.
+        let bound = notes.pop().unwrap_or_default();
+        for n in &notes {
             tracing::debug!("{n}");
         }
         let control_ctx = control::Ctx {
@@ -421,7 +423,7 @@ impl<'a> Plane<'a> {
             rate,
             n_ops,
         };
-        plane.announce(notes.last().map_or("", String::as_str));
+        plane.announce(&bound);
         Ok(plane)
     }
 
@@ -690,10 +692,21 @@ impl<'a> Plane<'a> {
                 }),
                 Some(ev) = self.events.recv() => match ev {
                     Event::Shutdown { cause } => return Interrupted::Stop(cause),
-                    other => self.pending.push_back(other),
+                    other => self.defer(other),
                 },
             }
         }
+    }
+
+    /// Keeps an event for after the reload in hand. A reload nobody waits for is dropped when
+    /// one is already waiting: both would read the files as they are then (a burst of SIGHUPs
+    /// is one reload, as the signal itself coalesces).
+    fn defer(&mut self, event: Event) {
+        let unanswered = |e: &Event| matches!(e, Event::Reload { reply: None, .. });
+        if unanswered(&event) && self.pending.iter().any(unanswered) {
+            return;
+        }
+        self.pending.push_back(event);
     }
 
     /// Follows a reloaded `[control]`: same address → only the allow-list changes; another
