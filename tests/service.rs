@@ -147,11 +147,9 @@ fn a_stuck_clock_stops_feeding_the_watchdog() {
             .is_some_and(|&t| t - t0 >= Duration::from_secs(2)),
         "pings did not resume after the stall"
     );
-    assert!(d
-        .wait_for("the clock has not run a frame for", TIMEOUT)
-        .unwrap()
-        .contains("the systemd watchdog is no longer fed"));
-    d.wait_for("the clock runs again", TIMEOUT).unwrap();
+    let stalled = d.wait_logged(is_clock("stalled"), 1, TIMEOUT).unwrap();
+    assert_eq!(stalled["watchdog"], "unfed");
+    d.wait_logged(is_clock("running"), 1, TIMEOUT).unwrap();
 }
 
 #[test]
@@ -178,8 +176,7 @@ fn a_stuck_script_stops_feeding_the_watchdog() {
         .unwrap_or_default();
     assert!(longest >= Duration::from_secs(2), "longest gap {longest:?}");
     assert!(!pings.is_empty() && *pings.last().unwrap() - t0 >= Duration::from_secs(3));
-    d.wait_for("the clock has not run a frame for", TIMEOUT)
-        .unwrap();
+    d.wait_logged(is_clock("stalled"), 1, TIMEOUT).unwrap();
 }
 
 #[test]
@@ -188,7 +185,7 @@ fn sigterm_stops_cleanly() {
     let mut d = Daemon::start(&in_to_show(rx.port()).text(), &[]);
     let status = d.stop();
     assert!(status.success(), "{status:?}");
-    assert!(d.log_text().contains("stopping"));
+    assert_eq!(d.logged(is_stop("begin")).len(), 1, "{}", d.log_text());
 }
 
 #[test]
@@ -207,7 +204,7 @@ fn sigterm_stops_within_the_bound_and_frees_every_port() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(ns.next_state().starts_with("READY=1"));
     assert!(ns.next_state().starts_with("STOPPING=1"));
-    d.wait_for("stopped", TIMEOUT).unwrap();
+    d.wait_logged(is_stop("done"), 1, TIMEOUT).unwrap();
     // Nothing left holding a socket.
     std::net::UdpSocket::bind(("127.0.0.1", osc)).expect("the OSC In port is still taken");
     std::net::UdpSocket::bind(("127.0.0.1", control)).expect("the control port is still taken");
@@ -229,7 +226,11 @@ fn a_stuck_cook_thread_cannot_hold_the_stop_past_the_bound() {
         took >= Duration::from_millis(4500) && took < Duration::from_secs(7),
         "{took:?}"
     );
-    d.wait_for("did not stop within 5 s", TIMEOUT).unwrap();
+    let timeout = d.wait_logged(is_stop("timeout"), 1, TIMEOUT).unwrap();
+    assert!(
+        d.log_text().contains("did not stop within 5 s"),
+        "{timeout:?}"
+    );
 }
 
 #[test]
@@ -242,7 +243,8 @@ fn a_second_signal_quits_at_once() {
     );
     Control::new(d.control_port()).ok("/chopd/debug/stall", vec![OscType::Int(60)]);
     d.signal(libc::SIGTERM);
-    d.wait_for("stopping (SIGTERM)", TIMEOUT).unwrap();
+    let stopping = d.wait_logged(is_stop("begin"), 1, TIMEOUT).unwrap();
+    assert_eq!(stopping["cause"], "SIGTERM");
     d.signal(libc::SIGINT);
     let (status, took) = d.wait_exit(TIMEOUT).expect("did not stop");
     assert_eq!(status.code(), Some(128 + libc::SIGINT));

@@ -586,6 +586,16 @@ pub fn is_reload(f: &Fields) -> bool {
     f.contains_key("reload")
 }
 
+/// A line of the stop with `stop=STAGE` (`begin`, `done`, `timeout`, `forced`).
+pub fn is_stop(stage: &'static str) -> impl Fn(&Fields) -> bool {
+    move |f| f.get("stop").is_some_and(|s| s == stage)
+}
+
+/// A line about the clock with `clock=STATE` (`stalled`, `running` again).
+pub fn is_clock(state: &'static str) -> impl Fn(&Fields) -> bool {
+    move |f| f.get("clock").is_some_and(|s| s == state)
+}
+
 /// A `listening` line of the control port.
 pub fn is_control_listener(f: &Fields) -> bool {
     f.get("kind").is_some_and(|k| k == "control") && f.contains_key("addr")

@@ -541,6 +541,8 @@ impl<'a> Plane<'a> {
             Health::Alive | Health::StillStalled => {}
             Health::Stalled(d) => {
                 tracing::error!(
+                    clock = "stalled",
+                    watchdog = if wd.is_some() { "unfed" } else { "none" },
                     "the clock has not run a frame for {:.1} s (a stuck script?){}",
                     d.as_secs_f64(),
                     if wd.is_some() {
@@ -554,6 +556,7 @@ impl<'a> Plane<'a> {
             }
             Health::Recovered(d) => {
                 tracing::warn!(
+                    clock = "running",
                     "the clock runs again after a stall of {:.1} s",
                     d.as_secs_f64()
                 );
@@ -749,9 +752,9 @@ impl<'a> Plane<'a> {
                 } else {
                     "SIGTERM"
                 };
-                tracing::info!("stopping ({name})");
+                tracing::info!(stop = "begin", cause = name, "stopping ({name})");
             }
-            StopCause::Requested => tracing::info!("stopping"),
+            StopCause::Requested => tracing::info!(stop = "begin", cause = "requested", "stopping"),
             StopCause::CookDied => {
                 // A panic on the cook thread has printed its message already. Exiting non-zero
                 // lets systemd restart the service instead of keeping a daemon without a clock.
@@ -779,8 +782,9 @@ impl<'a> Plane<'a> {
             sig = self.second_signal() => Err(Stopped::Forced(sig)),
         };
         match &result {
-            Ok(()) => tracing::info!("stopped"),
-            Err(e) => tracing::error!("{e}"),
+            Ok(()) => tracing::info!(stop = "done", "stopped"),
+            Err(e @ Stopped::Timeout) => tracing::error!(stop = "timeout", "{e}"),
+            Err(e @ Stopped::Forced(_)) => tracing::error!(stop = "forced", "{e}"),
         }
         result.map_err(anyhow::Error::new)
     }
