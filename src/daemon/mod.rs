@@ -501,7 +501,7 @@ impl<'a> Plane<'a> {
                             let _ = r.send(result);
                         }
                     }
-                    Interrupted::Stop(cause) => return cause,
+                    Interrupted::Stop(why) => return why,
                 },
                 Event::Shutdown { cause } => return cause,
             }
@@ -695,21 +695,10 @@ impl<'a> Plane<'a> {
                 }),
                 Some(ev) = self.events.recv() => match ev {
                     Event::Shutdown { cause } => return Interrupted::Stop(cause),
-                    other => self.defer(other),
+                    other => defer(&mut self.pending, other),
                 },
             }
         }
-    }
-
-    /// Keeps an event for after the reload in hand. A reload nobody waits for is dropped when
-    /// one is already waiting: both would read the files as they are then (a burst of SIGHUPs
-    /// is one reload, as the signal itself coalesces).
-    fn defer(&mut self, event: Event) {
-        let unanswered = |e: &Event| matches!(e, Event::Reload { reply: None, .. });
-        if unanswered(&event) && self.pending.iter().any(unanswered) {
-            return;
-        }
-        self.pending.push_back(event);
     }
 
     /// Follows a reloaded `[control]`: same address → only the allow-list changes; another
@@ -804,6 +793,17 @@ impl<'a> Plane<'a> {
     }
 }
 
+/// Keeps an event for after the reload in hand. A reload nobody waits for is dropped when one
+/// is already waiting: both would read the files as they are then (a burst of SIGHUPs is one
+/// reload, as the signal itself coalesces).
+fn defer(pending: &mut VecDeque<Event>, event: Event) {
+    let unanswered = |e: &Event| matches!(e, Event::Reload { reply: None, .. });
+    if unanswered(&event) && pending.iter().any(unanswered) {
+        return;
+    }
+    pending.push_back(event);
+}
+
 /// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP, on
 /// `/chopd/reload`, and when `watch` is on, when the config or a table it names changes.
 pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
@@ -834,3 +834,33 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("the config has {0} problems")]
 pub struct ConfigRejected(pub usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reload(reply: Option<oneshot::Sender<ReloadResult>>) -> Event {
+        Event::Reload {
+            cause: "test".into(),
+            reply,
+        }
+    }
+
+    #[test]
+    fn deferred_reloads_without_a_reply_merge_and_the_rest_keep_their_order() {
+        let mut pending = VecDeque::new();
+        defer(&mut pending, reload(None));
+        defer(&mut pending, reload(None));
+        let (tx, _rx) = oneshot::channel();
+        defer(&mut pending, reload(Some(tx)));
+        defer(&mut pending, reload(None));
+        let (tx, _rx2) = oneshot::channel();
+        defer(&mut pending, reload(Some(tx)));
+        let shape: Vec<bool> = pending
+            .iter()
+            .map(|e| matches!(e, Event::Reload { reply: Some(_), .. }))
+            .collect();
+        // One unanswered reload; every one with a reply is kept, in order.
+        assert_eq!(shape, [false, true, true]);
+    }
+}
