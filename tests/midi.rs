@@ -29,38 +29,12 @@ mod without_jack {
             return;
         }
         let rx = OscRx::new();
-        let mut d = Daemon::start(
-            &format!(
-                r#"
-rate = 100
-
-[destinations.show]
-host = "127.0.0.1"
-port = {}
-prefix = "/show"
-
-[[operator]]
-name = "keys"
-type = "midiin"
-device = "Launch Control XL"
-
-[[operator]]
-name = "in"
-type = "oscin"
-port = 0
-local_address = "127.0.0.1"
-export = {{ root = "show" }}
-
-[[operator]]
-name = "keysinfo"
-type = "info"
-op = "keys"
-export = {{ root = "show" }}
-"#,
-                rx.port()
-            ),
-            &[],
-        );
+        let cfg = Config::new()
+            .dest("show", rx.port())
+            .op("keys", "midiin", "device = \"Launch Control XL\"")
+            .oscin("in", r#"export = { root = "show" }"#)
+            .info("keysinfo", "keys", r#"export = { root = "show" }"#);
+        let mut d = Daemon::start(&cfg.text(), &[]);
         let port = d.port("in");
         send(port, "/fader", vec![OscType::Float(0.5)]);
         rx.expect("/show/fader", 0.5);
@@ -213,12 +187,12 @@ mod with_jack {
         }
     }
 
-    /// A new source `chopdtest-TAG-…`, a receiver, and a daemon on `config(…, extra)` that is
+    /// A new source `chopdtest-TAG-…`, a receiver, and a daemon on `keys(…, extra)` that is
     /// connected to the source and carries MIDI on channel `ch`.
     pub fn connected(tag: &str, extra: &str, ch: u8) -> (Source, OscRx, Daemon) {
         let mut src = Source::new(&unique(tag));
         let rx = OscRx::new();
-        let d = Daemon::start(&config(rx.port(), &src.client, extra), &[]);
+        let d = Daemon::start(&keys(rx.port(), &src.client, extra), &[]);
         rx.expect("/info/connected", 1.0);
         settle(&mut src, &rx, ch);
         (src, rx, d)
@@ -241,38 +215,21 @@ mod with_jack {
         )
     }
 
-    /// A config with one midiin on `device` exporting its channels under `/show` and its Info
-    /// CHOP under `/info`, both to `port`.
-    pub fn config(port: u16, device: &str, extra: &str) -> String {
-        format!(
-            r#"
-rate = 100
-
-[destinations.show]
-host = "127.0.0.1"
-port = {port}
-prefix = "/show"
-
-[destinations.info]
-host = "127.0.0.1"
-port = {port}
-prefix = "/info"
-
-[[operator]]
-name = "keys"
-type = "midiin"
-device = "{device}"
-scan_ms = 50
-export = {{ root = "show" }}
-{extra}
-
-[[operator]]
-name = "keysinfo"
-type = "info"
-op = "keys"
-export = {{ root = "info" }}
-"#
-        )
+    /// One midiin `keys` on `device` exporting its channels under `/show` and its Info CHOP
+    /// `keysinfo` under `/info`, both to `port`; `extra` adds settings to `keys`.
+    pub fn keys(port: u16, device: &str, extra: &str) -> String {
+        Config::new()
+            .dest("show", port)
+            .dest("info", port)
+            .op(
+                "keys",
+                "midiin",
+                &format!(
+                    "device = \"{device}\"\nscan_ms = 50\nexport = {{ root = \"show\" }}\n{extra}"
+                ),
+            )
+            .info("keysinfo", "keys", r#"export = { root = "info" }"#)
+            .text()
     }
 
     #[test]
@@ -432,7 +389,7 @@ export = {{ root = "info" }}
         let _serial = serial();
         let client = unique("late");
         let rx = OscRx::new();
-        let mut d = Daemon::start(&config(rx.port(), &client, ""), &[]);
+        let mut d = Daemon::start(&keys(rx.port(), &client, ""), &[]);
         rx.expect("/info/connected", 0.0);
         d.wait_for("no MIDI port matches device", TIMEOUT).unwrap();
         let mut src = Source::new(&client);
@@ -526,7 +483,7 @@ export = {{ root = "info" }}
         let seq = server.sequencer();
         let rx = OscRx::new();
         let env = [("JACK_DEFAULT_SERVER", server.name.as_str())];
-        let mut d = Daemon::start_env(&config(rx.port(), "seq:out", ""), &[], &env);
+        let mut d = Daemon::start_env(&keys(rx.port(), "seq:out", ""), &[], &env);
         rx.expect("/info/connected", 1.0);
         rx.expect("/show/ch1n60", 64.0 / 127.0);
 
@@ -562,7 +519,7 @@ export = {{ root = "info" }}
     fn a_required_device_that_is_missing_fails_the_start() {
         let _serial = serial();
         let rx = OscRx::new();
-        let cfg = config(rx.port(), &unique("nothere"), "required = true");
+        let cfg = keys(rx.port(), &unique("nothere"), "required = true");
         let mut d = Daemon::spawn(&cfg, &[], &[]);
         let line = d.wait_for("is required", TIMEOUT);
         let status = d.child.wait().unwrap();
@@ -582,7 +539,7 @@ export = {{ root = "info" }}
         let mut b = Source::new(&format!("{base}x"));
         let rx = OscRx::new();
         // BASE is in both names, but the exact name of one picks it without ambiguity.
-        let mut d = Daemon::start(&config(rx.port(), &a.port_name(), ""), &[]);
+        let mut d = Daemon::start(&keys(rx.port(), &a.port_name(), ""), &[]);
         expect_all(&rx, &[("/info/connected", 1.0), ("/info/matches", 1.0)]);
         settle(&mut a, &rx, 1);
         b.send(&[0xB0, 1, 127]);
@@ -597,7 +554,7 @@ export = {{ root = "info" }}
 
         // Partial: both ports contain BASE; the first in name order is used, and it is said.
         let rx = OscRx::new();
-        let mut d = Daemon::start(&config(rx.port(), &base, ""), &[]);
+        let mut d = Daemon::start(&keys(rx.port(), &base, ""), &[]);
         expect_all(&rx, &[("/info/connected", 1.0), ("/info/matches", 2.0)]);
         let line = d.wait_for("is ambiguous", TIMEOUT).unwrap();
         assert!(

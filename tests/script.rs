@@ -1,67 +1,25 @@
 //! Script CHOP end to end: the real binary runs real callbacks files (tests/fixtures/scripts)
-//! between OSC in and OSC out on 127.0.0.1. Unit tests beside the code (src/chop/script/tests.rs)
-//! cover the API shapes one by one; these prove the daemon around them.
-
-use std::time::Duration;
+//! between OSC in and OSC out on 127.0.0.1 — channels, failures and runaway cooks, editing the
+//! callbacks file, cooking only on change, numpy and the Python path. Unit tests beside the code
+//! (src/chop/script/tests.rs) cover the API shapes one by one; these prove the daemon around them.
 
 use rosc::OscType;
 
 use crate::util::*;
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(repo().join("tests/fixtures/scripts").join(name)).unwrap()
-}
-
-/// One OSC In ("in") and a destination "show" (prefix /show) on `dest`, then `ops`.
-fn config(dest: u16, ops: &str) -> String {
-    format!(
-        r#"
-rate = 100
-
-[destinations.show]
-host = "127.0.0.1"
-port = {dest}
-prefix = "/show"
-
-[[operator]]
-name = "in"
-type = "oscin"
-port = 0
-local_address = "127.0.0.1"
-{ops}
-"#
-    )
-}
-
-/// A destination for one more prefix on the same receiver.
-fn dest(name: &str, port: u16) -> String {
-    format!("\n[destinations.{name}]\nhost = \"127.0.0.1\"\nport = {port}\nprefix = \"/{name}\"\n")
-}
-
-fn script(name: &str, file: &str, inputs: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[operator]]
-name = "{name}"
-type = "script"
-callbacks = "{file}"
-inputs = [{inputs}]
-{extra}
-"#
-    )
+/// One OSC In (`in`, not exported) and a destination `show` (prefix /show) on `dest`: scripts
+/// are added to it.
+fn with_in(dest: u16) -> Config {
+    Config::new().dest("show", dest).oscin("in", "")
 }
 
 #[test]
 fn osc_in_times_two_osc_out_with_path_parameter_names() {
     let rx = OscRx::new();
-    let ops = script(
-        "double",
-        "double.py",
-        r#""in""#,
-        r#"export = { method = "autoname", root = "show" }"#,
-    );
     let mut d = Daemon::start(
-        &config(rx.port(), &ops),
+        &with_in(rx.port())
+            .script("double", "double.py", r#""in""#, TO_SHOW)
+            .text(),
         &[("double.py", &fixture("double.py"))],
     );
     let port = d.port("in");
@@ -77,14 +35,10 @@ fn osc_in_times_two_osc_out_with_path_parameter_names() {
 #[test]
 fn channels_a_script_names_with_slash_and_colon_export_as_path_parameter() {
     let rx = OscRx::new();
-    let ops = script(
-        "names",
-        "names.py",
-        "",
-        r#"export = { method = "autoname", root = "show" }"#,
-    );
     let _d = Daemon::start(
-        &config(rx.port(), &ops),
+        &with_in(rx.port())
+            .script("names", "names.py", "", TO_SHOW)
+            .text(),
         &[("names.py", &fixture("names.py"))],
     );
     rx.wait_value("/show/geo1/transform1/tx", |v| v == 1.5);
@@ -93,39 +47,34 @@ fn channels_a_script_names_with_slash_and_colon_export_as_path_parameter() {
 
 #[test]
 fn python_version_and_prefix_are_logged_at_start() {
-    let ops = script("names", "names.py", "", "");
     let d = Daemon::start(
-        &config(OscRx::new().port(), &ops),
+        &with_in(OscRx::new().port())
+            .script("names", "names.py", "", "")
+            .text(),
         &[("names.py", &fixture("names.py"))],
     );
-    let line = d
-        .wait_for("python started", TIMEOUT)
+    let f = d
+        .wait_logged(|f| f.contains_key("python"), 1, TIMEOUT)
         .expect("no python start-up line");
-    assert!(line.contains("python=3."), "{line}");
-    assert!(line.contains("prefix="), "{line}");
-    assert!(line.contains("numpy="), "{line}");
+    assert!(f["python"].starts_with("3."), "{f:?}");
+    assert!(!f["prefix"].is_empty(), "{f:?}");
+    assert!(!f["numpy"].is_empty(), "{f:?}");
 }
 
 #[test]
 fn an_exception_is_logged_with_file_and_line_and_the_rest_keeps_cooking() {
     let rx = OscRx::new();
-    let mut ops = script("bad", "fail_on_input.py", r#""in""#, "");
-    ops += &script(
-        "double",
-        "double.py",
-        r#""in""#,
-        r#"export = { method = "autoname", root = "show" }"#,
-    );
-    ops += r#"
-[[operator]]
-name = "bad_info"
-type = "info"
-op = "bad"
-export = { method = "autoname", root = "bad" }
-"#;
-    let cfg = config(rx.port(), &ops) + &dest("bad", rx.port());
+    let cfg = with_in(rx.port())
+        .dest("bad", rx.port())
+        .script("bad", "fail_on_input.py", r#""in""#, "")
+        .script("double", "double.py", r#""in""#, TO_SHOW)
+        .info(
+            "bad_info",
+            "bad",
+            r#"export = { method = "autoname", root = "bad" }"#,
+        );
     let mut d = Daemon::start(
-        &cfg,
+        &cfg.text(),
         &[
             ("fail_on_input.py", &fixture("fail_on_input.py")),
             ("double.py", &fixture("double.py")),
@@ -152,28 +101,22 @@ export = { method = "autoname", root = "bad" }
 #[test]
 fn an_endless_loop_is_interrupted_and_the_clock_goes_on() {
     let rx = OscRx::new();
-    let mut ops = script(
-        "spin",
-        "spin_on_input.py",
-        r#""in""#,
-        "cook_budget_ms = 100",
-    );
-    ops += &script(
-        "double",
-        "double.py",
-        r#""in""#,
-        r#"export = { method = "autoname", root = "show" }"#,
-    );
-    ops += r#"
-[[operator]]
-name = "spin_info"
-type = "info"
-op = "spin"
-export = { method = "autoname", root = "spin" }
-"#;
-    let cfg = config(rx.port(), &ops) + &dest("spin", rx.port());
+    let cfg = with_in(rx.port())
+        .dest("spin", rx.port())
+        .script(
+            "spin",
+            "spin_on_input.py",
+            r#""in""#,
+            "cook_budget_ms = 100",
+        )
+        .script("double", "double.py", r#""in""#, TO_SHOW)
+        .info(
+            "spin_info",
+            "spin",
+            r#"export = { method = "autoname", root = "spin" }"#,
+        );
     let mut d = Daemon::start(
-        &cfg,
+        &cfg.text(),
         &[
             ("spin_on_input.py", &fixture("spin_on_input.py")),
             ("double.py", &fixture("double.py")),
@@ -197,25 +140,19 @@ export = { method = "autoname", root = "spin" }
 #[test]
 fn editing_the_callbacks_file_reloads_it_and_keeps_parameter_values() {
     let rx = OscRx::new();
-    let mut ops = script(
-        "scale",
-        "scale.py",
-        r#""in""#,
-        "pars = { Gain = 3 }\nexport = { method = \"autoname\", root = \"show\" }",
-    );
-    // A second OSC In drives the script's parameters (export to op:scale).
-    ops += r#"
-[[operator]]
-name = "pars"
-type = "oscin"
-port = 0
-local_address = "127.0.0.1"
-export = { method = "autoname", root = "op:scale" }
-"#;
-    let mut d = Daemon::start(
-        &config(rx.port(), &ops),
-        &[("scale.py", &fixture("scale.py"))],
-    );
+    let cfg = with_in(rx.port())
+        .script(
+            "scale",
+            "scale.py",
+            r#""in""#,
+            &format!("pars = {{ Gain = 3 }}\n{TO_SHOW}"),
+        )
+        // A second OSC In drives the script's parameters (export to op:scale).
+        .oscin(
+            "pars",
+            r#"export = { method = "autoname", root = "op:scale" }"#,
+        );
+    let mut d = Daemon::start(&cfg.text(), &[("scale.py", &fixture("scale.py"))]);
     let (port, pars) = (d.port("in"), d.port("pars"));
     send(port, "/v", vec![OscType::Float(2.0)]);
     rx.expect("/show/v", 6.0);
@@ -249,20 +186,20 @@ export = { method = "autoname", root = "op:scale" }
 fn a_script_cooks_only_when_what_it_read_changed() {
     let rx = OscRx::new();
     let p = rx.port();
-    let mut ops = String::new();
+    let mut cfg = with_in(p);
     for (name, file) in [
         ("reader", "reader_in.py"),
         ("idle", "names.py"),
         ("timer", "timer.py"),
     ] {
-        ops += &script(name, file, "", "");
-        ops += &format!(
-            "\n[[operator]]\nname = \"{name}_info\"\ntype = \"info\"\nop = \"{name}\"\nexport = {{ method = \"autoname\", root = \"{name}\" }}\n"
+        cfg = cfg.dest(name, p).script(name, file, "", "").info(
+            &format!("{name}_info"),
+            name,
+            &format!("export = {{ method = \"autoname\", root = \"{name}\" }}"),
         );
     }
-    let cfg = config(p, &ops) + &dest("reader", p) + &dest("idle", p) + &dest("timer", p);
     let mut d = Daemon::start(
-        &cfg,
+        &cfg.text(),
         &[
             ("reader_in.py", &fixture("reader_in.py")),
             ("names.py", &fixture("names.py")),
@@ -291,24 +228,22 @@ fn a_script_cooks_only_when_what_it_read_changed() {
 #[test]
 fn without_numpy_plain_scripts_run_and_numpy_ones_name_the_fix() {
     let rx = OscRx::new();
-    let mut ops = script(
-        "plain",
-        "plain.py",
-        r#""in""#,
-        r#"export = { method = "autoname", root = "show" }"#,
-    );
-    ops += &script("np", "need_numpy.py", r#""in""#, "");
+    let cfg = with_in(rx.port())
+        .script("plain", "plain.py", r#""in""#, TO_SHOW)
+        .script("np", "need_numpy.py", r#""in""#, "");
     let no_numpy = repo().join("tests/fixtures/no_numpy");
     let mut d = Daemon::start_env(
-        &config(rx.port(), &ops),
+        &cfg.text(),
         &[
             ("plain.py", &fixture("plain.py")),
             ("need_numpy.py", &fixture("need_numpy.py")),
         ],
         &[("PYTHONPATH", no_numpy.to_str().unwrap())],
     );
-    let line = d.wait_for("python started", TIMEOUT).unwrap();
-    assert!(line.contains(r#"numpy="not installed""#), "{line}");
+    let f = d
+        .wait_logged(|f| f.contains_key("python"), 1, TIMEOUT)
+        .unwrap();
+    assert_eq!(f["numpy"], "not installed", "{f:?}");
     let port = d.port("in");
     send(port, "/a", vec![OscType::Float(1.0)]);
     rx.expect("/show/plain_a", 2.0);
@@ -324,15 +259,11 @@ fn without_numpy_plain_scripts_run_and_numpy_ones_name_the_fix() {
 #[test]
 fn python_path_adds_a_site_directory() {
     let rx = OscRx::new();
-    let ops = script(
-        "h",
-        "uses_helper.py",
-        "",
-        r#"export = { method = "autoname", root = "show" }"#,
-    );
-    let cfg = config(rx.port(), &ops) + "\n[python]\npath = [\"site\"]\n";
+    let cfg = with_in(rx.port())
+        .script("h", "uses_helper.py", "", TO_SHOW)
+        .raw("[python]\npath = [\"site\"]\n");
     let _d = Daemon::start(
-        &cfg,
+        &cfg.text(),
         &[
             ("uses_helper.py", &fixture("uses_helper.py")),
             ("site/chopd_helper.py", "VALUE = 42\n"),
@@ -367,39 +298,4 @@ fn the_example_script_config_runs() {
     rx.wait_value("/show/mixer/fader1", |v| (v - 0.5 * 2.0).abs() < 1e-6);
     rx.wait_value("/show/lfo/wave", |_| true);
     assert!(d.stop().success());
-    let _ = Duration::ZERO;
-}
-
-#[test]
-fn the_control_port_sets_pulses_and_sets_up_script_parameters() {
-    let rx = OscRx::new();
-    let ops = script(
-        "ctl",
-        "controlled.py",
-        "",
-        r#"export = { method = "autoname", root = "show" }"#,
-    );
-    let cfg = config(rx.port(), &ops) + "\n[control]\nport = 0\n";
-    let d = Daemon::start(&cfg, &[("controlled.py", &fixture("controlled.py"))]);
-    let c = Control::new(d.control_port());
-    rx.wait_value("/show/setups", |v| v == 1.0);
-    c.ok("/chopd/op/ctl/par/Level", vec![OscType::Float(0.5)]);
-    rx.wait_value("/show/level", |v| v == 0.5);
-    c.ok("/chopd/op/ctl/pulse/Bump", vec![]);
-    rx.wait_value("/show/bumps", |v| v == 1.0);
-    c.ok("/chopd/op/ctl/setuppars", vec![]);
-    rx.wait_value("/show/setups", |v| v == 2.0);
-    let reason = c.err("/chopd/op/ctl/par/Nope", vec![OscType::Float(1.0)]);
-    assert!(reason.contains("no parameter \"Nope\""), "{reason}");
-    let reason = c.err("/chopd/op/ctl/pulse/Level", vec![]);
-    assert!(reason.contains("not a pulse"), "{reason}");
-    // Status lists the custom parameters with their values.
-    let r = c.ok("/chopd/status/json", vec![OscType::String("ctl".into())]);
-    let json = match &r[0] {
-        OscType::String(s) => s.clone(),
-        other => panic!("{other:?}"),
-    };
-    assert!(json.contains("Level") && json.contains("0.5"), "{json}");
-    // Level survived Setup Parameters.
-    rx.wait_value("/show/level", |v| v == 0.5);
 }

@@ -1,7 +1,13 @@
-mod core;
-mod hardening;
-mod hardening_scripts;
+//! The integration tests: one binary, one module per subject, all on the harness in `util`.
+
+mod config;
+mod control;
+mod export;
+mod info;
 mod midi;
+mod osc;
+mod reliability;
+mod reload;
 mod script;
 mod service;
 mod util;

@@ -1,6 +1,9 @@
-//! Test harness: runs the real `chopd` binary on a config written to a fresh directory, learns
-//! the ports it bound (port 0 in configs) from its log, and talks OSC to it over 127.0.0.1.
-//! Every wait has a timeout; nothing sleeps to synchronise.
+//! Test harness: the one config builder ([`Config`] and the graphs several subjects share),
+//! running the real `chopd` binary on a config written to a fresh directory, learning the ports
+//! it bound (port 0 in configs) and its reload outcomes from the fields of its log lines
+//! (`key=value` after the message, never the message itself), and talking to it over 127.0.0.1:
+//! OSC, the control port, a fake systemd notify socket. Every wait has a timeout; nothing sleeps
+//! to synchronise.
 
 #![allow(dead_code)]
 
@@ -17,6 +20,240 @@ use rosc::{OscMessage, OscPacket, OscType};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chopd");
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `in` → `show` by autoname: the export most tests give their OSC In.
+pub const TO_SHOW: &str = r#"export = { method = "autoname", root = "show" }"#;
+
+/// The one config builder of the tests: top-level keys, `[control]`, destinations, operators
+/// and any raw TOML, written in that order whatever order they were added in (TOML wants the
+/// top-level keys before any table). Every test config is built here; tests that edit a config
+/// for a reload do it on the text, which keeps these spellings (`rate = 100`, `[control]\nport
+/// = 0`, [`TO_SHOW`]).
+#[derive(Clone)]
+pub struct Config {
+    rate: u32,
+    top: Vec<String>,
+    control: bool,
+    dests: Vec<String>,
+    ops: Vec<String>,
+    tail: Vec<String>,
+}
+
+impl Config {
+    /// `rate = 100` and nothing else.
+    pub fn new() -> Config {
+        Config {
+            rate: 100,
+            top: Vec::new(),
+            control: false,
+            dests: Vec::new(),
+            ops: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+
+    pub fn rate(mut self, rate: u32) -> Config {
+        self.rate = rate;
+        self
+    }
+
+    /// Top-level keys (`rss_warn_mb = 200`).
+    pub fn top(mut self, lines: &str) -> Config {
+        self.top.push(lines.to_string());
+        self
+    }
+
+    /// A control port on a free port of 127.0.0.1.
+    pub fn control(mut self) -> Config {
+        self.control = true;
+        self
+    }
+
+    /// Destination `name` on 127.0.0.1:`port`, with the prefix `/name`.
+    pub fn dest(mut self, name: &str, port: u16) -> Config {
+        self.dests.push(format!(
+            "[destinations.{name}]\nhost = \"127.0.0.1\"\nport = {port}\nprefix = \"/{name}\"\n"
+        ));
+        self
+    }
+
+    /// Destination `name` on 127.0.0.1:`port`, without a prefix.
+    pub fn dest_unprefixed(mut self, name: &str, port: u16) -> Config {
+        self.dests.push(format!(
+            "[destinations.{name}]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ));
+        self
+    }
+
+    /// An operator of any kind; `settings` are its further lines.
+    pub fn op(mut self, name: &str, kind: &str, settings: &str) -> Config {
+        self.ops.push(format!(
+            "[[operator]]\nname = \"{name}\"\ntype = \"{kind}\"\n{settings}\n"
+        ));
+        self
+    }
+
+    /// An OSC In on a free port of 127.0.0.1 (the log says which: [`Daemon::port`]).
+    pub fn oscin(self, name: &str, settings: &str) -> Config {
+        self.oscin_at(name, 0, settings)
+    }
+
+    /// An OSC In on 127.0.0.1:`port`.
+    pub fn oscin_at(self, name: &str, port: u16, settings: &str) -> Config {
+        let settings = format!("port = {port}\nlocal_address = \"127.0.0.1\"\n{settings}");
+        self.op(name, "oscin", &settings)
+    }
+
+    /// An Info CHOP of `of` (`/` for the daemon itself).
+    pub fn info(self, name: &str, of: &str, settings: &str) -> Config {
+        self.op(name, "info", &format!("op = \"{of}\"\n{settings}"))
+    }
+
+    /// A Script CHOP running `file` (relative to the config) on `inputs` (`"in", "x"`).
+    pub fn script(self, name: &str, file: &str, inputs: &str, settings: &str) -> Config {
+        let settings = format!("callbacks = \"{file}\"\ninputs = [{inputs}]\n{settings}");
+        self.op(name, "script", &settings)
+    }
+
+    /// Raw TOML after everything else (`[python]`, more tables).
+    pub fn raw(mut self, text: &str) -> Config {
+        self.tail.push(text.to_string());
+        self
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = format!("\nrate = {}\n", self.rate);
+        for t in &self.top {
+            s += t;
+            s += "\n";
+        }
+        if self.control {
+            s += "\n[control]\nport = 0\n";
+        }
+        for part in self.dests.iter().chain(&self.ops).chain(&self.tail) {
+            s += "\n";
+            s += part;
+        }
+        s
+    }
+}
+
+/// `in` (OSC In) exports to `show` on `port`: the smallest graph that carries OSC through.
+pub fn in_to_show(port: u16) -> Config {
+    Config::new().dest("show", port).oscin("in", TO_SHOW)
+}
+
+/// A control port; `in` (OSC In) exports to `show`; `stats` (Info CHOP of `in`) exports to
+/// `stats`: the graph of the control port, reload and service tests.
+pub fn in_and_stats(show: u16, stats: u16) -> Config {
+    Config::new()
+        .control()
+        .dest("show", show)
+        .dest("stats", stats)
+        .oscin("in", TO_SHOW)
+        .info(
+            "stats",
+            "in",
+            r#"export = { method = "autoname", root = "stats" }"#,
+        )
+}
+
+/// [`in_and_stats`] and a Script CHOP `synth` (tests/fixtures/scripts/synth.py, custom
+/// parameters Gain, Offset and pulses Go, Hang) exporting to `show`, whose parameters the OSC In
+/// `lfo` drives by export; `budget_ms` bounds each of its callbacks.
+pub fn synth(show: u16, stats: u16, budget_ms: u32) -> Config {
+    in_and_stats(show, stats)
+        .script(
+            "synth",
+            "synth.py",
+            "",
+            &format!("cook_budget_ms = {budget_ms}\n{TO_SHOW}"),
+        )
+        .oscin(
+            "lfo",
+            r#"export = { method = "autoname", root = "op:synth" }"#,
+        )
+}
+
+/// The text of `tests/fixtures/scripts/NAME`.
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fixtures/scripts").join(name)).unwrap()
+}
+
+/// The fake systemd end of `NOTIFY_SOCKET`: a unix datagram socket bound here.
+pub struct Notify {
+    pub sock: std::os::unix::net::UnixDatagram,
+    /// The value for `NOTIFY_SOCKET`.
+    pub env: String,
+    _dir: TempDir,
+}
+
+impl Notify {
+    /// A socket at a filesystem path.
+    pub fn at_path() -> Notify {
+        let dir = TempDir::new();
+        let p = dir.path("notify");
+        Notify {
+            sock: std::os::unix::net::UnixDatagram::bind(&p).unwrap(),
+            env: p.to_str().unwrap().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// A socket in the abstract namespace (`@name`), as systemd uses by default.
+    pub fn abstract_() -> Notify {
+        use std::os::linux::net::SocketAddrExt;
+        let dir = TempDir::new();
+        let name = format!(
+            "chopd-test-{}",
+            dir.0.file_name().unwrap().to_str().unwrap()
+        );
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        Notify {
+            sock: std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap(),
+            env: format!("@{name}"),
+            _dir: dir,
+        }
+    }
+
+    pub fn next(&self, timeout: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = self.sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8(buf[..n].to_vec()).unwrap())
+    }
+
+    /// The next message that is not a watchdog ping.
+    pub fn next_state(&self) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self
+                .next(left.max(Duration::from_millis(1)))
+                .expect("no notification within the timeout");
+            if m != "WATCHDOG=1" {
+                return m;
+            }
+        }
+    }
+
+    /// Arrival times of watchdog pings within `window`.
+    pub fn pings(&self, window: Duration) -> Vec<Instant> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            if let Some(m) = self.next(left) {
+                if m == "WATCHDOG=1" {
+                    out.push(Instant::now());
+                }
+            }
+        }
+    }
+}
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -66,8 +303,77 @@ pub struct Daemon {
     pub dir: TempDir,
     pub config: PathBuf,
     log: Arc<(Mutex<Log>, Condvar)>,
-    /// oscin operator name → bound port.
-    pub ports: HashMap<String, u16>,
+}
+
+/// The fields of one log line, key → value (quoted values unescaped).
+pub type Fields = HashMap<String, String>;
+
+/// The `key=value` fields of a log line: a value is a bare token or a quoted string with Rust
+/// escapes. Words of the message that are not `key=value` are skipped; a key seen twice keeps its
+/// last value (the fields come after the message).
+pub fn fields(line: &str) -> Fields {
+    let mut out = Fields::new();
+    let mut rest = line;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return out;
+        }
+        let key_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        if key_len > 0 && rest[key_len..].starts_with('=') {
+            let key = &rest[..key_len];
+            let after = &rest[key_len + 1..];
+            if let Some(quoted) = after.strip_prefix('"') {
+                let (value, tail) = unescape(quoted);
+                out.insert(key.to_string(), value);
+                rest = tail;
+            } else {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                out.insert(key.to_string(), after[..end].to_string());
+                rest = &after[end..];
+            }
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+    }
+}
+
+/// The string before the closing quote (escapes resolved), and what follows it.
+fn unescape(s: &str) -> (String, &str) {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (out, &s[i + 1..]),
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('0') => out.push('\0'),
+                Some('u') => {
+                    let hex: String = chars
+                        .by_ref()
+                        .map(|(_, c)| c)
+                        .skip_while(|&c| c == '{')
+                        .take_while(|&c| c != '}')
+                        .collect();
+                    out.extend(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32));
+                }
+                Some(c) => out.push(c),
+                None => {}
+            },
+            c => out.push(c),
+        }
+    }
+    (out, "")
+}
+
+/// The port of an `addr` field (`127.0.0.1:9000`, `[::]:9000`).
+fn port_of(f: &Fields) -> Option<u16> {
+    f.get("addr")?.rsplit(':').next()?.parse().ok()
 }
 
 impl Daemon {
@@ -128,61 +434,76 @@ impl Daemon {
                 log.1.notify_all();
             });
         }
-        let mut d = Daemon {
+        Daemon {
             child,
             dir,
             config,
             log,
-            ports: HashMap::new(),
-        };
-        d.refresh_ports();
-        d
-    }
-
-    fn refresh_ports(&mut self) {
-        let lines = self.log.0.lock().unwrap().lines.clone();
-        for l in lines {
-            // `bound oscin "NAME" on ADDR:PORT`
-            if let Some(rest) = l.split("bound oscin \"").nth(1) {
-                let (name, tail) = rest.split_once('"').unwrap();
-                let port: u16 = tail
-                    .trim_start_matches(" on ")
-                    .split_whitespace()
-                    .next()
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| p.parse().ok())
-                    .unwrap();
-                self.ports.insert(name.to_string(), port);
-            }
         }
     }
 
-    /// Port bound by oscin operator `name`.
-    pub fn port(&mut self, name: &str) -> u16 {
-        self.refresh_ports();
-        *self
-            .ports
-            .get(name)
-            .unwrap_or_else(|| panic!("no oscin \"{name}\" bound; log:\n{}", self.log_text()))
+    /// Port bound by operator `name` (the latest `listening` line for it: a reload may move it).
+    pub fn port(&self, name: &str) -> u16 {
+        self.logged(|f| f.get("op").is_some_and(|o| o == name) && f.contains_key("addr"))
+            .last()
+            .and_then(port_of)
+            .unwrap_or_else(|| panic!("no operator \"{name}\" bound; log:\n{}", self.log_text()))
     }
 
-    /// Port of the control port (`bound control on ADDR` in the log; the latest, as a reload
-    /// may move it).
+    /// Port of the control port (the latest, as a reload may move it).
     pub fn control_port(&self) -> u16 {
-        let lines = self.log.0.lock().unwrap().lines.clone();
-        lines
-            .iter()
-            .rev()
-            .find_map(|l| {
-                let addr = l.split("bound control on ").nth(1)?;
-                addr.split_whitespace()
-                    .next()?
-                    .rsplit(':')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
+        self.logged(is_control_listener)
+            .last()
+            .and_then(port_of)
             .unwrap_or_else(|| panic!("no control port bound; log:\n{}", self.log_text()))
+    }
+
+    /// The fields of every log line so far whose fields satisfy `pred`.
+    pub fn logged(&self, pred: impl Fn(&Fields) -> bool) -> Vec<Fields> {
+        let log = self.log.0.lock().unwrap();
+        log.lines.iter().map(|l| fields(l)).filter(pred).collect()
+    }
+
+    /// Waits until `n` log lines have fields satisfying `pred`; returns the n-th one's fields.
+    pub fn wait_logged(
+        &self,
+        pred: impl Fn(&Fields) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> Option<Fields> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.log;
+        let mut log = lock.lock().unwrap();
+        loop {
+            if let Some(f) = log.lines.iter().map(|l| fields(l)).filter(&pred).nth(n - 1) {
+                return Some(f);
+            }
+            let now = Instant::now();
+            if now >= deadline || log.closed {
+                return None;
+            }
+            log = cv.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
+    /// The outcome of the `n`-th reload (1-based): the fields of its `reload=…` line, whose
+    /// `reload` is `applied` (with `changed`) or `rejected` (with `errors`). Panics on timeout.
+    pub fn reload(&self, n: usize) -> Fields {
+        self.wait_logged(is_reload, n, TIMEOUT)
+            .unwrap_or_else(|| panic!("no outcome of reload {n}; log:\n{}", self.log_text()))
+    }
+
+    /// Like [`Daemon::reload`], asserting the reload was applied; returns what changed (empty
+    /// when nothing did).
+    pub fn reload_applied(&self, n: usize) -> String {
+        let r = self.reload(n);
+        assert_eq!(
+            r["reload"],
+            "applied",
+            "reload {n}: {r:?}; log:\n{}",
+            self.log_text()
+        );
+        r["changed"].clone()
     }
 
     /// How many log lines contain `needle` so far.
@@ -258,6 +579,26 @@ impl Daemon {
     pub fn rewrite_config(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();
     }
+}
+
+/// A reload's outcome line.
+pub fn is_reload(f: &Fields) -> bool {
+    f.contains_key("reload")
+}
+
+/// A line of the stop with `stop=STAGE` (`begin`, `done`, `timeout`, `forced`).
+pub fn is_stop(stage: &'static str) -> impl Fn(&Fields) -> bool {
+    move |f| f.get("stop").is_some_and(|s| s == stage)
+}
+
+/// A line about the clock with `clock=STATE` (`stalled`, `running` again).
+pub fn is_clock(state: &'static str) -> impl Fn(&Fields) -> bool {
+    move |f| f.get("clock").is_some_and(|s| s == state)
+}
+
+/// A `listening` line of the control port.
+pub fn is_control_listener(f: &Fields) -> bool {
+    f.get("kind").is_some_and(|k| k == "control") && f.contains_key("addr")
 }
 
 impl Drop for Daemon {
@@ -564,4 +905,17 @@ pub fn num(status: &HashMap<String, OscType>, addr: &str) -> f64 {
         Some(OscType::Float(f)) => *f as f64,
         other => panic!("{addr}: {other:?} in status {status:?}"),
     }
+}
+
+#[test]
+fn log_fields_are_read_back_from_a_line() {
+    let line = r#"2026-12-01T09:07:42.5Z  INFO reloaded /x y/chopd.toml: built oscin "in2" reload=applied changed="built oscin \"in2\", removed \"a\\b\"" errors=0"#;
+    let f = fields(line);
+    assert_eq!(f["reload"], "applied");
+    assert_eq!(f["changed"], r#"built oscin "in2", removed "a\b""#);
+    assert_eq!(f["errors"], "0");
+    assert_eq!(f.len(), 3, "{f:?}");
+    let f = fields("INFO listening op=in kind=oscin addr=[::1]:9000");
+    assert_eq!(port_of(&f), Some(9000));
+    assert_eq!(fields(r#"x changed="""#)["changed"], "");
 }

@@ -71,14 +71,19 @@ impl RssWatch {
         }
         self.last = Some(now);
         let mb = rss_bytes()? as f64 / MB;
-        if let Some(msg) = self.check(mb) {
-            tracing::warn!("{msg}");
+        if let Some(w) = self.check(mb) {
+            tracing::warn!(
+                rss_mb = w.rss_mb.round() as u64,
+                warn_mb = w.warn_mb.round() as u64,
+                start_mb = w.start_mb.round() as u64,
+                "{w}"
+            );
         }
         Some(mb)
     }
 
     /// The warning for a sample of `mb`, if one is due.
-    fn check(&mut self, mb: f64) -> Option<String> {
+    fn check(&mut self, mb: f64) -> Option<Warning> {
         if self.baseline.is_none() {
             self.baseline = Some(mb);
         }
@@ -95,13 +100,42 @@ impl RssWatch {
         } else {
             "twice the start-up size"
         };
-        Some(format!(
-            "chopd's resident memory is {mb:.0} MB, past {at:.0} MB ({why}; it was {:.0} MB at \
-             start): is a script keeping data in a global? Info CHOP \"/\" rss_mb shows it; under \
-             systemd the unit's MemoryMax= restarts chopd when the limit is reached. Next warning \
-             at {next:.0} MB",
-            self.baseline.unwrap_or(mb)
-        ))
+        Some(Warning {
+            rss_mb: mb,
+            warn_mb: at,
+            start_mb: self.baseline.unwrap_or(mb),
+            why,
+            next_mb: next,
+        })
+    }
+}
+
+/// A memory warning: the numbers go into the log line's fields as well as its text.
+struct Warning {
+    rss_mb: f64,
+    /// The threshold passed.
+    warn_mb: f64,
+    start_mb: f64,
+    why: &'static str,
+    next_mb: f64,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Warning {
+            rss_mb,
+            warn_mb,
+            start_mb,
+            why,
+            next_mb,
+        } = self;
+        write!(
+            f,
+            "chopd's resident memory is {rss_mb:.0} MB, past {warn_mb:.0} MB ({why}; it was \
+             {start_mb:.0} MB at start): is a script keeping data in a global? Info CHOP \"/\" \
+             rss_mb shows it; under systemd the unit's MemoryMax= restarts chopd when the limit is \
+             reached. Next warning at {next_mb:.0} MB"
+        )
     }
 }
 
@@ -133,12 +167,16 @@ mod tests {
         let mut w = RssWatch::new(None);
         assert!(w.check(40.0).is_none());
         assert!(w.check(255.0).is_none());
-        let msg = w.check(260.0).unwrap();
+        let msg = w.check(260.0).unwrap().to_string();
         assert!(msg.contains("260 MB, past 256 MB"), "{msg}");
         assert!(msg.contains("twice the start-up size"), "{msg}");
         // Then only when it doubles again.
         assert!(w.check(500.0).is_none());
-        assert!(w.check(530.0).unwrap().contains("Next warning at 1060 MB"));
+        assert!(w
+            .check(530.0)
+            .unwrap()
+            .to_string()
+            .contains("Next warning at 1060 MB"));
 
         let mut w = RssWatch::new(None);
         assert!(w.check(300.0).is_none());
@@ -150,7 +188,7 @@ mod tests {
     fn configured_threshold_and_reload() {
         let mut w = RssWatch::new(Some(100));
         assert!(w.check(50.0).is_none());
-        let msg = w.check(120.0).unwrap();
+        let msg = w.check(120.0).unwrap().to_string();
         assert!(
             msg.contains("past 100 MB (rss_warn_mb; it was 50 MB at start)"),
             "{msg}"

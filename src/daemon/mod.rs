@@ -2,9 +2,11 @@
 //! thread (signals, config watching, the control port, reload, systemd notification, bounded
 //! shutdown).
 //!
-//! Two channels carry everything: `Event` (reload requests from SIGHUP, the file watcher and the
-//! control port, vector's `SignalTo`) into the control plane's loop, and `Command` from the
-//! control plane to the cook thread, which polls it once per frame and never blocks on it.
+//! Two channels carry everything: `Event` into the control plane's loop, and `Command` from the
+//! control plane to the cook thread, which polls it once per frame and never blocks on it. Every
+//! source of work for the control plane — the signals (SIGTERM and SIGINT stop, SIGHUP reloads),
+//! the file watcher, the control port, the heartbeat check — becomes an `Event`, and one `match`
+//! acts on them: there is one way to reload and one way to stop.
 //!
 //! - [`control`]: the OSC control port, its address space and status replies.
 //! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
@@ -19,6 +21,7 @@ pub mod notify;
 pub mod status;
 pub mod watch;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc as mpsc_async;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
@@ -54,6 +58,19 @@ pub enum Event {
         cause: String,
         reply: Option<oneshot::Sender<ReloadResult>>,
     },
+    /// Stop the daemon.
+    Shutdown { cause: StopCause },
+}
+
+/// Why the control plane stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// SIGTERM or SIGINT (the number).
+    Signal(i32),
+    /// `Shared::stop` was set (in-process use).
+    Requested,
+    /// The cook thread ended on its own: a panic.
+    CookDied,
 }
 
 /// Handle shared between the control plane and the cook thread.
@@ -123,6 +140,7 @@ fn cook_thread(
             return;
         }
     };
+    log_listeners(&listeners(&graph), &[]);
     // The last note lists the bound addresses, for the start line.
     notes.push(graph.bound().join(", "));
     let mut clock = Clock::new(config.rate);
@@ -138,7 +156,9 @@ fn cook_thread(
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
                 Command::Reload(new, reply) => {
+                    let before = listeners(&graph);
                     let result = reload(&mut graph, &new);
+                    log_listeners(&listeners(&graph), &before);
                     if result.is_ok() {
                         clock.set_rate(new.rate);
                         rss.configure(new.rss_warn_mb);
@@ -179,11 +199,35 @@ fn cook_thread(
     // Dropping the graph here stops every receive thread (each operator joins its own).
 }
 
-/// Applies `new` on top of `graph`; on failure the old graph is returned unchanged.
+/// One bound operator: name, kind, address.
+type Listener = (String, &'static str, SocketAddr);
+
+fn listeners(graph: &Graph) -> Vec<Listener> {
+    graph
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let addr = graph.operator(&n.name)?.bound()?;
+            Some((n.name.clone(), n.kind, addr))
+        })
+        .collect()
+}
+
+/// One `listening` line per operator bound to an address it did not have in `before`: fields a
+/// reader (the tests, a log shipper) can take the address from without parsing prose.
+fn log_listeners(now: &[Listener], before: &[Listener]) {
+    for l @ (op, kind, addr) in now {
+        if !before.contains(l) {
+            tracing::info!(op = %op, kind = %kind, addr = %addr, "listening");
+        }
+    }
+}
+
 fn needs_python(config: &Config) -> bool {
     config.operators.iter().any(|o| o.settings.uses_python())
 }
 
+/// Applies `new` on top of `graph`; on failure the running graph goes on unchanged.
 fn reload(graph: &mut Graph, new: &Config) -> ReloadResult {
     if needs_python(new) {
         // Adds only the site directories that are new; a failure keeps the old graph.
@@ -239,11 +283,18 @@ impl Signals {
         })
     }
 
-    /// The next stop signal's number.
-    async fn stop(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.term.recv() => libc::SIGTERM,
-            _ = self.int.recv() => libc::SIGINT,
+    /// Turns every signal into an `Event` until the control plane is gone. A signal that arrives
+    /// while stopping is forwarded too: a second SIGINT/SIGTERM then cuts the stop short.
+    async fn forward(mut self, events: mpsc_async::Sender<Event>) {
+        loop {
+            let event = tokio::select! {
+                _ = self.term.recv() => Event::Shutdown { cause: StopCause::Signal(libc::SIGTERM) },
+                _ = self.int.recv() => Event::Shutdown { cause: StopCause::Signal(libc::SIGINT) },
+                _ = self.hup.recv() => Event::Reload { cause: "SIGHUP".into(), reply: None },
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -261,6 +312,7 @@ impl ControlPort {
     fn start(cfg: &ControlConfig, ctx: control::Ctx) -> anyhow::Result<ControlPort> {
         let sock = control::bind(cfg)?;
         let local = sock.local_addr()?;
+        tracing::info!(kind = "control", addr = %local, "listening");
         let (allow, allow_rx) = tokio::sync::watch::channel(cfg.allow.clone());
         let (close, close_rx) = oneshot::channel();
         tokio::spawn(control::serve(sock, allow_rx, ctx, close_rx));
@@ -276,8 +328,15 @@ impl ControlPort {
 /// The control plane's state on the main thread.
 struct Plane<'a> {
     path: &'a Path,
+    shared: Shared,
     cook: SyncSender<Command>,
+    /// `None` once joined (or handed to the thread that joins it while stopping).
+    thread: Option<std::thread::JoinHandle<()>>,
+    events: mpsc_async::Receiver<Event>,
+    /// Events that came while a reload was in hand, handled before waiting for new ones.
+    pending: VecDeque<Event>,
     notifier: Notifier,
+    beat: Heartbeat,
     watch: bool,
     watcher: watch::Watcher,
     control: Option<ControlPort>,
@@ -286,22 +345,101 @@ struct Plane<'a> {
     n_ops: usize,
 }
 
-/// Why the control plane's loop ended.
-enum Why {
-    Signal(i32),
-    /// `Shared::stop` was set (in-process use).
-    Requested,
-    /// The cook thread ended on its own: a panic.
-    CookDied,
-}
-
-/// What came of waiting on something while a stop signal may arrive.
+/// What came of waiting on something while a stop may be asked for.
 enum Interrupted<T> {
     Done(T),
-    Stop(i32),
+    Stop(StopCause),
 }
 
-impl Plane<'_> {
+impl<'a> Plane<'a> {
+    /// Starts the cook thread on `config` and opens the control port. On failure nothing is
+    /// left running.
+    fn start(
+        path: &'a Path,
+        config: Config,
+        shared: Shared,
+        events: (mpsc_async::Sender<Event>, mpsc_async::Receiver<Event>),
+        started: Instant,
+    ) -> anyhow::Result<Plane<'a>> {
+        let watch = config.watch;
+        let files = watched_files(&config);
+        let (rate, n_ops, control_cfg) =
+            (config.rate, config.operators.len(), config.control.clone());
+        let notifier = Notifier::from_env();
+        let (cook, thread, mut notes) = start(config, shared.clone())?;
+        // The last note lists the bound addresses, for the start line.
+        let bound = notes.pop().unwrap_or_default();
+        for n in &notes {
+            tracing::debug!("{n}");
+        }
+        let control_ctx = control::Ctx {
+            cook: cook.clone(),
+            events: events.0,
+            counters: Arc::default(),
+            debug: std::env::var_os("CHOPD_DEBUG_CONTROL").is_some_and(|v| v == "1"),
+            started,
+        };
+        let control = match control_cfg
+            .as_ref()
+            .map(|c| ControlPort::start(c, control_ctx.clone()))
+        {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                let _ = thread.join();
+                return Err(e);
+            }
+            None => None,
+        };
+        let plane = Plane {
+            path,
+            beat: Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now()),
+            shared,
+            cook,
+            thread: Some(thread),
+            events: events.1,
+            pending: VecDeque::new(),
+            notifier,
+            watch,
+            watcher: watch::Watcher::new(files),
+            control,
+            control_ctx,
+            rate,
+            n_ops,
+        };
+        plane.announce(&bound);
+        Ok(plane)
+    }
+
+    /// The start line, then `ready` (to the log and to systemd).
+    fn announce(&self, bound: &str) {
+        let mut listening = bound.to_string();
+        if let Some(c) = &self.control {
+            if !listening.is_empty() {
+                listening.push_str(", ");
+            }
+            listening.push_str(&format!("control on {}", c.local));
+        }
+        tracing::info!(
+            "chopd {} running {} ({} operators, {} fps){}{}",
+            env!("CARGO_PKG_VERSION"),
+            self.path.display(),
+            self.n_ops,
+            self.rate,
+            if listening.is_empty() {
+                ""
+            } else {
+                "; listening: "
+            },
+            listening
+        );
+        if let Some(wd) = self.notifier.watchdog() {
+            tracing::info!("systemd watchdog: {:.1} s", wd.as_secs_f64());
+        }
+        tracing::info!("ready");
+        self.notifier.ready(&self.status_line());
+    }
+
     fn status_line(&self) -> String {
         let control = match &self.control {
             Some(c) => format!(", control on {}", c.local),
@@ -313,34 +451,119 @@ impl Plane<'_> {
         )
     }
 
+    /// The control plane's loop: every source of work becomes an `Event`, handled in one place,
+    /// until one asks to stop.
+    async fn serve(&mut self) -> StopCause {
+        let mut poll = tokio::time::interval(watch::POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Check the heartbeat twice per watchdog interval, as sd_watchdog_enabled(3) advises.
+        let every = self
+            .notifier
+            .watchdog()
+            .map_or(Duration::from_millis(500), |w| w / 2);
+        let mut health = tokio::time::interval(every);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = match self.pending.pop_front() {
+                Some(ev) => ev,
+                None => tokio::select! {
+                    Some(ev) = self.events.recv() => ev,
+                    _ = poll.tick() => match self.poll_files() {
+                        Some(ev) => ev,
+                        None => continue,
+                    },
+                    _ = health.tick() => match self.check_health() {
+                        Some(ev) => ev,
+                        None => continue,
+                    },
+                },
+            };
+            match event {
+                Event::Reload { cause, reply } => match self.reload(&cause).await {
+                    Interrupted::Done(result) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(result);
+                        }
+                    }
+                    Interrupted::Stop(why) => return why,
+                },
+                Event::Shutdown { cause } => return cause,
+            }
+        }
+    }
+
+    /// The stop flag (in-process use) and the watched files, looked at every `watch::POLL`.
+    fn poll_files(&mut self) -> Option<Event> {
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return Some(Event::Shutdown {
+                cause: StopCause::Requested,
+            });
+        }
+        (self.watch && self.watcher.poll(Instant::now())).then(|| Event::Reload {
+            cause: "a watched file changed".into(),
+            reply: None,
+        })
+    }
+
+    /// Feeds the systemd watchdog while the clock runs, reports a stall and its end, and asks to
+    /// stop when the cook thread is gone.
+    fn check_health(&mut self) -> Option<Event> {
+        if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            return Some(Event::Shutdown {
+                cause: StopCause::CookDied,
+            });
+        }
+        let wd = self.notifier.watchdog();
+        // A stalled clock must not be hidden: two frames' time is the least allowed, whatever
+        // the watchdog interval.
+        let frames = Duration::from_secs_f64(2.5 / self.rate);
+        let limit = wd
+            .map_or(STALL_REPORT, |w| (w / 2).min(STALL_REPORT))
+            .max(frames);
+        let count = self.shared.heartbeat.load(Ordering::Relaxed);
+        match self.beat.check(count, Instant::now(), limit) {
+            Health::Alive | Health::StillStalled => {}
+            Health::Stalled(d) => {
+                tracing::error!(
+                    clock = "stalled",
+                    watchdog = if wd.is_some() { "unfed" } else { "none" },
+                    "the clock has not run a frame for {:.1} s (a stuck script?){}",
+                    d.as_secs_f64(),
+                    if wd.is_some() {
+                        "; the systemd watchdog is no longer fed"
+                    } else {
+                        ""
+                    }
+                );
+                self.notifier
+                    .status(&format!("stalled: no frame for {:.1} s", d.as_secs_f64()));
+            }
+            Health::Recovered(d) => {
+                tracing::warn!(
+                    clock = "running",
+                    "the clock runs again after a stall of {:.1} s",
+                    d.as_secs_f64()
+                );
+                self.notifier.status(&self.status_line());
+            }
+        }
+        if wd.is_some() && self.beat.alive() {
+            self.notifier.watchdog_ping();
+        }
+        None
+    }
+
     /// Checks the config aside and hands it to the cook thread; the old graph stays on any
     /// error. Tells systemd RELOADING … READY around it.
-    async fn reload(&mut self, cause: &str, signals: &mut Signals) -> Interrupted<ReloadResult> {
+    async fn reload(&mut self, cause: &str) -> Interrupted<ReloadResult> {
         tracing::info!("reload requested ({cause})");
         self.notifier.reloading();
         // Whatever asked, this reload handles the files as they are now.
         let seen = self.watcher.look();
         let mut files = self.watcher.files().to_vec();
-        let result = match config::load(self.path, crate::chop::KINDS) {
-            Err(diags) => {
-                let errors: Vec<String> = diags
-                    .iter()
-                    .filter(|d| d.severity == config::Severity::Error)
-                    .map(|d| d.to_string())
-                    .collect();
-                tracing::error!(
-                    "reload refused, the running config stays: {} problems",
-                    errors.len()
-                );
-                for d in &diags {
-                    tracing::error!("{d}");
-                }
-                Err(errors)
-            }
+        let result = match self.load() {
+            Err(errors) => Err(errors),
             Ok(config) => {
-                for w in &config.warnings {
-                    tracing::warn!("{w}");
-                }
                 let new_files = watched_files(&config);
                 let (rate, n_ops, watch, control) = (
                     config.rate,
@@ -348,30 +571,16 @@ impl Plane<'_> {
                     config.watch,
                     config.control.clone(),
                 );
-                let (tx, rx) = oneshot::channel();
-                let result = if self
-                    .cook
-                    .try_send(Command::Reload(Box::new(config), tx))
-                    .is_err()
-                {
-                    Err(vec!["the cook thread is busy or stopped".to_string()])
-                } else {
-                    tokio::select! {
-                        r = tokio::time::timeout(RELOAD_WAIT, rx) => match r {
-                            Ok(Ok(r)) => r,
-                            Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
-                            Err(_) => Err(vec![format!(
-                                "the cook thread did not take the new config within {} s (is the clock stuck?)",
-                                RELOAD_WAIT.as_secs()
-                            )]),
-                        },
-                        sig = signals.stop() => return Interrupted::Stop(sig),
-                    }
+                let result = match self.hand_over(config).await {
+                    Interrupted::Done(r) => r,
+                    Interrupted::Stop(cause) => return Interrupted::Stop(cause),
                 };
                 match &result {
                     Ok(notes) => {
                         self.apply_control(control.as_ref());
                         tracing::info!(
+                            reload = "applied",
+                            changed = %notes.join(", "),
                             "reloaded {}: {}",
                             self.path.display(),
                             if notes.is_empty() {
@@ -386,8 +595,17 @@ impl Plane<'_> {
                         self.watch = watch;
                     }
                     Err(errors) => {
-                        for e in errors {
-                            tracing::error!("reload failed, the running graph stays: {e}");
+                        // The first line carries the outcome, so each reload has exactly one.
+                        for (i, e) in errors.iter().enumerate() {
+                            if i == 0 {
+                                tracing::error!(
+                                    reload = "rejected",
+                                    errors = errors.len(),
+                                    "reload failed, the running graph stays: {e}"
+                                );
+                            } else {
+                                tracing::error!("reload failed, the running graph stays: {e}");
+                            }
                         }
                     }
                 }
@@ -405,6 +623,66 @@ impl Plane<'_> {
         };
         self.notifier.ready(&status);
         Interrupted::Done(result)
+    }
+
+    /// Reads and checks the config; on errors, logs every diagnostic and returns the errors.
+    fn load(&self) -> Result<Config, Vec<String>> {
+        match config::load(self.path, crate::chop::KINDS) {
+            Err(diags) => {
+                let errors: Vec<String> = diags
+                    .iter()
+                    .filter(|d| d.severity == config::Severity::Error)
+                    .map(|d| d.to_string())
+                    .collect();
+                tracing::error!(
+                    reload = "rejected",
+                    errors = errors.len(),
+                    "reload refused, the running config stays: {} problems",
+                    errors.len()
+                );
+                for d in &diags {
+                    tracing::error!("{d}");
+                }
+                Err(errors)
+            }
+            Ok(config) => {
+                for w in &config.warnings {
+                    tracing::warn!("{w}");
+                }
+                Ok(config)
+            }
+        }
+    }
+
+    /// Gives a checked config to the cook thread and waits (bounded) for its verdict. A stop
+    /// asked for meanwhile ends the wait; other events are kept for later.
+    async fn hand_over(&mut self, config: Config) -> Interrupted<ReloadResult> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .cook
+            .try_send(Command::Reload(Box::new(config), tx))
+            .is_err()
+        {
+            return Interrupted::Done(Err(vec!["the cook thread is busy or stopped".to_string()]));
+        }
+        let verdict = tokio::time::timeout(RELOAD_WAIT, rx);
+        tokio::pin!(verdict);
+        loop {
+            tokio::select! {
+                r = &mut verdict => return Interrupted::Done(match r {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
+                    Err(_) => Err(vec![format!(
+                        "the cook thread did not take the new config within {} s (is the clock stuck?)",
+                        RELOAD_WAIT.as_secs()
+                    )]),
+                }),
+                Some(ev) = self.events.recv() => match ev {
+                    Event::Shutdown { cause } => return Interrupted::Stop(cause),
+                    other => defer(&mut self.pending, other),
+                },
+            }
+        }
     }
 
     /// Follows a reloaded `[control]`: same address → only the allow-list changes; another
@@ -435,6 +713,79 @@ impl Plane<'_> {
             },
         }
     }
+
+    /// Stops the daemon for `cause`: closes the control port, stops the cook thread and waits
+    /// for it within `SHUTDOWN_BOUND`, unless a second signal says not to wait.
+    async fn stop(mut self, cause: StopCause) -> anyhow::Result<()> {
+        let thread = self.thread.take();
+        match cause {
+            StopCause::Signal(sig) => {
+                let name = if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                tracing::info!(stop = "begin", cause = name, "stopping ({name})");
+            }
+            StopCause::Requested => tracing::info!(stop = "begin", cause = "requested", "stopping"),
+            StopCause::CookDied => {
+                // A panic on the cook thread has printed its message already. Exiting non-zero
+                // lets systemd restart the service instead of keeping a daemon without a clock.
+                self.notifier.stopping();
+                if let Some(t) = thread {
+                    let _ = t.join();
+                }
+                return Err(anyhow!("the cook thread stopped unexpectedly (see above)"));
+            }
+        }
+        self.notifier.stopping();
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.control = None;
+        let (done_tx, done_rx) = oneshot::channel();
+        // Joined on a helper thread so the wait can be bounded and a second signal heard.
+        std::thread::spawn(move || {
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+            let _ = done_tx.send(());
+        });
+        let result = tokio::select! {
+            _ = done_rx => Ok(()),
+            _ = tokio::time::sleep(SHUTDOWN_BOUND) => Err(Stopped::Timeout),
+            sig = self.second_signal() => Err(Stopped::Forced(sig)),
+        };
+        match &result {
+            Ok(()) => tracing::info!(stop = "done", "stopped"),
+            Err(e @ Stopped::Timeout) => tracing::error!(stop = "timeout", "{e}"),
+            Err(e @ Stopped::Forced(_)) => tracing::error!(stop = "forced", "{e}"),
+        }
+        result.map_err(anyhow::Error::new)
+    }
+
+    /// The next stop signal; anything else asked for while stopping is dropped (a control port
+    /// request then hears that the daemon is stopping).
+    async fn second_signal(&mut self) -> i32 {
+        loop {
+            match self.events.recv().await {
+                Some(Event::Shutdown {
+                    cause: StopCause::Signal(sig),
+                }) => return sig,
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        }
+    }
+}
+
+/// Keeps an event for after the reload in hand. A reload nobody waits for is dropped when one
+/// is already waiting: both would read the files as they are then (a burst of SIGHUPs is one
+/// reload, as the signal itself coalesces).
+fn defer(pending: &mut VecDeque<Event>, event: Event) {
+    let unanswered = |e: &Event| matches!(e, Event::Reload { reply: None, .. });
+    if unanswered(&event) && pending.iter().any(unanswered) {
+        return;
+    }
+    pending.push_back(event);
 }
 
 /// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP, on
@@ -454,187 +805,46 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
         .build()
         .context("start the control runtime")?;
     let _guard = rt.enter();
-    let mut signals = Signals::install()?;
-    let notifier = Notifier::from_env();
+    let signals = Signals::install()?;
     let started = Instant::now();
-    let watch = config.watch;
-    let files = watched_files(&config);
-    let (rate, n_ops, control_cfg) = (config.rate, config.operators.len(), config.control.clone());
-    let (cook, thread, mut notes) = start(config, shared.clone())?;
-    let mut listening = notes.pop().unwrap_or_default();
-    for n in &notes {
-        tracing::debug!("{n}");
-    }
-    let (events_tx, mut events) = tokio::sync::mpsc::channel::<Event>(16);
-    let control_ctx = control::Ctx {
-        cook: cook.clone(),
-        events: events_tx,
-        counters: Arc::default(),
-        debug: std::env::var_os("CHOPD_DEBUG_CONTROL").is_some_and(|v| v == "1"),
-        started,
-    };
-    let control = match control_cfg
-        .as_ref()
-        .map(|c| ControlPort::start(c, control_ctx.clone()))
-    {
-        Some(Ok(c)) => Some(c),
-        Some(Err(e)) => {
-            shared.stop.store(true, Ordering::Relaxed);
-            let _ = thread.join();
-            return Err(e);
-        }
-        None => None,
-    };
-    let mut plane = Plane {
-        path,
-        cook,
-        notifier,
-        watch,
-        watcher: watch::Watcher::new(files),
-        control,
-        control_ctx,
-        rate,
-        n_ops,
-    };
-    if let Some(c) = &plane.control {
-        if !listening.is_empty() {
-            listening.push_str(", ");
-        }
-        listening.push_str(&format!("control on {}", c.local));
-    }
-    tracing::info!(
-        "chopd {} running {} ({} operators, {} fps){}{}",
-        env!("CARGO_PKG_VERSION"),
-        path.display(),
-        n_ops,
-        rate,
-        if listening.is_empty() {
-            ""
-        } else {
-            "; listening: "
-        },
-        listening
-    );
-    if let Some(wd) = plane.notifier.watchdog() {
-        tracing::info!("systemd watchdog: {:.1} s", wd.as_secs_f64());
-    }
-    tracing::info!("ready");
-    plane.notifier.ready(&plane.status_line());
-
-    let stopped_by = rt.block_on(async {
-        let mut poll = tokio::time::interval(watch::POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let wd = plane.notifier.watchdog();
-        // Check the heartbeat twice per watchdog interval, as sd_watchdog_enabled(3) advises.
-        let mut health = tokio::time::interval(wd.map_or(Duration::from_millis(500), |w| w / 2));
-        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut beat = Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now());
-        loop {
-            let reload_cause: String;
-            let mut reply = None;
-            tokio::select! {
-                _ = signals.term.recv() => return Why::Signal(libc::SIGTERM),
-                _ = signals.int.recv() => return Why::Signal(libc::SIGINT),
-                _ = signals.hup.recv() => reload_cause = "SIGHUP".into(),
-                Some(ev) = events.recv() => match ev {
-                    Event::Reload { cause, reply: r } => {
-                        reload_cause = cause;
-                        reply = r;
-                    }
-                },
-                _ = poll.tick() => {
-                    if shared.stop.load(Ordering::Relaxed) {
-                        return Why::Requested;
-                    }
-                    if !(plane.watch && plane.watcher.poll(Instant::now())) {
-                        continue;
-                    }
-                    reload_cause = "a watched file changed".into();
-                }
-                _ = health.tick() => {
-                    if thread.is_finished() {
-                        return Why::CookDied;
-                    }
-                    // A stalled clock must not be hidden: two frames' time is the least
-                    // allowed, whatever the watchdog interval.
-                    let frames = Duration::from_secs_f64(2.5 / plane.rate);
-                    let limit = wd.map_or(STALL_REPORT, |w| (w / 2).min(STALL_REPORT)).max(frames);
-                    let count = shared.heartbeat.load(Ordering::Relaxed);
-                    match beat.check(count, Instant::now(), limit) {
-                        Health::Alive => {}
-                        Health::Stalled(d) => {
-                            tracing::error!(
-                                "the clock has not run a frame for {:.1} s (a stuck script?){}",
-                                d.as_secs_f64(),
-                                if wd.is_some() { "; the systemd watchdog is no longer fed" } else { "" }
-                            );
-                            plane.notifier.status(&format!("stalled: no frame for {:.1} s", d.as_secs_f64()));
-                        }
-                        Health::StillStalled => {}
-                        Health::Recovered(d) => {
-                            tracing::warn!("the clock runs again after a stall of {:.1} s", d.as_secs_f64());
-                            plane.notifier.status(&plane.status_line());
-                        }
-                    }
-                    if wd.is_some() && beat.alive() {
-                        plane.notifier.watchdog_ping();
-                    }
-                    continue;
-                }
-            }
-            match plane.reload(&reload_cause, &mut signals).await {
-                Interrupted::Done(result) => {
-                    if let Some(r) = reply {
-                        let _ = r.send(result);
-                    }
-                }
-                Interrupted::Stop(sig) => return Why::Signal(sig),
-            }
-        }
-    });
-
-    match stopped_by {
-        Why::Signal(sig) => {
-            let name = if sig == libc::SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            };
-            tracing::info!("stopping ({name})");
-        }
-        Why::Requested => tracing::info!("stopping"),
-        Why::CookDied => {
-            // A panic on the cook thread has printed its message already. Exiting non-zero
-            // lets systemd restart the service instead of keeping a daemon without a clock.
-            plane.notifier.stopping();
-            let _ = thread.join();
-            return Err(anyhow!("the cook thread stopped unexpectedly (see above)"));
-        }
-    }
-    plane.notifier.stopping();
-    shared.stop.store(true, Ordering::Relaxed);
-    plane.control = None;
-    let result = rt.block_on(async {
-        let (done_tx, done_rx) = oneshot::channel();
-        // Joined on a helper thread so the wait can be bounded and a second signal heard.
-        std::thread::spawn(move || {
-            let _ = thread.join();
-            let _ = done_tx.send(());
-        });
-        tokio::select! {
-            _ = done_rx => Ok(()),
-            _ = tokio::time::sleep(SHUTDOWN_BOUND) => Err(Stopped::Timeout),
-            sig = signals.stop() => Err(Stopped::Forced(sig)),
-        }
-    });
-    match &result {
-        Ok(()) => tracing::info!("stopped"),
-        Err(e) => tracing::error!("{e}"),
-    }
-    result.map_err(anyhow::Error::new)
+    let (events_tx, events_rx) = mpsc_async::channel::<Event>(16);
+    tokio::spawn(signals.forward(events_tx.clone()));
+    let mut plane = Plane::start(path, config, shared, (events_tx, events_rx), started)?;
+    let cause = rt.block_on(plane.serve());
+    rt.block_on(plane.stop(cause))
 }
 
 /// The config had errors (already printed); `main` exits 78 for it.
 #[derive(Debug, thiserror::Error)]
 #[error("the config has {0} problems")]
 pub struct ConfigRejected(pub usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reload(reply: Option<oneshot::Sender<ReloadResult>>) -> Event {
+        Event::Reload {
+            cause: "test".into(),
+            reply,
+        }
+    }
+
+    #[test]
+    fn deferred_reloads_without_a_reply_merge_and_the_rest_keep_their_order() {
+        let mut pending = VecDeque::new();
+        defer(&mut pending, reload(None));
+        defer(&mut pending, reload(None));
+        let (tx, _rx) = oneshot::channel();
+        defer(&mut pending, reload(Some(tx)));
+        defer(&mut pending, reload(None));
+        let (tx, _rx2) = oneshot::channel();
+        defer(&mut pending, reload(Some(tx)));
+        let shape: Vec<bool> = pending
+            .iter()
+            .map(|e| matches!(e, Event::Reload { reply: Some(_), .. }))
+            .collect();
+        // One unanswered reload; every one with a reply is kept, in order.
+        assert_eq!(shape, [false, true, true]);
+    }
+}

@@ -1,0 +1,228 @@
+//! Reloading the config end to end — on a file change (also by rename, also of an export table),
+//! on SIGHUP, on `/chopd/reload`: a bad edit keeps the running graph, a good one rebuilds only
+//! what changed and keeps the rest with its state, a moved control port follows, and a failed
+//! rebuild hands the old graph its ports back. Outcomes are read from the `reload` log fields.
+
+use std::time::Duration;
+
+use rosc::OscType;
+
+use crate::util::*;
+
+#[test]
+fn a_bad_edit_keeps_the_old_graph_running_and_logs_every_error() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    // Two mistakes: an unknown key and an Info CHOP of an operator that does not exist.
+    let bad = cfg.replace("rate = 100", "rate = 100\nrat = 5")
+        + "\n[[operator]]\nname = \"x\"\ntype = \"info\"\nop = \"nope\"\n";
+    d.rewrite_config(&bad);
+    let refused = d.reload(1);
+    assert_eq!(
+        (refused["reload"].as_str(), refused["errors"].as_str()),
+        ("rejected", "2")
+    );
+    let unknown = d.wait_for("unknown key \"rat\"", TIMEOUT).unwrap();
+    assert!(unknown.contains("chopd.toml:3:1: error:"), "{unknown}");
+    d.wait_for("op \"nope\" is not an operator", TIMEOUT)
+        .unwrap_or_else(|| panic!("{}", d.log_text()));
+    // The old graph still runs: same port, traffic still exported.
+    send(port, "/after", vec![OscType::Float(0.25)]);
+    show.expect("/show/after", 0.25);
+    assert_eq!(d.logged(is_reload).len(), 1);
+    // Fixing the file reloads it.
+    d.rewrite_config(&cfg.replace("rate = 100", "rate = 50"));
+    d.reload_applied(2);
+}
+
+#[test]
+fn a_good_edit_rebuilds_only_what_changed() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    send(port, "/a", vec![OscType::Float(0.5)]);
+    show.expect("/show/a", 0.5);
+    stats.wait_value("/stats/packets", |v| v == 1.0);
+    let c = Control::new(d.control_port());
+    let cooks_before = num(&c.status(), "/chopd/status/op/in/total_cooks") as f32;
+
+    // A new operator, and `in` only changes its export (to every_cook): `in` stays, with its
+    // socket, channels and counters; `stats` is untouched.
+    let new = cfg.replace(
+        r#"export = { method = "autoname", root = "show" }"#,
+        r#"export = { method = "autoname", root = "show", send = "every_cook" }"#,
+    ) + r#"
+[[operator]]
+name = "in2"
+type = "oscin"
+port = 0
+local_address = "127.0.0.1"
+"#;
+    d.rewrite_config(&new);
+    assert_eq!(d.reload_applied(1), "built oscin \"in2\"");
+    let in_bound = d.logged(|f| f.get("op").is_some_and(|o| o == "in") && f.contains_key("addr"));
+    assert_eq!(in_bound.len(), 1, "in was rebound: {in_bound:?}");
+    assert_eq!(num(&c.status(), "/chopd/status/op/in/port"), port as f64);
+    // The channel value survived: every_cook sends it again without any new traffic.
+    show.expect("/show/a", 0.5);
+    // Counters and cook counts go on from where they were (a new operator starts at 0).
+    send(port, "/b", vec![OscType::Float(1.0)]);
+    show.expect("/show/b", 1.0);
+    stats.wait_value("/stats/num_channels", |v| v == 2.0);
+    stats.wait_value("/stats/total_cooks", |v| v == cooks_before + 1.0);
+    stats.wait_value("/stats/packets", |v| v == 2.0);
+}
+
+#[test]
+fn saving_by_rename_triggers_a_reload() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    // What vim (backupcopy=no), VS Code and most editors do: write a new file, rename it over.
+    let tmp = d
+        .dir
+        .write(".chopd.toml.swp", &cfg.replace("rate = 100", "rate = 50"));
+    std::fs::rename(&tmp, &d.config).unwrap();
+    d.reload_applied(1);
+    let c = Control::new(d.control_port());
+    let s = c.status();
+    assert_eq!(num(&s, "/chopd/status/daemon/rate"), 50.0);
+}
+
+#[test]
+fn an_export_table_edit_is_picked_up() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text().replace(
+        r#"export = { method = "autoname", root = "show" }"#,
+        r#"export = { method = "datname", root = "show", table = "map.csv" }"#,
+    );
+    let d = Daemon::start(&cfg, &[("map.csv", "chan,path,parameter\nf1,desk,one\n")]);
+    let port = d.port("in");
+    send(port, "/f1", vec![OscType::Float(0.5)]);
+    show.expect("/show/desk/one", 0.5);
+    d.dir.write("map.csv", "chan,path,parameter\nf1,desk,two\n");
+    d.reload_applied(1);
+    show.expect("/show/desk/two", 0.5);
+}
+
+#[test]
+fn a_reload_moves_the_control_port_and_its_allow_list() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    // Reloads are asked over the control port here, so the watcher stays out of it.
+    let cfg = in_and_stats(show.port(), stats.port())
+        .top("watch = false")
+        .text();
+    let d = Daemon::start(&cfg, &[]);
+    let old = Control::new(d.control_port());
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let new_port = free.local_addr().unwrap().port();
+    drop(free);
+    let moved = cfg.replace(
+        "[control]\nport = 0",
+        &format!("[control]\nport = {new_port}"),
+    );
+    d.rewrite_config(&moved);
+    // The reload that moves the port is still answered through the old one.
+    assert_eq!(
+        old.ok("/chopd/reload", vec![]),
+        vec![OscType::String("nothing changed".into())]
+    );
+    d.wait_logged(is_control_listener, 2, TIMEOUT).unwrap();
+    assert_eq!(d.control_port(), new_port);
+    let new = Control::new(new_port);
+    new.ok("/chopd/ping", vec![]);
+    old.send("/chopd/ping", vec![]);
+    assert!(old
+        .replies("/chopd/ping", Duration::from_millis(300))
+        .is_none());
+
+    // Same address, another allow-list: the port stays, who may use it changes.
+    d.rewrite_config(&moved.replace(
+        &format!("port = {new_port}"),
+        &format!("port = {new_port}\nallow = [\"127.0.0.2/32\"]"),
+    ));
+    new.ok("/chopd/reload", vec![]);
+    new.send("/chopd/ping", vec![]);
+    assert!(new
+        .replies("/chopd/ping", Duration::from_millis(300))
+        .is_none());
+    Control::from_ip("127.0.0.2", new_port).ok("/chopd/ping", vec![]);
+    assert_eq!(d.logged(is_control_listener).len(), 2);
+}
+
+#[test]
+fn custom_parameter_values_survive_a_reload() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = synth(show.port(), stats.port(), 1000).text();
+    let d = Daemon::start(&cfg, &[("synth.py", &fixture("synth.py"))]);
+    let c = Control::new(d.control_port());
+    c.ok("/chopd/op/synth/par/Offset", vec![OscType::Float(0.5)]);
+    show.wait_value("/show/offset", |v| v == 0.5);
+    // Another operator changes; the script only changes its export: it is kept.
+    d.rewrite_config(
+        &(cfg.replace(
+            "cook_budget_ms = 1000\nexport = { method = \"autoname\", root = \"show\" }",
+            "cook_budget_ms = 1000\nexport = { method = \"autoname\", root = \"show\", send = \"every_cook\" }",
+        ) + "\n[[operator]]\nname = \"extra\"\ntype = \"info\"\nop = \"/\"\n"),
+    );
+    assert_eq!(d.reload_applied(1), "built info \"extra\"");
+    show.expect("/show/offset", 0.5);
+    let s = c.status();
+    assert_eq!(s["/chopd/status/op/synth/par/Offset"], OscType::Float(0.5));
+}
+
+#[test]
+fn an_edit_then_sighup_reloads_once() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    d.rewrite_config(&cfg.replace("rate = 100", "rate = 50"));
+    d.signal(libc::SIGHUP);
+    d.reload_applied(1);
+    // The watcher saw the same edit: it must not reload it again. Give it several polls.
+    assert!(
+        d.wait_logged(is_reload, 2, Duration::from_millis(600))
+            .is_none(),
+        "{}",
+        d.log_text()
+    );
+}
+
+/// Regression: a reload that rebuilt an OSC In on the same port, and then failed on another
+/// operator, handed back the old graph with that input taken down (its port released for the
+/// new one): the "kept" graph received nothing any more.
+#[test]
+fn a_failed_reload_gives_a_rebuilt_input_its_port_back() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let show = OscRx::new();
+    let cfg = Config::new()
+        .dest("show", show.port())
+        .oscin_at("in", port, TO_SHOW)
+        .text();
+    let d = Daemon::start(&cfg, &[]);
+    send(port, "/before", vec![OscType::Float(0.5)]);
+    show.expect("/show/before", 0.5);
+    // `in` changes (so it is rebuilt on the same port) and a required MIDI device that is not
+    // there fails the build of the new graph.
+    let bad = cfg.replace(
+        "local_address = \"127.0.0.1\"",
+        "local_address = \"127.0.0.1\"\naddress_scope = \"/after*\"",
+    ) + r#"
+[[operator]]
+name = "keys"
+type = "midiin"
+device = "chopd-test-no-such-device"
+required = true
+"#;
+    d.rewrite_config(&bad);
+    assert_eq!(d.reload(1)["reload"], "rejected", "{}", d.log_text());
+    // The old `in` is bound again and still exports.
+    send(port, "/again", vec![OscType::Float(0.75)]);
+    show.expect("/show/again", 0.75);
+}
