@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chopd::config;
-use chopd::daemon::{self, ConfigRejected, Shared, Stopped};
+use chopd::daemon::{self, ConfigRejected, Liveness, Stopped};
 
 const USAGE: &str = "\
 usage:
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["run", path] => {
             chopd::logging::init();
-            let result = daemon::run(&PathBuf::from(path), Shared::default());
+            let result = daemon::run(&PathBuf::from(path), Liveness::default());
             if result.is_ok() {
                 // A clean stop dropped the graph: MIDI In closes its MIDI clients on threads of
                 // its own; let them finish (bounded).

@@ -67,15 +67,15 @@ pub enum Event {
 pub enum StopCause {
     /// SIGTERM or SIGINT (the number).
     Signal(i32),
-    /// `Shared::stop` was set (in-process use).
+    /// `Liveness::stop` was set (in-process use).
     Requested,
     /// The cook thread ended on its own: a panic.
     CookDied,
 }
 
-/// Handle shared between the control plane and the cook thread.
+/// The stop request and the heartbeat, shared by the control plane and the cook thread.
 #[derive(Clone, Default)]
-pub struct Shared {
+pub struct Liveness {
     pub stop: Arc<AtomicBool>,
     /// Frames run so far; the watchdog is fed only while it moves.
     pub heartbeat: Arc<AtomicU64>,
@@ -95,7 +95,7 @@ const STALL_REPORT: Duration = Duration::from_secs(5);
 /// ran. Returns the command sender, the thread, and the start-up notes (what was built).
 pub fn start(
     config: Config,
-    shared: Shared,
+    shared: Liveness,
 ) -> anyhow::Result<(
     SyncSender<Command>,
     std::thread::JoinHandle<()>,
@@ -124,7 +124,7 @@ fn cook_thread(
     config: Config,
     rx: Receiver<Command>,
     ready: Sender<Result<Vec<String>, Vec<String>>>,
-    shared: Shared,
+    shared: Liveness,
 ) {
     // Python starts on this thread (it cooks the scripts) and only when a script needs it.
     if needs_python(&config) {
@@ -328,7 +328,7 @@ impl ControlPort {
 /// The control plane's state on the main thread.
 struct Plane<'a> {
     path: &'a Path,
-    shared: Shared,
+    shared: Liveness,
     cook: SyncSender<Command>,
     /// `None` once joined (or handed to the thread that joins it while stopping).
     thread: Option<std::thread::JoinHandle<()>>,
@@ -357,7 +357,7 @@ impl<'a> Plane<'a> {
     fn start(
         path: &'a Path,
         config: Config,
-        shared: Shared,
+        shared: Liveness,
         events: (mpsc_async::Sender<Event>, mpsc_async::Receiver<Event>),
         started: Instant,
     ) -> anyhow::Result<Plane<'a>> {
@@ -790,7 +790,7 @@ fn defer(pending: &mut VecDeque<Event>, event: Event) {
 
 /// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP, on
 /// `/chopd/reload`, and when `watch` is on, when the config or a table it names changes.
-pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
+pub fn run(path: &Path, shared: Liveness) -> anyhow::Result<()> {
     let config = config::load(path, crate::chop::KINDS).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
