@@ -3,17 +3,13 @@
 //! operator from them. The config knows kinds only through this contract; the list of kinds is
 //! `chop::KINDS`, handed to [`super::load`].
 
-use std::any::Any;
-use std::fmt::Debug;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::check::{de, Checker};
-use super::model::OperatorConfig;
+use super::checker::{de, Checker};
+use super::model::Settings;
 use super::refs::OpRefs;
-use crate::cook::{BuildCtx, Operator};
 
 /// An operator kind, as each kind's module writes it. [`OperatorKind`] is the object-safe face
 /// the checker and the schema use; every `Kind` is one.
@@ -32,51 +28,6 @@ pub trait Kind: Sync + 'static {
     /// whole-config checks. `None` when the settings cannot be made (the config is then
     /// rejected anyway).
     fn check(cx: &mut Checker, raw: Self::Raw, refs: &mut OpRefs) -> Option<Self::Settings>;
-}
-
-/// The checked settings of one operator's kind.
-pub trait Settings: DynEq + Debug + Send + Sync {
-    /// Builds the running operator (opens its sockets, loads its code).
-    fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String>;
-
-    /// The UDP port this operator binds, if it binds one: two operators cannot share it, and
-    /// a reload lets the old operator go before its replacement binds it.
-    fn udp_port(&self) -> Option<u16> {
-        None
-    }
-
-    /// Whether building it needs the embedded Python interpreter.
-    fn uses_python(&self) -> bool {
-        false
-    }
-
-    /// Files the running operator reads from its settings that a reload should follow.
-    fn files(&self) -> Vec<PathBuf> {
-        Vec::new()
-    }
-}
-
-/// Equality across `dyn Settings` (same kind and same values), so that a reload can tell an
-/// unchanged operator from a changed one.
-pub trait DynEq {
-    fn as_any(&self) -> &dyn Any;
-    fn dyn_eq(&self, other: &dyn Any) -> bool;
-}
-
-impl<T: PartialEq + Any> DynEq for T {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn dyn_eq(&self, other: &dyn Any) -> bool {
-        other.downcast_ref::<T>() == Some(self)
-    }
-}
-
-impl PartialEq for dyn Settings {
-    fn eq(&self, other: &dyn Settings) -> bool {
-        self.dyn_eq(other.as_any())
-    }
 }
 
 /// The object-safe face of a [`Kind`].

@@ -3,15 +3,18 @@
 //!
 //! - [`model`]: the checked config, the only config types the rest of the daemon sees.
 //! - `raw`: the serde mirror of the file's common parts, seen by nothing outside this module.
-//! - [`check`]: the checker, key by key; [`refs`]: whole-config checks and the cook order.
-//! - [`kind`]: the contract through which operator kinds check their own keys and build.
+//! - [`checker`]: the checker's tools (typed reading, ranges, patterns), which kinds use too;
+//!   `check`: the file read key by key; [`refs`]: whole-config checks and the cook order.
+//! - [`kind`]: the contract through which operator kinds check their own keys; their checked
+//!   settings build the operator (`model::Settings`).
 //! - [`tables`]: MIDI channel lists and export tables; [`diag`]: diagnostics; [`schema`]: the
 //!   JSON Schema for editors.
 //!
 //! Checking is pure apart from reading files the config names (export tables; script files are
 //! only checked for existence here, the Script CHOP loads them).
 
-pub mod check;
+mod check;
+pub mod checker;
 pub mod diag;
 pub mod kind;
 pub mod model;
@@ -22,9 +25,9 @@ pub mod tables;
 
 use std::path::Path;
 
-pub use check::Checker;
+pub use checker::Checker;
 pub use diag::{Diagnostic, Severity};
-pub use kind::{Kind, Kinds, OperatorKind, Settings};
+pub use kind::{Kind, Kinds, OperatorKind};
 pub use model::*;
 pub use tables::{parse_export_table, parse_midi_channels};
 
@@ -51,12 +54,11 @@ pub fn check_str(path: &Path, src: &str, kinds: &Kinds) -> Result<Config, Vec<Di
     let label = path.display().to_string();
     let mut d = Diagnostics::new(&label, src);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let config = Checker {
+    let mut cx = Checker {
         d: &mut d,
         dir: &dir,
-        kinds,
-    }
-    .check(path, src);
+    };
+    let config = check::Reader { cx: &mut cx, kinds }.check(path, src);
     let has_errors = d.has_errors();
     let list = d.into_sorted();
     match config {

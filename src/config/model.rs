@@ -2,7 +2,9 @@
 //! passed its checks; defaults are filled in. A kind's own settings are its business (see
 //! `kind`): here they are an opaque [`Settings`] that builds the operator.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::diag::Diagnostic;
-use super::kind::Settings;
-use crate::cook::SrSelect;
+use crate::cook::{BuildCtx, Operator, SrSelect};
 use crate::pattern::Pattern;
 
 /// The accepted range of an integer key. The checker enforces it and the JSON Schema states it
@@ -154,7 +155,8 @@ impl OperatorConfig {
 
     /// The kind's settings as their own type (`None` for another kind).
     pub fn settings<T: 'static>(&self) -> Option<&T> {
-        self.settings.as_any().downcast_ref()
+        // Deref first: the `Arc` itself is `DynEq` too (it is `PartialEq`), and would answer.
+        (*self.settings).as_any().downcast_ref()
     }
 }
 
@@ -249,5 +251,50 @@ impl Cidr {
             }
             _ => false,
         }
+    }
+}
+
+/// The checked settings of one operator's kind.
+pub trait Settings: DynEq + Debug + Send + Sync {
+    /// Builds the running operator (opens its sockets, loads its code).
+    fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String>;
+
+    /// The UDP port this operator binds, if it binds one: two operators cannot share it, and
+    /// a reload lets the old operator go before its replacement binds it.
+    fn udp_port(&self) -> Option<u16> {
+        None
+    }
+
+    /// Whether building it needs the embedded Python interpreter.
+    fn uses_python(&self) -> bool {
+        false
+    }
+
+    /// Files the running operator reads from its settings that a reload should follow.
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// Equality across `dyn Settings` (same kind and same values), so that a reload can tell an
+/// unchanged operator from a changed one.
+pub trait DynEq {
+    fn as_any(&self) -> &dyn Any;
+    fn dyn_eq(&self, other: &dyn Any) -> bool;
+}
+
+impl<T: PartialEq + Any> DynEq for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn dyn_eq(&self, other: &dyn Any) -> bool {
+        other.downcast_ref::<T>() == Some(self)
+    }
+}
+
+impl PartialEq for dyn Settings {
+    fn eq(&self, other: &dyn Settings) -> bool {
+        self.dyn_eq(other.as_any())
     }
 }
