@@ -12,6 +12,10 @@ use crate::cook::{
     ParValue,
 };
 use crate::export::{Destinations, Exporter, ParWrites};
+use crate::logging::RateLimit;
+
+/// The same cook error of one operator is logged at most once per this interval.
+const COOK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Graph {
     configs: Vec<OperatorConfig>,
@@ -28,7 +32,8 @@ pub struct Graph {
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
-    error_log: HashMap<usize, (Instant, u64)>,
+    /// Cook errors logged per node (the same error every frame is logged once in a while).
+    error_log: Vec<RateLimit>,
     /// Parameters driven by an export to `op:`: (operator, parameter) → the exporting operator.
     driven: HashMap<(String, String), String>,
     /// Sum of every node's `export_sernum` when `driven` was last rebuilt.
@@ -197,7 +202,7 @@ impl Graph {
             daemon: DaemonStats::default(),
             rate: config.rate,
             max_slice: config.max_slice,
-            error_log: HashMap::new(),
+            error_log: Vec::new(),
             driven: HashMap::new(),
             driven_sernum: None,
         };
@@ -216,6 +221,7 @@ impl Graph {
             g.nodes.push(part.node);
             g.prev.push(part.prev);
             g.exporters.push(exporter);
+            g.error_log.push(RateLimit::new(COOK_ERROR_LOG_INTERVAL));
         }
         g.own_port.set(g.dests.local_port());
         g
@@ -404,21 +410,14 @@ impl Graph {
             Err(e) => {
                 let node = &mut self.nodes[i];
                 node.stats.errors += 1;
-                node.stats.last_error = Some(e.to_string());
-                let (last, suppressed) = self
-                    .error_log
-                    .entry(i)
-                    .or_insert((started - Duration::from_secs(60), 0));
+                let text = e.to_string();
                 if matches!(e, CookError::Logged(_)) {
                     // The operator logged it, rate-limited, with more detail than we have.
-                } else if started.duration_since(*last) >= Duration::from_secs(5) {
-                    tracing::error!(op = %node.name, "{} \"{}\": {e}{}", node.kind, node.name,
-                        if *suppressed > 0 { format!(" ({suppressed} more errors since the last report)") } else { String::new() });
-                    *last = started;
-                    *suppressed = 0;
-                } else {
-                    *suppressed += 1;
+                } else if let Some(held) = self.error_log[i].allow(&text) {
+                    let more = held.suffix("errors");
+                    tracing::error!(op = %node.name, "{} \"{}\": {text}{more}", node.kind, node.name);
                 }
+                node.stats.last_error = Some(text);
                 // The last good output stays.
                 out.copy_from(&self.prev[i]);
             }
