@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use tracing::Span;
+
 use crate::chop::info::InfoOp;
 use crate::config::{Config, OperatorConfig};
 use crate::cook::{
@@ -32,6 +34,11 @@ pub struct Graph {
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
+    /// Entered around everything a node does in a frame, so its log lines say which operator
+    /// they come from. Made once per node: a span made per cook would format its fields anew
+    /// each time, thousands of times a second; entering a made one is cheap, and when the level
+    /// is filtered out the span is disabled and entering it does nothing.
+    spans: Vec<Span>,
     /// Cook errors logged per node (the same error every frame is logged once in a while).
     error_log: Vec<RateLimit>,
     /// Parameters driven by an export to `op:`: (operator, parameter) → the exporting operator.
@@ -73,7 +80,7 @@ impl Graph {
         let mut parts = Vec::new();
         let mut errors = Vec::new();
         for cfg in &config.operators {
-            match cfg.settings.build(cfg, &cx) {
+            match op_span(cfg).in_scope(|| cfg.settings.build(cfg, &cx)) {
                 Ok(op) => parts.push(Some(Part::new(op, cfg, config.rate))),
                 Err(e) => errors.push(e),
             }
@@ -142,7 +149,7 @@ impl Graph {
             // An operator that holds a port must release it before its replacement binds the
             // same port: drop the old one first when the port is shared.
             diff.released.extend(self.release_conflicting(cfg));
-            match cfg.settings.build(cfg, &cx) {
+            match op_span(cfg).in_scope(|| cfg.settings.build(cfg, &cx)) {
                 Ok(op) => diff.fates.push(Fate::Built(op)),
                 Err(e) => errors.push(e),
             }
@@ -202,6 +209,7 @@ impl Graph {
             daemon: DaemonStats::default(),
             rate: config.rate,
             max_slice: config.max_slice,
+            spans: Vec::new(),
             error_log: Vec::new(),
             driven: HashMap::new(),
             driven_sernum: None,
@@ -221,6 +229,7 @@ impl Graph {
             g.nodes.push(part.node);
             g.prev.push(part.prev);
             g.exporters.push(exporter);
+            g.spans.push(op_span(cfg));
             g.error_log.push(RateLimit::new(COOK_ERROR_LOG_INTERVAL));
         }
         g.own_port.set(g.dests.local_port());
@@ -255,7 +264,8 @@ impl Graph {
             own_port: self.own_port.clone(),
         };
         for &i in released {
-            match self.configs[i].settings.build(&self.configs[i], &cx) {
+            let cfg = &self.configs[i];
+            match op_span(cfg).in_scope(|| cfg.settings.build(cfg, &cx)) {
                 Ok(op) => self.ops[i] = op,
                 Err(e) => errors.push(format!(
                     "the running operator \"{}\" could not take its port back: {e}",
@@ -354,7 +364,10 @@ impl Graph {
         }
         for k in 0..self.order.len() {
             let i = self.order[k];
-            let wants = self.ops[i].wants_cook(&frame, &self.nodes);
+            let wants = {
+                let _in = self.spans[i].enter();
+                self.ops[i].wants_cook(&frame, &self.nodes)
+            };
             let input_changed = self.nodes[i]
                 .inputs
                 .iter()
@@ -366,7 +379,8 @@ impl Graph {
             }
         }
         self.export(&frame);
-        for (op, node) in self.ops.iter_mut().zip(&mut self.nodes) {
+        for ((op, node), span) in self.ops.iter_mut().zip(&mut self.nodes).zip(&self.spans) {
+            let _in = span.enter();
             node.extras.clear();
             op.extras(&mut node.extras);
             op.housekeeping();
@@ -381,6 +395,7 @@ impl Graph {
     }
 
     fn cook(&mut self, i: usize, frame: &Frame) {
+        let _in = self.spans[i].enter();
         let started = Instant::now();
         let mut out = std::mem::take(&mut self.nodes[i].output);
         let result = {
@@ -415,7 +430,7 @@ impl Graph {
                     // The operator logged it, rate-limited, with more detail than we have.
                 } else if let Some(held) = self.error_log[i].allow(&text) {
                     let more = held.suffix("errors");
-                    tracing::error!(op = %node.name, "{} \"{}\": {text}{more}", node.kind, node.name);
+                    tracing::error!("{text}{more}");
                 }
                 node.stats.last_error = Some(text);
                 // The last good output stays.
@@ -440,6 +455,7 @@ impl Graph {
         let op_exists = |n: &str| names.contains_key(n);
         for (i, exp) in self.exporters.iter_mut().enumerate() {
             if let Some(exp) = exp {
+                let _in = self.spans[i].enter();
                 let node = &mut self.nodes[i];
                 exp.export(
                     &node.output,
@@ -477,6 +493,11 @@ impl Graph {
             }
         }
     }
+}
+
+/// The span of one operator: its kind and name on every line logged on its behalf.
+fn op_span(cfg: &OperatorConfig) -> Span {
+    tracing::info_span!("op", kind = %cfg.kind, name = %cfg.name)
 }
 
 fn build_ctx(config: &Config, own_port: &OwnPort) -> BuildCtx {

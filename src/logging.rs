@@ -15,6 +15,9 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
+    // The default format puts the fields of the spans an event is in before its message, on its
+    // one line: `ERROR op{kind=script name=bad}: …` says which operator without the message
+    // having to.
     // A second init (tests) is harmless: keep the first subscriber.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         let _ = builder.without_time().try_init();
