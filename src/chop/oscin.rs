@@ -177,7 +177,6 @@ impl Decoder {
 }
 
 pub struct OscInOp {
-    name: String,
     cfg: OscInConfig,
     timeslice: bool,
     local: SocketAddr,
@@ -239,9 +238,8 @@ impl OscInOp {
                 .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
                 .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
         };
-        tracing::info!(op = %op.name, "bound oscin \"{}\" on {}", op.name, local);
+        tracing::info!("bound oscin \"{}\" on {}", op.name, local);
         Ok(OscInOp {
-            name: op.name.clone(),
             cfg: cfg.clone(),
             timeslice: op.timeslice,
             local,
@@ -315,9 +313,7 @@ impl OscInOp {
         // goes out with the next, so the counts of held calls mean nothing here.
         if snap.feedback != self.logged.feedback && self.log.allow_key("feedback").is_some() {
             tracing::error!(
-                op = %self.name,
-                "oscin \"{}\": {} packets were this daemon's own exports coming back (a feedback loop: an export destination points at this input); they are dropped",
-                self.name,
+                "{} packets were this daemon's own exports coming back (a feedback loop: an export destination points at this input); they are dropped",
                 snap.feedback - self.logged.feedback
             );
             self.logged.feedback = snap.feedback;
@@ -331,9 +327,7 @@ impl OscInOp {
             self.logged = warn_worthy;
             let d = |a: u64, b: u64| a - b;
             tracing::warn!(
-                op = %self.name,
-                "oscin \"{}\": {} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
-                self.name,
+                "{} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
                 d(snap.malformed, old.malformed),
                 d(snap.ignored, old.ignored),
                 d(snap.nonfinite, old.nonfinite),

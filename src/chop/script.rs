@@ -138,7 +138,6 @@ impl ScriptOp {
         let unknown = s.shared.borrow().pars.unknown_inits();
         if !unknown.is_empty() {
             tracing::warn!(
-                op = %s.name,
                 "config sets parameters that onSetupParameters did not create: {}",
                 unknown.join(", ")
             );
@@ -171,10 +170,9 @@ impl ScriptOp {
             // Formatted only here: most failures of a script failing every frame are not logged.
             let traceback = f.traceback();
             if traceback.is_empty() {
-                tracing::error!(op = %name, "script \"{name}\" {what} failed: {}{more}", f.summary);
+                tracing::error!("script \"{name}\" {what} failed: {}{more}", f.summary);
             } else {
                 tracing::error!(
-                    op = %name,
                     "script \"{name}\" {what} failed: {}{more}\n{}",
                     f.summary,
                     traceback
@@ -226,7 +224,7 @@ impl ScriptOp {
             Ok(()) => {
                 if !initial {
                     self.reloads += 1;
-                    tracing::info!(op = %self.name, file = %self.path.display(), "script \"{}\": new callbacks applied", self.name);
+                    tracing::info!(file = %self.path.display(), "new callbacks applied");
                 }
             }
             Err(f) => {
@@ -251,7 +249,7 @@ impl ScriptOp {
         for (what, msgs) in [("addError", &sc.errors), ("addWarning", &sc.warnings)] {
             for m in msgs {
                 if let Some(held) = self.log.allow(&format!("{what}: {m}")) {
-                    tracing::warn!(op = %self.name, "script \"{}\" {what}: {m}{held}", self.name);
+                    tracing::warn!("{what}: {m}{held}");
                 }
             }
         }

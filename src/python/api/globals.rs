@@ -241,7 +241,8 @@ pub fn debug(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         0 => String::new(),
         n => format!(" ({n} debug lines not logged before this one)"),
     };
-    tracing::info!(op = %owner, "{file}:{line}: {msg}{more}");
+    // Python runs only inside its operator's span (build, cook, housekeeping): no name needed.
+    tracing::info!("{file}:{line}: {msg}{more}");
     Ok(())
 }
 
