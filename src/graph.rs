@@ -521,3 +521,64 @@ impl Part {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_logged_in_a_cook_carries_the_operator_span_once() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripts/chopd.toml");
+        let src = "rate = 100\n\n[[operator]]\nname = \"bad\"\ntype = \"script\"\ncallbacks = \"raise_always.py\"\n";
+        let config = crate::config::check_str(&path, src, crate::chop::KINDS).unwrap();
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let out = out.clone();
+                move || out.clone()
+            })
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let (mut g, _) = Graph::build(&config).unwrap();
+            let now = Instant::now();
+            for frame in 1..=2 {
+                g.frame(&Frame {
+                    frame,
+                    step: 1,
+                    rate: 100.0,
+                    due: now,
+                    started: now,
+                });
+            }
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("onCook failed"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.starts_with("ERROR op{kind=script name=bad}: script \"bad\" onCook failed: "),
+            "{line}"
+        );
+        assert!(!line.contains("op=bad"), "{line}");
+    }
+}
