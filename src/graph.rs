@@ -36,8 +36,8 @@ pub struct Graph {
     max_slice: Duration,
     /// Entered around everything a node does in a frame, so its log lines say which operator
     /// they come from. Made once per node: a span made per cook would format its fields anew
-    /// each time, thousands of times a second; entering a made one is cheap, and when the level
-    /// is filtered out the span is disabled and entering it does nothing.
+    /// each time, thousands of times a second; entering a made one is cheap (and does nothing
+    /// when logging is off).
     spans: Vec<Span>,
     /// Cook errors logged per node (the same error every frame is logged once in a while).
     error_log: Vec<RateLimit>,
@@ -495,9 +495,11 @@ impl Graph {
     }
 }
 
-/// The span of one operator: its kind and name on every line logged on its behalf.
+/// The span of one operator: its kind and name on every line logged on its behalf. At the error
+/// level, so that it is on whenever any of its lines can be: its lines no longer name the
+/// operator themselves. It costs nothing per cook at any level (it is made once per node).
 fn op_span(cfg: &OperatorConfig) -> Span {
-    tracing::info_span!("op", kind = %cfg.kind, name = %cfg.name)
+    tracing::error_span!("op", kind = %cfg.kind, name = %cfg.name)
 }
 
 fn build_ctx(config: &Config, own_port: &OwnPort) -> BuildCtx {
