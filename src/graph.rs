@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use tracing::Span;
+
 use crate::chop::info::InfoOp;
 use crate::config::{Config, OperatorConfig};
 use crate::cook::{
@@ -12,6 +14,10 @@ use crate::cook::{
     ParValue,
 };
 use crate::export::{Destinations, Exporter, ParWrites};
+use crate::logging::RateLimit;
+
+/// The same cook error of one operator is logged at most once per this interval.
+const COOK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Graph {
     configs: Vec<OperatorConfig>,
@@ -28,7 +34,13 @@ pub struct Graph {
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
-    error_log: HashMap<usize, (Instant, u64)>,
+    /// Entered around everything a node does in a frame, so its log lines say which operator
+    /// they come from. Made once per node: a span made per cook would format its fields anew
+    /// each time, thousands of times a second; entering a made one is cheap (and does nothing
+    /// when logging is off).
+    spans: Vec<Span>,
+    /// Cook errors logged per node (the same error every frame is logged once in a while).
+    error_log: Vec<RateLimit>,
     /// Parameters driven by an export to `op:`: (operator, parameter) → the exporting operator.
     driven: HashMap<(String, String), String>,
     /// Sum of every node's `export_sernum` when `driven` was last rebuilt.
@@ -68,7 +80,7 @@ impl Graph {
         let mut parts = Vec::new();
         let mut errors = Vec::new();
         for cfg in &config.operators {
-            match cfg.settings.build(cfg, &cx) {
+            match op_span(cfg).in_scope(|| cfg.settings.build(cfg, &cx)) {
                 Ok(op) => parts.push(Some(Part::new(op, cfg, config.rate))),
                 Err(e) => errors.push(e),
             }
@@ -137,7 +149,7 @@ impl Graph {
             // An operator that holds a port must release it before its replacement binds the
             // same port: drop the old one first when the port is shared.
             diff.released.extend(self.release_conflicting(cfg));
-            match cfg.settings.build(cfg, &cx) {
+            match op_span(cfg).in_scope(|| cfg.settings.build(cfg, &cx)) {
                 Ok(op) => diff.fates.push(Fate::Built(op)),
                 Err(e) => errors.push(e),
             }
@@ -197,7 +209,8 @@ impl Graph {
             daemon: DaemonStats::default(),
             rate: config.rate,
             max_slice: config.max_slice,
-            error_log: HashMap::new(),
+            spans: Vec::new(),
+            error_log: Vec::new(),
             driven: HashMap::new(),
             driven_sernum: None,
         };
@@ -216,6 +229,8 @@ impl Graph {
             g.nodes.push(part.node);
             g.prev.push(part.prev);
             g.exporters.push(exporter);
+            g.spans.push(op_span(cfg));
+            g.error_log.push(RateLimit::new(COOK_ERROR_LOG_INTERVAL));
         }
         g.own_port.set(g.dests.local_port());
         g
@@ -249,7 +264,8 @@ impl Graph {
             own_port: self.own_port.clone(),
         };
         for &i in released {
-            match self.configs[i].settings.build(&self.configs[i], &cx) {
+            let cfg = &self.configs[i];
+            match op_span(cfg).in_scope(|| cfg.settings.build(cfg, &cx)) {
                 Ok(op) => self.ops[i] = op,
                 Err(e) => errors.push(format!(
                     "the running operator \"{}\" could not take its port back: {e}",
@@ -348,7 +364,10 @@ impl Graph {
         }
         for k in 0..self.order.len() {
             let i = self.order[k];
-            let wants = self.ops[i].wants_cook(&frame, &self.nodes);
+            let wants = {
+                let _in = self.spans[i].enter();
+                self.ops[i].wants_cook(&frame, &self.nodes)
+            };
             let input_changed = self.nodes[i]
                 .inputs
                 .iter()
@@ -360,7 +379,8 @@ impl Graph {
             }
         }
         self.export(&frame);
-        for (op, node) in self.ops.iter_mut().zip(&mut self.nodes) {
+        for ((op, node), span) in self.ops.iter_mut().zip(&mut self.nodes).zip(&self.spans) {
+            let _in = span.enter();
             node.extras.clear();
             op.extras(&mut node.extras);
             op.housekeeping();
@@ -375,6 +395,7 @@ impl Graph {
     }
 
     fn cook(&mut self, i: usize, frame: &Frame) {
+        let _in = self.spans[i].enter();
         let started = Instant::now();
         let mut out = std::mem::take(&mut self.nodes[i].output);
         let result = {
@@ -404,21 +425,14 @@ impl Graph {
             Err(e) => {
                 let node = &mut self.nodes[i];
                 node.stats.errors += 1;
-                node.stats.last_error = Some(e.to_string());
-                let (last, suppressed) = self
-                    .error_log
-                    .entry(i)
-                    .or_insert((started - Duration::from_secs(60), 0));
+                let text = e.to_string();
                 if matches!(e, CookError::Logged(_)) {
                     // The operator logged it, rate-limited, with more detail than we have.
-                } else if started.duration_since(*last) >= Duration::from_secs(5) {
-                    tracing::error!(op = %node.name, "{} \"{}\": {e}{}", node.kind, node.name,
-                        if *suppressed > 0 { format!(" ({suppressed} more errors since the last report)") } else { String::new() });
-                    *last = started;
-                    *suppressed = 0;
-                } else {
-                    *suppressed += 1;
+                } else if let Some(held) = self.error_log[i].allow(&text) {
+                    let more = held.suffix("errors");
+                    tracing::error!("{text}{more}");
                 }
+                node.stats.last_error = Some(text);
                 // The last good output stays.
                 out.copy_from(&self.prev[i]);
             }
@@ -441,6 +455,7 @@ impl Graph {
         let op_exists = |n: &str| names.contains_key(n);
         for (i, exp) in self.exporters.iter_mut().enumerate() {
             if let Some(exp) = exp {
+                let _in = self.spans[i].enter();
                 let node = &mut self.nodes[i];
                 exp.export(
                     &node.output,
@@ -480,6 +495,13 @@ impl Graph {
     }
 }
 
+/// The span of one operator: its kind and name on every line logged on its behalf. At the error
+/// level, so that it is on whenever any of its lines can be: its lines no longer name the
+/// operator themselves. It costs nothing per cook at any level (it is made once per node).
+fn op_span(cfg: &OperatorConfig) -> Span {
+    tracing::error_span!("op", kind = %cfg.kind, name = %cfg.name)
+}
+
 fn build_ctx(config: &Config, own_port: &OwnPort) -> BuildCtx {
     BuildCtx {
         rate: config.rate,
@@ -499,5 +521,66 @@ impl Part {
             prev: ChopData::new(rate),
             exporter: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_logged_in_a_cook_carries_the_operator_span_once() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripts/chopd.toml");
+        let src = "rate = 100\n\n[[operator]]\nname = \"bad\"\ntype = \"script\"\ncallbacks = \"raise_always.py\"\n";
+        let config = crate::config::check_str(&path, src, crate::chop::KINDS).unwrap();
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let out = out.clone();
+                move || out.clone()
+            })
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let (mut g, _) = Graph::build(&config).unwrap();
+            let now = Instant::now();
+            for frame in 1..=2 {
+                g.frame(&Frame {
+                    frame,
+                    step: 1,
+                    rate: 100.0,
+                    due: now,
+                    started: now,
+                });
+            }
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("onCook failed"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.starts_with("ERROR op{kind=script name=bad}: script \"bad\" onCook failed: "),
+            "{line}"
+        );
+        assert!(!line.contains("op=bad"), "{line}");
     }
 }

@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cook::{sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
+use crate::logging::RateLimit;
 use crate::osc;
 
 pub mod config;
@@ -176,7 +177,6 @@ impl Decoder {
 }
 
 pub struct OscInOp {
-    name: String,
     cfg: OscInConfig,
     timeslice: bool,
     local: SocketAddr,
@@ -194,7 +194,7 @@ pub struct OscInOp {
     dirty: bool,
     reset_layout: bool,
     channel_limit_hits: u64,
-    last_log: Option<Instant>,
+    log: RateLimit,
     logged: Snapshot,
     last_proc_read: Option<Instant>,
 }
@@ -238,9 +238,8 @@ impl OscInOp {
                 .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
                 .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
         };
-        tracing::info!(op = %op.name, "bound oscin \"{}\" on {}", op.name, local);
+        tracing::info!("bound oscin \"{}\" on {}", op.name, local);
         Ok(OscInOp {
-            name: op.name.clone(),
             cfg: cfg.clone(),
             timeslice: op.timeslice,
             local,
@@ -256,7 +255,7 @@ impl OscInOp {
             dirty: false,
             reset_layout: false,
             channel_limit_hits: 0,
-            last_log: None,
+            log: RateLimit::new(Duration::from_secs(1)),
             logged: Snapshot::default(),
             last_proc_read: None,
         })
@@ -300,13 +299,6 @@ impl OscInOp {
     }
 
     fn log_problems(&mut self) {
-        let now = Instant::now();
-        if self
-            .last_log
-            .is_some_and(|t| now - t < Duration::from_secs(1))
-        {
-            return;
-        }
         let c = &self.counters;
         let snap = Snapshot {
             malformed: c.malformed.load(Relaxed),
@@ -317,29 +309,25 @@ impl OscInOp {
             limit: self.channel_limit_hits,
             feedback: c.feedback.load(Relaxed),
         };
-        if snap.feedback != self.logged.feedback {
+        // Each line reports the counts since its last one: what a held-back call would have said
+        // goes out with the next, so the counts of held calls mean nothing here.
+        if snap.feedback != self.logged.feedback && self.log.allow_key("feedback").is_some() {
             tracing::error!(
-                op = %self.name,
-                "oscin \"{}\": {} packets were this daemon's own exports coming back (a feedback loop: an export destination points at this input); they are dropped",
-                self.name,
+                "{} packets were this daemon's own exports coming back (a feedback loop: an export destination points at this input); they are dropped",
                 snap.feedback - self.logged.feedback
             );
+            self.logged.feedback = snap.feedback;
         }
         let warn_worthy = Snapshot {
             feedback: self.logged.feedback,
             ..snap
         };
         let old = self.logged;
-        if snap != old {
-            self.logged = snap;
-            self.last_log = Some(now);
-        }
-        if warn_worthy != old {
+        if warn_worthy != old && self.log.allow_key("problems").is_some() {
+            self.logged = warn_worthy;
             let d = |a: u64, b: u64| a - b;
             tracing::warn!(
-                op = %self.name,
-                "oscin \"{}\": {} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
-                self.name,
+                "{} malformed packets, {} ignored arguments, {} non-finite values, {} refused senders, {} queue drops, {} updates over max_channels ({}) in the last interval",
                 d(snap.malformed, old.malformed),
                 d(snap.ignored, old.ignored),
                 d(snap.nonfinite, old.nonfinite),

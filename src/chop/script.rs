@@ -21,6 +21,7 @@ use crate::cook::{
 };
 use crate::config::OperatorConfig;
 use crate::cook::BuildCtx;
+use crate::logging::RateLimit;
 use crate::python::api::op::OpHandle;
 use crate::python::api::par as pypar;
 use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
@@ -35,7 +36,7 @@ pub use config::{Script, ScriptConfig};
 const POLL: Duration = Duration::from_millis(200);
 /// A change younger than this waits one more poll (editors write files in several steps).
 const SETTLE: Duration = Duration::from_millis(100);
-/// At most one failure log line per operator per this interval (the first one always).
+/// The same failure is logged at most once per operator per this interval (a new one at once).
 const LOG_INTERVAL: Duration = Duration::from_secs(2);
 /// The built-in pulse that re-runs `onSetupParameters` (TouchDesigner's "Setup Parameters").
 pub const SETUP_PULSE: &str = "setuppars";
@@ -58,25 +59,6 @@ impl CookLevel {
             3 => CookLevel::Always,
             _ => return None,
         })
-    }
-}
-
-/// Logs at most once per [`LOG_INTERVAL`], counting what it held back.
-#[derive(Default)]
-struct RateLimit {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    /// `Some(suppressed since the last line)` when a line may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        if self.last.is_some_and(|t| t.elapsed() < LOG_INTERVAL) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(Instant::now());
-        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
@@ -148,7 +130,7 @@ impl ScriptOp {
             pending_error_msg: None,
             last_poll: Instant::now(),
             tried: None,
-            log: RateLimit::default(),
+            log: RateLimit::new(LOG_INTERVAL),
             reloads: 0,
             interrupts: 0,
         };
@@ -156,7 +138,6 @@ impl ScriptOp {
         let unknown = s.shared.borrow().pars.unknown_inits();
         if !unknown.is_empty() {
             tracing::warn!(
-                op = %s.name,
                 "config sets parameters that onSetupParameters did not create: {}",
                 unknown.join(", ")
             );
@@ -183,20 +164,15 @@ impl ScriptOp {
         if f.budget {
             self.interrupts += 1;
         }
-        if let Some(suppressed) = self.log.allow() {
-            let more = if suppressed > 0 {
-                format!(" ({suppressed} similar failures not logged)")
-            } else {
-                String::new()
-            };
+        if let Some(held) = self.log.allow(&format!("{what}: {}", f.summary)) {
+            let more = held.suffix("failures");
             let name = &self.name;
             // Formatted only here: most failures of a script failing every frame are not logged.
             let traceback = f.traceback();
             if traceback.is_empty() {
-                tracing::error!(op = %name, "script \"{name}\" {what} failed: {}{more}", f.summary);
+                tracing::error!("script \"{name}\" {what} failed: {}{more}", f.summary);
             } else {
                 tracing::error!(
-                    op = %name,
                     "script \"{name}\" {what} failed: {}{more}\n{}",
                     f.summary,
                     traceback
@@ -248,7 +224,7 @@ impl ScriptOp {
             Ok(()) => {
                 if !initial {
                     self.reloads += 1;
-                    tracing::info!(op = %self.name, file = %self.path.display(), "script \"{}\": new callbacks applied", self.name);
+                    tracing::info!(file = %self.path.display(), "new callbacks applied");
                 }
             }
             Err(f) => {
@@ -270,14 +246,11 @@ impl ScriptOp {
         if sc.errors.is_empty() && sc.warnings.is_empty() {
             return;
         }
-        for m in &sc.errors {
-            if let Some(n) = self.log.allow() {
-                tracing::warn!(op = %self.name, suppressed = n, "script \"{}\" addError: {m}", self.name);
-            }
-        }
-        for m in &sc.warnings {
-            if let Some(n) = self.log.allow() {
-                tracing::warn!(op = %self.name, suppressed = n, "script \"{}\" addWarning: {m}", self.name);
+        for (what, msgs) in [("addError", &sc.errors), ("addWarning", &sc.warnings)] {
+            for m in msgs {
+                if let Some(held) = self.log.allow(&format!("{what}: {m}")) {
+                    tracing::warn!("{what}: {m}{held}");
+                }
             }
         }
         match stats {

@@ -38,6 +38,7 @@ use super::{Command, Event};
 use crate::config::{Cidr, ControlConfig};
 use crate::cook::ParValue;
 use crate::graph::Graph;
+use crate::logging::RateLimit;
 use crate::osc;
 
 /// Every address starts with this.
@@ -250,36 +251,13 @@ fn pack(msgs: Vec<OscMessage>) -> Vec<Vec<u8>> {
     out
 }
 
-/// Logs at most once per `every`, saying how many were left out in between.
-struct Limited {
-    last: Option<Instant>,
-    skipped: u64,
-}
+/// How often the same kind of bad request is logged.
+const LOG_EVERY: Duration = Duration::from_secs(5);
 
-impl Limited {
-    const EVERY: Duration = Duration::from_secs(5);
-
-    fn new() -> Limited {
-        Limited {
-            last: None,
-            skipped: 0,
-        }
-    }
-
-    fn log(&mut self, text: impl FnOnce() -> String) {
-        let now = Instant::now();
-        if self.last.is_none_or(|t| now - t >= Self::EVERY) {
-            let more = std::mem::take(&mut self.skipped);
-            let more = if more > 0 {
-                format!(" ({more} more since the last report)")
-            } else {
-                String::new()
-            };
-            tracing::warn!("control: {}{more}", text());
-            self.last = Some(now);
-        } else {
-            self.skipped += 1;
-        }
+/// Warns through `limit`. `key` leaves the sender out: one sender or many, it is the same news.
+fn warn_limited(limit: &mut RateLimit, key: &str, text: impl FnOnce() -> String) {
+    if let Some(held) = limit.allow(key) {
+        tracing::warn!("control: {}{held}", text());
     }
 }
 
@@ -292,7 +270,8 @@ pub async fn serve(
     mut close: oneshot::Receiver<()>,
 ) {
     let mut buf = vec![0u8; 65_536];
-    let (mut refused, mut malformed, mut failed) = (Limited::new(), Limited::new(), Limited::new());
+    // One limiter each: a flood of one kind cannot use up the lines of another.
+    let [mut refused, mut malformed, mut failed] = [(); 3].map(|_| RateLimit::new(LOG_EVERY));
     loop {
         let received = tokio::select! {
             r = sock.recv_from(&mut buf) => r,
@@ -310,14 +289,18 @@ pub async fn serve(
         c.packets.fetch_add(1, Relaxed);
         if !allow.borrow().iter().any(|a| a.contains(from.ip())) {
             c.refused.fetch_add(1, Relaxed);
-            refused.log(|| format!("refused a packet from {from} (not in [control] allow)"));
+            warn_limited(&mut refused, "refused", || {
+                format!("refused a packet from {from} (not in [control] allow)")
+            });
             continue;
         }
         let packet = match osc::decode(&buf[..n]) {
             Ok(p) => p,
             Err(e) => {
                 c.malformed.fetch_add(1, Relaxed);
-                malformed.log(|| format!("malformed packet from {from}: {e}"));
+                warn_limited(&mut malformed, &e.to_string(), || {
+                    format!("malformed packet from {from}: {e}")
+                });
                 continue;
             }
         };
@@ -327,7 +310,9 @@ pub async fn serve(
                 Ok(r) => r,
                 Err(reason) => {
                     c.failed.fetch_add(1, Relaxed);
-                    failed.log(|| format!("{} from {from}: {reason}", m.addr));
+                    warn_limited(&mut failed, &format!("{} {reason}", m.addr), || {
+                        format!("{} from {from}: {reason}", m.addr)
+                    });
                     vec![msg(
                         format!("{PREFIX}/error"),
                         vec![OscType::String(m.addr.clone()), OscType::String(reason)],

@@ -2,13 +2,13 @@
 //! `parent()`, `debug(*args)` and `CookLevel`, installed into each callbacks module.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::cook::Frame;
+use crate::logging::RateLimit;
 use crate::python::registry;
 use crate::python::scope;
 
@@ -214,13 +214,14 @@ impl Time {
     }
 }
 
-thread_local! {
-    /// debug() lines per operator in the current second: (window start, lines, suppressed).
-    static DEBUG_RATE: RefCell<HashMap<String, (Instant, u32, u64)>> = RefCell::new(HashMap::new());
-}
-
 /// At most this many `debug()` lines per operator per second reach the log.
 const DEBUG_LINES_PER_SECOND: u32 = 20;
+
+thread_local! {
+    /// `debug()` lines per operator: a volume limit, so keyed by the operator, not the text.
+    static DEBUG_RATE: RefCell<RateLimit> =
+        RefCell::new(RateLimit::per_key(Duration::from_secs(1), DEBUG_LINES_PER_SECOND));
+}
 
 /// `debug(*args)`: logs the arguments (as `print` joins them) with the caller's file and line.
 #[pyfunction]
@@ -233,27 +234,15 @@ pub fn debug(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
     let msg = parts.join(" ");
     let (file, line) = caller(py).unwrap_or_else(|| ("?".into(), 0));
     let owner = scope::with(|s| Ok(s.owner_name.clone())).unwrap_or_default();
-    let verdict = DEBUG_RATE.with(|r| {
-        let mut r = r.borrow_mut();
-        let e = r.entry(owner.clone()).or_insert((Instant::now(), 0, 0));
-        if e.0.elapsed() >= Duration::from_secs(1) {
-            let suppressed = e.2;
-            *e = (Instant::now(), 0, 0);
-            if suppressed > 0 {
-                tracing::info!(op = %owner, "debug: {suppressed} lines suppressed");
-            }
-        }
-        e.1 += 1;
-        if e.1 > DEBUG_LINES_PER_SECOND {
-            e.2 += 1;
-            false
-        } else {
-            true
-        }
-    });
-    if verdict {
-        tracing::info!(op = %owner, "{file}:{line}: {msg}");
-    }
+    let Some(held) = DEBUG_RATE.with(|r| r.borrow_mut().allow_key(&owner)) else {
+        return Ok(());
+    };
+    let more = match held.similar + held.other {
+        0 => String::new(),
+        n => format!(" ({n} debug lines not logged before this one)"),
+    };
+    // Python runs only inside its operator's span (build, cook, housekeeping): no name needed.
+    tracing::info!("{file}:{line}: {msg}{more}");
     Ok(())
 }
 
