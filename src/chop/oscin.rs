@@ -52,36 +52,12 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// This host's interface addresses.
+/// This host's interface addresses, link-local ones included (if-addrs leaves `fe80::` out
+/// without its `link-local` feature): a loop through one is still our own export coming back.
 fn local_ips() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    // SAFETY: getifaddrs fills a linked list we walk read-only and free with freeifaddrs.
-    unsafe {
-        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut list) != 0 {
-            return out;
-        }
-        let mut cur = list;
-        while !cur.is_null() {
-            let a = (*cur).ifa_addr;
-            if !a.is_null() {
-                match (*a).sa_family as i32 {
-                    libc::AF_INET => {
-                        let sin = &*(a as *const libc::sockaddr_in);
-                        out.push(IpAddr::V4(u32::from_be(sin.sin_addr.s_addr).into()));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(a as *const libc::sockaddr_in6);
-                        out.push(IpAddr::V6(sin6.sin6_addr.s6_addr.into()));
-                    }
-                    _ => {}
-                }
-            }
-            cur = (*cur).ifa_next;
-        }
-        libc::freeifaddrs(list);
-    }
-    out
+    if_addrs::get_if_addrs()
+        .map(|ifs| ifs.iter().map(if_addrs::Interface::ip).collect())
+        .unwrap_or_default()
 }
 
 /// One OSC message turned into a channel update.

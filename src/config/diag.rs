@@ -106,7 +106,9 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// The candidate closest to `word` when it is close enough to be a likely typo.
+/// The candidate closest to `word` when it is close enough to be a likely typo. Distance is
+/// optimal string alignment rather than plain Levenshtein: a swap of two neighbours (`prot` for
+/// `port`, the commonest typo) counts as one edit.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
@@ -114,7 +116,7 @@ pub fn did_you_mean<'a>(
     let max = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        .map(|c| (strsim::osa_distance(word, c), c))
         .filter(|&(d, _)| d <= max)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
@@ -125,32 +127,6 @@ pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>)
     did_you_mean(word, candidates)
         .map(|c| format!("; did you mean \"{c}\"?"))
         .unwrap_or_default()
-}
-
-/// Optimal-string-alignment distance: like Levenshtein, but a swap of two neighbours (`prot` for
-/// `port`, the commonest typo) counts as one edit.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -170,5 +146,18 @@ mod tests {
         assert_eq!(did_you_mean("lfo2", ["lfo1", "faders"]), Some("lfo1"));
         assert_eq!(did_you_mean("prot", ["port", "queued"]), Some("port"));
         assert_eq!(did_you_mean("zzzz", ["lfo1"]), None);
+    }
+
+    #[test]
+    fn suggestion_names_the_nearest_and_counts_characters() {
+        assert_eq!(
+            suggestion("methd", ["autoname", "datindex", "method"]),
+            "; did you mean \"method\"?"
+        );
+        // Ties go to the first candidate; an empty list suggests nothing.
+        assert_eq!(did_you_mean("lfo", ["lfo1", "lfo2"]), Some("lfo1"));
+        assert_eq!(suggestion("lfo", []), "");
+        // Distance is in characters, not bytes: one accented letter is one edit.
+        assert_eq!(did_you_mean("fadér", ["fader"]), Some("fader"));
     }
 }

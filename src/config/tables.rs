@@ -30,55 +30,86 @@ pub fn parse_midi_channels(s: &str) -> Result<[bool; 16], String> {
 }
 
 /// Parses an export table: CSV with a header naming `chan`, `path`, `parameter` and optionally
-/// `enable`, in any order. `by_index` reads `chan` as a channel index.
+/// `enable`, in any order. `by_index` reads `chan` as a channel index. Cells are trimmed; a cell
+/// whose first character is `"` is quoted, so it may hold commas (a blank before the quote makes
+/// the quote part of the text, as in any CSV). Blank lines and lines whose first non-blank
+/// character is `#` are skipped, and errors name the line in the file.
 pub fn parse_export_table(text: &str, by_index: bool) -> Result<Vec<ExportRow>, String> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((_, header)) = lines.next() else {
+    let lines: Vec<&str> = text.lines().collect();
+    // Comments and blank lines are whole lines, decided before quoting: the csv reader only
+    // knows a `#` in the first column, and an indented one would otherwise be read as a row.
+    // Emptying the line rather than dropping it keeps the reader's line numbers the file's.
+    let kept: Vec<&str> = lines
+        .iter()
+        .map(|l| match l.trim_start() {
+            t if t.is_empty() || t.starts_with('#') => "",
+            _ => *l,
+        })
+        .collect();
+    let kept = kept.join("\n");
+    // A record's position is where the reader began looking for it, before the empty lines it
+    // skips; the record itself begins at the first byte after them.
+    let newlines: Vec<usize> = kept.match_indices('\n').map(|(i, _)| i).collect();
+    let line_of = |pos: Option<&csv::Position>| {
+        let from = pos.map_or(0, |p| p.byte() as usize).min(kept.len());
+        let start = from + kept[from..].bytes().take_while(|&b| b == b'\n').count();
+        1 + newlines.partition_point(|&i| i < start)
+    };
+    let mut records = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(kept.as_bytes())
+        .into_records()
+        .map(|r| {
+            let r = r.map_err(|e| e.to_string())?;
+            Ok::<_, String>((line_of(r.position()), r))
+        });
+    let Some(header) = records.next() else {
         return Err("empty table (needs a header: chan,path,parameter[,enable])".into());
     };
-    let cols: Vec<String> = header
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .collect();
+    let (header_line, header) = header?;
+    let cols: Vec<String> = header.iter().map(str::to_ascii_lowercase).collect();
     let col = |name: &str| cols.iter().position(|c| c == name);
     let (Some(ci), Some(pi), Some(ri)) = (col("chan"), col("path"), col("parameter")) else {
+        let raw = lines
+            .get(header_line.wrapping_sub(1))
+            .copied()
+            .unwrap_or("");
         return Err(format!(
             "the header must name chan, path and parameter (found \"{}\")",
-            header.trim()
+            raw.trim()
         ));
     };
     let ei = col("enable");
     let mut rows = Vec::new();
     let mut seen = HashSet::new();
-    for (n, line) in lines {
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+    for record in records {
+        let (n, cells) = record?;
+        let cell = |i: usize| cells.get(i).unwrap_or("");
         let chan = cell(ci);
-        let chan =
-            if by_index {
-                ChanRef::Index(chan.parse().map_err(|_| {
-                    format!("line {}: chan \"{chan}\" is not a channel index", n + 1)
-                })?)
-            } else {
-                if chan.is_empty() {
-                    return Err(format!("line {}: empty chan", n + 1));
-                }
-                ChanRef::Name(chan.to_string())
-            };
+        let chan = if by_index {
+            ChanRef::Index(
+                chan.parse()
+                    .map_err(|_| format!("line {n}: chan \"{chan}\" is not a channel index"))?,
+            )
+        } else {
+            if chan.is_empty() {
+                return Err(format!("line {n}: empty chan"));
+            }
+            ChanRef::Name(chan.to_string())
+        };
         let parameter = cell(ri);
         if parameter.is_empty() {
-            return Err(format!("line {}: empty parameter", n + 1));
+            return Err(format!("line {n}: empty parameter"));
         }
         let enable = match ei.map(cell) {
             None | Some("") | Some("1") | Some("on") | Some("true") => true,
             Some("0") | Some("off") | Some("false") => false,
-            Some(other) => return Err(format!("line {}: enable \"{other}\" is not 1/0", n + 1)),
+            Some(other) => return Err(format!("line {n}: enable \"{other}\" is not 1/0")),
         };
         if !seen.insert(format!("{chan:?}")) {
-            return Err(format!("line {}: channel {chan:?} is mapped twice", n + 1));
+            return Err(format!("line {n}: channel {chan:?} is mapped twice"));
         }
         rows.push(ExportRow {
             chan,
@@ -88,4 +119,61 @@ pub fn parse_export_table(text: &str, by_index: bool) -> Result<Vec<ExportRow>, 
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(chan: &str, path: &str, parameter: &str) -> ExportRow {
+        ExportRow {
+            chan: ChanRef::Name(chan.into()),
+            path: path.into(),
+            parameter: parameter.into(),
+            enable: true,
+        }
+    }
+
+    #[test]
+    fn quoted_cells_keep_their_commas() {
+        let rows = parse_export_table(
+            "chan,path,parameter\n\"f1,left\",\"/desk, a/\",\"level\"\n\"f2\"\"x\",b,p\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            [row("f1,left", "desk, a", "level"), row("f2\"x", "b", "p")]
+        );
+    }
+
+    #[test]
+    fn errors_count_every_line_of_the_file() {
+        let text = "\r\n# map\r\n Chan , PATH ,Parameter,Enable \r\n\r\n   # indented\r\n\
+                    f1, /a/ ,lvl, on\r\n\t\nf2,b,p,\n\"x\ny\",c,q\nf3,c,q,maybe\n";
+        assert_eq!(
+            parse_export_table(text, false).unwrap_err(),
+            "line 11: enable \"maybe\" is not 1/0"
+        );
+        assert_eq!(
+            parse_export_table(text, true).unwrap_err(),
+            "line 6: chan \"f1\" is not a channel index"
+        );
+        assert_eq!(
+            parse_export_table("chan,path,parameter\n\n,a,b\n", false).unwrap_err(),
+            "line 3: empty chan"
+        );
+        assert_eq!(
+            parse_export_table("chan,path,parameter\nf1,a\n", false).unwrap_err(),
+            "line 2: empty parameter"
+        );
+        assert_eq!(
+            parse_export_table("\n  # nothing\n\n", false).unwrap_err(),
+            "empty table (needs a header: chan,path,parameter[,enable])"
+        );
+        assert_eq!(
+            parse_export_table("# c\n  chan, path  \n", false).unwrap_err(),
+            "the header must name chan, path and parameter (found \"chan, path\")"
+        );
+    }
 }

@@ -1,6 +1,13 @@
-//! systemd notification (sd_notify(3)), written out by hand: one unix datagram per state change
-//! to `$NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace). Also the heartbeat check
-//! that decides whether the watchdog may be fed.
+//! systemd notification (sd_notify(3)): one unix datagram per state change to `$NOTIFY_SOCKET`
+//! (a path, or `@name` for the abstract namespace). Also the heartbeat check that decides whether
+//! the watchdog may be fed.
+//!
+//! The `sd-notify` crate supplies the vocabulary (`NotifyState`, the `MONOTONIC_USEC` clock) and
+//! reads `$WATCHDOG_USEC`/`$WATCHDOG_PID`; the sending stays here. Its `notify` (0.5.0) hands
+//! `$NOTIFY_SOCKET` to `connect` as a path, so `@name` fails with ENOENT and an abstract socket,
+//! which systemd may hand us, is never reached; it also ends every line with a newline
+//! (`WATCHDOG=1\n`), where our datagrams have always been the bare `KEY=VALUE` lines joined by
+//! newlines. It opens a fresh socket and rereads the environment on every call, too.
 //!
 //! Without `$NOTIFY_SOCKET` every call is a no-op, so the daemon behaves the same outside
 //! systemd. Nothing here blocks: a datagram that cannot be sent is logged at debug and dropped
@@ -8,6 +15,8 @@
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
 
 /// Where and how to tell systemd about our state.
 pub struct Notifier {
@@ -34,18 +43,8 @@ impl Notifier {
                 }
             }
         });
-        let watchdog = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&us| us > 0)
-            .filter(|_| {
-                // The watchdog is meant for us only when WATCHDOG_PID is absent or names us.
-                std::env::var("WATCHDOG_PID")
-                    .ok()
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .is_none_or(|p| p == std::process::id())
-            })
-            .map(Duration::from_micros);
+        // `WATCHDOG_USEC=0` comes back as a zero interval; systemd means "no watchdog" by it.
+        let watchdog = sd_notify::watchdog_enabled().filter(|d| !d.is_zero());
         Notifier { target, watchdog }
     }
 
@@ -62,37 +61,49 @@ impl Notifier {
         self.target.as_ref().and(self.watchdog)
     }
 
-    /// Sends `state` (newline-separated `KEY=VALUE` lines) as one datagram.
-    pub fn send(&self, state: &str) {
+    /// Sends `states` as one datagram, one `KEY=VALUE` line each.
+    fn send(&self, states: &[NotifyState]) {
         if let Some((sock, addr)) = &self.target {
-            if let Err(e) = sock.send_to_addr(state.as_bytes(), addr) {
-                tracing::debug!("systemd notification {state:?} not sent: {e}");
+            let msg = states
+                .iter()
+                .map(NotifyState::to_string)
+                .collect::<Vec<_>>()
+                .join("\n");
+            if let Err(e) = sock.send_to_addr(msg.as_bytes(), addr) {
+                tracing::debug!("systemd notification {msg:?} not sent: {e}");
             }
         }
     }
 
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={status}"));
+        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
     /// Reload begins. `MONOTONIC_USEC` lets systemd tell this reload from an earlier one.
     pub fn reloading(&self) {
-        self.send(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
-            monotonic_usec()
-        ));
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[
+                NotifyState::Reloading,
+                now,
+                NotifyState::Status("reloading"),
+            ]),
+            Err(e) => {
+                tracing::warn!("CLOCK_MONOTONIC unreadable ({e}); reload notified without it");
+                self.send(&[NotifyState::Reloading, NotifyState::Status("reloading")]);
+            }
+        }
     }
 
     pub fn stopping(&self) {
-        self.send("STOPPING=1\nSTATUS=stopping");
+        self.send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     }
 
     pub fn watchdog_ping(&self) {
-        self.send("WATCHDOG=1");
+        self.send(&[NotifyState::Watchdog]);
     }
 
     pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={status}"));
+        self.send(&[NotifyState::Status(status)]);
     }
 }
 
@@ -109,20 +120,6 @@ fn socket_addr(raw: &[u8]) -> std::io::Result<SocketAddr> {
             SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(path))
         }
     }
-}
-
-/// CLOCK_MONOTONIC in microseconds, the clock systemd compares `MONOTONIC_USEC` with.
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists on
-    // Linux, so it cannot fail.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 /// Watches the clock's frame counter: alive while it moved within `limit`.
@@ -216,6 +213,27 @@ mod tests {
         let s = std::str::from_utf8(&buf[..k]).unwrap();
         assert!(s.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{s}");
         let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn an_abstract_socket_gets_bare_lines() {
+        let name = format!("chopd-notify-test-{}", std::process::id());
+        let rx =
+            UnixDatagram::bind_addr(&socket_addr(format!("@{name}").as_bytes()).unwrap()).unwrap();
+        let n = Notifier {
+            target: Some((
+                UnixDatagram::unbound().unwrap(),
+                socket_addr(format!("@{name}").as_bytes()).unwrap(),
+            )),
+            watchdog: None,
+        };
+        n.watchdog_ping();
+        n.stopping();
+        let mut buf = [0u8; 256];
+        let k = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..k], b"WATCHDOG=1");
+        let k = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..k], b"STOPPING=1\nSTATUS=stopping");
     }
 
     #[test]
