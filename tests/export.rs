@@ -123,7 +123,9 @@ fn an_export_to_an_operator_drives_its_parameter_and_refuses_control_sets() {
     let deadline = Instant::now() + TIMEOUT;
     let s = loop {
         let s = c.status();
-        if s.contains_key("/chopd/status/op/in/driven/Level") || Instant::now() > deadline {
+        let both = ["Gain", "Level"].map(|p| format!("/chopd/status/op/in/driven/{p}"));
+        // The two sources' first packets may land on different frames: wait for both.
+        if both.iter().all(|k| s.contains_key(k)) || Instant::now() > deadline {
             break s;
         }
     };
