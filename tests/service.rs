@@ -357,3 +357,137 @@ fn the_units_pass_systemd_analyze_verify() {
         );
     }
 }
+
+/// The binary's RUNPATH (where the loader looks for libpython first).
+fn runpath(bin: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new("readelf")
+        .arg("-d")
+        .arg(bin)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("(RUNPATH)"))?;
+    Some(line.split('[').nth(1)?.trim_end_matches(']').to_string())
+}
+
+/// Runs `sh -c SCRIPT` in a mount namespace of its own (the units' `ProtectHome=yes` is such a
+/// namespace with a tmpfs over /home and /root) until it exits or logs `ready`; returns the
+/// exit status (None: it became ready and was stopped) and stderr.
+fn run_unshared(script: &str, env: &[(&str, &str)]) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", script])
+        .env("CHOPD_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn unshare");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut log = String::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let ready = line.trim_end().ends_with(" ready");
+                log.push_str(&line);
+                log.push('\n');
+                if ready {
+                    // SAFETY: a signal to the child we spawned (sh exec'd chopd: same pid).
+                    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                    let _ = child.wait();
+                    return (None, log);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return (Some(child.wait().unwrap()), log);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("neither exit nor ready within {TIMEOUT:?}; log:\n{log}");
+            }
+        }
+    }
+}
+
+/// The directory to hide so that the loader cannot find the build's libpython: the home
+/// directory RUNPATH points into, as `ProtectHome=yes` hides it, or else RUNPATH itself.
+fn hidden_build_home(runpath: &str) -> String {
+    let parts: Vec<&str> = runpath.split('/').collect();
+    match parts.as_slice() {
+        ["", "root", ..] => "/root".to_string(),
+        ["", "home", user, ..] => format!("/home/{user}"),
+        _ => runpath.to_string(),
+    }
+}
+
+#[test]
+fn a_service_that_cannot_read_the_build_python_refuses_to_start() {
+    let bin = std::path::Path::new(BIN);
+    let Some(rp) = runpath(bin) else {
+        eprintln!("skipped: {BIN} has no RUNPATH (libpython linked in or found by the loader)");
+        return;
+    };
+    if !std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: `unshare -m` is not permitted here (needs root)");
+        return;
+    }
+    let home = hidden_build_home(&rp);
+    let dir = TempDir::new();
+    for p in [bin, dir.0.as_path()] {
+        if p.starts_with(&home) {
+            eprintln!(
+                "skipped: {} is under {home}, which the test must hide",
+                p.display()
+            );
+            return;
+        }
+    }
+    // No Script CHOP: the check does not wait for a config that needs Python.
+    let config = dir.write("chopd.toml", &Config::new().control().text());
+    let env = [
+        ("BUILD_HOME", home.as_str()),
+        ("CONFIG", config.to_str().unwrap()),
+    ];
+
+    // The same namespace without the tmpfs: it starts.
+    let (status, log) = run_unshared(&format!("exec {BIN} run \"$CONFIG\""), &env);
+    assert!(status.is_none(), "{status:?}\n{log}");
+
+    let (status, log) = run_unshared(
+        &format!("mount -t tmpfs none \"$BUILD_HOME\" && exec {BIN} run \"$CONFIG\""),
+        &env,
+    );
+    let status = status.unwrap_or_else(|| panic!("started on another libpython:\n{log}"));
+    if status.code() == Some(127) {
+        // No other libpython of that name on the machine: the loader itself refuses.
+        eprintln!("skipped: no fallback libpython here, the loader refused: {log}");
+        return;
+    }
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| fields(l).get("python").map(String::as_str) == Some("mismatch")),
+        "no python=mismatch line:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "chopd was built for Python {}",
+            chopd::python::BUILT_VERSION
+        )) && log.contains(&format!(" at {rp} but loaded Python "))
+            && log.contains("docs/service.md, \"Python\""),
+        "{log}"
+    );
+}
