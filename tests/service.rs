@@ -350,6 +350,15 @@ fn the_units_pass_systemd_analyze_verify() {
         "DeviceAllow=char-alsa rw",
         "DynamicUser=yes",
         "MemoryMax=",
+        "Environment=PYTHONHOME=",
+        "StartLimitIntervalSec=0",
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost ",
+        "PrivateUsers=yes",
+        "ProtectProc=invisible",
+        "MemoryDenyWriteExecute=yes",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
     ] {
         assert!(
             unit.lines().any(|l| l.starts_with(line)),
@@ -490,4 +499,42 @@ fn a_service_that_cannot_read_the_build_python_refuses_to_start() {
             && log.contains("docs/service.md, \"Python\""),
         "{log}"
     );
+}
+
+#[test]
+fn the_units_score_at_most_1_5_in_systemd_analyze_security() {
+    let dir = TempDir::new();
+    for unit in ["chopd.service", "chopd@.service"] {
+        let text = std::fs::read_to_string(repo().join("systemd").join(unit)).unwrap();
+        dir.write(unit, &text.replace("/usr/local/bin/chopd", BIN));
+    }
+    for unit in ["chopd.service", "chopd@stage.service"] {
+        let Ok(out) = std::process::Command::new("systemd-analyze")
+            .current_dir(&dir.0)
+            .args(["security", "--offline=yes", unit])
+            .output()
+        else {
+            eprintln!("skipped: systemd-analyze is missing (apt-get install systemd)");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() && text.trim().is_empty() {
+            eprintln!(
+                "skipped: this systemd-analyze cannot rate a unit offline: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        // → Overall exposure level for chopd.service: 1.2 OK 🙂
+        let score: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.split_once("Overall exposure level for ")?
+                    .1
+                    .split_once(": ")
+            })
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+        assert!(score <= 1.5, "{unit} scores {score}:\n{text}");
+    }
 }
