@@ -101,6 +101,19 @@ static SITE_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub fn init(paths: &[PathBuf]) -> Result<PythonInfo, String> {
     let info = INIT
         .get_or_init(|| {
+            // Python ends the process ("Fatal Python error") when PYTHONHOME has no standard
+            // library: say what is wrong before that.
+            if let Some(home) = std::env::var_os("PYTHONHOME") {
+                let home = PathBuf::from(home);
+                if !same_dir(&home, Path::new(BUILT_HOME)) {
+                    return Err(format!(
+                        "python start-up: PYTHONHOME is {} but chopd was built for the Python \
+                         at {BUILT_HOME}; set PYTHONHOME={BUILT_HOME} or reinstall chopd with \
+                         scripts/install (docs/service.md, \"Python\")",
+                        home.display()
+                    ));
+                }
+            }
             Python::initialize();
             Python::attach(|py| first_init(py).map_err(|e| format!("python start-up: {e}")))
         })
