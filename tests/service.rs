@@ -538,3 +538,76 @@ fn the_units_score_at_most_1_5_in_systemd_analyze_security() {
         assert!(score <= 1.5, "{unit} scores {score}:\n{text}");
     }
 }
+
+/// Builds and installs for real: a cargo build of its own in `target/install-test` (minutes the
+/// first time), hence not in the default run: `cargo test -- --ignored installed`.
+#[test]
+#[ignore]
+fn the_installed_service_runs_on_the_installed_python() {
+    let stage = TempDir::new();
+    let out = std::process::Command::new(repo().join("scripts/install"))
+        .args(["--destdir", stage.0.to_str().unwrap(), "--profile", "dev"])
+        .env("CARGO_TARGET_DIR", repo().join("target/install-test"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let bin = stage.path("usr/local/bin/chopd");
+    let rp = runpath(&bin).expect("an installed chopd with a RUNPATH");
+    let unit = std::fs::read_to_string(stage.path("etc/systemd/system/chopd.service")).unwrap();
+    let home = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=PYTHONHOME="))
+        .unwrap_or_else(|| panic!("no PYTHONHOME in the unit:\n{unit}"))
+        .to_string();
+    assert!(
+        !["/root", "/home/", "/run/user/"]
+            .iter()
+            .any(|h| rp.starts_with(h)),
+        "RUNPATH {rp} is hidden from the service"
+    );
+    assert!(
+        rp.starts_with(&format!("{home}/")),
+        "RUNPATH {rp}, PYTHONHOME {home}"
+    );
+    if home != "/opt/chopd/python" {
+        eprintln!("the build's Python ({home}) is used in place: nothing more to check");
+        return;
+    }
+    let lib = std::fs::read_dir(stage.path(&rp[1..]))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("libpython"));
+    assert!(lib, "no libpython in {rp} of the stage");
+
+    // As the unit runs it: the installed tree at /opt/chopd, the build's home hidden.
+    let dir = TempDir::new();
+    let config = dir.write(
+        "chopd.toml",
+        &Config::new().control().script("np", "np.py", "", "").text(),
+    );
+    dir.write(
+        "np.py",
+        "import numpy\n\ndef onCook(scriptOp):\n    scriptOp.numpyArray()\n",
+    );
+    let build_home = hidden_build_home(chopd::python::BUILT_LIB_DIR);
+    let (status, log) = run_unshared(
+        "mount -t tmpfs none /opt && mkdir /opt/chopd && mount --bind \"$STAGE/opt/chopd\" \
+         /opt/chopd && mount -t tmpfs none \"$BUILD_HOME\" && exec \"$STAGE/usr/local/bin/chopd\" \
+         run \"$CONFIG\"",
+        &[
+            ("STAGE", stage.0.to_str().unwrap()),
+            ("BUILD_HOME", &build_home),
+            ("CONFIG", config.to_str().unwrap()),
+            ("PYTHONHOME", &home),
+        ],
+    );
+    assert!(status.is_none(), "{status:?}\n{log}");
+    let started = log
+        .lines()
+        .map(fields)
+        .find(|f| f.contains_key("python"))
+        .unwrap_or_else(|| panic!("no `python started` line:\n{log}"));
+    assert_eq!(started["prefix"], "/opt/chopd/python", "{log}");
+    assert_ne!(started["numpy"], "not installed", "{log}");
+}
