@@ -611,3 +611,43 @@ fn the_installed_service_runs_on_the_installed_python() {
     assert_eq!(started["prefix"], "/opt/chopd/python", "{log}");
     assert_ne!(started["numpy"], "not installed", "{log}");
 }
+
+#[test]
+fn a_numpy_script_runs_under_the_units_system_call_filter() {
+    // scripts/sandbox emulates SystemCallFilter= and MemoryDenyWriteExecute= of the unit.
+    let dir = TempDir::new();
+    let config = dir.write(
+        "chopd.toml",
+        &Config::new()
+            .control()
+            .oscin("in", "")
+            .script("np", "np.py", "\"in\"", "")
+            .text(),
+    );
+    dir.write(
+        "np.py",
+        "import numpy\n\ndef onCook(scriptOp):\n    scriptOp.copy(scriptOp.inputs[0])\n    \
+         scriptOp.numpyArray()[:] = numpy.linalg.inv(numpy.eye(4) * 2.0)[0, 0]\n",
+    );
+    let sandbox = repo().join("scripts/sandbox");
+    let (status, log) = run_unshared(
+        &format!("exec \"$SANDBOX\" {BIN} run \"$CONFIG\""),
+        &[
+            ("SANDBOX", sandbox.to_str().unwrap()),
+            ("CONFIG", config.to_str().unwrap()),
+        ],
+    );
+    if !log.contains("sandbox: ") {
+        eprintln!("skipped: scripts/sandbox cannot run here (libseccomp, systemd-analyze): {log}");
+        return;
+    }
+    assert!(status.is_none(), "{status:?}\n{log}");
+    assert!(log.contains("MemoryDenyWriteExecute=yes"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    let started = log
+        .lines()
+        .map(fields)
+        .find(|f| f.contains_key("python"))
+        .unwrap_or_else(|| panic!("no `python started` line:\n{log}"));
+    assert_ne!(started["numpy"], "not installed", "{log}");
+}
