@@ -25,6 +25,10 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["run", path] => {
             chopd::logging::init();
+            if let Err(e) = chopd::python::check_libpython() {
+                tracing::error!(python = "mismatch", "{e}");
+                return ExitCode::FAILURE;
+            }
             let result = daemon::run(&PathBuf::from(path), Liveness::default());
             if result.is_ok() {
                 // A clean stop dropped the graph: MIDI In closes its MIDI clients on threads of

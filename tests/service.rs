@@ -350,10 +350,304 @@ fn the_units_pass_systemd_analyze_verify() {
         "DeviceAllow=char-alsa rw",
         "DynamicUser=yes",
         "MemoryMax=",
+        "Environment=PYTHONHOME=",
+        "StartLimitIntervalSec=0",
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost ",
+        "PrivateUsers=yes",
+        "ProtectProc=invisible",
+        "MemoryDenyWriteExecute=yes",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
     ] {
         assert!(
             unit.lines().any(|l| l.starts_with(line)),
             "chopd.service lacks {line}"
         );
     }
+}
+
+/// The binary's RUNPATH (where the loader looks for libpython first).
+fn runpath(bin: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new("readelf")
+        .arg("-d")
+        .arg(bin)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("(RUNPATH)"))?;
+    Some(line.split('[').nth(1)?.trim_end_matches(']').to_string())
+}
+
+/// Runs `sh -c SCRIPT` in a mount namespace of its own (the units' `ProtectHome=yes` is such a
+/// namespace with a tmpfs over /home and /root) until it exits or logs `ready`; returns the
+/// exit status (None: it became ready and was stopped) and stderr.
+fn run_unshared(script: &str, env: &[(&str, &str)]) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", script])
+        .env("CHOPD_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn unshare");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut log = String::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let ready = line.trim_end().ends_with(" ready");
+                log.push_str(&line);
+                log.push('\n');
+                if ready {
+                    // SAFETY: a signal to the child we spawned (sh exec'd chopd: same pid).
+                    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                    let _ = child.wait();
+                    return (None, log);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return (Some(child.wait().unwrap()), log);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("neither exit nor ready within {TIMEOUT:?}; log:\n{log}");
+            }
+        }
+    }
+}
+
+/// The directory to hide so that the loader cannot find the build's libpython: the home
+/// directory RUNPATH points into, as `ProtectHome=yes` hides it, or else RUNPATH itself.
+fn hidden_build_home(runpath: &str) -> String {
+    let parts: Vec<&str> = runpath.split('/').collect();
+    match parts.as_slice() {
+        ["", "root", ..] => "/root".to_string(),
+        ["", "home", user, ..] => format!("/home/{user}"),
+        _ => runpath.to_string(),
+    }
+}
+
+#[test]
+fn a_service_that_cannot_read_the_build_python_refuses_to_start() {
+    let bin = std::path::Path::new(BIN);
+    let Some(rp) = runpath(bin) else {
+        eprintln!("skipped: {BIN} has no RUNPATH (libpython linked in or found by the loader)");
+        return;
+    };
+    if !std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: `unshare -m` is not permitted here (needs root)");
+        return;
+    }
+    let home = hidden_build_home(&rp);
+    let dir = TempDir::new();
+    for p in [bin, dir.0.as_path()] {
+        if p.starts_with(&home) {
+            eprintln!(
+                "skipped: {} is under {home}, which the test must hide",
+                p.display()
+            );
+            return;
+        }
+    }
+    // No Script CHOP: the check does not wait for a config that needs Python.
+    let config = dir.write("chopd.toml", &Config::new().control().text());
+    let env = [
+        ("BUILD_HOME", home.as_str()),
+        ("CONFIG", config.to_str().unwrap()),
+    ];
+
+    // The same namespace without the tmpfs: it starts.
+    let (status, log) = run_unshared(&format!("exec {BIN} run \"$CONFIG\""), &env);
+    assert!(status.is_none(), "{status:?}\n{log}");
+
+    let (status, log) = run_unshared(
+        &format!("mount -t tmpfs none \"$BUILD_HOME\" && exec {BIN} run \"$CONFIG\""),
+        &env,
+    );
+    let status = status.unwrap_or_else(|| panic!("started on another libpython:\n{log}"));
+    if status.code() == Some(127) {
+        // No other libpython of that name on the machine: the loader itself refuses.
+        eprintln!("skipped: no fallback libpython here, the loader refused: {log}");
+        return;
+    }
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| fields(l).get("python").map(String::as_str) == Some("mismatch")),
+        "no python=mismatch line:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "chopd was built for Python {}",
+            chopd::python::BUILT_VERSION
+        )) && log.contains(&format!(" at {rp} but loaded Python "))
+            && log.contains("docs/service.md, \"Python\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_units_score_at_most_1_5_in_systemd_analyze_security() {
+    let dir = TempDir::new();
+    for unit in ["chopd.service", "chopd@.service"] {
+        let text = std::fs::read_to_string(repo().join("systemd").join(unit)).unwrap();
+        dir.write(unit, &text.replace("/usr/local/bin/chopd", BIN));
+    }
+    for unit in ["chopd.service", "chopd@stage.service"] {
+        let Ok(out) = std::process::Command::new("systemd-analyze")
+            .current_dir(&dir.0)
+            .args(["security", "--offline=yes", unit])
+            .output()
+        else {
+            eprintln!("skipped: systemd-analyze is missing (apt-get install systemd)");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() && text.trim().is_empty() {
+            eprintln!(
+                "skipped: this systemd-analyze cannot rate a unit offline: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        // → Overall exposure level for chopd.service: 1.2 OK 🙂
+        let score: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.split_once("Overall exposure level for ")?
+                    .1
+                    .split_once(": ")
+            })
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+        assert!(score <= 1.5, "{unit} scores {score}:\n{text}");
+    }
+}
+
+/// Builds and installs for real: a cargo build of its own in `target/install-test` (minutes the
+/// first time), hence not in the default run: `cargo test -- --ignored installed`.
+#[test]
+#[ignore]
+fn the_installed_service_runs_on_the_installed_python() {
+    let stage = TempDir::new();
+    let out = std::process::Command::new(repo().join("scripts/install"))
+        .args(["--destdir", stage.0.to_str().unwrap(), "--profile", "dev"])
+        .env("CARGO_TARGET_DIR", repo().join("target/install-test"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let bin = stage.path("usr/local/bin/chopd");
+    let rp = runpath(&bin).expect("an installed chopd with a RUNPATH");
+    let unit = std::fs::read_to_string(stage.path("etc/systemd/system/chopd.service")).unwrap();
+    let home = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=PYTHONHOME="))
+        .unwrap_or_else(|| panic!("no PYTHONHOME in the unit:\n{unit}"))
+        .to_string();
+    assert!(
+        !["/root", "/home/", "/run/user/"]
+            .iter()
+            .any(|h| rp.starts_with(h)),
+        "RUNPATH {rp} is hidden from the service"
+    );
+    assert!(
+        rp.starts_with(&format!("{home}/")),
+        "RUNPATH {rp}, PYTHONHOME {home}"
+    );
+    if home != "/opt/chopd/python" {
+        eprintln!("the build's Python ({home}) is used in place: nothing more to check");
+        return;
+    }
+    let lib = std::fs::read_dir(stage.path(&rp[1..]))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("libpython"));
+    assert!(lib, "no libpython in {rp} of the stage");
+
+    // As the unit runs it: the installed tree at /opt/chopd, the build's home hidden.
+    let dir = TempDir::new();
+    let config = dir.write(
+        "chopd.toml",
+        &Config::new().control().script("np", "np.py", "", "").text(),
+    );
+    dir.write(
+        "np.py",
+        "import numpy\n\ndef onCook(scriptOp):\n    scriptOp.numpyArray()\n",
+    );
+    let build_home = hidden_build_home(chopd::python::BUILT_LIB_DIR);
+    let (status, log) = run_unshared(
+        "mount -t tmpfs none /opt && mkdir /opt/chopd && mount --bind \"$STAGE/opt/chopd\" \
+         /opt/chopd && mount -t tmpfs none \"$BUILD_HOME\" && exec \"$STAGE/usr/local/bin/chopd\" \
+         run \"$CONFIG\"",
+        &[
+            ("STAGE", stage.0.to_str().unwrap()),
+            ("BUILD_HOME", &build_home),
+            ("CONFIG", config.to_str().unwrap()),
+            ("PYTHONHOME", &home),
+        ],
+    );
+    assert!(status.is_none(), "{status:?}\n{log}");
+    let started = log
+        .lines()
+        .map(fields)
+        .find(|f| f.contains_key("python"))
+        .unwrap_or_else(|| panic!("no `python started` line:\n{log}"));
+    assert_eq!(started["prefix"], "/opt/chopd/python", "{log}");
+    assert_ne!(started["numpy"], "not installed", "{log}");
+}
+
+#[test]
+fn a_numpy_script_runs_under_the_units_system_call_filter() {
+    // scripts/sandbox emulates SystemCallFilter= and MemoryDenyWriteExecute= of the unit.
+    let dir = TempDir::new();
+    let config = dir.write(
+        "chopd.toml",
+        &Config::new()
+            .control()
+            .oscin("in", "")
+            .script("np", "np.py", "\"in\"", "")
+            .text(),
+    );
+    dir.write(
+        "np.py",
+        "import numpy\n\ndef onCook(scriptOp):\n    scriptOp.copy(scriptOp.inputs[0])\n    \
+         scriptOp.numpyArray()[:] = numpy.linalg.inv(numpy.eye(4) * 2.0)[0, 0]\n",
+    );
+    let sandbox = repo().join("scripts/sandbox");
+    let (status, log) = run_unshared(
+        &format!("exec \"$SANDBOX\" {BIN} run \"$CONFIG\""),
+        &[
+            ("SANDBOX", sandbox.to_str().unwrap()),
+            ("CONFIG", config.to_str().unwrap()),
+        ],
+    );
+    if !log.contains("sandbox: ") {
+        eprintln!("skipped: scripts/sandbox cannot run here (libseccomp, systemd-analyze): {log}");
+        return;
+    }
+    assert!(status.is_none(), "{status:?}\n{log}");
+    assert!(log.contains("MemoryDenyWriteExecute=yes"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    let started = log
+        .lines()
+        .map(fields)
+        .find(|f| f.contains_key("python"))
+        .unwrap_or_else(|| panic!("no `python started` line:\n{log}"));
+    assert_ne!(started["numpy"], "not installed", "{log}");
 }

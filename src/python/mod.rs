@@ -28,7 +28,7 @@ pub mod registry;
 pub mod scope;
 pub mod watchdog;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use pyo3::prelude::*;
@@ -101,6 +101,19 @@ static SITE_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub fn init(paths: &[PathBuf]) -> Result<PythonInfo, String> {
     let info = INIT
         .get_or_init(|| {
+            // Python ends the process ("Fatal Python error") when PYTHONHOME has no standard
+            // library: say what is wrong before that.
+            if let Some(home) = std::env::var_os("PYTHONHOME") {
+                let home = PathBuf::from(home);
+                if !same_dir(&home, Path::new(BUILT_HOME)) {
+                    return Err(format!(
+                        "python start-up: PYTHONHOME is {} but chopd was built for the Python \
+                         at {BUILT_HOME}; set PYTHONHOME={BUILT_HOME} or reinstall chopd with \
+                         scripts/install (docs/service.md, \"Python\")",
+                        home.display()
+                    ));
+                }
+            }
             Python::initialize();
             Python::attach(|py| first_init(py).map_err(|e| format!("python start-up: {e}")))
         })
@@ -119,6 +132,16 @@ fn first_init(py: Python<'_>) -> PyResult<PythonInfo> {
     let version: String = sys.getattr("version")?.extract()?;
     let version = version.split_whitespace().next().unwrap_or("?").to_string();
     let prefix: String = sys.getattr("prefix")?.extract()?;
+    // The right libpython with another interpreter's standard library (PYTHONHOME, or a home
+    // found through a `python3` on PATH) imports modules built for another Python.
+    let base: String = sys.getattr("base_prefix")?.extract()?;
+    if !same_dir(Path::new(&base), Path::new(BUILT_HOME)) {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "chopd was built for the Python at {BUILT_HOME} but runs with the standard library \
+             of {base}; set PYTHONHOME={BUILT_HOME} or reinstall chopd with scripts/install \
+             (docs/service.md, \"Python\")"
+        )));
+    }
     // 1 ms instead of 5 ms: the watchdog's exception then lands within about 1.3 ms.
     sys.call_method1("setswitchinterval", (0.001,))?;
     // Before any script runs, so no script can end the daemon with os._exit()/os.abort().
@@ -169,6 +192,64 @@ fn add_site_dirs(paths: &[PathBuf]) -> Result<(), String> {
         done.push(p.clone());
     }
     Ok(())
+}
+
+/// The Python this binary was built for, as build.rs recorded it.
+pub const BUILT_VERSION: &str = env!("CHOPD_BUILT_PYTHON_VERSION");
+/// That interpreter's `sys.base_prefix` where the service runs it (`CHOPD_PYTHON_HOME` at build).
+pub const BUILT_HOME: &str = env!("CHOPD_BUILT_PYTHON_HOME");
+/// The directory its libpython is loaded from (the binary's RUNPATH).
+pub const BUILT_LIB_DIR: &str = env!("CHOPD_BUILT_PYTHON_LIBDIR");
+const BUILT_SHARED: bool = matches!(env!("CHOPD_BUILT_PYTHON_SHARED").as_bytes(), b"1");
+
+/// Fails when the libpython the loader mapped is not the one this binary was built for. The
+/// loader does not say when RUNPATH's directory is unreadable (a unit with `ProtectHome=yes`,
+/// a removed pyenv): it quietly takes another libpython of the same name, whose interpreter
+/// cannot see the packages (numpy) installed for the first. Runs before the interpreter starts:
+/// the library is mapped at exec whether or not a config uses Python.
+pub fn check_libpython() -> Result<(), String> {
+    // SAFETY: Py_GetVersion formats compile-time constants; it needs no initialized interpreter.
+    let full = unsafe { std::ffi::CStr::from_ptr(pyo3::ffi::Py_GetVersion()) };
+    let full = full.to_string_lossy();
+    let version = full.split_whitespace().next().unwrap_or("?");
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let loaded = loaded_libpython(&maps);
+    let dir_ok = !BUILT_SHARED
+        || loaded
+            .as_deref()
+            .and_then(|p| p.parent())
+            .is_some_and(|d| same_dir(d, Path::new(BUILT_LIB_DIR)));
+    if version == BUILT_VERSION && dir_ok {
+        return Ok(());
+    }
+    let at = match (&loaded, BUILT_SHARED) {
+        (Some(p), _) => p.display().to_string(),
+        (None, true) => "no libpython mapped".to_string(),
+        (None, false) => "(linked in)".to_string(),
+    };
+    Err(format!(
+        "chopd was built for Python {BUILT_VERSION} at {BUILT_LIB_DIR} but loaded Python \
+         {version} at {at}; reinstall chopd with scripts/install, or make {BUILT_LIB_DIR} \
+         readable to the service (docs/service.md, \"Python\")"
+    ))
+}
+
+/// The libpython in a `/proc/PID/maps` text.
+fn loaded_libpython(maps: &str) -> Option<PathBuf> {
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(Path::new)
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libpython") && n.contains(".so"))
+        })
+        .map(Path::to_path_buf)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    real(a) == real(b)
 }
 
 static PRELUDE_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -231,6 +312,25 @@ mod tests {
         assert!(!info.prefix.is_empty());
         // The build links the libpython of the python3 that has numpy (build.rs + RUNPATH).
         assert!(info.numpy.is_some(), "numpy missing for {}", info.prefix);
+    }
+
+    #[test]
+    fn the_libpython_of_the_build_is_the_one_loaded() {
+        check_libpython().unwrap();
+    }
+
+    #[test]
+    fn the_loaded_libpython_is_found_in_maps() {
+        let maps = "\
+7f00-7f01 r-xp 00000000 08:01 12 /usr/lib/x86_64-linux-gnu/libasound.so.2.0.0
+7f02-7f03 r--p 00000000 08:01 13 /opt/chopd/python/lib/libpython3.11.so.1.0
+7f04-7f05 rw-p 00000000 00:00 0 [heap]
+";
+        assert_eq!(
+            loaded_libpython(maps).unwrap(),
+            Path::new("/opt/chopd/python/lib/libpython3.11.so.1.0")
+        );
+        assert_eq!(loaded_libpython("7f04-7f05 rw-p 00000000 00:00 0\n"), None);
     }
 
     #[test]
