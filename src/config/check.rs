@@ -127,6 +127,7 @@ impl<'a, 's> Checker<'a, 's> {
             max_slice: Duration::from_millis(DEFAULT_MAX_SLICE_MS),
             watch: true,
             rss_warn_mb: None,
+            state_dir: None,
             control: None,
             python_path: Vec::new(),
             destinations: BTreeMap::new(),
@@ -167,6 +168,11 @@ impl<'a, 's> Checker<'a, 's> {
                         if let Some(mb) = self.ranged(span, "rss_warn_mb", mb, RSS_WARN_MB) {
                             config.rss_warn_mb = Some(mb as u64);
                         }
+                    }
+                }
+                "state_dir" => {
+                    if let Some(d) = de::<String>(self.d, value, "state_dir", &[]) {
+                        config.state_dir = Some(self.dir.join(d));
                     }
                 }
                 "control" => {

@@ -50,6 +50,13 @@ pub trait Settings: DynEq + Debug + Send + Sync {
         false
     }
 
+    /// What, beside its name and kind, makes an operator the same one whose runtime-set
+    /// state a rebuild or a restart may bring back (a Script CHOP's callbacks file). Default:
+    /// nothing more.
+    fn identity(&self) -> String {
+        String::new()
+    }
+
     /// Files the running operator reads from its settings that a reload should follow.
     fn files(&self) -> Vec<PathBuf> {
         Vec::new()

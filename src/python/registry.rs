@@ -103,6 +103,16 @@ pub fn storage<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyDict> {
     })
 }
 
+/// The storage dictionary of operator `name` if anything was ever stored under that name.
+pub fn existing_storage<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyDict>> {
+    STORAGE.with(|s| s.borrow().get(name).map(|d| d.bind(py).clone()))
+}
+
+/// Drops the storage of `name` (another operator now has that name).
+pub fn forget_storage(name: &str) {
+    STORAGE.with(|s| s.borrow_mut().remove(name));
+}
+
 /// The frame of the most recent cook on this thread (for `absTime` outside a cook).
 pub fn last_frame() -> Option<Frame> {
     LAST_FRAME.with(|f| *f.borrow())
