@@ -135,6 +135,7 @@ fn cook_thread(
             return;
         }
     }
+    let mut keeper = state::Keeper::start(&config);
     let (mut graph, mut notes) = match Graph::build(&config) {
         Ok(g) => g,
         Err(errors) => {
@@ -143,7 +144,9 @@ fn cook_thread(
         }
     };
     // Before the first frame, so the first cook already sees the kept values.
-    let mut keeper = state::Keeper::start(&config, &mut graph);
+    if let Some(k) = &mut keeper {
+        k.restore_pars(&mut graph);
+    }
     log_listeners(&listeners(&graph), &[]);
     // The last note lists the bound addresses, for the start line.
     notes.push(graph.bound().join(", "));
@@ -243,14 +246,12 @@ fn reload(graph: &mut Graph, new: &Config) -> ReloadResult {
         // Adds only the site directories that are new; a failure keeps the old graph.
         crate::python::init(&new.python_path).map_err(|e| vec![e])?;
     }
-    let before: Vec<_> = graph
-        .identities()
-        .into_iter()
-        .map(|(n, i)| (n.to_string(), i))
-        .collect();
-    let notes = graph.reload(new)?;
-    state::forget_changed(&before, graph);
-    Ok(notes)
+    let displaced = state::Displaced::take(graph, new);
+    let result = graph.reload(new);
+    if result.is_err() {
+        displaced.put_back();
+    }
+    result
 }
 
 /// The config and the files it names (export tables). Script callbacks are not here: the

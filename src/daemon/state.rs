@@ -192,17 +192,36 @@ fn snapshot(graph: &Graph, notes: &mut Notes) -> ShowState {
     s
 }
 
-/// Puts `s` back into `graph`: the operators whose identity is unchanged, and the top's
-/// storage. Returns how many operators got their state back.
-fn restore(graph: &mut Graph, s: &ShowState) -> usize {
+/// The stored values of `s` whose operator the config still has with the same identity, and
+/// the top's.
+fn restore_storage_of(config: &Config, s: &ShowState) {
+    for (name, op) in &s.operators {
+        let same = config
+            .operators
+            .iter()
+            .any(|c| c.name == *name && c.identity() == op.identity);
+        if same && !op.storage.is_empty() {
+            restore_storage(name, &op.storage);
+        }
+    }
+    if !s.top.is_empty() {
+        restore_storage(TOP, &s.top);
+    }
+}
+
+/// Puts the parameters of `s` back into `graph`, for the operators whose identity is
+/// unchanged. Returns how many operators got their state back.
+fn restore_pars(graph: &mut Graph, s: &ShowState) -> usize {
     let mut restored = 0;
     for (name, op) in &s.operators {
-        let pars: Vec<(String, KeptPar)> = op
+        let pars: KeptPars = op
             .pars
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if !graph.restore_pars(name, &op.identity, &pars) {
+        if graph.restore_pars(name, &op.identity, &pars) {
+            restored += 1;
+        } else {
             tracing::info!(
                 op = %name,
                 "the kept state of \"{name}\" ({} {}) is not restored: the config has no such \
@@ -210,15 +229,7 @@ fn restore(graph: &mut Graph, s: &ShowState) -> usize {
                 op.identity.kind,
                 op.identity.of
             );
-            continue;
         }
-        restored += 1;
-        if !op.storage.is_empty() {
-            restore_storage(name, &op.storage);
-        }
-    }
-    if !s.top.is_empty() {
-        restore_storage(TOP, &s.top);
     }
     restored
 }
@@ -234,15 +245,34 @@ fn restore_storage(name: &str, values: &Map<String, Value>) {
     });
 }
 
-/// After a reload: the storage of a name that now belongs to another operator (other kind or
-/// callbacks file) is dropped, as a restart would not bring it back either.
-pub fn forget_changed(before: &[(String, Identity)], graph: &Graph) {
-    if !crate::python::running() {
-        return;
+/// The stored values of names that `new` gives to another operator (another kind or
+/// callbacks file), taken out before the reload builds it: that operator starts clean, as a
+/// restart would not bring them back to it either. Put back if the reload is refused.
+pub struct Displaced(Vec<(String, pyo3::Py<pyo3::types::PyDict>)>);
+
+impl Displaced {
+    pub fn take(graph: &Graph, new: &Config) -> Displaced {
+        if !crate::python::running() {
+            return Displaced(Vec::new());
+        }
+        let taken = graph
+            .identities()
+            .into_iter()
+            .filter(|(name, id)| {
+                new.operators
+                    .iter()
+                    .any(|c| c.name == *name && c.identity() != *id)
+            })
+            .filter_map(|(name, _)| {
+                crate::python::registry::take_storage(name).map(|d| (name.to_string(), d))
+            })
+            .collect();
+        Displaced(taken)
     }
-    for (name, id) in graph.identities() {
-        if before.iter().any(|(n, old)| n == name && *old != id) {
-            crate::python::registry::forget_storage(name);
+
+    pub fn put_back(self) {
+        for (name, d) in self.0 {
+            crate::python::registry::put_storage(&name, d);
         }
     }
 }
@@ -320,15 +350,20 @@ struct Slot {
 pub struct Keeper {
     slot: Arc<(Mutex<Slot>, Condvar)>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// What the file held at start, until the graph is built.
+    loaded: Option<ShowState>,
+    path: PathBuf,
     last: Option<ShowState>,
     taken: Instant,
     notes: Notes,
 }
 
 impl Keeper {
-    /// Finds the state file for `config`, restores what it holds into `graph` and starts the
-    /// writer. `None` (with one line saying so) when no directory is configured or usable.
-    pub fn start(config: &Config, graph: &mut Graph) -> Option<Keeper> {
+    /// Finds the state file for `config`, puts its stored values back (before the graph is
+    /// built, so `onSetupParameters` sees them, as TouchDesigner's storage is there when an
+    /// operator loads) and starts the writer; [`Keeper::restore_pars`] follows once the graph
+    /// is built. `None` (with one line saying so) when no directory is configured or usable.
+    pub fn start(config: &Config) -> Option<Keeper> {
         let env = std::env::var("STATE_DIRECTORY").ok();
         let Some(path) = file_for(config, env.as_deref()) else {
             tracing::info!(
@@ -349,15 +384,9 @@ impl Keeper {
                 return None;
             }
         }
-        if let Some(s) = load(&path) {
-            let n = restore(graph, &s);
-            tracing::info!(
-                state = "restored",
-                file = %path.display(),
-                operators = n,
-                "show state restored from {} ({n} operators)",
-                path.display()
-            );
+        let loaded = load(&path);
+        if let Some(s) = &loaded {
+            restore_storage_of(config, s);
         }
         let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let writer = {
@@ -380,10 +409,25 @@ impl Keeper {
         Some(Keeper {
             slot,
             writer: Some(writer),
+            loaded,
+            path,
             last: None,
             taken: Instant::now(),
             notes: Notes::default(),
         })
+    }
+
+    /// Gives the operators of the freshly built `graph` their kept parameter values.
+    pub fn restore_pars(&mut self, graph: &mut Graph) {
+        let Some(s) = self.loaded.take() else { return };
+        let n = restore_pars(graph, &s);
+        tracing::info!(
+            state = "restored",
+            file = %self.path.display(),
+            operators = n,
+            "show state restored from {} ({n} operators)",
+            self.path.display()
+        );
     }
 
     /// Once per frame: a snapshot every [`EVERY`], handed to the writer when it changed.
@@ -410,6 +454,12 @@ impl Keeper {
     pub fn finish(mut self, graph: &Graph) {
         let s = snapshot(graph, &mut self.notes);
         self.offer(s);
+    }
+}
+
+impl Drop for Keeper {
+    /// Ends the writer once what it was handed is written.
+    fn drop(&mut self) {
         let (lock, cv) = &*self.slot;
         lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         cv.notify_one();
