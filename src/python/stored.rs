@@ -124,6 +124,10 @@ pub fn to_json(v: &Bound<'_, PyAny>, depth: usize, budget: &mut usize) -> Result
         let s = s
             .to_str()
             .map_err(|_| Left::NotJson("a str that is not valid UTF-8".into()))?;
+        // Escapes only lengthen it: a string longer than the budget is refused unscanned.
+        if s.len() + 2 > *budget {
+            return Err(Left::TooLarge);
+        }
         charge(budget, json_str_len(s))?;
         return Ok(Value::String(s.to_string()));
     }
