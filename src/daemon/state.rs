@@ -469,11 +469,14 @@ impl Drop for Keeper {
     }
 }
 
-/// The writer thread: writes each snapshot it is handed (the newest one when several waited);
-/// a failure is logged when it starts and when it ends, not on every write.
+/// The writer thread: writes each snapshot it is handed (the newest one when several waited).
+/// A failed write is tried again every [`EVERY`] until it works or a newer snapshot replaces it,
+/// and once more on stop; the failure is logged when it starts and when it ends, not each time.
 fn write_loop(path: &Path, slot: &(Mutex<Slot>, Condvar)) {
     let (lock, cv) = slot;
     let mut failing: Option<String> = None;
+    let mut retry: Option<ShowState> = None;
+    let mut last_try = false;
     loop {
         let next = {
             let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -482,14 +485,27 @@ fn write_loop(path: &Path, slot: &(Mutex<Slot>, Condvar)) {
                     break Some(s);
                 }
                 if g.closed {
-                    break None;
+                    if last_try {
+                        break None;
+                    }
+                    last_try = true;
+                    break retry.take();
                 }
-                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                if retry.is_none() {
+                    g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                let (woken, t) = cv.wait_timeout(g, EVERY).unwrap_or_else(|e| e.into_inner());
+                g = woken;
+                if t.timed_out() && g.next.is_none() && !g.closed {
+                    break retry.take();
+                }
             }
         };
         let Some(s) = next else { return };
         match write_atomic(path, &serialize(&s)) {
             Ok(()) => {
+                retry = None;
                 if failing.take().is_some() {
                     tracing::info!(state = "written", file = %path.display(), "show state written again");
                 }
@@ -501,11 +517,13 @@ fn write_loop(path: &Path, slot: &(Mutex<Slot>, Condvar)) {
                     tracing::warn!(
                         state = "write_failed",
                         file = %path.display(),
-                        "cannot write the show state {}: {msg}; retrying at the next change",
-                        path.display()
+                        "cannot write the show state {}: {msg}; trying again every {} s",
+                        path.display(),
+                        EVERY.as_secs()
                     );
                 }
                 failing = Some(msg);
+                retry = Some(s);
             }
         }
     }
