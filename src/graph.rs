@@ -99,6 +99,8 @@ impl Graph {
                 Fate::Kept(i) => old[i].take().expect("each running operator is kept once"),
                 Fate::Built(mut op) => {
                     notes.push(format!("built {} \"{}\"", cfg.kind, cfg.name));
+                    // Export-driven values are carried too: an export sends again only when
+                    // its channel changes, and until then the last value it sent is the right one.
                     let same = self
                         .names
                         .get(&cfg.name)

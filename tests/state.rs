@@ -1,8 +1,10 @@
-//! Show state across restarts and rebuilds: a parameter set over the control port and the
-//! `store()`d values of a Script CHOP come back after the daemon is killed (SIGKILL: a crash, a
+//! Show state across restarts and rebuilds: a parameter set over the control port or by another
+//! script and the `store()`d values come back after the daemon is killed (SIGKILL: a crash, a
 //! watchdog or OOM kill) and started again on the same config; a parameter an export drives is
-//! not kept; a clean stop writes the latest values; a corrupt state file is set aside and the show starts; a rebuild of the same
-//! operator keeps its runtime-set values, a different operator under the same name starts clean.
+//! not kept; a clean stop writes the latest values; a corrupt state file is set aside and the
+//! show starts; a value beyond the size cap is left out with one warning; a rebuild of the same
+//! operator keeps its runtime-set values, a different operator under the same name starts
+//! clean.
 
 use std::path::Path;
 
@@ -10,9 +12,10 @@ use rosc::OscType;
 
 use crate::util::*;
 
-/// Gain, Trim and Level (floats); `starts` counts onSetupParameters runs in storage; `token` and `mix`
-/// are stored once, on the first cook that finds no token. Channels: gain, trim, starts, token,
-/// level and `mixlist` (1 when `mix["pair"]` is a list: it came back from JSON, where a tuple is a list).
+/// Gain, Trim and Level (floats); `starts` counts onSetupParameters runs in storage; `token`
+/// and `mix` are stored once, on the first cook that finds no token. Channels: gain, trim,
+/// level, starts, token and `mixlist` (1 when `mix["pair"]` is a list: it came back from JSON,
+/// where a tuple is a list).
 const KEEP: &str = r#"
 import random
 
@@ -37,7 +40,7 @@ def onCook(scriptOp):
         ('level', scriptOp.par.Level.eval()),
         ('starts', scriptOp.fetch('starts')),
         ('token', scriptOp.fetch('token')),
-        ('mixlist', 1 if isinstance(mix['pair'], list) and mix['list'] == [1, 'a', None, True] else 0),
+        ('mixlist', int(isinstance(mix['pair'], list) and mix['list'] == [1, 'a', None, True])),
     ):
         scriptOp.appendChan(name)[0] = v
 "#;

@@ -507,7 +507,11 @@ fn write_loop(path: &Path, slot: &(Mutex<Slot>, Condvar)) {
             Ok(()) => {
                 retry = None;
                 if failing.take().is_some() {
-                    tracing::info!(state = "written", file = %path.display(), "show state written again");
+                    tracing::info!(
+                        state = "written",
+                        file = %path.display(),
+                        "show state written again"
+                    );
                 }
                 tracing::debug!(state = "written", file = %path.display(), "show state written");
             }

@@ -9,8 +9,8 @@
 //! through handles during `onCook` are recorded so the Script CHOP can cook only when something
 //! it read changed.
 //!
-//! Layout, imports one way: the floor ([`scope`], [`registry`], [`pars`], [`stored`]) knows nothing of the
-//! object classes in [`api`], which stand on it; [`callbacks`] loads a file into a module with
+//! Layout, imports one way: the floor ([`scope`], [`registry`], [`pars`], [`stored`]) knows
+//! nothing of the object classes in [`api`], which stand on it; [`callbacks`] loads a file into a module with
 //! the [`api`] globals and runs its callbacks under the [`watchdog`].
 //!
 //! Python runs only on the cook thread (the thread that builds and cooks the graph); the
