@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use tracing::Span;
 
 use crate::chop::info::InfoOp;
-use crate::config::{Config, OperatorConfig};
+use crate::config::{Config, Identity, OperatorConfig};
 use crate::cook::{
-    BuildCtx, ChopData, CookCtx, CookError, DaemonStats, Frame, NodeState, Operator, OwnPort,
-    ParValue,
+    BuildCtx, ChopData, CookCtx, CookError, DaemonStats, Frame, KeptPar, KeptPars, NodeState,
+    Operator, OwnPort, ParValue,
 };
 use crate::export::{Destinations, Exporter, ParWrites};
 use crate::logging::RateLimit;
@@ -109,8 +109,18 @@ impl Graph {
         for (cfg, fate) in config.operators.iter().zip(diff.fates) {
             parts.push(Some(match fate {
                 Fate::Kept(i) => old[i].take().expect("each running operator is kept once"),
-                Fate::Built(op) => {
+                Fate::Built(mut op) => {
                     notes.push(format!("built {} \"{}\"", cfg.kind, cfg.name));
+                    // Export-driven values are carried too: an export sends again only when
+                    // its channel changes, and until then the last value it sent is the right one.
+                    let same = self
+                        .names
+                        .get(&cfg.name)
+                        .copied()
+                        .filter(|&i| self.configs[i].identity() == cfg.identity());
+                    if let Some(old) = same.and_then(|i| old[i].as_ref()) {
+                        op.restore_pars(&old.op.runtime_pars());
+                    }
                     Part::new(op, cfg, config.rate)
                 }
             }));
@@ -344,6 +354,45 @@ impl Graph {
         }
         let i = self.names[op];
         self.ops[i].set_par(par, value)
+    }
+
+    /// The runtime-set parameters of every operator that has some, by name with its identity,
+    /// leaving out those an export drives (the export sets them again).
+    pub fn kept_pars(&self) -> Vec<(&str, Identity, KeptPars)> {
+        self.configs
+            .iter()
+            .zip(&self.ops)
+            .filter_map(|(cfg, op)| {
+                let mut pars = op.runtime_pars();
+                pars.retain(|(p, _)| self.driven_by(&cfg.name, p).is_none());
+                (!pars.is_empty()).then(|| (cfg.name.as_str(), cfg.identity(), pars))
+            })
+            .collect()
+    }
+
+    /// Brings back runtime-set parameters of operator `name` when it is still the operator of
+    /// `identity`; returns whether it was.
+    pub fn restore_pars(
+        &mut self,
+        name: &str,
+        identity: &Identity,
+        pars: &[(String, KeptPar)],
+    ) -> bool {
+        match self.names.get(name) {
+            Some(&i) if self.configs[i].identity() == *identity => {
+                self.ops[i].restore_pars(pars);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Each operator's name and identity, in config order.
+    pub fn identities(&self) -> Vec<(&str, Identity)> {
+        self.configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.identity()))
+            .collect()
     }
 
     /// Mutable access to one operator (control port: set, pulse, reset).

@@ -24,7 +24,8 @@
 //! - [`export`]: Channel Name is Path:Parameter, export tables, OSC sending.
 //! - [`graph`]: the running operator graph: cook decisions, export, in-place reload; no I/O of
 //!   its own.
-//! - [`daemon`]: the run loop, signals, control port, status, reload and systemd notification.
+//! - [`daemon`]: the run loop, signals, control port, status, reload, the show state kept
+//!   across restarts, and systemd notification.
 //!
 //! `main.rs` is the command line and the only place that chooses exit codes.
 

@@ -10,4 +10,5 @@ mod reliability;
 mod reload;
 mod script;
 mod service;
+mod state;
 mod util;

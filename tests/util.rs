@@ -384,7 +384,21 @@ impl Daemon {
     }
 
     pub fn start_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Daemon {
-        let d = Self::spawn(config, files, env);
+        Self::spawn(config, files, env).ready()
+    }
+
+    /// Starts `chopd run` again on this daemon's directory and config, once it has ended (a
+    /// crash, a stop) or after stopping it; waits for `ready`.
+    pub fn restart(mut self) -> Daemon {
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        let config = self.config.clone();
+        drop(self);
+        Self::spawn_in(dir, config, &[]).ready()
+    }
+
+    /// Waits for the line whose message is exactly `ready`.
+    fn ready(self) -> Daemon {
+        let d = self;
         // The line whose message is exactly `ready` (others may contain the word: "python
         // ready …").
         let mut n = 1;
@@ -406,10 +420,16 @@ impl Daemon {
             dir.write(name, text);
         }
         let config = dir.write("chopd.toml", config);
+        Self::spawn_in(dir, config, env)
+    }
+
+    fn spawn_in(dir: TempDir, config: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .arg(&config)
             .env("CHOPD_LOG", "info")
+            // Show state is kept only where a test says (`state_dir`).
+            .env_remove("STATE_DIRECTORY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -638,7 +658,13 @@ pub struct OscRx {
 
 impl OscRx {
     pub fn new() -> OscRx {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::at(0)
+    }
+
+    /// A receiver on 127.0.0.1:`port` (0: any free port; a port a dropped receiver had: a
+    /// destination a daemon sends to again after a restart).
+    pub fn at(port: u16) -> OscRx {
+        let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
         OscRx {
             sock,
             backlog: Default::default(),

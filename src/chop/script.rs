@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use pyo3::prelude::*;
 
 use crate::cook::{
-    match_rates, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue, SrSelect,
+    match_rates, ChopData, CookCtx, CookError, Frame, KeptPar, NodeState, Operator, ParValue,
+    SrSelect,
 };
 use crate::config::OperatorConfig;
 use crate::cook::BuildCtx;
@@ -160,6 +161,15 @@ impl ScriptOp {
         self.shared.borrow().pars.get(name).map(|d| d.val.clone())
     }
 
+    /// Runs `f` (an `onSetupParameters` call) with the parameters told that the values set now
+    /// are the script's defaults.
+    fn setting_up<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
+        self.shared.borrow_mut().pars.setting_up = true;
+        let r = f(self);
+        self.shared.borrow_mut().pars.setting_up = false;
+        r
+    }
+
     fn report(&mut self, what: &str, f: &PyFailure) {
         if f.budget {
             self.interrupts += 1;
@@ -201,8 +211,9 @@ impl ScriptOp {
             let loaded = callbacks::load(py, &self.path, &self.name, &self.me, self.budget);
             let setup = match &loaded {
                 Ok(cb) => match &cb.on_setup {
-                    Some(f) => callbacks::call(py, f, (self.me.bind(py),), self.budget, &self.path)
-                        .map(drop),
+                    Some(f) => self.setting_up(|me| {
+                        callbacks::call(py, f, (me.me.bind(py),), me.budget, &me.path).map(drop)
+                    }),
                     None => Ok(()),
                 },
                 Err(_) => Ok(()),
@@ -358,8 +369,10 @@ impl ScriptOp {
         let mut side_failures: Vec<(&str, PyFailure)> = Vec::new();
         if std::mem::take(&mut self.setup_pending) {
             if let Some(f) = self.cb.as_ref().and_then(|c| c.on_setup.as_ref()) {
-                if let Err(e) = callbacks::call(py, f, (self.me.bind(py),), self.budget, &self.path)
-                {
+                let r = self.setting_up(|me| {
+                    callbacks::call(py, f, (me.me.bind(py),), me.budget, &me.path)
+                });
+                if let Err(e) = r {
                     side_failures.push(("onSetupParameters", e));
                 }
             }
@@ -547,6 +560,14 @@ impl Operator for ScriptOp {
             .iter()
             .map(|d| (d.name.clone(), d.val.clone()))
             .collect()
+    }
+
+    fn runtime_pars(&self) -> crate::cook::KeptPars {
+        self.shared.borrow().pars.runtime_values()
+    }
+
+    fn restore_pars(&mut self, pars: &[(String, KeptPar)]) {
+        self.shared.borrow_mut().pars.restore(pars);
     }
 
     fn reset(&mut self) {

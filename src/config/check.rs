@@ -42,6 +42,7 @@ impl<'s> Reader<'_, '_, 's> {
             max_slice: Duration::from_millis(DEFAULT_MAX_SLICE_MS),
             watch: true,
             rss_warn_mb: None,
+            state_dir: None,
             control: None,
             python_path: Vec::new(),
             destinations: BTreeMap::new(),
@@ -82,6 +83,11 @@ impl<'s> Reader<'_, '_, 's> {
                         if let Some(mb) = self.cx.ranged(span, "rss_warn_mb", mb, RSS_WARN_MB) {
                             config.rss_warn_mb = Some(mb as u64);
                         }
+                    }
+                }
+                "state_dir" => {
+                    if let Some(d) = de::<String>(self.cx.d, value, "state_dir", &[]) {
+                        config.state_dir = Some(self.cx.dir().join(d));
                     }
                 }
                 "control" => {

@@ -43,6 +43,9 @@ pub struct Config {
     /// Warn when the process's resident memory passes this many MB (`rss_warn_mb`); `None`:
     /// twice the RSS at start-up, at least 256 MB (see `daemon::memory`).
     pub rss_warn_mb: Option<u64>,
+    /// Where the show state is kept across restarts (`state_dir`, resolved against the
+    /// config's directory); `None`: `$STATE_DIRECTORY`, else nothing is kept.
+    pub state_dir: Option<PathBuf>,
     pub control: Option<ControlConfig>,
     /// Site directories added to Python's path (a venv's site-packages).
     pub python_path: Vec<PathBuf>,
@@ -153,11 +156,29 @@ impl OperatorConfig {
             && *self.settings == *other.settings
     }
 
+    /// Name, kind and what the kind adds ([`Settings::identity`]): an operator whose identity
+    /// is unchanged gets its runtime-set state back after a rebuild or a restart.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            kind: self.kind.to_string(),
+            of: self.settings.identity(),
+        }
+    }
+
     /// The kind's settings as their own type (`None` for another kind).
     pub fn settings<T: 'static>(&self) -> Option<&T> {
         // Deref first: the `Arc` itself is `DynEq` too (it is `PartialEq`), and would answer.
         (*self.settings).as_any().downcast_ref()
     }
+}
+
+/// What an operator is, beyond its name (the key it is found by), for restoring its state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub kind: String,
+    /// The kind's own part (a Script CHOP's callbacks file); empty for most kinds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub of: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -268,6 +289,13 @@ pub trait Settings: DynEq + Debug + Send + Sync {
     /// Whether building it needs the embedded Python interpreter.
     fn uses_python(&self) -> bool {
         false
+    }
+
+    /// What, beside its name and kind, makes an operator the same one whose runtime-set
+    /// state a rebuild or a restart may bring back (a Script CHOP's callbacks file). Default:
+    /// nothing more.
+    fn identity(&self) -> String {
+        String::new()
     }
 
     /// Files the running operator reads from its settings that a reload should follow.

@@ -19,6 +19,7 @@ pub const TOP_KEYS: &[&str] = &[
     "max_slice_ms",
     "watch",
     "rss_warn_mb",
+    "state_dir",
     "control",
     "python",
     "destinations",
@@ -43,6 +44,9 @@ pub struct Top {
     /// start-up, at least 256)
     #[schemars(range(min = RSS_WARN_MB.min, max = RSS_WARN_MB.max))]
     pub rss_warn_mb: Option<i64>,
+    /// Directory for the show state kept across restarts, relative to this config (default:
+    /// $STATE_DIRECTORY; without either, nothing is kept)
+    pub state_dir: Option<String>,
     /// OSC control port
     pub control: Option<Control>,
     pub python: Option<Python>,

@@ -202,6 +202,17 @@ pub trait Operator {
         Vec::new()
     }
 
+    /// Parameter values set while running (control port, a script, an export), which a rebuild
+    /// of the same operator and a restart bring back. Default: none.
+    fn runtime_pars(&self) -> KeptPars {
+        Vec::new()
+    }
+
+    /// Brings back values [`Operator::runtime_pars`] gave, on a freshly built operator of the
+    /// same identity. One that no longer applies (unknown, refused) is dropped quietly: the
+    /// config or the script changed since. Default: nothing.
+    fn restore_pars(&mut self, _pars: &[(String, KeptPar)]) {}
+
     /// The network address this operator listens on, if any (for the start line).
     fn bound(&self) -> Option<std::net::SocketAddr> {
         None
@@ -224,6 +235,19 @@ pub enum ParValue {
     Float(f64),
     Str(String),
 }
+
+/// A parameter value set while running, as a rebuild and a restart bring it back.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeptPar {
+    pub value: ParValue,
+    /// The config's value for the parameter when this one was set: once the config says
+    /// something else, the config's edit is the newer word and wins.
+    #[serde(default)]
+    pub config: Option<ParValue>,
+}
+
+/// Runtime-set parameters of one operator, by name.
+pub type KeptPars = Vec<(String, KeptPar)>;
 
 /// What building an operator may need beyond its own config.
 #[derive(Clone, Debug)]

@@ -12,12 +12,14 @@
 //! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
 //! - [`memory`]: the resident memory (`rss_mb`) and its warning.
 //! - [`notify`]: sd_notify and the heartbeat check that feeds the watchdog.
+//! - [`state`]: the show state kept across restarts (runtime-set parameters, `store()`).
 //! - [`watch`]: polling the config and the files it names.
 
 pub mod control;
 pub mod ctl;
 pub mod memory;
 pub mod notify;
+pub mod state;
 pub mod status;
 pub mod watch;
 
@@ -133,6 +135,7 @@ fn cook_thread(
             return;
         }
     }
+    let mut keeper = state::Keeper::start(&config);
     let (mut graph, mut notes) = match Graph::build(&config) {
         Ok(g) => g,
         Err(errors) => {
@@ -140,6 +143,10 @@ fn cook_thread(
             return;
         }
     };
+    // Before the first frame, so the first cook already sees the kept values.
+    if let Some(k) = &mut keeper {
+        k.restore_pars(&mut graph);
+    }
     log_listeners(&listeners(&graph), &[]);
     // The last note lists the bound addresses, for the start line.
     notes.push(graph.bound().join(", "));
@@ -190,10 +197,16 @@ fn cook_thread(
         if let Some(mb) = rss.sample(started) {
             d.rss_mb = mb;
         }
+        if let Some(k) = &mut keeper {
+            k.tick(&graph, started);
+        }
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         if let Some((tx, notes)) = ready.take() {
             let _ = tx.send(Ok(notes));
         }
+    }
+    if let Some(k) = keeper {
+        k.finish(&graph);
     }
     tracing::debug!("cook thread stopped after {} frames", graph.daemon.frames);
     // Dropping the graph here stops every receive thread (each operator joins its own).
@@ -233,7 +246,12 @@ fn reload(graph: &mut Graph, new: &Config) -> ReloadResult {
         // Adds only the site directories that are new; a failure keeps the old graph.
         crate::python::init(&new.python_path).map_err(|e| vec![e])?;
     }
-    graph.reload(new)
+    let displaced = state::Displaced::take(graph, new);
+    let result = graph.reload(new);
+    if result.is_err() {
+        displaced.put_back();
+    }
+    result
 }
 
 /// The config and the files it names (export tables). Script callbacks are not here: the

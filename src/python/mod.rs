@@ -9,8 +9,8 @@
 //! through handles during `onCook` are recorded so the Script CHOP can cook only when something
 //! it read changed.
 //!
-//! Layout, imports one way: the floor ([`scope`], [`registry`], [`pars`]) knows nothing of the
-//! object classes in [`api`], which stand on it; [`callbacks`] loads a file into a module with
+//! Layout, imports one way: the floor ([`scope`], [`registry`], [`pars`], [`stored`]) knows
+//! nothing of the object classes in [`api`], which stand on it; [`callbacks`] loads a file into a module with
 //! the [`api`] globals and runs its callbacks under the [`watchdog`].
 //!
 //! Python runs only on the cook thread (the thread that builds and cooks the graph); the
@@ -26,6 +26,7 @@ pub mod callbacks;
 pub mod pars;
 pub mod registry;
 pub mod scope;
+pub mod stored;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};
@@ -120,6 +121,12 @@ pub fn init(paths: &[PathBuf]) -> Result<PythonInfo, String> {
         .clone()?;
     add_site_dirs(paths)?;
     Ok(info)
+}
+
+/// Whether the interpreter has been started (and started well): nothing Python-side exists
+/// before.
+pub fn running() -> bool {
+    INIT.get().is_some_and(|r| r.is_ok())
 }
 
 /// `init` with no extra paths: what operators call to be sure Python is ready.

@@ -6,9 +6,9 @@
 //! usable and testable without an interpreter. The Python objects over it (`Par`, `Page`,
 //! `op.par`) are in `api::par`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::cook::ParValue;
+use crate::cook::{KeptPar, ParValue};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParStyle {
@@ -210,6 +210,12 @@ pub struct ParSet {
     saved: HashMap<String, ParValue>,
     /// Initial values from the config, by parameter name.
     init: HashMap<String, ParValue>,
+    /// Parameters whose value was set while running, with the config's value for each at that
+    /// moment: what a rebuild and a restart bring back.
+    runtime: BTreeMap<String, Option<ParValue>>,
+    /// Set while `onSetupParameters` runs: the values it sets are the script's defaults, which
+    /// a new version of the script may change, not a technician's choice to keep.
+    pub setting_up: bool,
 }
 
 impl ParSet {
@@ -318,8 +324,52 @@ impl ParSet {
             return Ok(false);
         }
         def.val = v;
+        let pulse = def.style == ParStyle::Pulse;
         self.version += 1;
+        if !self.setting_up && !pulse {
+            let config = self.init.get(name).cloned();
+            self.runtime.insert(name.to_string(), config);
+        }
         Ok(true)
+    }
+
+    /// Every value set while running (a destroyed parameter's remembered value included).
+    pub fn runtime_values(&self) -> Vec<(String, KeptPar)> {
+        self.runtime
+            .iter()
+            .filter_map(|(name, config)| {
+                let value = match self.get(name) {
+                    Some(d) => d.val.clone(),
+                    None => self.saved.get(name)?.clone(),
+                };
+                let config = config.clone();
+                Some((name.clone(), KeptPar { value, config }))
+            })
+            .collect()
+    }
+
+    /// Brings back values [`ParSet::runtime_values`] gave, unless the config's value for a
+    /// parameter changed since (the edit wins). A parameter that does not exist yet gets its
+    /// value when it is created; one whose value no longer fits its style keeps what it has.
+    pub fn restore(&mut self, kept: &[(String, KeptPar)]) {
+        for (name, k) in kept {
+            if self.init.get(name) != k.config.as_ref() {
+                continue;
+            }
+            match self.pars.iter_mut().find(|p| p.name == *name) {
+                Some(def) => match def.coerce(&k.value) {
+                    Ok(v) if def.style != ParStyle::Pulse => {
+                        def.val = v;
+                        self.version += 1;
+                    }
+                    _ => continue,
+                },
+                None => {
+                    self.saved.insert(name.clone(), k.value.clone());
+                }
+            }
+            self.runtime.insert(name.clone(), k.config.clone());
+        }
     }
 
     /// Removes every page and parameter, remembering values for parameters created again.
@@ -398,6 +448,64 @@ mod tests {
             set.get("Speed").unwrap().val,
             ParValue::Float(7.0),
             "runtime value wins over config"
+        );
+    }
+
+    #[test]
+    fn runtime_values_come_back_unless_the_config_changed_them() {
+        let mut set = ParSet::default();
+        set.set_init(&[("Gain".into(), ParValue::Float(0.5))]);
+        set.add_page("P");
+        set.setting_up = true;
+        for n in ["Gain", "Speed", "Later"] {
+            set.append("P", n, ParStyle::Float, None, 1, true).unwrap();
+        }
+        set.set("Speed", &ParValue::Float(3.0)).unwrap();
+        set.setting_up = false;
+        assert!(
+            set.runtime_values().is_empty(),
+            "onSetupParameters' values are defaults"
+        );
+        set.set("Gain", &ParValue::Float(0.8)).unwrap();
+        set.set("Speed", &ParValue::Float(4.0)).unwrap();
+        set.set("Later", &ParValue::Float(9.0)).unwrap();
+        let kept = set.runtime_values();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[0].1.config, Some(ParValue::Float(0.5)));
+
+        let mut fresh = ParSet::default();
+        fresh.set_init(&[("Gain".into(), ParValue::Float(0.5))]);
+        fresh.add_page("P");
+        fresh
+            .append("P", "Gain", ParStyle::Float, None, 1, true)
+            .unwrap();
+        fresh
+            .append("P", "Speed", ParStyle::Float, None, 1, true)
+            .unwrap();
+        fresh.restore(&kept);
+        assert_eq!(fresh.get("Gain").unwrap().val, ParValue::Float(0.8));
+        assert_eq!(fresh.get("Speed").unwrap().val, ParValue::Float(4.0));
+        fresh
+            .append("P", "Later", ParStyle::Float, None, 1, true)
+            .unwrap();
+        assert_eq!(
+            fresh.get("Later").unwrap().val,
+            ParValue::Float(9.0),
+            "created after the restore"
+        );
+        assert_eq!(fresh.runtime_values(), kept);
+
+        let mut edited = ParSet::default();
+        edited.set_init(&[("Gain".into(), ParValue::Float(0.25))]);
+        edited.add_page("P");
+        edited
+            .append("P", "Gain", ParStyle::Float, None, 1, true)
+            .unwrap();
+        edited.restore(&kept);
+        assert_eq!(
+            edited.get("Gain").unwrap().val,
+            ParValue::Float(0.25),
+            "the config's edit wins"
         );
     }
 

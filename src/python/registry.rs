@@ -103,6 +103,21 @@ pub fn storage<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyDict> {
     })
 }
 
+/// The storage dictionary of operator `name` if anything was ever stored under that name.
+pub fn existing_storage<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyDict>> {
+    STORAGE.with(|s| s.borrow().get(name).map(|d| d.bind(py).clone()))
+}
+
+/// Takes the storage of `name` out (another operator is about to have that name).
+pub fn take_storage(name: &str) -> Option<Py<PyDict>> {
+    STORAGE.with(|s| s.borrow_mut().remove(name))
+}
+
+/// Puts back what [`take_storage`] took (the other operator did not come).
+pub fn put_storage(name: &str, dict: Py<PyDict>) {
+    STORAGE.with(|s| s.borrow_mut().insert(name.to_string(), dict));
+}
+
 /// The frame of the most recent cook on this thread (for `absTime` outside a cook).
 pub fn last_frame() -> Option<Frame> {
     LAST_FRAME.with(|f| *f.borrow())

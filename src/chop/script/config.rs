@@ -110,4 +110,8 @@ impl Settings for ScriptConfig {
     fn uses_python(&self) -> bool {
         true
     }
+
+    fn identity(&self) -> String {
+        self.callbacks.display().to_string()
+    }
 }
