@@ -226,3 +226,85 @@ required = true
     send(port, "/again", vec![OscType::Float(0.75)]);
     show.expect("/show/again", 0.75);
 }
+
+/// `a` and `b`, and `in` exporting to `b`.
+fn two_destinations(a: &OscRx, b: &OscRx) -> String {
+    Config::new()
+        .dest("a", a.port())
+        .dest("b", b.port())
+        .oscin("in", r#"export = { method = "autoname", root = "b" }"#)
+        .text()
+}
+
+/// Regression: the exports cached `b` by its index; with `a` gone that index pointed past the
+/// end and the first value sent panicked the cook thread.
+#[test]
+fn removing_a_destination_does_not_crash_the_exports_to_another() {
+    let (a, b) = (OscRx::new(), OscRx::new());
+    let cfg = two_destinations(&a, &b);
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(0.25)]);
+    b.expect("/b/x", 0.25);
+    let without_a = cfg.replace(
+        &format!(
+            "[destinations.a]\nhost = \"127.0.0.1\"\nport = {}\nprefix = \"/a\"\n",
+            a.port()
+        ),
+        "",
+    );
+    assert_ne!(without_a, cfg);
+    d.rewrite_config(&without_a);
+    assert_eq!(d.reload_applied(1), "removed destination a");
+    send(port, "/x", vec![OscType::Float(0.5)]);
+    b.expect("/b/x", 0.5);
+    send(port, "/y", vec![OscType::Float(1.0)]);
+    b.expect("/b/y", 1.0);
+}
+
+/// Regression: with `a` added before `b`, the index cached for `b` named `a`: the exports of
+/// the channels that existed went to `a`'s port.
+#[test]
+fn adding_a_destination_leaves_the_exports_where_they_were() {
+    let (a, b) = (OscRx::new(), OscRx::new());
+    let cfg = two_destinations(&a, &b);
+    let only_b = cfg.replace(
+        &format!(
+            "[destinations.a]\nhost = \"127.0.0.1\"\nport = {}\nprefix = \"/a\"\n",
+            a.port()
+        ),
+        "",
+    );
+    let d = Daemon::start(&only_b, &[]);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(0.25)]);
+    b.expect("/b/x", 0.25);
+    d.rewrite_config(&cfg);
+    assert_eq!(d.reload_applied(1), "added destination a");
+    send(port, "/x", vec![OscType::Float(0.5)]);
+    b.expect("/b/x", 0.5);
+    send(port, "/y", vec![OscType::Float(1.0)]);
+    b.expect("/b/y", 1.0);
+    let strays = a.drain(Duration::from_millis(300));
+    assert!(strays.is_empty(), "sent to a: {strays:?}");
+}
+
+/// Regression: the addresses were resolved once per channel list, so a new prefix of `b` was
+/// ignored until a channel appeared, and the log said "nothing changed". The value that did not
+/// change is sent again at its new address; an unchanged destination resends nothing.
+#[test]
+fn a_changed_destination_prefix_readdresses_the_exports() {
+    let (a, b) = (OscRx::new(), OscRx::new());
+    let cfg = two_destinations(&a, &b);
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(0.25)]);
+    b.expect("/b/x", 0.25);
+    d.rewrite_config(&cfg.replace("prefix = \"/b\"", "prefix = \"/stage\""));
+    assert_eq!(d.reload_applied(1), "destination b: prefix /b → /stage");
+    b.expect("/stage/x", 0.25);
+    send(port, "/x", vec![OscType::Float(0.5)]);
+    b.expect("/stage/x", 0.5);
+    let strays = a.drain(Duration::from_millis(300));
+    assert!(strays.is_empty(), "sent to a: {strays:?}");
+}
