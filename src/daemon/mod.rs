@@ -88,6 +88,15 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 /// How long a reload may keep the cook thread before the control plane gives up waiting.
 const RELOAD_WAIT: Duration = Duration::from_secs(10);
 
+/// `RELOAD_WAIT`, or for the tests only `CHOPD_TEST_RELOAD_WAIT_MS`: a test of a reload that
+/// outlasts the wait need not take 10 s.
+fn reload_wait() -> Duration {
+    std::env::var("CHOPD_TEST_RELOAD_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(RELOAD_WAIT, Duration::from_millis)
+}
+
 /// Without a systemd watchdog, a clock that has not moved for this long is still reported.
 const STALL_REPORT: Duration = Duration::from_secs(5);
 
@@ -665,7 +674,8 @@ impl<'a> Plane<'a> {
         {
             return Interrupted::Done(Err(vec!["the cook thread is busy or stopped".to_string()]));
         }
-        let verdict = tokio::time::timeout(RELOAD_WAIT, rx);
+        let wait = reload_wait();
+        let verdict = tokio::time::timeout(wait, rx);
         tokio::pin!(verdict);
         loop {
             tokio::select! {
@@ -673,8 +683,8 @@ impl<'a> Plane<'a> {
                     Ok(Ok(r)) => r,
                     Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
                     Err(_) => Err(vec![format!(
-                        "the cook thread did not take the new config within {} s (is the clock stuck?)",
-                        RELOAD_WAIT.as_secs()
+                        "the cook thread did not take the new config within {:.1} s (is the clock stuck?)",
+                        wait.as_secs_f64()
                     )]),
                 }),
                 Some(ev) = self.events.recv() => match ev {
