@@ -308,3 +308,43 @@ fn a_changed_destination_prefix_readdresses_the_exports() {
     let strays = a.drain(Duration::from_millis(300));
     assert!(strays.is_empty(), "sent to a: {strays:?}");
 }
+
+/// Regression: the control plane gave up on a reload after 10 s and logged "the running graph
+/// stays" while the cook thread went on to apply it; the new `[control]` port never opened.
+/// The report of a slow reload is cut to 200 ms here (a test-only variable); the script's load
+/// takes longer.
+#[test]
+fn a_reload_longer_than_the_wait_is_applied_whole_and_reported_applied() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port())
+        .top("watch = false")
+        .text();
+    let slow = "import time\ntime.sleep(1.0)\n\ndef onCook(scriptOp):\n    scriptOp.clear()\n    scriptOp.appendChan('loaded')[0] = 1\n";
+    let d = Daemon::start_env(
+        &cfg,
+        &[("slow.py", slow)],
+        &[("CHOPD_TEST_RELOAD_SLOW_MS", "200")],
+    );
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let new_port = free.local_addr().unwrap().port();
+    drop(free);
+    let new = cfg.replace(
+        "[control]\nport = 0",
+        &format!("[control]\nport = {new_port}"),
+    ) + "\n[[operator]]\nname = \"slow\"\ntype = \"script\"\ncallbacks = \"slow.py\"\ncook_budget_ms = 5000\nexport = { method = \"autoname\", root = \"show\" }\n";
+    d.rewrite_config(&new);
+    d.signal(libc::SIGHUP);
+    assert_eq!(d.reload_applied(1), "built script \"slow\"");
+    // The plane said it kept waiting, and did.
+    assert_eq!(
+        d.logged(|f| f.contains_key("reload_waited_s")).len(),
+        1,
+        "{}",
+        d.log_text()
+    );
+    d.wait_logged(is_control_listener, 2, TIMEOUT).unwrap();
+    assert_eq!(d.control_port(), new_port);
+    Control::new(new_port).ok("/chopd/ping", vec![]);
+    show.expect("/show/loaded", 1.0);
+    assert_eq!(d.logged(is_reload).len(), 1);
+}

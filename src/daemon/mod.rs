@@ -85,16 +85,20 @@ pub struct Shared {
 /// longer, so systemd never has to SIGKILL a daemon that keeps this bound).
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
-/// How long a reload may keep the cook thread before the control plane gives up waiting.
-const RELOAD_WAIT: Duration = Duration::from_secs(10);
+/// How long a reload may run before the log says the control plane is still waiting for it.
+/// The plane never gives up on a reload it handed over: the cook thread applies it whole or not
+/// at all, and a verdict given before that would be a guess (a wrong one, once the cook thread
+/// applies the config anyway). A reload that never ends is a stuck cook thread, which the
+/// watchdog and a stop (bounded by `SHUTDOWN_BOUND`) deal with.
+const RELOAD_SLOW: Duration = Duration::from_secs(10);
 
-/// `RELOAD_WAIT`, or for the tests only `CHOPD_TEST_RELOAD_WAIT_MS`: a test of a reload that
-/// outlasts the wait need not take 10 s.
-fn reload_wait() -> Duration {
-    std::env::var("CHOPD_TEST_RELOAD_WAIT_MS")
+/// `RELOAD_SLOW`, or for the tests only `CHOPD_TEST_RELOAD_SLOW_MS`: a test of a reload that
+/// outlasts it need not take 10 s.
+fn reload_slow() -> Duration {
+    std::env::var("CHOPD_TEST_RELOAD_SLOW_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map_or(RELOAD_WAIT, Duration::from_millis)
+        .map_or(RELOAD_SLOW, Duration::from_millis)
 }
 
 /// Without a systemd watchdog, a clock that has not moved for this long is still reported.
@@ -465,13 +469,7 @@ impl<'a> Plane<'a> {
     async fn serve(&mut self) -> StopCause {
         let mut poll = tokio::time::interval(watch::POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Check the heartbeat twice per watchdog interval, as sd_watchdog_enabled(3) advises.
-        let every = self
-            .notifier
-            .watchdog()
-            .map_or(Duration::from_millis(500), |w| w / 2);
-        let mut health = tokio::time::interval(every);
-        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health = self.health_interval();
         loop {
             let event = match self.pending.pop_front() {
                 Some(ev) => ev,
@@ -512,6 +510,18 @@ impl<'a> Plane<'a> {
             cause: "a watched file changed".into(),
             reply: None,
         })
+    }
+
+    /// When to look at the heartbeat: twice per watchdog interval, as sd_watchdog_enabled(3)
+    /// advises.
+    fn health_interval(&self) -> tokio::time::Interval {
+        let every = self
+            .notifier
+            .watchdog()
+            .map_or(Duration::from_millis(500), |w| w / 2);
+        let mut health = tokio::time::interval(every);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        health
     }
 
     /// Feeds the systemd watchdog while the clock runs, reports a stall and its end, and asks to
@@ -663,8 +673,9 @@ impl<'a> Plane<'a> {
         }
     }
 
-    /// Gives a checked config to the cook thread and waits (bounded) for its verdict. A stop
-    /// asked for meanwhile ends the wait; other events are kept for later.
+    /// Gives a checked config to the cook thread and waits for its verdict, however long the
+    /// build takes (see `RELOAD_SLOW`). A stop asked for meanwhile ends the wait; other events
+    /// are kept for later; the clock's health is still watched (no frame runs meanwhile).
     async fn hand_over(&mut self, config: Config) -> Interrupted<ReloadResult> {
         let (tx, rx) = oneshot::channel();
         if self
@@ -674,19 +685,32 @@ impl<'a> Plane<'a> {
         {
             return Interrupted::Done(Err(vec!["the cook thread is busy or stopped".to_string()]));
         }
-        let wait = reload_wait();
-        let verdict = tokio::time::timeout(wait, rx);
-        tokio::pin!(verdict);
+        tokio::pin!(rx);
+        let since = Instant::now();
+        let slow = tokio::time::sleep(reload_slow());
+        tokio::pin!(slow);
+        let mut said_slow = false;
+        let mut health = self.health_interval();
         loop {
             tokio::select! {
-                r = &mut verdict => return Interrupted::Done(match r {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
-                    Err(_) => Err(vec![format!(
-                        "the cook thread did not take the new config within {:.1} s (is the clock stuck?)",
-                        wait.as_secs_f64()
-                    )]),
+                r = &mut rx => return Interrupted::Done(match r {
+                    Ok(r) => r,
+                    Err(_) => Err(vec!["the cook thread stopped".to_string()]),
                 }),
+                _ = &mut slow, if !said_slow => {
+                    said_slow = true;
+                    let waited = since.elapsed().as_secs_f64();
+                    tracing::warn!(
+                        reload_waited_s = format!("{waited:.1}"),
+                        "the reload has run for {waited:.1} s (a slow script load, or a stuck \
+                         clock?); waiting for it: it is applied whole or not at all"
+                    );
+                }
+                _ = health.tick() => {
+                    if let Some(Event::Shutdown { cause }) = self.check_health() {
+                        return Interrupted::Stop(cause);
+                    }
+                }
                 Some(ev) = self.events.recv() => match ev {
                     Event::Shutdown { cause } => return Interrupted::Stop(cause),
                     other => defer(&mut self.pending, other),
