@@ -348,3 +348,25 @@ fn a_reload_longer_than_the_wait_is_applied_whole_and_reported_applied() {
     show.expect("/show/loaded", 1.0);
     assert_eq!(d.logged(is_reload).len(), 1);
 }
+
+/// Regression: the watcher acted on 200 ms of quiet, so a file written in place by a writer that
+/// paused (scp over a slow link, a full disk) was applied half-written: here the half is a valid
+/// config without `stats`, which was removed and built again, its counters reset.
+#[test]
+fn a_config_written_in_place_with_a_pause_is_applied_only_once_complete() {
+    use std::io::Write;
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let new = cfg.clone() + "\n[[operator]]\nname = \"in2\"\ntype = \"oscin\"\nport = 0\nlocal_address = \"127.0.0.1\"\n";
+    // The first half ends where `stats` begins: on its own, a good config without it.
+    let cut = new.find("[[operator]]\nname = \"stats\"").unwrap();
+    let mut f = std::fs::File::create(&d.config).unwrap();
+    f.write_all(&new.as_bytes()[..cut]).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    f.write_all(&new.as_bytes()[cut..]).unwrap();
+    drop(f);
+    assert_eq!(d.reload_applied(1), "built oscin \"in2\"");
+    assert_eq!(d.logged(is_reload).len(), 1, "{}", d.log_text());
+}
