@@ -370,3 +370,84 @@ fn a_config_written_in_place_with_a_pause_is_applied_only_once_complete() {
     assert_eq!(d.reload_applied(1), "built oscin \"in2\"");
     assert_eq!(d.logged(is_reload).len(), 1, "{}", d.log_text());
 }
+
+/// A show that sends `/x/N` (a new channel each, so each is exported exactly once) to `in`
+/// until `stop`; returns how many it sent.
+fn keep_sending(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            send(port, &format!("/x/{n}"), vec![OscType::Float(1.0)]);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        n
+    })
+}
+
+/// How many of `/show/x/1` … `/show/x/{n-1}` never arrived (`/show/x/0` was waited for).
+fn lost(show: &OscRx, n: usize) -> usize {
+    let mut got = std::collections::HashSet::new();
+    let last = format!("/show/x/{}", n - 1);
+    let mut more = show.drain(Duration::ZERO);
+    loop {
+        let done = more.iter().any(|m| m.addr == last);
+        got.extend(more.into_iter().map(|m| m.addr));
+        if done {
+            break;
+        }
+        match show.recv_packet(TIMEOUT) {
+            Some(m) => more = m,
+            None => break,
+        }
+    }
+    (1..n)
+        .filter(|k| !got.contains(&format!("/show/x/{k}")))
+        .count()
+}
+
+/// Regression: truncating the config to 0 bytes (`> chopd.toml`, the first step of every
+/// in-place write) was applied as a config without operators: the show stopped until the file
+/// was written again. From the watcher, an empty config is refused with a warning.
+#[test]
+fn truncating_the_config_to_nothing_is_refused_and_the_show_goes_on() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = keep_sending(port, stop.clone());
+    show.value_at("/show/x/0");
+    d.write_in_place("");
+    let outcome = d.reload(1);
+    // The show goes on sending for a while after the verdict.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = sender.join().unwrap();
+    let lost = lost(&show, n);
+    eprintln!("truncated to 0 bytes: {lost} of {n} messages lost");
+    assert_eq!(outcome["reload"], "refused", "{}", d.log_text());
+    assert_eq!(outcome["why"], "empty");
+    assert_eq!(lost, 0);
+    send(port, "/after", vec![OscType::Float(0.5)]);
+    show.expect("/show/after", 0.5);
+}
+
+/// What the watcher refuses, an explicit reload applies: SIGHUP after a truncation empties the
+/// show.
+#[test]
+fn sighup_applies_a_config_the_watcher_refused() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    d.write_in_place("");
+    assert_eq!(d.reload(1)["reload"], "refused", "{}", d.log_text());
+    d.signal(libc::SIGHUP);
+    assert_eq!(
+        d.reload_applied(2),
+        "removed \"in\", removed \"stats\", removed destination show, removed destination stats"
+    );
+}

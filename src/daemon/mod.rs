@@ -58,6 +58,9 @@ pub enum Event {
         cause: String,
         reply: Option<oneshot::Sender<ReloadResult>>,
     },
+    /// The watched files changed and settled (see [`watch`]). Unlike an explicit reload, it
+    /// refuses a config that looks like a file caught mid-rewrite (see `Plane::refusal`).
+    FilesChanged,
     /// Stop the daemon.
     Shutdown { cause: StopCause },
 }
@@ -236,6 +239,10 @@ fn log_listeners(now: &[Listener], before: &[Listener]) {
     }
 }
 
+fn op_names(config: &Config) -> Vec<String> {
+    config.operators.iter().map(|o| o.name.clone()).collect()
+}
+
 fn needs_python(config: &Config) -> bool {
     config.operators.iter().any(|o| o.settings.uses_python())
 }
@@ -355,7 +362,8 @@ struct Plane<'a> {
     control: Option<ControlPort>,
     control_ctx: control::Ctx,
     rate: f64,
-    n_ops: usize,
+    /// The running operators, by name.
+    ops: Vec<String>,
 }
 
 /// What came of waiting on something while a stop may be asked for.
@@ -376,8 +384,7 @@ impl<'a> Plane<'a> {
     ) -> anyhow::Result<Plane<'a>> {
         let watch = config.watch;
         let files = watched_files(&config);
-        let (rate, n_ops, control_cfg) =
-            (config.rate, config.operators.len(), config.control.clone());
+        let (rate, ops, control_cfg) = (config.rate, op_names(&config), config.control.clone());
         let notifier = Notifier::from_env();
         let (cook, thread, mut notes) = start(config, shared.clone())?;
         // The last note lists the bound addresses, for the start line.
@@ -418,7 +425,7 @@ impl<'a> Plane<'a> {
             control,
             control_ctx,
             rate,
-            n_ops,
+            ops,
         };
         plane.announce(&bound);
         Ok(plane)
@@ -437,7 +444,7 @@ impl<'a> Plane<'a> {
             "chopd {} running {} ({} operators, {} fps){}{}",
             env!("CARGO_PKG_VERSION"),
             self.path.display(),
-            self.n_ops,
+            self.ops.len(),
             self.rate,
             if listening.is_empty() {
                 ""
@@ -460,7 +467,8 @@ impl<'a> Plane<'a> {
         };
         format!(
             "running {} operators at {} fps{control}",
-            self.n_ops, self.rate
+            self.ops.len(),
+            self.rate
         )
     }
 
@@ -486,7 +494,7 @@ impl<'a> Plane<'a> {
                 },
             };
             match event {
-                Event::Reload { cause, reply } => match self.reload(&cause).await {
+                Event::Reload { cause, reply } => match self.reload(&cause, false).await {
                     Interrupted::Done(result) => {
                         if let Some(r) = reply {
                             let _ = r.send(result);
@@ -494,6 +502,13 @@ impl<'a> Plane<'a> {
                     }
                     Interrupted::Stop(why) => return why,
                 },
+                Event::FilesChanged => {
+                    if let Interrupted::Stop(why) =
+                        self.reload("a watched file changed", true).await
+                    {
+                        return why;
+                    }
+                }
                 Event::Shutdown { cause } => return cause,
             }
         }
@@ -506,10 +521,7 @@ impl<'a> Plane<'a> {
                 cause: StopCause::Requested,
             });
         }
-        (self.watch && self.watcher.poll(Instant::now())).then(|| Event::Reload {
-            cause: "a watched file changed".into(),
-            reply: None,
-        })
+        (self.watch && self.watcher.poll(Instant::now())).then_some(Event::FilesChanged)
     }
 
     /// When to look at the heartbeat: twice per watchdog interval, as sd_watchdog_enabled(3)
@@ -573,20 +585,35 @@ impl<'a> Plane<'a> {
     }
 
     /// Checks the config aside and hands it to the cook thread; the old graph stays on any
-    /// error. Tells systemd RELOADING … READY around it.
-    async fn reload(&mut self, cause: &str) -> Interrupted<ReloadResult> {
+    /// error, and for a reload the watcher asked for (`watched`), on a `refusal`. Tells systemd
+    /// RELOADING … READY around it.
+    async fn reload(&mut self, cause: &str, watched: bool) -> Interrupted<ReloadResult> {
         tracing::info!("reload requested ({cause})");
         self.notifier.reloading();
         // Whatever asked, this reload handles the files as they are now.
         let seen = self.watcher.look();
         let mut files = self.watcher.files().to_vec();
-        let result = match self.load() {
-            Err(errors) => Err(errors),
-            Ok(config) => {
+        let loaded = self.load();
+        let refused = match &loaded {
+            Ok((config, blank)) if watched => self.refusal(config, *blank),
+            _ => None,
+        };
+        let result = match (loaded, refused) {
+            (_, Some((why, text))) => {
+                tracing::warn!(
+                    reload = "refused",
+                    why,
+                    "{text}: not applied from a file change, the running graph stays; SIGHUP \
+                     (systemctl reload) or the control port's reload applies it"
+                );
+                Err(vec![text])
+            }
+            (Err(errors), None) => Err(errors),
+            (Ok((config, _)), None) => {
                 let new_files = watched_files(&config);
-                let (rate, n_ops, watch, control) = (
+                let (rate, ops, watch, control) = (
                     config.rate,
-                    config.operators.len(),
+                    op_names(&config),
                     config.watch,
                     config.control.clone(),
                 );
@@ -610,7 +637,7 @@ impl<'a> Plane<'a> {
                         );
                         files = new_files;
                         self.rate = rate;
-                        self.n_ops = n_ops;
+                        self.ops = ops;
                         self.watch = watch;
                     }
                     Err(errors) => {
@@ -644,9 +671,41 @@ impl<'a> Plane<'a> {
         Interrupted::Done(result)
     }
 
+    /// Why the watcher must not apply `config` by itself: what a file caught in the middle of
+    /// being rewritten in place looks like — empty (`blank`: nothing but blanks and comments),
+    /// or a show that lost every operator. Said as (the log's `why`, the reason).
+    fn refusal(&self, config: &Config, blank: bool) -> Option<(&'static str, String)> {
+        if blank {
+            return Some(("empty", format!("{} is empty", self.path.display())));
+        }
+        let keeps_one = config.operators.iter().any(|o| self.ops.contains(&o.name));
+        (!self.ops.is_empty() && !keeps_one).then(|| {
+            (
+                "removes_every_operator",
+                format!(
+                    "{} would remove every operator ({} running)",
+                    self.path.display(),
+                    self.ops.len()
+                ),
+            )
+        })
+    }
+
     /// Reads and checks the config; on errors, logs every diagnostic and returns the errors.
-    fn load(&self) -> Result<Config, Vec<String>> {
-        match config::load(self.path, crate::chop::KINDS) {
+    /// With the config, whether its text is blank (see `refusal`).
+    fn load(&self) -> Result<(Config, bool), Vec<String>> {
+        let checked = match std::fs::read_to_string(self.path) {
+            Ok(src) => config::check_str(self.path, &src, crate::chop::KINDS).map(|c| {
+                let blank = src.lines().all(|l| {
+                    let l = l.trim();
+                    l.is_empty() || l.starts_with('#')
+                });
+                (c, blank)
+            }),
+            // Reported as `load` reports it, with the file's name.
+            Err(_) => config::load(self.path, crate::chop::KINDS).map(|c| (c, false)),
+        };
+        match checked {
             Err(diags) => {
                 let errors: Vec<String> = diags
                     .iter()
@@ -664,11 +723,11 @@ impl<'a> Plane<'a> {
                 }
                 Err(errors)
             }
-            Ok(config) => {
+            Ok((config, blank)) => {
                 for w in &config.warnings {
                     tracing::warn!("{w}");
                 }
-                Ok(config)
+                Ok((config, blank))
             }
         }
     }
