@@ -388,25 +388,22 @@ fn keep_sending(
     })
 }
 
-/// How many of `/show/x/1` … `/show/x/{n-1}` never arrived (`/show/x/0` was waited for).
-fn lost(show: &OscRx, n: usize) -> usize {
-    let mut got = std::collections::HashSet::new();
-    let last = format!("/show/x/{}", n - 1);
-    let mut more = show.drain(Duration::ZERO);
-    loop {
-        let done = more.iter().any(|m| m.addr == last);
-        got.extend(more.into_iter().map(|m| m.addr));
-        if done {
-            break;
+/// Reads `show` on its own thread (unread, its receive buffer would overflow) until `stop` and
+/// a quiet moment; returns it with every address received.
+fn collect(
+    show: OscRx,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(OscRx, std::collections::HashSet<String>)> {
+    std::thread::spawn(move || {
+        let mut got = std::collections::HashSet::new();
+        loop {
+            match show.recv_packet(Duration::from_millis(300)) {
+                Some(msgs) => got.extend(msgs.into_iter().map(|m| m.addr)),
+                None if stop.load(std::sync::atomic::Ordering::Relaxed) => return (show, got),
+                None => {}
+            }
         }
-        match show.recv_packet(TIMEOUT) {
-            Some(m) => more = m,
-            None => break,
-        }
-    }
-    (1..n)
-        .filter(|k| !got.contains(&format!("/show/x/{k}")))
-        .count()
+    })
 }
 
 /// Regression: truncating the config to 0 bytes (`> chopd.toml`, the first step of every
@@ -421,13 +418,18 @@ fn truncating_the_config_to_nothing_is_refused_and_the_show_goes_on() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = keep_sending(port, stop.clone());
     show.value_at("/show/x/0");
+    let collector = collect(show, stop.clone());
     d.write_in_place("");
     let outcome = d.reload(1);
     // The show goes on sending for a while after the verdict.
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let n = sender.join().unwrap();
-    let lost = lost(&show, n);
+    let (show, got) = collector.join().unwrap();
+    // `/show/x/0` was waited for above.
+    let lost = (1..n)
+        .filter(|k| !got.contains(&format!("/show/x/{k}")))
+        .count();
     eprintln!("truncated to 0 bytes: {lost} of {n} messages lost");
     assert_eq!(outcome["reload"], "refused", "{}", d.log_text());
     assert_eq!(outcome["why"], "empty");
