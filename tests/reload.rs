@@ -453,3 +453,24 @@ fn sighup_applies_a_config_the_watcher_refused() {
         "removed \"in\", removed \"stats\", removed destination show, removed destination stats"
     );
 }
+
+/// A complete file that keeps none of the running operators is what a file cut after its
+/// top-level tables looks like: from the watcher it is refused too, however it was written.
+#[test]
+fn a_file_change_that_would_remove_every_operator_is_refused() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    let cut = cfg.find("[[operator]]").unwrap();
+    d.rewrite_config(&cfg[..cut]);
+    let refused = d.reload(1);
+    assert_eq!(
+        (refused["reload"].as_str(), refused["why"].as_str()),
+        ("refused", "removes_every_operator"),
+        "{}",
+        d.log_text()
+    );
+    send(port, "/still", vec![OscType::Float(0.5)]);
+    show.expect("/show/still", 0.5);
+}
