@@ -13,7 +13,7 @@ use crate::cook::{
     BuildCtx, ChopData, CookCtx, CookError, DaemonStats, Frame, KeptPar, KeptPars, NodeState,
     Operator, OwnPort, ParValue,
 };
-use crate::export::{Destinations, Exporter, ParWrites};
+use crate::export::{Destinations, DestinationsDiff, Exporter, ParWrites, Resolved};
 use crate::logging::RateLimit;
 
 /// The same cook error of one operator is logged at most once per this interval.
@@ -57,11 +57,14 @@ struct Part {
 
 /// What a reload does with the operators of the new config: each is kept from the running graph
 /// (same config apart from its export) or built anew; `released` are running operators stopped
-/// early so that a rebuilt one can bind their port.
+/// early so that a rebuilt one can bind their port. And what it does with the destinations,
+/// which every export's cached targets (destination index, address) follow.
 struct ReloadDiff {
     /// One per operator of the new config, in its order.
     fates: Vec<Fate>,
     released: Vec<usize>,
+    destinations: DestinationsDiff,
+    resolved: Resolved,
 }
 
 enum Fate {
@@ -93,15 +96,32 @@ impl Graph {
             .iter()
             .map(|c| format!("built {} \"{}\"", c.kind, c.name))
             .collect();
-        Ok((Graph::assemble(config, parts, dests, own_port), notes))
+        let mut g = Graph {
+            configs: Vec::new(),
+            ops: Vec::new(),
+            nodes: Vec::new(),
+            names: HashMap::new(),
+            order: Vec::new(),
+            prev: Vec::new(),
+            exporters: Vec::new(),
+            dests,
+            own_port,
+            daemon: DaemonStats::default(),
+            rate: config.rate,
+            max_slice: config.max_slice,
+            spans: Vec::new(),
+            error_log: Vec::new(),
+            driven: HashMap::new(),
+            driven_sernum: None,
+        };
+        g.install(config, parts, None);
+        Ok((g, notes))
     }
 
     /// Applies `config` in place: operators whose config is unchanged (export settings aside)
     /// carry on with their state, sockets and channels; the rest are built anew. Returns what
     /// changed. On any error the running graph goes on as it was, and the errors are returned.
     pub fn reload(&mut self, config: &Config) -> Result<Vec<String>, Vec<String>> {
-        let dests = Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>())
-            .map_err(|e| vec![e])?;
         let diff = self.diff(config)?;
         let mut notes = Vec::new();
         let mut old: Vec<Option<Part>> = self.take_parts().into_iter().map(Some).collect();
@@ -130,9 +150,11 @@ impl Graph {
                 notes.push(format!("removed \"{}\"", part.node.name));
             }
         }
-        let daemon = std::mem::take(&mut self.daemon);
-        *self = Graph::assemble(config, parts, dests, self.own_port.clone());
-        self.daemon = daemon;
+        notes.extend(diff.destinations.notes());
+        // Unchanged destinations leave every cached target right: nothing to resolve again.
+        let remap = (!diff.destinations.is_unchanged()).then_some(diff.destinations.remap);
+        self.dests.replace(diff.resolved);
+        self.install(config, parts, remap.as_deref());
         Ok(notes)
     }
 
@@ -140,10 +162,15 @@ impl Graph {
     /// port that a rebuilt operator takes over; on failure those are bound again and the errors
     /// returned.
     fn diff(&mut self, config: &Config) -> Result<ReloadDiff, Vec<String>> {
+        let resolved =
+            Destinations::resolve(&config.destinations.values().cloned().collect::<Vec<_>>())
+                .map_err(|e| vec![e])?;
         let cx = build_ctx(config, &self.own_port);
         let mut diff = ReloadDiff {
             fates: Vec::new(),
             released: Vec::new(),
+            destinations: self.dests.diff(&resolved),
+            resolved,
         };
         let mut errors = Vec::new();
         for cfg in &config.operators {
@@ -193,57 +220,55 @@ impl Graph {
             .collect()
     }
 
-    /// A graph of `config` from its operators' parts (one per operator, in config order).
-    fn assemble(
+    /// Makes this graph the one of `config`, from its operators' parts (one per operator, in
+    /// config order); the destinations, the own port and the daemon's counters stay. `remap`:
+    /// the destinations changed, and kept exporters resolve their targets again.
+    fn install(
+        &mut self,
         config: &Config,
         parts: Vec<Option<Part>>,
-        dests: Destinations,
-        own_port: OwnPort,
-    ) -> Graph {
-        let names: HashMap<String, usize> = config
+        remap: Option<&[Option<usize>]>,
+    ) {
+        self.names = config
             .operators
             .iter()
             .enumerate()
             .map(|(i, c)| (c.name.clone(), i))
             .collect();
-        let mut g = Graph {
-            configs: config.operators.clone(),
-            ops: Vec::new(),
-            nodes: Vec::new(),
-            names,
-            order: config.order.clone(),
-            prev: Vec::new(),
-            exporters: Vec::new(),
-            dests,
-            own_port,
-            daemon: DaemonStats::default(),
-            rate: config.rate,
-            max_slice: config.max_slice,
-            spans: Vec::new(),
-            error_log: Vec::new(),
-            driven: HashMap::new(),
-            driven_sernum: None,
-        };
+        self.configs = config.operators.clone();
+        self.order = config.order.clone();
+        self.rate = config.rate;
+        self.max_slice = config.max_slice;
+        self.error_log.clear();
+        self.spans.clear();
+        self.driven.clear();
+        self.driven_sernum = None;
+        self.ops.clear();
+        self.nodes.clear();
+        self.prev.clear();
+        self.exporters.clear();
         for (cfg, part) in config.operators.iter().zip(parts) {
             let mut part = part.expect("one part per operator");
-            part.node.inputs = cfg.inputs.iter().map(|n| g.names[n]).collect();
+            part.node.inputs = cfg.inputs.iter().map(|n| self.names[n]).collect();
             let exporter = match (&cfg.export, part.exporter) {
                 (Some(e), Some(mut old)) => {
+                    if let Some(remap) = remap {
+                        old.retarget(remap);
+                    }
                     old.reconfigure(e.clone());
                     Some(old)
                 }
                 (Some(e), None) => Some(Exporter::new(e.clone())),
                 (None, _) => None,
             };
-            g.ops.push(part.op);
-            g.nodes.push(part.node);
-            g.prev.push(part.prev);
-            g.exporters.push(exporter);
-            g.spans.push(op_span(cfg));
-            g.error_log.push(RateLimit::new(COOK_ERROR_LOG_INTERVAL));
+            self.ops.push(part.op);
+            self.nodes.push(part.node);
+            self.prev.push(part.prev);
+            self.exporters.push(exporter);
+            self.spans.push(op_span(cfg));
+            self.error_log.push(RateLimit::new(COOK_ERROR_LOG_INTERVAL));
         }
-        g.own_port.set(g.dests.local_port());
-        g
+        self.own_port.set(self.dests.local_port());
     }
 
     /// Drops an operator of this graph whose port `cfg` wants, so the new one can bind it.

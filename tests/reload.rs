@@ -226,3 +226,251 @@ required = true
     send(port, "/again", vec![OscType::Float(0.75)]);
     show.expect("/show/again", 0.75);
 }
+
+/// `a` and `b`, and `in` exporting to `b`.
+fn two_destinations(a: &OscRx, b: &OscRx) -> String {
+    Config::new()
+        .dest("a", a.port())
+        .dest("b", b.port())
+        .oscin("in", r#"export = { method = "autoname", root = "b" }"#)
+        .text()
+}
+
+/// Regression: the exports cached `b` by its index; with `a` gone that index pointed past the
+/// end and the first value sent panicked the cook thread.
+#[test]
+fn removing_a_destination_does_not_crash_the_exports_to_another() {
+    let (a, b) = (OscRx::new(), OscRx::new());
+    let cfg = two_destinations(&a, &b);
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(0.25)]);
+    b.expect("/b/x", 0.25);
+    let without_a = cfg.replace(
+        &format!(
+            "[destinations.a]\nhost = \"127.0.0.1\"\nport = {}\nprefix = \"/a\"\n",
+            a.port()
+        ),
+        "",
+    );
+    assert_ne!(without_a, cfg);
+    d.rewrite_config(&without_a);
+    assert_eq!(d.reload_applied(1), "removed destination a");
+    send(port, "/x", vec![OscType::Float(0.5)]);
+    b.expect("/b/x", 0.5);
+    send(port, "/y", vec![OscType::Float(1.0)]);
+    b.expect("/b/y", 1.0);
+}
+
+/// Regression: with `a` added before `b`, the index cached for `b` named `a`: the exports of
+/// the channels that existed went to `a`'s port.
+#[test]
+fn adding_a_destination_leaves_the_exports_where_they_were() {
+    let (a, b) = (OscRx::new(), OscRx::new());
+    let cfg = two_destinations(&a, &b);
+    let only_b = cfg.replace(
+        &format!(
+            "[destinations.a]\nhost = \"127.0.0.1\"\nport = {}\nprefix = \"/a\"\n",
+            a.port()
+        ),
+        "",
+    );
+    let d = Daemon::start(&only_b, &[]);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(0.25)]);
+    b.expect("/b/x", 0.25);
+    d.rewrite_config(&cfg);
+    assert_eq!(d.reload_applied(1), "added destination a");
+    send(port, "/x", vec![OscType::Float(0.5)]);
+    b.expect("/b/x", 0.5);
+    send(port, "/y", vec![OscType::Float(1.0)]);
+    b.expect("/b/y", 1.0);
+    let strays = a.drain(Duration::from_millis(300));
+    assert!(strays.is_empty(), "sent to a: {strays:?}");
+}
+
+/// Regression: the addresses were resolved once per channel list, so a new prefix of `b` was
+/// ignored until a channel appeared, and the log said "nothing changed". The value that did not
+/// change is sent again at its new address; an unchanged destination resends nothing.
+#[test]
+fn a_changed_destination_prefix_readdresses_the_exports() {
+    let (a, b) = (OscRx::new(), OscRx::new());
+    let cfg = two_destinations(&a, &b);
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(0.25)]);
+    b.expect("/b/x", 0.25);
+    d.rewrite_config(&cfg.replace("prefix = \"/b\"", "prefix = \"/stage\""));
+    assert_eq!(d.reload_applied(1), "destination b: prefix /b → /stage");
+    b.expect("/stage/x", 0.25);
+    send(port, "/x", vec![OscType::Float(0.5)]);
+    b.expect("/stage/x", 0.5);
+    let strays = a.drain(Duration::from_millis(300));
+    assert!(strays.is_empty(), "sent to a: {strays:?}");
+}
+
+/// Regression: the control plane gave up on a reload after 10 s and logged "the running graph
+/// stays" while the cook thread went on to apply it; the new `[control]` port never opened.
+/// The report of a slow reload is cut to 200 ms here (a test-only variable); the script's load
+/// takes longer.
+#[test]
+fn a_reload_longer_than_the_wait_is_applied_whole_and_reported_applied() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port())
+        .top("watch = false")
+        .text();
+    let slow = "import time\ntime.sleep(1.0)\n\ndef onCook(scriptOp):\n    scriptOp.clear()\n    scriptOp.appendChan('loaded')[0] = 1\n";
+    let d = Daemon::start_env(
+        &cfg,
+        &[("slow.py", slow)],
+        &[("CHOPD_TEST_RELOAD_SLOW_MS", "200")],
+    );
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let new_port = free.local_addr().unwrap().port();
+    drop(free);
+    let new = cfg.replace(
+        "[control]\nport = 0",
+        &format!("[control]\nport = {new_port}"),
+    ) + "\n[[operator]]\nname = \"slow\"\ntype = \"script\"\ncallbacks = \"slow.py\"\ncook_budget_ms = 5000\nexport = { method = \"autoname\", root = \"show\" }\n";
+    d.rewrite_config(&new);
+    d.signal(libc::SIGHUP);
+    assert_eq!(d.reload_applied(1), "built script \"slow\"");
+    // The plane said it kept waiting, and did.
+    assert_eq!(
+        d.logged(|f| f.contains_key("reload_waited_s")).len(),
+        1,
+        "{}",
+        d.log_text()
+    );
+    d.wait_logged(is_control_listener, 2, TIMEOUT).unwrap();
+    assert_eq!(d.control_port(), new_port);
+    Control::new(new_port).ok("/chopd/ping", vec![]);
+    show.expect("/show/loaded", 1.0);
+    assert_eq!(d.logged(is_reload).len(), 1);
+}
+
+/// Regression: the watcher acted on 200 ms of quiet, so a file written in place by a writer that
+/// paused (scp over a slow link, a full disk) was applied half-written: here the half is a valid
+/// config without `stats`, which was removed and built again, its counters reset.
+#[test]
+fn a_config_written_in_place_with_a_pause_is_applied_only_once_complete() {
+    use std::io::Write;
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let new = cfg.clone() + "\n[[operator]]\nname = \"in2\"\ntype = \"oscin\"\nport = 0\nlocal_address = \"127.0.0.1\"\n";
+    // The first half ends where `stats` begins: on its own, a good config without it.
+    let cut = new.find("[[operator]]\nname = \"stats\"").unwrap();
+    let mut f = std::fs::File::create(&d.config).unwrap();
+    f.write_all(&new.as_bytes()[..cut]).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    f.write_all(&new.as_bytes()[cut..]).unwrap();
+    drop(f);
+    assert_eq!(d.reload_applied(1), "built oscin \"in2\"");
+    assert_eq!(d.logged(is_reload).len(), 1, "{}", d.log_text());
+}
+
+/// A show that sends `/x/N` (a new channel each, so each is exported exactly once) to `in`
+/// until `stop`; returns how many it sent.
+fn keep_sending(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            send(port, &format!("/x/{n}"), vec![OscType::Float(1.0)]);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        n
+    })
+}
+
+/// Reads `show` on its own thread (unread, its receive buffer would overflow) until `stop` and
+/// a quiet moment; returns it with every address received.
+fn collect(
+    show: OscRx,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(OscRx, std::collections::HashSet<String>)> {
+    std::thread::spawn(move || {
+        let mut got = std::collections::HashSet::new();
+        loop {
+            match show.recv_packet(Duration::from_millis(300)) {
+                Some(msgs) => got.extend(msgs.into_iter().map(|m| m.addr)),
+                None if stop.load(std::sync::atomic::Ordering::Relaxed) => return (show, got),
+                None => {}
+            }
+        }
+    })
+}
+
+/// Regression: truncating the config to 0 bytes (`> chopd.toml`, the first step of every
+/// in-place write) was applied as a config without operators: the show stopped until the file
+/// was written again. From the watcher, an empty config is refused with a warning.
+#[test]
+fn truncating_the_config_to_nothing_is_refused_and_the_show_goes_on() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = keep_sending(port, stop.clone());
+    show.value_at("/show/x/0");
+    let collector = collect(show, stop.clone());
+    d.write_in_place("");
+    let outcome = d.reload(1);
+    // The show goes on sending for a while after the verdict.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = sender.join().unwrap();
+    let (show, got) = collector.join().unwrap();
+    // `/show/x/0` was waited for above.
+    let lost = (1..n)
+        .filter(|k| !got.contains(&format!("/show/x/{k}")))
+        .count();
+    eprintln!("truncated to 0 bytes: {lost} of {n} messages lost");
+    assert_eq!(outcome["reload"], "refused", "{}", d.log_text());
+    assert_eq!(outcome["why"], "empty");
+    assert_eq!(lost, 0);
+    send(port, "/after", vec![OscType::Float(0.5)]);
+    show.expect("/show/after", 0.5);
+}
+
+/// What the watcher refuses, an explicit reload applies: SIGHUP after a truncation empties the
+/// show.
+#[test]
+fn sighup_applies_a_config_the_watcher_refused() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    d.write_in_place("");
+    assert_eq!(d.reload(1)["reload"], "refused", "{}", d.log_text());
+    d.signal(libc::SIGHUP);
+    assert_eq!(
+        d.reload_applied(2),
+        "removed \"in\", removed \"stats\", removed destination show, removed destination stats"
+    );
+}
+
+/// A complete file that keeps none of the running operators is what a file cut after its
+/// top-level tables looks like: from the watcher it is refused too, however it was written.
+#[test]
+fn a_file_change_that_would_remove_every_operator_is_refused() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let d = Daemon::start(&cfg, &[]);
+    let port = d.port("in");
+    let cut = cfg.find("[[operator]]").unwrap();
+    d.rewrite_config(&cfg[..cut]);
+    let refused = d.reload(1);
+    assert_eq!(
+        (refused["reload"].as_str(), refused["why"].as_str()),
+        ("refused", "removes_every_operator"),
+        "{}",
+        d.log_text()
+    );
+    send(port, "/still", vec![OscType::Float(0.5)]);
+    show.expect("/show/still", 0.5);
+}

@@ -595,8 +595,14 @@ impl Daemon {
         }
     }
 
-    /// Rewrites the config file in place.
+    /// Replaces the config as docs/reliability.md advises: a temporary file renamed over it.
     pub fn rewrite_config(&self, text: &str) {
+        let tmp = self.dir.write(".chopd.toml.new", text);
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    /// Rewrites the config file in place (the same inode), as `>`, `cp` or scp do.
+    pub fn write_in_place(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();
     }
 }

@@ -60,6 +60,9 @@ pub enum Event {
         cause: String,
         reply: Option<oneshot::Sender<ReloadResult>>,
     },
+    /// The watched files changed and settled (see [`watch`]). Unlike an explicit reload, it
+    /// refuses a config that looks like a file caught mid-rewrite (see `Plane::refusal`).
+    FilesChanged,
     /// Stop the daemon.
     Shutdown { cause: StopCause },
 }
@@ -87,8 +90,21 @@ pub struct Liveness {
 /// longer, so systemd never has to SIGKILL a daemon that keeps this bound).
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
-/// How long a reload may keep the cook thread before the control plane gives up waiting.
-const RELOAD_WAIT: Duration = Duration::from_secs(10);
+/// How long a reload may run before the log says the control plane is still waiting for it.
+/// The plane never gives up on a reload it handed over: the cook thread applies it whole or not
+/// at all, and a verdict given before that would be a guess (a wrong one, once the cook thread
+/// applies the config anyway). A reload that never ends is a stuck cook thread, which the
+/// watchdog and a stop (bounded by `SHUTDOWN_BOUND`) deal with.
+const RELOAD_SLOW: Duration = Duration::from_secs(10);
+
+/// `RELOAD_SLOW`, or for the tests only `CHOPD_TEST_RELOAD_SLOW_MS`: a test of a reload that
+/// outlasts it need not take 10 s.
+fn reload_slow() -> Duration {
+    std::env::var("CHOPD_TEST_RELOAD_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(RELOAD_SLOW, Duration::from_millis)
+}
 
 /// Without a systemd watchdog, a clock that has not moved for this long is still reported.
 const STALL_REPORT: Duration = Duration::from_secs(5);
@@ -236,6 +252,10 @@ fn log_listeners(now: &[Listener], before: &[Listener]) {
     }
 }
 
+fn op_names(config: &Config) -> Vec<String> {
+    config.operators.iter().map(|o| o.name.clone()).collect()
+}
+
 fn needs_python(config: &Config) -> bool {
     config.operators.iter().any(|o| o.settings.uses_python())
 }
@@ -360,7 +380,8 @@ struct Plane<'a> {
     control: Option<ControlPort>,
     control_ctx: control::Ctx,
     rate: f64,
-    n_ops: usize,
+    /// The running operators, by name.
+    ops: Vec<String>,
 }
 
 /// What came of waiting on something while a stop may be asked for.
@@ -381,8 +402,7 @@ impl<'a> Plane<'a> {
     ) -> anyhow::Result<Plane<'a>> {
         let watch = config.watch;
         let files = watched_files(&config);
-        let (rate, n_ops, control_cfg) =
-            (config.rate, config.operators.len(), config.control.clone());
+        let (rate, ops, control_cfg) = (config.rate, op_names(&config), config.control.clone());
         let notifier = Notifier::from_env();
         let (cook, thread, mut notes) = start(config, shared.clone())?;
         // The last note lists the bound addresses, for the start line.
@@ -423,7 +443,7 @@ impl<'a> Plane<'a> {
             control,
             control_ctx,
             rate,
-            n_ops,
+            ops,
         };
         plane.announce(&bound);
         Ok(plane)
@@ -442,7 +462,7 @@ impl<'a> Plane<'a> {
             "chopd {} running {} ({} operators, {} fps){}{}",
             env!("CARGO_PKG_VERSION"),
             self.path.display(),
-            self.n_ops,
+            self.ops.len(),
             self.rate,
             if listening.is_empty() {
                 ""
@@ -465,7 +485,8 @@ impl<'a> Plane<'a> {
         };
         format!(
             "running {} operators at {} fps{control}",
-            self.n_ops, self.rate
+            self.ops.len(),
+            self.rate
         )
     }
 
@@ -474,13 +495,7 @@ impl<'a> Plane<'a> {
     async fn serve(&mut self) -> StopCause {
         let mut poll = tokio::time::interval(watch::POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Check the heartbeat twice per watchdog interval, as sd_watchdog_enabled(3) advises.
-        let every = self
-            .notifier
-            .watchdog()
-            .map_or(Duration::from_millis(500), |w| w / 2);
-        let mut health = tokio::time::interval(every);
-        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health = self.health_interval();
         loop {
             let event = match self.pending.pop_front() {
                 Some(ev) => ev,
@@ -497,7 +512,7 @@ impl<'a> Plane<'a> {
                 },
             };
             match event {
-                Event::Reload { cause, reply } => match self.reload(&cause).await {
+                Event::Reload { cause, reply } => match self.reload(&cause, false).await {
                     Interrupted::Done(result) => {
                         if let Some(r) = reply {
                             let _ = r.send(result);
@@ -505,6 +520,13 @@ impl<'a> Plane<'a> {
                     }
                     Interrupted::Stop(why) => return why,
                 },
+                Event::FilesChanged => {
+                    if let Interrupted::Stop(why) =
+                        self.reload("a watched file changed", true).await
+                    {
+                        return why;
+                    }
+                }
                 Event::Shutdown { cause } => return cause,
             }
         }
@@ -517,10 +539,19 @@ impl<'a> Plane<'a> {
                 cause: StopCause::Requested,
             });
         }
-        (self.watch && self.watcher.poll(Instant::now())).then(|| Event::Reload {
-            cause: "a watched file changed".into(),
-            reply: None,
-        })
+        (self.watch && self.watcher.poll(Instant::now())).then_some(Event::FilesChanged)
+    }
+
+    /// When to look at the heartbeat: twice per watchdog interval, as sd_watchdog_enabled(3)
+    /// advises.
+    fn health_interval(&self) -> tokio::time::Interval {
+        let every = self
+            .notifier
+            .watchdog()
+            .map_or(Duration::from_millis(500), |w| w / 2);
+        let mut health = tokio::time::interval(every);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        health
     }
 
     /// Feeds the systemd watchdog while the clock runs, reports a stall and its end, and asks to
@@ -572,20 +603,35 @@ impl<'a> Plane<'a> {
     }
 
     /// Checks the config aside and hands it to the cook thread; the old graph stays on any
-    /// error. Tells systemd RELOADING … READY around it.
-    async fn reload(&mut self, cause: &str) -> Interrupted<ReloadResult> {
+    /// error, and for a reload the watcher asked for (`watched`), on a `refusal`. Tells systemd
+    /// RELOADING … READY around it.
+    async fn reload(&mut self, cause: &str, watched: bool) -> Interrupted<ReloadResult> {
         tracing::info!("reload requested ({cause})");
         self.notifier.reloading();
         // Whatever asked, this reload handles the files as they are now.
         let seen = self.watcher.look();
         let mut files = self.watcher.files().to_vec();
-        let result = match self.load() {
-            Err(errors) => Err(errors),
-            Ok(config) => {
+        let loaded = self.load();
+        let refused = match &loaded {
+            Ok((config, blank)) if watched => self.refusal(config, *blank),
+            _ => None,
+        };
+        let result = match (loaded, refused) {
+            (_, Some((why, text))) => {
+                tracing::warn!(
+                    reload = "refused",
+                    why,
+                    "{text}: not applied from a file change, the running graph stays; SIGHUP \
+                     (systemctl reload) or the control port's reload applies it"
+                );
+                Err(vec![text])
+            }
+            (Err(errors), None) => Err(errors),
+            (Ok((config, _)), None) => {
                 let new_files = watched_files(&config);
-                let (rate, n_ops, watch, control) = (
+                let (rate, ops, watch, control) = (
                     config.rate,
-                    config.operators.len(),
+                    op_names(&config),
                     config.watch,
                     config.control.clone(),
                 );
@@ -609,7 +655,7 @@ impl<'a> Plane<'a> {
                         );
                         files = new_files;
                         self.rate = rate;
-                        self.n_ops = n_ops;
+                        self.ops = ops;
                         self.watch = watch;
                     }
                     Err(errors) => {
@@ -643,9 +689,41 @@ impl<'a> Plane<'a> {
         Interrupted::Done(result)
     }
 
+    /// Why the watcher must not apply `config` by itself: what a file caught in the middle of
+    /// being rewritten in place looks like — empty (`blank`: nothing but blanks and comments),
+    /// or a show that lost every operator. Said as (the log's `why`, the reason).
+    fn refusal(&self, config: &Config, blank: bool) -> Option<(&'static str, String)> {
+        if blank {
+            return Some(("empty", format!("{} is empty", self.path.display())));
+        }
+        let keeps_one = config.operators.iter().any(|o| self.ops.contains(&o.name));
+        (!self.ops.is_empty() && !keeps_one).then(|| {
+            (
+                "removes_every_operator",
+                format!(
+                    "{} would remove every operator ({} running)",
+                    self.path.display(),
+                    self.ops.len()
+                ),
+            )
+        })
+    }
+
     /// Reads and checks the config; on errors, logs every diagnostic and returns the errors.
-    fn load(&self) -> Result<Config, Vec<String>> {
-        match config::load(self.path, crate::chop::KINDS) {
+    /// With the config, whether its text is blank (see `refusal`).
+    fn load(&self) -> Result<(Config, bool), Vec<String>> {
+        let checked = match std::fs::read_to_string(self.path) {
+            Ok(src) => config::check_str(self.path, &src, crate::chop::KINDS).map(|c| {
+                let blank = src.lines().all(|l| {
+                    let l = l.trim();
+                    l.is_empty() || l.starts_with('#')
+                });
+                (c, blank)
+            }),
+            // Reported as `load` reports it, with the file's name.
+            Err(_) => config::load(self.path, crate::chop::KINDS).map(|c| (c, false)),
+        };
+        match checked {
             Err(diags) => {
                 let errors: Vec<String> = diags
                     .iter()
@@ -663,17 +741,18 @@ impl<'a> Plane<'a> {
                 }
                 Err(errors)
             }
-            Ok(config) => {
+            Ok((config, blank)) => {
                 for w in &config.warnings {
                     tracing::warn!("{w}");
                 }
-                Ok(config)
+                Ok((config, blank))
             }
         }
     }
 
-    /// Gives a checked config to the cook thread and waits (bounded) for its verdict. A stop
-    /// asked for meanwhile ends the wait; other events are kept for later.
+    /// Gives a checked config to the cook thread and waits for its verdict, however long the
+    /// build takes (see `RELOAD_SLOW`). A stop asked for meanwhile ends the wait; other events
+    /// are kept for later; the clock's health is still watched (no frame runs meanwhile).
     async fn hand_over(&mut self, config: Config) -> Interrupted<ReloadResult> {
         let (tx, rx) = oneshot::channel();
         if self
@@ -683,18 +762,32 @@ impl<'a> Plane<'a> {
         {
             return Interrupted::Done(Err(vec!["the cook thread is busy or stopped".to_string()]));
         }
-        let verdict = tokio::time::timeout(RELOAD_WAIT, rx);
-        tokio::pin!(verdict);
+        tokio::pin!(rx);
+        let since = Instant::now();
+        let slow = tokio::time::sleep(reload_slow());
+        tokio::pin!(slow);
+        let mut said_slow = false;
+        let mut health = self.health_interval();
         loop {
             tokio::select! {
-                r = &mut verdict => return Interrupted::Done(match r {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(_)) => Err(vec!["the cook thread stopped".to_string()]),
-                    Err(_) => Err(vec![format!(
-                        "the cook thread did not take the new config within {} s (is the clock stuck?)",
-                        RELOAD_WAIT.as_secs()
-                    )]),
+                r = &mut rx => return Interrupted::Done(match r {
+                    Ok(r) => r,
+                    Err(_) => Err(vec!["the cook thread stopped".to_string()]),
                 }),
+                _ = &mut slow, if !said_slow => {
+                    said_slow = true;
+                    let waited = since.elapsed().as_secs_f64();
+                    tracing::warn!(
+                        reload_waited_s = format!("{waited:.1}"),
+                        "the reload has run for {waited:.1} s (a slow script load, or a stuck \
+                         clock?); waiting for it: it is applied whole or not at all"
+                    );
+                }
+                _ = health.tick() => {
+                    if let Some(Event::Shutdown { cause }) = self.check_health() {
+                        return Interrupted::Stop(cause);
+                    }
+                }
                 Some(ev) = self.events.recv() => match ev {
                     Event::Shutdown { cause } => return Interrupted::Stop(cause),
                     other => defer(&mut self.pending, other),

@@ -1,12 +1,23 @@
 //! Config watching by polling: the config and the files it names (export tables) are looked at
-//! every `POLL`; a change is acted on once they have been quiet for `QUIET` (editors write in
-//! several steps).
+//! every `POLL`, and a change is acted on only once the files are complete and stable.
 //!
 //! Polling the *path* — not an inotify watch on an inode — follows editors that write a new file
 //! and rename it over the old one: the path then names another inode, which counts as a change
 //! even when size and mtime happen to match. A file that disappears counts as a change too.
+//!
+//! Nothing tells a reader that a writer is done with a file, so "complete" is inferred from
+//! how the file changed. A file renamed over the old one (another inode at the path) was written
+//! elsewhere and appeared whole: it is acted on after `QUIET`. A file written in place (the same
+//! inode: `>`, `cp`, scp, an editor that overwrites) may be half-written while the writer pauses
+//! (a slow link, a full disk): it is acted on only after `SETTLE` without any change. Either
+//! way the version acted on is the one seen twice, that far apart, with the same inode, size,
+//! modification and change times *and* content hash (the times are coarse: two writes of the
+//! same length within one clock tick look alike to `stat`). A writer that pauses longer than
+//! `SETTLE` still gets its partial file read; renaming over is the safe way to edit.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,9 +25,14 @@ use std::time::{Duration, Instant};
 /// How often the files are looked at: a few `stat` calls, cheap enough to be responsive.
 pub const POLL: Duration = Duration::from_millis(100);
 
-/// How long the files must stay unchanged before a reload (vim, nano and VS Code finish a save
-/// well within this).
+/// How long a replaced file must stay the same before a reload (an editor's rename and the
+/// steps around it are done well within this).
 pub const QUIET: Duration = Duration::from_millis(200);
+
+/// How long a file written in place must stay the same before a reload: longer than the
+/// pauses of an editor, a copy over the network or a writer that flushes in pieces, short
+/// enough that a save shows on stage within a few seconds.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// What identifies one version of a file at a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,9 +57,24 @@ fn stamp(path: &PathBuf) -> Option<Stamp> {
 
 pub struct Watcher {
     files: Vec<PathBuf>,
+    /// The versions last acted on.
     seen: Vec<Option<Stamp>>,
-    /// When the last change not yet acted on was seen.
-    changed_at: Option<Instant>,
+    /// A change not yet acted on: the versions first seen, their content, and when.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    stamps: Vec<Option<Stamp>>,
+    hashes: Vec<Option<u64>>,
+    since: Instant,
+}
+
+/// The content of a file, hashed (configs and export tables are small).
+fn content(path: &PathBuf) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }
 
 impl Watcher {
@@ -52,25 +83,57 @@ impl Watcher {
         Watcher {
             files,
             seen,
-            changed_at: None,
+            pending: None,
         }
     }
 
-    /// Looks at the files; true once a change has settled (then the change counts as seen).
+    /// Looks at the files; true once a change is complete and stable (then it counts as seen).
     pub fn poll(&mut self, now: Instant) -> bool {
         let stamps: Vec<Option<Stamp>> = self.files.iter().map(stamp).collect();
-        if stamps != self.seen {
-            self.seen = stamps;
-            self.changed_at = Some(now);
+        if stamps == self.seen {
+            // Changed and changed back (or a vanished file is back as it was).
+            self.pending = None;
             return false;
         }
-        match self.changed_at {
-            Some(t) if now.saturating_duration_since(t) >= QUIET => {
-                self.changed_at = None;
-                true
-            }
-            _ => false,
+        let Some(p) = self.pending.as_ref().filter(|p| p.stamps == stamps) else {
+            self.pending = Some(Pending {
+                hashes: self.files.iter().map(content).collect(),
+                stamps,
+                since: now,
+            });
+            return false;
+        };
+        let wait = if self.written_in_place(&stamps) {
+            SETTLE
+        } else {
+            QUIET
+        };
+        if now.saturating_duration_since(p.since) < wait {
+            return false;
         }
+        let hashes: Vec<Option<u64>> = self.files.iter().map(content).collect();
+        if hashes != p.hashes {
+            self.pending = Some(Pending {
+                stamps,
+                hashes,
+                since: now,
+            });
+            return false;
+        }
+        self.seen = stamps;
+        self.pending = None;
+        true
+    }
+
+    /// True when a file changed under the same inode: a writer may not be done with it.
+    fn written_in_place(&self, stamps: &[Option<Stamp>]) -> bool {
+        self.seen
+            .iter()
+            .zip(stamps)
+            .any(|(old, new)| match (old, new) {
+                (Some(o), Some(n)) => o != n && (o.dev, o.ino) == (n.dev, n.ino),
+                _ => false,
+            })
     }
 
     /// The watched files as they are now, taken before a reload reads them.
@@ -90,7 +153,7 @@ impl Watcher {
             })
             .collect();
         self.files = files;
-        self.changed_at = None;
+        self.pending = None;
     }
 
     pub fn files(&self) -> &[PathBuf] {
@@ -113,9 +176,9 @@ mod tests {
     }
 
     fn settle(w: &mut Watcher, t: Instant) -> bool {
-        // First poll sees the change, a poll after the quiet time acts on it.
+        // First poll sees the change, a poll after the longest wait acts on it.
         let a = w.poll(t);
-        let b = w.poll(t + QUIET);
+        let b = w.poll(t + SETTLE);
         a || b
     }
 
@@ -138,29 +201,50 @@ mod tests {
             .set_modified(mtime)
             .unwrap();
         std::fs::rename(&new, &f).unwrap();
-        assert!(settle(&mut w, t));
+        // A file renamed over the old one is whole: the short wait is enough.
+        assert!(!w.poll(t));
+        assert!(w.poll(t + QUIET));
         // Acted on once.
         assert!(!settle(&mut w, t + QUIET * 2));
         let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
-    fn waits_for_quiet() {
-        let d = tmp("quiet");
+    fn an_in_place_write_waits_until_it_settles() {
+        let d = tmp("settle");
         let f = d.join("map.csv");
         std::fs::write(&f, "a").unwrap();
         let mut w = Watcher::new(vec![f.clone()]);
         let t = Instant::now();
         std::fs::write(&f, "ab").unwrap();
         assert!(!w.poll(t));
-        std::fs::write(&f, "abc").unwrap();
-        // Still changing: not yet.
+        // Long enough for a replaced file, not for one written in place.
         assert!(!w.poll(t + QUIET));
-        assert!(!w.poll(t + QUIET + QUIET / 2));
-        assert!(w.poll(t + QUIET * 2));
-        // Vanishing is a change too.
+        std::fs::write(&f, "abc").unwrap();
+        // Still changing: the wait starts again.
+        assert!(!w.poll(t + SETTLE));
+        assert!(!w.poll(t + SETTLE + SETTLE / 2));
+        assert!(w.poll(t + SETTLE * 2));
+        // Vanishing is a change too, and nobody is writing a file that is not there.
         std::fs::remove_file(&f).unwrap();
-        assert!(settle(&mut w, t + QUIET * 3));
+        assert!(!w.poll(t + SETTLE * 3));
+        assert!(w.poll(t + SETTLE * 3 + QUIET));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_rewrite_of_the_same_length_is_not_taken_for_the_first() {
+        let d = tmp("same-length");
+        let f = d.join("chopd.toml");
+        std::fs::write(&f, "rate = 60\n").unwrap();
+        let mut w = Watcher::new(vec![f.clone()]);
+        let t = Instant::now();
+        std::fs::write(&f, "rate = 61\n").unwrap();
+        assert!(!w.poll(t));
+        // Within one clock tick `stat` may see no difference; the content does.
+        std::fs::write(&f, "rate = 62\n").unwrap();
+        assert!(!w.poll(t + SETTLE));
+        assert!(w.poll(t + SETTLE * 2));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::config::{ChanRef, ExportConfig, ExportMethod, ExportRoot, SendMode};
 use crate::cook::{ChopData, CookStats};
-pub use osc::{Destinations, Outbox};
+pub use osc::{Destinations, DestinationsDiff, Outbox, Resolved};
 
 /// Where one channel's value goes.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +93,27 @@ impl Exporter {
             self.cfg = cfg;
             self.built = false;
         }
+    }
+
+    /// Follows a reload's destinations: every cached target is resolved again on the next
+    /// export (a new prefix gives new addresses). `remap` (see
+    /// [`osc::DestinationsDiff::remap`]) carries each cached target over to its destination's
+    /// new index, so a channel whose address comes out the same keeps its last value and sends
+    /// nothing until it changes; one whose destination is gone or is another receiver forgets
+    /// its last value and is sent again.
+    pub fn retarget(&mut self, remap: &[Option<usize>]) {
+        for (target, last) in self.map.iter_mut().zip(&mut self.last) {
+            if let Some(Target::Osc { dest, .. }) = target {
+                match remap.get(*dest).copied().flatten() {
+                    Some(new) => *dest = new,
+                    None => {
+                        *target = None;
+                        *last = None;
+                    }
+                }
+            }
+        }
+        self.built = false;
     }
 
     /// Builds the channel → target mapping. `op_exists` resolves operator names for `op:` roots.
@@ -345,6 +366,80 @@ mod tests {
         assert_eq!(stats.export_sernum, 2);
         // Only the new channel is sent: the others kept their last-sent values.
         assert_eq!(dests.pending(0), 3);
+    }
+
+    #[test]
+    fn retargeting_resends_only_what_moved_to_another_receiver() {
+        let mut e = Exporter::new(ExportConfig {
+            method: ExportMethod::AutoName,
+            root: ExportRoot::Destination("console".into()),
+            send: SendMode::OnChange,
+            resend: None,
+        });
+        let mut dests = dests();
+        let mut stats = CookStats::default();
+        let d = data(&["level"]);
+        let mut export = |e: &mut Exporter, dests: &mut Destinations| {
+            e.export(
+                &d,
+                dests,
+                &|_| false,
+                &mut stats,
+                Instant::now(),
+                &mut Vec::new(),
+            )
+        };
+        export(&mut e, &mut dests);
+        assert_eq!(dests.pending(0), 1);
+        // The same receiver under the same index: resolved again, nothing sent again.
+        e.retarget(&[Some(0)]);
+        export(&mut e, &mut dests);
+        assert_eq!(dests.pending(0), 1);
+        // Another receiver: the unchanged value goes to it.
+        e.retarget(&[None]);
+        export(&mut e, &mut dests);
+        assert_eq!(dests.pending(0), 2);
+    }
+
+    #[test]
+    fn destinations_diff_by_name() {
+        let dest = |name: &str, port: u16, prefix: &str| Destination {
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            port,
+            prefix: prefix.into(),
+            format: NumFormat::Float,
+            max_packet: 1472,
+            timetag: false,
+            resend: None,
+        };
+        let running = Destinations::new(&[dest("b", 9001, "/show"), dest("c", 9002, "")]).unwrap();
+        let new = Destinations::resolve(&[
+            dest("a", 9000, ""),
+            dest("b", 9001, "/stage"),
+            dest("d", 9003, ""),
+        ])
+        .unwrap();
+        let diff = running.diff(&new);
+        assert_eq!(
+            diff.notes(),
+            [
+                "destination b: prefix /show → /stage",
+                "added destination a",
+                "added destination d",
+                "removed destination c"
+            ]
+        );
+        // b moved from 0 to 1 and is the same receiver; c is gone.
+        assert_eq!(diff.remap, [Some(1), None]);
+        assert!(diff.moved && !diff.is_unchanged());
+        let same = Destinations::resolve(&[dest("b", 9001, "/show"), dest("c", 9002, "")]).unwrap();
+        assert!(running.diff(&same).is_unchanged());
+        let moved =
+            Destinations::resolve(&[dest("b", 9005, "/show"), dest("c", 9002, "")]).unwrap();
+        let diff = running.diff(&moved);
+        assert_eq!(diff.notes(), ["destination b: port 9001 → 9005"]);
+        assert_eq!(diff.remap, [None, Some(1)]);
     }
 
     #[test]

@@ -24,6 +24,91 @@ struct Dest {
     out: Packer,
 }
 
+/// Destinations resolved for a reload, not yet in use (see [`Destinations::replace`]).
+pub struct Resolved(Vec<Dest>);
+
+/// What a reload does to the destinations, by name; `remap` turns the index of a running
+/// destination into its index in the new list, or `None` when the exports cached for it must
+/// be resolved afresh and sent again: it is gone, or it is another receiver (host, port) or
+/// reads another number format.
+#[derive(Debug, Default, PartialEq)]
+pub struct DestinationsDiff {
+    pub kept: Vec<String>,
+    /// Each with its changes, as `prefix /show → /stage`.
+    pub changed: Vec<(String, Vec<String>)>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub remap: Vec<Option<usize>>,
+    /// A kept destination has another index (one was added or removed before it).
+    pub moved: bool,
+}
+
+impl DestinationsDiff {
+    /// True when every cached export target is still right as it is.
+    pub fn is_unchanged(&self) -> bool {
+        self.changed.is_empty() && self.added.is_empty() && self.removed.is_empty() && !self.moved
+    }
+
+    /// For the reload's `changed`: `destination b: prefix /show → /stage`, `added destination
+    /// a`, `removed destination a`.
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, changes) in &self.changed {
+            out.push(format!("destination {name}: {}", changes.join(", ")));
+        }
+        out.extend(self.added.iter().map(|n| format!("added destination {n}")));
+        out.extend(
+            self.removed
+                .iter()
+                .map(|n| format!("removed destination {n}")),
+        );
+        out
+    }
+}
+
+/// The settings of one destination that differ, as `key old → new`.
+fn changes(old: &Destination, new: &Destination) -> Vec<String> {
+    fn shown(s: &str) -> &str {
+        if s.is_empty() {
+            "\"\""
+        } else {
+            s
+        }
+    }
+    let mut out = Vec::new();
+    let mut diff = |key: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{key} {a} → {b}"));
+        }
+    };
+    diff("host", old.host.clone(), new.host.clone());
+    diff("port", old.port.to_string(), new.port.to_string());
+    diff(
+        "prefix",
+        shown(&old.prefix).to_string(),
+        shown(&new.prefix).to_string(),
+    );
+    diff(
+        "format",
+        format!("{:?}", old.format).to_lowercase(),
+        format!("{:?}", new.format).to_lowercase(),
+    );
+    diff(
+        "max_packet",
+        old.max_packet.to_string(),
+        new.max_packet.to_string(),
+    );
+    diff("timetag", old.timetag.to_string(), new.timetag.to_string());
+    diff(
+        "resend_ms",
+        old.resend
+            .map_or("off".into(), |d| d.as_millis().to_string()),
+        new.resend
+            .map_or("off".into(), |d| d.as_millis().to_string()),
+    );
+    out
+}
+
 /// Something that accepts the values of one frame (lets tests and benchmarks count).
 pub trait Outbox {
     fn push(&mut self, dest: usize, address: &str, value: f32);
@@ -37,6 +122,18 @@ impl Destinations {
         socket
             .set_nonblocking(true)
             .map_err(|e| format!("OSC output socket: {e}"))?;
+        Ok(Destinations {
+            socket,
+            list: Destinations::resolve(list)?.0,
+            packets_out: 0,
+            messages_out: 0,
+            send_errors: 0,
+        })
+    }
+
+    /// Resolves the destinations of a new config, touching nothing that runs: a name that does
+    /// not resolve fails the reload before any operator is rebuilt.
+    pub fn resolve(list: &[Destination]) -> Result<Resolved, String> {
         let mut out = Vec::new();
         for d in list {
             let addr = (d.host.as_str(), d.port)
@@ -57,13 +154,45 @@ impl Destinations {
                 out: Packer::new(d.max_packet),
             });
         }
-        Ok(Destinations {
-            socket,
-            list: out,
-            packets_out: 0,
-            messages_out: 0,
-            send_errors: 0,
-        })
+        Ok(Resolved(out))
+    }
+
+    /// What taking `new` would change, by name.
+    pub fn diff(&self, new: &Resolved) -> DestinationsDiff {
+        let mut diff = DestinationsDiff {
+            remap: vec![None; self.list.len()],
+            ..DestinationsDiff::default()
+        };
+        for (i, d) in new.0.iter().enumerate() {
+            let Some(j) = self.list.iter().position(|o| o.cfg.name == d.cfg.name) else {
+                diff.added.push(d.cfg.name.clone());
+                continue;
+            };
+            let old = &self.list[j];
+            let changes = changes(&old.cfg, &d.cfg);
+            if changes.is_empty() {
+                diff.kept.push(d.cfg.name.clone());
+            } else {
+                diff.changed.push((d.cfg.name.clone(), changes));
+            }
+            // The receiver has our values if it is the same one and reads them alike.
+            let same_receiver = old.addr == d.addr && old.cfg.format == d.cfg.format;
+            diff.moved |= i != j;
+            diff.remap[j] = same_receiver.then_some(i);
+        }
+        for o in &self.list {
+            if !new.0.iter().any(|d| d.cfg.name == o.cfg.name) {
+                diff.removed.push(o.cfg.name.clone());
+            }
+        }
+        diff
+    }
+
+    /// Takes the destinations of a reloaded config. The socket stays (and with it the local
+    /// port the feedback guard knows, and the counters); only the list changes. Called between
+    /// frames, when nothing is queued.
+    pub fn replace(&mut self, new: Resolved) {
+        self.list = new.0;
     }
 
     /// The UDP port every export leaves from (the feedback guard recognises it).
