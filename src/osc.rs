@@ -576,6 +576,25 @@ mod tests {
         assert_eq!(each(&ok), (vec!["/a".into(), "/b".into()], Ok(0)));
     }
 
+    /// Every truncation and single-byte change of a nested bundle with a bad element: the walk
+    /// indexes only what `check` accepted.
+    #[test]
+    fn each_message_survives_every_truncation_and_byte_change() {
+        let g = |a: &str| rosc::encoder::encode(&msg(a)).unwrap();
+        let inner = framed(&[&g("/b"), b"garbage!"]);
+        let b = framed(&[&g("/a"), &inner, &g("/c")]);
+        for n in 0..=b.len() {
+            let _ = each_message(&b[..n], |_| {});
+        }
+        for i in 0..b.len() {
+            for v in [0u8, 1, 3, 4, 0x7f, 0x80, 0xff, b'#', b'['] {
+                let mut m = b.clone();
+                m[i] = v;
+                let _ = each_message(&m, |_| {});
+            }
+        }
+    }
+
     #[test]
     fn a_lone_message_and_bad_framing() {
         let m = rosc::encoder::encode(&msg("/x")).unwrap();
