@@ -7,6 +7,10 @@
 //! bundles and arrays as deep as the sender likes. Hostile input nested thousands of levels deep
 //! would then overflow the stack of whatever recursed over it next (dropping it, formatting it),
 //! so anything deeper than [`MAX_DEPTH`] is refused before rosc sees it.
+//!
+//! Inputs decode with [`each_message`]: rosc stops a bundle at its first undecodable element and
+//! drops the rest, so the bundles are walked here (their framing already checked) and every
+//! element is decoded on its own; a bad one is counted and the others still arrive.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,7 +81,7 @@ fn check_element(
     open: &mut Vec<(usize, usize)>,
 ) -> Result<(), DecodeError> {
     let element = &bytes[start..end];
-    if element.starts_with(b"#bundle\0") {
+    if is_bundle(element) {
         // `open` holds exactly the bundles around this one.
         if open.len() >= MAX_DEPTH {
             return Err(DecodeError::TooDeep);
@@ -116,6 +120,46 @@ fn check_array_depth(message: &[u8]) -> Result<(), DecodeError> {
         }
     }
     Ok(())
+}
+
+/// Calls `each` for every message of a datagram in wire order, bundles unpacked (without
+/// recursion), and returns how many elements were not OSC messages. A datagram that fails
+/// [`check`] is refused whole: without its framing there are no elements to tell apart.
+pub fn each_message(bytes: &[u8], mut each: impl FnMut(OscMessage)) -> Result<usize, DecodeError> {
+    check(bytes)?;
+    let mut bad = 0;
+    let mut element = |bytes: &[u8]| match rosc::decoder::decode_udp(bytes) {
+        Ok((_, OscPacket::Message(m))) => each(m),
+        // `check` left no bundle here (every `#bundle` element is walked below).
+        Ok((_, OscPacket::Bundle(_))) | Err(_) => bad += 1,
+    };
+    if !is_bundle(bytes) {
+        element(bytes);
+        return Ok(bad);
+    }
+    // The bundles being walked: where the next element starts, where the bundle ends.
+    let mut open: Vec<(usize, usize)> = vec![(BUNDLE_HEADER, bytes.len())];
+    while let Some((next, end)) = open.last_mut() {
+        if *next == *end {
+            open.pop();
+            continue;
+        }
+        let size =
+            u32::from_be_bytes(bytes[*next..*next + 4].try_into().expect("checked")) as usize;
+        let start = *next + 4;
+        *next = start + size;
+        let e = &bytes[start..start + size];
+        if is_bundle(e) {
+            open.push((start + BUNDLE_HEADER, start + size));
+        } else {
+            element(e);
+        }
+    }
+    Ok(bad)
+}
+
+fn is_bundle(element: &[u8]) -> bool {
+    element.starts_with(b"#bundle\0")
 }
 
 /// The messages of a packet in wire order, bundles unpacked (without recursion).
@@ -497,6 +541,75 @@ mod tests {
         }
         deep.extend_from_slice(b"/x\0\0,\0\0\0");
         assert_eq!(decode(&deep).unwrap_err(), DecodeError::TooDeep);
+    }
+
+    fn framed(elements: &[&[u8]]) -> Vec<u8> {
+        let mut b = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        for e in elements {
+            b.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            b.extend_from_slice(e);
+        }
+        b
+    }
+
+    fn each(bytes: &[u8]) -> (Vec<String>, Result<usize, DecodeError>) {
+        let mut addrs = Vec::new();
+        let r = each_message(bytes, |m| addrs.push(m.addr));
+        (addrs, r)
+    }
+
+    /// rosc drops every element after the first one it cannot decode.
+    #[test]
+    fn a_bad_bundle_element_costs_only_itself() {
+        let g = |a: &str| rosc::encoder::encode(&msg(a)).unwrap();
+        let b = framed(&[&g("/g1"), b"garbage!", &g("/g2")]);
+        assert_eq!(each(&b), (vec!["/g1".into(), "/g2".into()], Ok(1)));
+        // In a nested bundle too, with two bad elements.
+        let inner = framed(&[b"\xff\xfe\0\0", &g("/b"), b"nope"]);
+        let b = framed(&[&g("/a"), &inner, &g("/c")]);
+        assert_eq!(
+            each(&b),
+            (vec!["/a".into(), "/b".into(), "/c".into()], Ok(2))
+        );
+        // What `messages` sees of the same bundle agrees where rosc gets it right.
+        let ok = rosc::encoder::encode(&bundle(vec![msg("/a"), bundle(vec![msg("/b")])])).unwrap();
+        assert_eq!(each(&ok), (vec!["/a".into(), "/b".into()], Ok(0)));
+    }
+
+    /// Every truncation and single-byte change of a nested bundle with a bad element: the walk
+    /// indexes only what `check` accepted.
+    #[test]
+    fn each_message_survives_every_truncation_and_byte_change() {
+        let g = |a: &str| rosc::encoder::encode(&msg(a)).unwrap();
+        let inner = framed(&[&g("/b"), b"garbage!"]);
+        let b = framed(&[&g("/a"), &inner, &g("/c")]);
+        for n in 0..=b.len() {
+            let _ = each_message(&b[..n], |_| {});
+        }
+        for i in 0..b.len() {
+            for v in [0u8, 1, 3, 4, 0x7f, 0x80, 0xff, b'#', b'['] {
+                let mut m = b.clone();
+                m[i] = v;
+                let _ = each_message(&m, |_| {});
+            }
+        }
+    }
+
+    #[test]
+    fn a_lone_message_and_bad_framing() {
+        let m = rosc::encoder::encode(&msg("/x")).unwrap();
+        assert_eq!(each(&m), (vec!["/x".into()], Ok(0)));
+        assert_eq!(each(b"garbage!"), (vec![], Ok(1)));
+        assert_eq!(each(b""), (vec![], Ok(1)));
+        assert_eq!(each(b"#bundle\0").1, Err(DecodeError::Framing));
+        // An empty bundle holds nothing, and nothing is bad about it.
+        assert_eq!(each(&framed(&[])), (vec![], Ok(0)));
+        let mut deep = msg("/x");
+        for _ in 0..=MAX_DEPTH {
+            deep = bundle(vec![deep]);
+        }
+        let deep = rosc::encoder::encode(&deep).unwrap();
+        assert_eq!(each(&deep).1, Err(DecodeError::TooDeep));
     }
 
     #[test]

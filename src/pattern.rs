@@ -10,7 +10,8 @@
 //! `[3-7]` an integer in a range, `[3-7:2]` a range with a step, `[2,5,13]` a list of integers
 //! (parts may be combined: `[1-4,9]`). Integer brackets match a whole run of digits.
 //!
-//! This module owns parsing and matching only; it allocates once, at compile time.
+//! This module owns parsing and matching only. Matching takes at most tokens × name length
+//! steps, whatever the pattern (see `match_term`), and allocates only scratch of that size.
 
 use std::fmt;
 
@@ -102,7 +103,7 @@ impl Pattern {
         let chars: Vec<char> = name.chars().collect();
         let mut matched = self.starts_full;
         for term in &self.terms {
-            if term.exclude == matched && match_tokens(&term.tokens, &chars) {
+            if term.exclude == matched && match_term(&term.tokens, &chars) {
                 matched = !term.exclude;
             }
         }
@@ -208,23 +209,49 @@ fn parse_int_range(part: &str) -> Result<IntRange, &'static str> {
     Ok(IntRange { lo, hi, step })
 }
 
-fn match_tokens(tokens: &[Token], name: &[char]) -> bool {
+/// Matches one term. Plain backtracking over `*` costs the name's length to the power of the
+/// number of `*`s (seconds for `*a*b*c*d*` against a 1 KiB OSC address), so each `*` remembers
+/// the longest rest of the name it failed on: it fails on every shorter rest too, and the whole
+/// match stays within tokens × name length steps.
+fn match_term(tokens: &[Token], name: &[char]) -> bool {
+    // Indexed by the number of tokens left when a `*` is reached.
+    let mut failed = vec![NONE_FAILED; tokens.len() + 1];
+    match_tokens(tokens, name, &mut failed)
+}
+
+const NONE_FAILED: usize = usize::MAX;
+
+fn match_tokens(tokens: &[Token], name: &[char], failed: &mut [usize]) -> bool {
     let Some((first, rest)) = tokens.split_first() else {
         return name.is_empty();
     };
     match first {
-        Token::Literal(c) => name.first() == Some(c) && match_tokens(rest, &name[1..]),
-        Token::AnyOne => !name.is_empty() && match_tokens(rest, &name[1..]),
+        Token::Literal(c) => name.first() == Some(c) && match_tokens(rest, &name[1..], failed),
+        Token::AnyOne => !name.is_empty() && match_tokens(rest, &name[1..], failed),
         Token::Class(ranges) => {
             name.first()
                 .is_some_and(|&c| ranges.iter().any(|&(a, b)| a <= c && c <= b))
-                && match_tokens(rest, &name[1..])
+                && match_tokens(rest, &name[1..], failed)
         }
         Token::AnyRun => {
             if rest.is_empty() {
                 return true;
             }
-            (0..=name.len()).any(|skip| match_tokens(rest, &name[skip..]))
+            let known = failed[tokens.len()];
+            if known != NONE_FAILED && name.len() <= known {
+                return false;
+            }
+            // Rests no longer than `known` are known to fail.
+            let tries = if known == NONE_FAILED {
+                name.len() + 1
+            } else {
+                name.len() - known
+            };
+            if (0..tries).any(|skip| match_tokens(rest, &name[skip..], failed)) {
+                return true;
+            }
+            failed[tokens.len()] = name.len();
+            false
         }
         Token::Ints(ranges) => {
             let digits = name.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -235,7 +262,7 @@ fn match_tokens(tokens: &[Token], name: &[char]) -> bool {
             let value: u64 = name[..digits]
                 .iter()
                 .fold(0, |v, c| v * 10 + (*c as u64 - '0' as u64));
-            ranges.iter().any(|r| r.contains(value)) && match_tokens(rest, &name[digits..])
+            ranges.iter().any(|r| r.contains(value)) && match_tokens(rest, &name[digits..], failed)
         }
     }
 }
@@ -257,6 +284,16 @@ mod tests {
         assert!(m("mixer/*", "mixer/fader1"));
         assert!(!m("mixer/*", "fx/fader1"));
         assert!(m("*fader*", "mixer/fader1"));
+    }
+
+    /// Many `*` against a long name that never matches: backtracking took exponential time.
+    #[test]
+    fn many_wildcards_on_a_long_name_stay_linear() {
+        let long = "a".repeat(4096);
+        assert!(!m("*a*a*a*a*a*a*a*a*b", &long));
+        assert!(m("*a*a*a*a*a*a*a*a*", &long));
+        assert!(m("*a*[1-3]*b", "xxa2yyb"));
+        assert!(!m("*a*[1-3]*b", "xxa4yyb"));
     }
 
     #[test]

@@ -207,3 +207,171 @@ fn own_exports_coming_back_are_dropped_as_feedback() {
         d.log_text()
     );
 }
+
+/// Resident memory of the daemon, MB (`VmRSS` in /proc).
+fn rss_mb(d: &Daemon) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// `in` (OSC In with `settings`) and `stats`, its Info CHOP, exported under `/stats`.
+fn in_with_stats(stats: &OscRx, settings: &str) -> Daemon {
+    let cfg = Config::new()
+        .dest("stats", stats.port())
+        .oscin("in", settings)
+        .info(
+            "stats",
+            "in",
+            r#"export = { method = "autoname", root = "stats" }"#,
+        );
+    Daemon::start(&cfg.text(), &[])
+}
+
+/// Waits (without failing: the memory check below says what went wrong) until the Info CHOP's
+/// `chan` reaches `n`.
+fn settle(stats: &OscRx, chan: &str, n: f32) {
+    let addr = format!("/stats/{chan}");
+    let _ = stats.try_until(TIMEOUT, |m| m.addr == addr && float(&m.args[0]) >= n);
+}
+
+/// 2,000 datagrams, each a distinct 60 kB address: every one became a channel whose name was
+/// held several times over (hundreds of MB here; 10,000 of 64 kB took 5.8 GB), as `max_channels`
+/// counts channels, not bytes.
+#[test]
+fn long_distinct_addresses_do_not_blow_memory() {
+    let stats = OscRx::new();
+    let d = in_with_stats(&stats, "");
+    let port = d.port("in");
+    settle(&stats, "packets", 0.0);
+    let before = rss_mb(&d);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    const N: usize = 2_000;
+    for i in 0..N {
+        let p = rosc::OscPacket::Message(rosc::OscMessage {
+            addr: format!("/{i:0>60000}"),
+            args: vec![OscType::Float(1.0)],
+        });
+        sock.send_to(&rosc::encoder::encode(&p).unwrap(), ("127.0.0.1", port))
+            .unwrap();
+        // Paced so that the receive buffer (4 MiB) never overflows.
+        if i % 20 == 19 {
+            settle(&stats, "packets", (i + 1) as f32);
+        }
+    }
+    settle(&stats, "packets", N as f32);
+    let grown = rss_mb(&d) - before;
+    assert!(
+        grown < 64.0,
+        "RSS grew by {grown:.0} MB ({before:.0} MB before)"
+    );
+    stats.wait_value("/stats/long_addresses", |n| n == N as f32);
+    stats.wait_value("/stats/num_channels", |n| n == 0.0);
+    // Addresses within max_address_length (1024) fill max_name_bytes (10,000 × 64) instead.
+    for i in 0..N {
+        send(port, &format!("/{i:0>999}"), vec![OscType::Float(1.0)]);
+        if i % 200 == 199 {
+            settle(&stats, "packets", (N + i + 1) as f32);
+        }
+    }
+    stats.wait_value("/stats/name_limit", |n| n == (N - 640) as f32);
+    stats.wait_value("/stats/num_channels", |n| n == 640.0);
+    assert!(rss_mb(&d) - before < 64.0);
+    for limit in [
+        "max_address_length (1024 bytes)",
+        "max_name_bytes (640000 bytes)",
+    ] {
+        assert!(d.wait_for(limit, TIMEOUT).is_some(), "{}", d.log_text());
+        assert_eq!(d.count(limit), 1, "{}", d.log_text());
+    }
+}
+
+/// One frame's burst of 12,000 messages to one channel of an OSC In with `queued` and
+/// `timeslice`: the slice of every one of its 4,000 channels was as long as the burst (four 48 kB
+/// datagrams took 935 MB and a 2.2 s frame).
+#[test]
+fn a_queued_burst_to_one_channel_does_not_lengthen_every_channel() {
+    let stats = OscRx::new();
+    let d = in_with_stats(&stats, "queued = true\ntimeslice = true");
+    let port = d.port("in");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bundle = |addrs: &mut dyn Iterator<Item = String>| {
+        let p = rosc::OscPacket::Bundle(rosc::OscBundle {
+            timetag: rosc::OscTime::from((0, 1)),
+            content: addrs
+                .map(|addr| {
+                    rosc::OscPacket::Message(rosc::OscMessage {
+                        addr,
+                        args: vec![OscType::Float(1.0)],
+                    })
+                })
+                .collect(),
+        });
+        rosc::encoder::encode(&p).unwrap()
+    };
+    const CHANNELS: usize = 4_000;
+    for k in 0..CHANNELS / 200 {
+        let b = bundle(&mut (k * 200..(k + 1) * 200).map(|i| format!("/c/{i}")));
+        sock.send_to(&b, ("127.0.0.1", port)).unwrap();
+    }
+    stats.wait_value("/stats/num_channels", |n| n == CHANNELS as f32);
+    settle(&stats, "length", 0.0);
+    let before = rss_mb(&d);
+    let burst = bundle(&mut std::iter::repeat_n("/a".to_string(), 3_000));
+    assert!(burst.len() > 48_000);
+    for _ in 0..4 {
+        sock.send_to(&burst, ("127.0.0.1", port)).unwrap();
+    }
+    let mut longest = 0.0f32;
+    let _ = stats.try_until(TIMEOUT, |m| {
+        if m.addr == "/stats/length" {
+            longest = longest.max(float(&m.args[0]));
+        }
+        m.addr == "/stats/messages" && float(&m.args[0]) >= (CHANNELS + 12_000) as f32
+    });
+    for m in stats.drain(Duration::from_millis(300)) {
+        if m.addr == "/stats/length" {
+            longest = longest.max(float(&m.args[0]));
+        }
+    }
+    let grown = rss_mb(&d) - before;
+    // 100 fps and max_slice_ms = 200: at most 20 samples.
+    assert!(longest <= 20.0, "a slice of {longest} samples");
+    // The 20 newest of each burst frame were kept.
+    assert!(stats.wait_value("/stats/slice_drops", |n| n > 0.0) <= 12_000.0 - 20.0);
+    assert!(
+        grown < 64.0,
+        "RSS grew by {grown:.0} MB ({before:.0} MB before)"
+    );
+}
+
+/// A bundle whose middle element is well framed but no OSC message: the elements after it were
+/// lost and nothing was counted.
+#[test]
+fn bundle_elements_after_a_bad_one_still_arrive() {
+    let rx = OscRx::new();
+    let d = Daemon::start(
+        &in_to_show(rx.port()).info("stats", "in", TO_SHOW).text(),
+        &[],
+    );
+    let element = |addr: &str| {
+        let p = rosc::OscPacket::Message(rosc::OscMessage {
+            addr: addr.into(),
+            args: vec![OscType::Float(0.5)],
+        });
+        rosc::encoder::encode(&p).unwrap()
+    };
+    let mut b = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+    for e in [element("/g1"), b"garbage!".to_vec(), element("/g2")] {
+        b.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        b.extend_from_slice(&e);
+    }
+    send_raw(d.port("in"), &b);
+    rx.expect("/show/g1", 0.5);
+    rx.expect("/show/g2", 0.5);
+    rx.expect("/show/malformed", 1.0);
+}

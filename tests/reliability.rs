@@ -186,6 +186,7 @@ fn bad_packets_are_counted_and_good_traffic_survives() {
     let decoder = chopd::chop::oscin::Decoder {
         address_scope: chopd::pattern::Pattern::all(),
         strip_segments: 0,
+        max_address: chopd::chop::oscin::config::DEFAULT_MAX_ADDRESS_LENGTH,
     };
     for p in &corpus {
         decoder.decode(p, &counters, |_| {});

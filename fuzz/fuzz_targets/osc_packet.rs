@@ -10,10 +10,12 @@ fuzz_target!(|data: &[u8]| {
     let decoder = Decoder {
         address_scope: Pattern::all(),
         strip_segments: (data.first().copied().unwrap_or(0) % 3) as usize,
+        max_address: 1024,
     };
     let counters = Counters::default();
     decoder.decode(data, &counters, |u| {
         assert!(!u.name.is_empty());
+        assert!(u.name.len() <= 1024);
         assert!(u
             .name
             .chars()

@@ -214,7 +214,13 @@ mod tests {
         .unwrap();
         let op = &config.operators[0];
         let c: &crate::chop::oscin::OscInConfig = op.settings().expect("an oscin");
-        let op = crate::chop::oscin::OscInOp::new(op, c, Default::default()).unwrap();
+        let op = crate::chop::oscin::OscInOp::new(
+            op,
+            c,
+            Default::default(),
+            std::time::Duration::from_millis(200),
+        )
+        .unwrap();
         let mut extras = Vec::new();
         op.extras(&mut extras);
         let made: Vec<String> = extras.iter().map(|e| e.0.to_string()).collect();

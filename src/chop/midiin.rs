@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::cook::{ChopData, CookCtx, CookError, Frame, NodeState, Operator};
+use crate::cook::slice::max_samples;
+use crate::cook::{ChopData, CookCtx, CookError, Frame, NodeState, Operator, SliceQueue};
 use crate::config::OperatorConfig;
 
 pub mod config;
@@ -56,6 +57,9 @@ pub struct MidiInOp {
     _stop: SyncSender<()>,
     /// Updates folded since the last cook, in arrival order.
     pending: Vec<Update>,
+    max_slice: Duration,
+    /// With `queued` and `timeslice`: this frame's messages per channel.
+    slices: SliceQueue,
     /// Current value and resting state of every channel.
     values: Vec<f32>,
     rest: Vec<bool>,
@@ -73,7 +77,11 @@ impl MidiInOp {
     /// it is there. With `required`, the first scan runs here instead (it blocks for as long as
     /// opening a MIDI client and connecting take, a few ms) and a missing device or MIDI system
     /// is an error; otherwise nothing here blocks and the operator starts disconnected.
-    pub fn new(op: &OperatorConfig, cfg: &MidiInConfig, _rate: f64) -> Result<MidiInOp, String> {
+    pub fn new(
+        op: &OperatorConfig,
+        cfg: &MidiInConfig,
+        max_slice: Duration,
+    ) -> Result<MidiInOp, String> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let mut scanner = Scanner::new(&op.name, &cfg.device, tx);
         let scanned = cfg.required;
@@ -109,6 +117,8 @@ impl MidiInOp {
             shared,
             _stop: stop_tx,
             pending: Vec::new(),
+            max_slice,
+            slices: SliceQueue::default(),
             values: Vec::new(),
             rest: Vec::new(),
             pulsing: Vec::new(),
@@ -155,7 +165,9 @@ impl MidiInOp {
     }
 
     fn drain(&mut self) {
-        while let Ok(w) = self.queue.try_recv() {
+        // At most a full queue per frame, so a sender as fast as this loop cannot hold it.
+        for _ in 0..QUEUE {
+            let Ok(w) = self.queue.try_recv() else { break };
             match w {
                 Wire::Midi(ev) => self.fold(ev),
                 Wire::Disconnected => self.release_notes(),
@@ -220,6 +232,7 @@ impl Operator for MidiInOp {
             ("connects", f(&s.connects)),
             ("reconnects", f(&s.reconnects)),
             ("matches", f(&s.matches)),
+            ("slice_drops", self.slices.dropped as f64),
         ]);
     }
 
@@ -251,6 +264,8 @@ impl Operator for MidiInOp {
         self.rest.clear();
         self.peak.clear();
         self.pending.clear();
+        self.slices.clear();
+        self.slices.reset();
         self.pulsing.clear();
         self.layout_changed = true;
     }
@@ -261,19 +276,17 @@ impl MidiInOp {
     pub fn cook_frame(&mut self, frame: &Frame, out: &mut ChopData) {
         let step = frame.step.max(1) as usize;
         let sliced_queue = self.queued && self.timeslice;
-        let per_chan = if sliced_queue && !self.pending.is_empty() {
-            let mut counts = vec![0usize; self.values.len()];
+        if sliced_queue {
+            self.slices.set_cap(max_samples(self.max_slice, frame.rate));
             for u in &self.pending {
-                counts[u.chan] += 1;
+                self.slices.push(u.chan, u.value);
+                self.rest[u.chan] = u.rest;
             }
-            counts.into_iter().max().unwrap_or(0)
-        } else {
-            0
-        };
-        let len = if self.timeslice {
-            step.max(per_chan)
-        } else {
-            1
+        }
+        let len = match (self.timeslice, sliced_queue) {
+            (false, _) => 1,
+            (true, false) => step,
+            (true, true) => self.slices.slice_len(step),
         };
 
         let names = self.mapper.names();
@@ -290,24 +303,9 @@ impl MidiInOp {
         // Pulses shown last frame rest now (their values already hold the resting value).
         self.pulsing.clear();
 
-        if per_chan > 0 {
+        if sliced_queue {
             // Queued: the previous value over the slice, then every message as one sample.
-            for (i, v) in self.values.iter().enumerate() {
-                out.chan_mut(i).fill(*v);
-            }
-            let mut by_chan: Vec<Vec<f32>> = vec![Vec::new(); self.values.len()];
-            for u in &self.pending {
-                by_chan[u.chan].push(u.value);
-            }
-            for (i, vals) in by_chan.iter().enumerate() {
-                if !vals.is_empty() {
-                    out.chan_mut(i)[len - vals.len()..].copy_from_slice(vals);
-                }
-            }
-            for u in &self.pending {
-                self.values[u.chan] = u.value;
-                self.rest[u.chan] = u.rest;
-            }
+            self.slices.lay(out, &mut self.values);
         } else {
             for u in &self.pending {
                 let i = u.chan;
@@ -363,6 +361,8 @@ mod tests {
             shared: Arc::new(PortState::default()),
             _stop: stop,
             pending: Vec::new(),
+            max_slice: Duration::from_millis(200),
+            slices: SliceQueue::default(),
             values: Vec::new(),
             rest: Vec::new(),
             pulsing: Vec::new(),
@@ -518,6 +518,29 @@ mod tests {
         assert!(!r.frame(&[], 1));
     }
 
+    /// A burst on one controller made every channel's slice as long as the burst.
+    #[test]
+    fn a_queued_burst_is_bounded_by_max_slice() {
+        let mut c = cfg();
+        c.queued = true;
+        c.norm = MidiNorm::Off;
+        let mut r = Run::new(&c, true);
+        r.frame(&[0xB0, 8, 9], 1);
+        let mut burst = Vec::new();
+        for v in 0..3000u32 {
+            burst.extend_from_slice(&[0xB0, 7, (v % 128) as u8]);
+        }
+        r.frame(&burst, 1);
+        // 200 ms at 60 fps; the newest messages, and the other channel holds.
+        assert_eq!(r.out.num_samples(), 12);
+        let newest: Vec<f32> = (2988..3000).map(|v| (v % 128) as f32).collect();
+        assert_eq!(r.get("ch1c7"), newest);
+        assert_eq!(r.get("ch1c8"), [9.0; 12]);
+        let mut ex = Vec::new();
+        r.op.extras(&mut ex);
+        assert!(ex.contains(&("slice_drops", 2988.0)), "{ex:?}");
+    }
+
     #[test]
     fn queued_without_timeslice_is_one_sample() {
         let mut c = cfg();
@@ -586,14 +609,14 @@ mod tests {
             reads: Vec::new(),
             settings: std::sync::Arc::new(cfg()),
         };
-        let m = MidiInOp::new(&oc, &cfg(), 60.0).unwrap();
+        let m = MidiInOp::new(&oc, &cfg(), Duration::from_millis(200)).unwrap();
         assert!(!m.connected());
         let mut ex = Vec::new();
         m.extras(&mut ex);
         assert!(ex.contains(&("connected", 0.0)));
         let mut c = cfg();
         c.required = true;
-        let err = MidiInOp::new(&oc, &c, 60.0).err().unwrap();
+        let err = MidiInOp::new(&oc, &c, Duration::from_millis(200)).err().unwrap();
         assert!(err.starts_with("midiin \"m\" is required: "), "{err}");
     }
 }

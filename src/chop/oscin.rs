@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use rosc::OscType;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::cook::{sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
+use crate::cook::slice::max_samples;
+use crate::cook::{
+    sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator, SliceQueue,
+};
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
 use crate::logging::RateLimit;
@@ -29,6 +32,16 @@ use crate::pattern::Pattern;
 /// Decoded updates waiting for the cook thread. 64k updates is a second of a 50k msg/s flood at
 /// 60 fps with room to spare; beyond it updates are dropped and counted.
 const QUEUE: usize = 65_536;
+
+/// Bytes the queued updates may hold (names and values): 64k typical updates take under 5 MiB,
+/// while 64k of long names or many arguments would take gigabytes. Beyond it updates are dropped
+/// and counted as queue drops.
+const QUEUE_BYTES: usize = 8 << 20;
+
+/// What an update holds on the heap and in its queue slot.
+fn cost(u: &Update) -> usize {
+    std::mem::size_of::<Update>() + u.name.len() + 4 * u.values.len()
+}
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
@@ -81,6 +94,10 @@ pub struct Counters {
     pub kernel_drops: AtomicU64,
     /// Packets that were this daemon's own exports coming back (a feedback loop).
     pub feedback: AtomicU64,
+    /// Messages whose address was longer than `max_address_length`.
+    pub long_addresses: AtomicU64,
+    /// Bytes held by queued updates ([`QUEUE_BYTES`]); not a counter.
+    queued_bytes: AtomicUsize,
 }
 
 /// Turns OSC packets into updates; the part of the receive path that needs no socket (fuzzed
@@ -88,52 +105,60 @@ pub struct Counters {
 pub struct Decoder {
     pub address_scope: Pattern,
     pub strip_segments: usize,
+    /// Longest address taken, bytes (`max_address_length`); longer ones are counted and dropped
+    /// before the scope sees them.
+    pub max_address: usize,
 }
 
 impl Decoder {
     /// Decodes one datagram, calling `emit` for every message that yields an update.
     pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
         counters.packets.fetch_add(1, Relaxed);
-        let Ok(packet) = osc::decode(bytes) else {
-            counters.malformed.fetch_add(1, Relaxed);
+        match osc::each_message(bytes, |m| self.message(m, counters, &mut emit)) {
+            Ok(bad) => counters.malformed.fetch_add(bad as u64, Relaxed),
+            Err(_) => counters.malformed.fetch_add(1, Relaxed),
+        };
+    }
+
+    fn message(&self, m: rosc::OscMessage, counters: &Counters, emit: &mut impl FnMut(Update)) {
+        counters.messages.fetch_add(1, Relaxed);
+        if m.addr.len() > self.max_address {
+            counters.long_addresses.fetch_add(1, Relaxed);
+            return;
+        }
+        if !self.address_scope.is_all() && !self.address_scope.matches(&m.addr) {
+            counters.out_of_scope.fetch_add(1, Relaxed);
+            return;
+        }
+        let Some(name) = self.channel_name(&m.addr) else {
+            counters
+                .ignored_args
+                .fetch_add(m.args.len() as u64, Relaxed);
             return;
         };
-        for m in osc::messages(packet) {
-            counters.messages.fetch_add(1, Relaxed);
-            if !self.address_scope.is_all() && !self.address_scope.matches(&m.addr) {
-                counters.out_of_scope.fetch_add(1, Relaxed);
-                continue;
-            }
-            let Some(name) = self.channel_name(&m.addr) else {
-                counters
-                    .ignored_args
-                    .fetch_add(m.args.len() as u64, Relaxed);
-                continue;
-            };
-            let mut values = Vec::with_capacity(m.args.len());
-            for arg in &m.args {
-                let v = match *arg {
-                    OscType::Float(f) => f as f64,
-                    OscType::Double(d) => d,
-                    OscType::Int(i) => i as f64,
-                    OscType::Long(h) => h as f64,
-                    OscType::Bool(b) => f64::from(u8::from(b)),
-                    _ => {
-                        counters.ignored_args.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                };
-                // Narrow first: a finite double such as 1e300 is infinite as f32.
-                let v = v as f32;
-                if !v.is_finite() {
-                    counters.nonfinite.fetch_add(1, Relaxed);
+        let mut values = Vec::with_capacity(m.args.len());
+        for arg in &m.args {
+            let v = match *arg {
+                OscType::Float(f) => f as f64,
+                OscType::Double(d) => d,
+                OscType::Int(i) => i as f64,
+                OscType::Long(h) => h as f64,
+                OscType::Bool(b) => f64::from(u8::from(b)),
+                _ => {
+                    counters.ignored_args.fetch_add(1, Relaxed);
                     continue;
                 }
-                values.push(v);
+            };
+            // Narrow first: a finite double such as 1e300 is infinite as f32.
+            let v = v as f32;
+            if !v.is_finite() {
+                counters.nonfinite.fetch_add(1, Relaxed);
+                continue;
             }
-            if !values.is_empty() {
-                emit(Update { name, values });
-            }
+            values.push(v);
+        }
+        if !values.is_empty() {
+            emit(Update { name, values });
         }
     }
 
@@ -161,16 +186,23 @@ pub struct OscInOp {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     inode: u64,
-    /// Updates folded since the last cook, per output channel index (queued mode keeps all).
-    pending: Vec<(usize, f32)>,
+    max_slice: Duration,
+    /// With `queued` and `timeslice`: this frame's messages per channel.
+    slices: SliceQueue,
     /// Current value of every channel.
     values: Vec<f32>,
     names: Vec<String>,
     index: HashMap<String, usize>,
+    /// Bytes of `names` (`max_name_bytes`).
+    name_bytes: usize,
     dirty: bool,
     reset_layout: bool,
     channel_limit_hits: u64,
     log: RateLimit,
+    name_limit_hits: u64,
+    /// Each limit is explained in the log the first time it is reached.
+    told_long_address: bool,
+    told_name_limit: bool,
     logged: Snapshot,
     last_proc_read: Option<Instant>,
 }
@@ -188,7 +220,12 @@ struct Snapshot {
 
 impl OscInOp {
     /// Binds the socket and starts the receive thread.
-    pub fn new(op: &OperatorConfig, cfg: &OscInConfig, own: OwnPort) -> Result<OscInOp, String> {
+    pub fn new(
+        op: &OperatorConfig,
+        cfg: &OscInConfig,
+        own: OwnPort,
+        max_slice: Duration,
+    ) -> Result<OscInOp, String> {
         let socket =
             bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
         let local = socket
@@ -201,6 +238,7 @@ impl OscInOp {
         let decoder = Decoder {
             address_scope: cfg.address_scope.clone(),
             strip_segments: cfg.strip_segments,
+            max_address: cfg.max_address_length,
         };
         let thread = {
             let filter = Filter {
@@ -224,14 +262,19 @@ impl OscInOp {
             stop,
             thread: Some(thread),
             inode,
-            pending: Vec::new(),
+            max_slice,
+            slices: SliceQueue::default(),
             values: Vec::new(),
             names: Vec::new(),
             index: HashMap::new(),
+            name_bytes: 0,
             dirty: false,
             reset_layout: false,
             channel_limit_hits: 0,
             log: RateLimit::new(Duration::from_secs(1)),
+            name_limit_hits: 0,
+            told_long_address: false,
+            told_name_limit: false,
             logged: Snapshot::default(),
             last_proc_read: None,
         })
@@ -250,6 +293,11 @@ impl OscInOp {
             self.channel_limit_hits += 1;
             return None;
         }
+        if self.name_bytes + name.len() > self.cfg.max_name_bytes {
+            self.name_limit_hits += 1;
+            return None;
+        }
+        self.name_bytes += name.len();
         let i = self.names.len();
         self.names.push(name.to_string());
         self.index.insert(name.to_string(), i);
@@ -261,17 +309,45 @@ impl OscInOp {
     fn fold(&mut self, u: Update) {
         if u.values.len() == 1 {
             if let Some(i) = self.channel(&u.name) {
-                self.pending.push((i, u.values[0]));
+                self.set(i, u.values[0]);
             }
         } else {
             for (k, v) in u.values.iter().enumerate() {
                 let name = format!("{}_{}", u.name, k + 1);
                 if let Some(i) = self.channel(&name) {
-                    self.pending.push((i, *v));
+                    self.set(i, *v);
                 }
             }
         }
         self.dirty = true;
+    }
+
+    fn set(&mut self, i: usize, v: f32) {
+        if self.cfg.queued && self.timeslice {
+            self.slices.push(i, v);
+        } else {
+            self.values[i] = v;
+        }
+    }
+
+    /// The first time a limit on names is reached, what it is and which key raises it.
+    fn tell_limits(&mut self) {
+        if !self.told_long_address && self.counters.long_addresses.load(Relaxed) > 0 {
+            self.told_long_address = true;
+            tracing::warn!(
+                limit = self.cfg.max_address_length,
+                "a message with an address longer than max_address_length ({} bytes) was dropped; such messages are counted in long_addresses",
+                self.cfg.max_address_length
+            );
+        }
+        if !self.told_name_limit && self.name_limit_hits > 0 {
+            self.told_name_limit = true;
+            tracing::warn!(
+                limit = self.cfg.max_name_bytes,
+                "channel names reached max_name_bytes ({} bytes); updates to further new channels are dropped and counted in name_limit",
+                self.cfg.max_name_bytes
+            );
+        }
     }
 
     fn log_problems(&mut self) {
@@ -327,8 +403,12 @@ impl Drop for OscInOp {
 }
 
 impl Operator for OscInOp {
-    fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
-        while let Ok(u) = self.queue.try_recv() {
+    fn wants_cook(&mut self, frame: &Frame, _nodes: &[NodeState]) -> bool {
+        self.slices.set_cap(max_samples(self.max_slice, frame.rate));
+        // At most a full queue per frame, so a sender as fast as this loop cannot hold it.
+        for _ in 0..QUEUE {
+            let Ok(u) = self.queue.try_recv() else { break };
+            self.counters.queued_bytes.fetch_sub(cost(&u), Relaxed);
             self.fold(u);
         }
         self.dirty || self.reset_layout
@@ -338,21 +418,12 @@ impl Operator for OscInOp {
         let frame = ctx.frame;
         // The graph already clamps the step to `max_slice`.
         let step = frame.step.max(1) as usize;
-        let per_chan_msgs = if self.cfg.queued && self.timeslice {
-            let mut counts = vec![0usize; self.names.len()];
-            for &(i, _) in &self.pending {
-                counts[i] += 1;
-            }
-            counts.into_iter().max().unwrap_or(0)
-        } else {
-            0
+        let sliced = self.cfg.queued && self.timeslice;
+        let len = match (self.timeslice, sliced) {
+            (false, _) => 1,
+            (true, false) => step,
+            (true, true) => self.slices.slice_len(step),
         };
-        let len = if self.timeslice {
-            step.max(per_chan_msgs)
-        } else {
-            1
-        };
-
         if out.num_chans() != self.names.len() || out.names() != self.names.as_slice() {
             out.clear();
             for n in &self.names {
@@ -362,30 +433,13 @@ impl Operator for OscInOp {
         out.rate = frame.rate;
         out.set_num_samples(len);
         out.start = frame.frame - len as i64 + 1;
-        // Hold the previous value over the slice, then lay down what arrived.
-        for (i, v) in self.values.iter().enumerate() {
-            out.chan_mut(i).fill(*v);
-        }
-        if per_chan_msgs > 0 {
-            let mut by_chan: Vec<Vec<f32>> = vec![Vec::new(); self.names.len()];
-            for &(i, v) in &self.pending {
-                by_chan[i].push(v);
-            }
-            for (i, vals) in by_chan.iter().enumerate() {
-                let dst = out.chan_mut(i);
-                let at = len - vals.len();
-                dst[at..].copy_from_slice(vals);
-            }
-        }
-        for &(i, v) in &self.pending {
-            self.values[i] = v;
-        }
-        if per_chan_msgs == 0 {
+        if sliced {
+            self.slices.lay(out, &mut self.values);
+        } else {
             for (i, v) in self.values.iter().enumerate() {
                 out.chan_mut(i).fill(*v);
             }
         }
-        self.pending.clear();
         self.dirty = false;
         self.reset_layout = false;
         Ok(())
@@ -407,6 +461,9 @@ impl Operator for OscInOp {
             ("feedback", f(&c.feedback)),
             ("kernel_drops", f(&c.kernel_drops)),
             ("channel_limit", self.channel_limit_hits as f64),
+            ("long_addresses", f(&c.long_addresses)),
+            ("name_limit", self.name_limit_hits as f64),
+            ("slice_drops", self.slices.dropped as f64),
         ]);
     }
 
@@ -433,13 +490,16 @@ impl Operator for OscInOp {
     fn reset(&mut self) {
         self.names.clear();
         self.index.clear();
+        self.name_bytes = 0;
         self.values.clear();
-        self.pending.clear();
+        self.slices.clear();
+        self.slices.reset();
         self.reset_layout = true;
     }
 
     fn housekeeping(&mut self) {
         self.log_problems();
+        self.tell_limits();
         let now = Instant::now();
         if self.inode != 0
             && self
@@ -547,12 +607,21 @@ fn receive_loop(
             counters.refused.fetch_add(1, Relaxed);
             continue;
         }
-        decoder.decode(&buf[..n], &counters, |u| match tx.try_send(u) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+        decoder.decode(&buf[..n], &counters, |u| {
+            let c = cost(&u);
+            if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
                 counters.queue_drops.fetch_add(1, Relaxed);
+                return;
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            counters.queued_bytes.fetch_add(c, Relaxed);
+            match tx.try_send(u) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    counters.queued_bytes.fetch_sub(c, Relaxed);
+                    counters.queue_drops.fetch_add(1, Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
         });
     }
 }
@@ -599,6 +668,7 @@ mod tests {
         Decoder {
             address_scope: Pattern::new(scope).unwrap(),
             strip_segments: strip,
+            max_address: 1024,
         }
     }
 
@@ -718,6 +788,67 @@ mod tests {
         }
         assert_eq!(n, 0);
         assert_eq!(c.malformed.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn long_addresses_are_counted_and_dropped() {
+        let d = decoder("*", 0);
+        let long = format!("/{}", "a".repeat(1024));
+        let (u, c) = run(&d, &msg(&long, vec![OscType::Float(1.0)]));
+        assert!(u.is_empty());
+        assert_eq!(c.long_addresses.load(Relaxed), 1);
+        let (u, _) = run(&d, &msg(&long[..1024], vec![OscType::Float(1.0)]));
+        assert_eq!(u[0].name.len(), 1023);
+    }
+
+    /// Every well-framed element of a bundle is decoded on its own.
+    #[test]
+    fn a_bad_bundle_element_is_counted_and_the_rest_arrive() {
+        let d = decoder("*", 0);
+        let c = Counters::default();
+        let mut b = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        let good = |a: &str| encoder::encode(&msg(a, vec![OscType::Float(1.0)])).unwrap();
+        for e in [good("/g1"), b"garbage!".to_vec(), good("/g2"), b"\0\0\0\0".to_vec()] {
+            b.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            b.extend_from_slice(&e);
+        }
+        let mut names = Vec::new();
+        d.decode(&b, &c, |u| names.push(u.name));
+        assert_eq!(names, ["g1", "g2"]);
+        assert_eq!(c.malformed.load(Relaxed), 2);
+        assert_eq!(c.messages.load(Relaxed), 2);
+    }
+
+    /// Channel names are held within `max_name_bytes`, whatever `max_channels` allows.
+    #[test]
+    fn channel_names_stay_within_max_name_bytes() {
+        let config = crate::config::check_str(
+            std::path::Path::new("t.toml"),
+            "[[operator]]\nname = \"in\"\ntype = \"oscin\"\nport = 0\nlocal_address = \"127.0.0.1\"\nmax_name_bytes = 1024\n",
+            crate::chop::KINDS,
+        )
+        .unwrap();
+        let op = &config.operators[0];
+        let c: &OscInConfig = op.settings().expect("an oscin");
+        assert_eq!(c.max_name_bytes, 1024);
+        let mut op = OscInOp::new(op, c, OwnPort::default(), Duration::from_millis(200)).unwrap();
+        for i in 0..100 {
+            op.fold(Update {
+                name: format!("{i:0>100}"),
+                values: vec![1.0],
+            });
+        }
+        assert_eq!(op.names.len(), 10);
+        assert_eq!(op.name_bytes, 1000);
+        assert_eq!(op.name_limit_hits, 90);
+        // Known channels still update; a reset frees the names.
+        op.fold(Update {
+            name: format!("{:0>100}", 3),
+            values: vec![2.0],
+        });
+        assert_eq!(op.values[3], 2.0);
+        op.reset();
+        assert_eq!(op.name_bytes, 0);
     }
 
     #[test]

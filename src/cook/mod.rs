@@ -1,13 +1,16 @@
 //! The operator contract, below every operator kind: what a cook sees (the frame, the node
 //! states of the graph, daemon statistics), what it reports (cook statistics, errors), the trait
-//! every kind implements, and the channel data model in [`data`].
+//! every kind implements, the channel data model in [`data`], and in [`slice`] the time slices
+//! of queued input that OSC In and MIDI In share.
 //!
 //! Nothing here knows a particular kind, the config file or a socket: kinds live in `chop`, the
 //! graph that drives them in `graph`.
 
 pub mod data;
+pub mod slice;
 
 pub use data::{match_rates, sanitize_name, ChopData, RateMismatch, SrSelect};
+pub use slice::SliceQueue;
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -183,6 +183,6 @@ impl Kind for MidiIn {
 
 impl Settings for MidiInConfig {
     fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
-        Ok(Box::new(MidiInOp::new(op, self, cx.rate)?))
+        Ok(Box::new(MidiInOp::new(op, self, cx.max_slice)?))
     }
 }

@@ -21,6 +21,15 @@ pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
 pub const STRIP_SEGMENTS: Bounds = Bounds::new(0, 64);
 pub const RECEIVE_BUFFER: Bounds = Bounds::new(4096, 1 << 30);
 pub const MAX_CHANNELS: Bounds = Bounds::new(1, 1_000_000);
+/// Longest OSC address taken, bytes. Real addresses are tens of bytes; 1 KiB leaves room for
+/// generated ones and keeps a hostile one from costing more than that.
+pub const DEFAULT_MAX_ADDRESS_LENGTH: usize = 1024;
+/// No address in a UDP datagram is longer than 64 KiB.
+pub const MAX_ADDRESS_LENGTH: Bounds = Bounds::new(16, 65_536);
+/// The default `max_name_bytes` is `max_channels` names of this many bytes: a generous typical
+/// name (`mixer/channel12/fader_2` is 23).
+pub const TYPICAL_NAME_BYTES: usize = 64;
+pub const MAX_NAME_BYTES: Bounds = Bounds::new(1024, 1 << 30);
 
 /// The keys of an `oscin` operator.
 #[derive(Deserialize, Debug, schemars::JsonSchema)]
@@ -55,6 +64,12 @@ pub struct Raw {
     /// Most channels this operator creates
     #[schemars(with = "Option<i64>", range(min = MAX_CHANNELS.min, max = MAX_CHANNELS.max))]
     pub max_channels: Option<Spanned<i64>>,
+    /// Longest OSC address taken, bytes (longer ones are dropped and counted)
+    #[schemars(with = "Option<i64>", range(min = MAX_ADDRESS_LENGTH.min, max = MAX_ADDRESS_LENGTH.max))]
+    pub max_address_length: Option<Spanned<i64>>,
+    /// Most bytes of channel names this operator holds (default: max_channels × 64)
+    #[schemars(with = "Option<i64>", range(min = MAX_NAME_BYTES.min, max = MAX_NAME_BYTES.max))]
+    pub max_name_bytes: Option<Spanned<i64>>,
 }
 
 /// The checked settings of an OSC In.
@@ -69,6 +84,10 @@ pub struct OscInConfig {
     /// Receive buffer requested with SO_RCVBUF, bytes.
     pub receive_buffer: usize,
     pub max_channels: usize,
+    /// Longest OSC address taken, bytes.
+    pub max_address_length: usize,
+    /// Most bytes of channel names held at once.
+    pub max_name_bytes: usize,
 }
 
 impl Kind for OscIn {
@@ -144,6 +163,20 @@ impl Kind for OscIn {
             MAX_CHANNELS,
             DEFAULT_MAX_CHANNELS as i64,
         ) as usize;
+        let max_address_length = cx.ranged_or(
+            &r.max_address_length,
+            "max_address_length",
+            MAX_ADDRESS_LENGTH,
+            DEFAULT_MAX_ADDRESS_LENGTH as i64,
+        ) as usize;
+        let default_name_bytes = (max_channels * TYPICAL_NAME_BYTES)
+            .clamp(MAX_NAME_BYTES.min as usize, MAX_NAME_BYTES.max as usize);
+        let max_name_bytes = cx.ranged_or(
+            &r.max_name_bytes,
+            "max_name_bytes",
+            MAX_NAME_BYTES,
+            default_name_bytes as i64,
+        ) as usize;
         Some(OscInConfig {
             bind: SocketAddr::new(ip, *r.port.get_ref()),
             multicast,
@@ -157,13 +190,15 @@ impl Kind for OscIn {
                 .unwrap_or_default(),
             receive_buffer,
             max_channels,
+            max_address_length,
+            max_name_bytes,
         })
     }
 }
 
 impl Settings for OscInConfig {
     fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
-        Ok(Box::new(OscInOp::new(op, self, cx.own_port.clone())?))
+        Ok(Box::new(OscInOp::new(op, self, cx.own_port.clone(), cx.max_slice)?))
     }
 
     fn udp_port(&self) -> Option<u16> {
