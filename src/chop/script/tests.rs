@@ -504,6 +504,19 @@ fn reload_applies_new_code_keeps_old_on_syntax_error_and_keeps_pars() {
     assert!(ex.contains(&("script_reloads", 1.0)));
 }
 
+/// Regression: a file starting with a UTF-8 byte order mark was refused ("invalid non-printable
+/// character U+FEFF"), because it was decoded before Python saw it; Python itself accepts it.
+#[test]
+fn a_callbacks_file_with_a_utf8_bom_loads_as_python_loads_it() {
+    let mut rig = Rig::new(60.0);
+    let s = rig.add_script("bom", &fixture("bom.py"), &[]);
+    rig.step();
+    assert!(rig.op(s).loaded(), "{:?}", rig.stats(s).last_error);
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    // The rest of the file is decoded as UTF-8: 'café' is four characters.
+    assert_eq!(rig.val(s, "chars"), 4.0);
+}
+
 /// Regression (a leaking script): a reload left the old module alive — its functions
 /// and its dict refer to each other — so whatever its globals held (a leaking list) stayed
 /// until a full garbage collection. Now it is released with the reload.
