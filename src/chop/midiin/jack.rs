@@ -197,6 +197,13 @@ impl JackLister {
         !self.events.lost.swap(false, Ordering::Relaxed)
     }
 
+    /// Drops the events heard so far: while not connected none of them matters, and left in
+    /// the queue they would fill it and crowd out the event of the next connection.
+    pub fn discard(&mut self) {
+        self.take_notes();
+        self.heard.clear();
+    }
+
     /// Was the port with UUID `uuid`, which we are connected to, unregistered since we
     /// connected (since [`settle`](Self::settle))? Consumes the events heard so far.
     pub fn unregistered(&mut self, uuid: u64) -> Heard {

@@ -461,8 +461,14 @@ impl Scanner {
                 }
             }
         }
-        let ports = match &self.lister {
-            Some(l) => l.ports(),
+        let ports = match &mut self.lister {
+            Some(l) => {
+                #[cfg(feature = "jack")]
+                if self.conn.is_none() {
+                    l.jack.discard();
+                }
+                l.ports()
+            }
             None => return ScanState::Missing,
         };
 
