@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chopd::config;
 use chopd::daemon::{self, ConfigRejected, Liveness, Stopped};
@@ -19,9 +20,42 @@ usage:
 
 const EX_CONFIG: u8 = 78;
 
+/// SIGHUP asks the daemon to reload, but its default action ends the process, and what turns it
+/// into a reload (the control runtime's handler) exists only a few milliseconds into `run`. So
+/// it is ignored from before `main` — an ELF constructor; only the dynamic loader runs earlier —
+/// until that handler takes over. A SIGHUP in between is dropped, which loses nothing: the
+/// config chopd then reads is the one the sender meant. The other commands get back the
+/// disposition chopd inherited (a `chopd ctl` on a terminal that hangs up ends, as it did).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static IGNORE_SIGHUP_FROM_THE_START: extern "C" fn() = ignore_sighup;
+
+/// The disposition of SIGHUP before [`ignore_sighup`] (`SIG_ERR`: not changed).
+static INHERITED_SIGHUP: AtomicUsize = AtomicUsize::new(libc::SIG_ERR);
+
+extern "C" fn ignore_sighup() {
+    // SAFETY: signal(2) with SIG_IGN, before any thread exists.
+    let before = unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    INHERITED_SIGHUP.store(before, Ordering::Relaxed);
+}
+
+fn restore_sighup() {
+    let before = INHERITED_SIGHUP.load(Ordering::Relaxed);
+    if before != libc::SIG_ERR {
+        // SAFETY: puts back the disposition signal(2) returned, before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGHUP, before);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if !matches!(args.as_slice(), ["run", _]) {
+        restore_sighup();
+    }
     match args.as_slice() {
         ["run", path] => {
             chopd::logging::init();

@@ -218,6 +218,11 @@ mod with_jack {
     /// One midiin `keys` on `device` exporting its channels under `/show` and its Info CHOP
     /// `keysinfo` under `/info`, both to `port`; `extra` adds settings to `keys`.
     pub fn keys(port: u16, device: &str, extra: &str) -> String {
+        keys_every(port, device, 50, extra)
+    }
+
+    /// [`keys`] scanning the ports every `scan_ms`.
+    pub fn keys_every(port: u16, device: &str, scan_ms: u32, extra: &str) -> String {
         Config::new()
             .dest("show", port)
             .dest("info", port)
@@ -225,7 +230,7 @@ mod with_jack {
                 "keys",
                 "midiin",
                 &format!(
-                    "device = \"{device}\"\nscan_ms = 50\nexport = {{ root = \"show\" }}\n{extra}"
+                    "device = \"{device}\"\nscan_ms = {scan_ms}\nexport = {{ root = \"show\" }}\n{extra}"
                 ),
             )
             .info("keysinfo", "keys", r#"export = { root = "info" }"#)
@@ -344,19 +349,38 @@ mod with_jack {
     }
 
     /// A port that vanishes and comes back under the same name between two scans is a new port
-    /// (JACK dropped our link to the old one): it must be reconnected, not trusted.
+    /// (JACK dropped our connection with the old one), also when JACK2 gives it the old UUID
+    /// back (the same slot): a disconnection — held notes released, `connected` 0 for a frame,
+    /// one log line — and a reconnection, never "a connection removed from outside".
     #[test]
-    fn reconnects_after_a_replug_faster_than_a_scan() {
+    fn a_replug_faster_than_a_scan_is_a_replug_even_with_the_same_uuid() {
         let _serial = serial();
-        let (mut src, rx, mut d) = connected("replug", "", 1);
+        let mut src = Source::new(&unique("replug"));
+        let rx = OscRx::new();
+        // A long interval puts the whole replug (a few ms) between two scans.
+        let cfg = keys_every(rx.port(), &src.client, 1000, "");
+        let mut d = Daemon::start(&cfg, &[]);
+        rx.expect("/info/connected", 1.0);
+        settle(&mut src, &rx, 1);
+        src.deliver(&rx, &[&[0x90, 60, 127]], &[("/show/ch1n60", 1.0)]);
         let client = src.client.clone();
-        src.deliver(&rx, &[&[0xB0, 7, 1]], &[("/show/ch1c7", 1.0 / 127.0)]);
         drop(src);
         let mut src = Source::new(&client);
-        rx.expect("/info/reconnects", 1.0);
+        expect_all(&rx, &[("/info/connected", 0.0), ("/show/ch1n60", 0.0)]);
+        // Both may have gone by already (the same frame as the drop, or the next).
+        rx.wait_value("/info/connected", |v| v == 1.0);
+        rx.wait_value("/info/reconnects", |v| v == 1.0);
         settle(&mut src, &rx, 1);
         src.deliver(&rx, &[&[0xB0, 7, 2]], &[("/show/ch1c7", 2.0 / 127.0)]);
         assert!(d.stop().success());
+        let log = d.log_text();
+        assert!(!log.contains("removed from outside"), "{log}");
+        assert_eq!(
+            log.matches("disconnected, will reconnect").count(),
+            1,
+            "{log}"
+        );
+        assert_eq!(log.matches("(reconnected)").count(), 1, "{log}");
     }
 
     /// A patchbay (or `jack_disconnect`) removes our connection while the port stays: MIDI In

@@ -98,6 +98,37 @@ fn an_exception_is_logged_with_file_and_line_and_the_rest_keeps_cooking() {
     assert!(d.stop().success());
 }
 
+/// Regression: a failing `onSetupParameters` was logged as "loading callbacks failed" although
+/// the file loaded and cooks.
+#[test]
+fn a_failing_on_setup_parameters_is_logged_as_such_and_the_script_cooks() {
+    let rx = OscRx::new();
+    let cfg = with_in(rx.port())
+        .dest("info", rx.port())
+        .script("setup", "setup_fails.py", "", TO_SHOW)
+        .info(
+            "setup_info",
+            "setup",
+            r#"export = { method = "autoname", root = "info" }"#,
+        );
+    let mut d = Daemon::start(
+        &cfg.text(),
+        &[("setup_fails.py", &fixture("setup_fails.py"))],
+    );
+    rx.wait_value("/show/alive", |v| v == 1.0);
+    rx.wait_value("/info/errors", |v| v == 1.0);
+    let line = d
+        .wait_for("onSetupParameters failed", TIMEOUT)
+        .unwrap_or_else(|| panic!("no onSetupParameters line; log:\n{}", d.log_text()));
+    assert!(
+        line.contains("setup_fails.py:3: ValueError: no parameters today"),
+        "{line}"
+    );
+    assert!(d.stop().success());
+    let log = d.log_text();
+    assert!(!log.contains("loading callbacks failed"), "{log}");
+}
+
 #[test]
 fn an_endless_loop_is_interrupted_and_the_clock_goes_on() {
     let rx = OscRx::new();

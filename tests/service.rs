@@ -188,6 +188,62 @@ fn sigterm_stops_cleanly() {
     assert_eq!(d.logged(is_stop("begin")).len(), 1, "{}", d.log_text());
 }
 
+/// Whether signal `sig` is ignored by process `pid` (the `SigIgn` mask of /proc/PID/status).
+fn ignores(pid: u32, sig: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
+}
+
+/// Regression: a SIGHUP in the first milliseconds after exec killed the process (the signal's
+/// default action) because the handler that makes it a reload came only after the config was
+/// read and the runtime built. Now no SIGHUP is fatal once chopd's own code runs. The one part
+/// before that, the dynamic loader (about a millisecond), cannot be protected from inside: the
+/// test starts at the first sign of Rust's runtime, which ignores SIGPIPE just before `main`,
+/// and sends SIGHUP after SIGHUP until the daemon is ready — through the whole start.
+#[test]
+fn a_sighup_right_after_exec_does_not_kill_the_daemon() {
+    for i in 0..20 {
+        let rx = OscRx::new();
+        let mut d = Daemon::spawn(&in_to_show(rx.port()).text(), &[], &[]);
+        let pid = d.child.id();
+        let deadline = Instant::now() + TIMEOUT;
+        while !ignores(pid, libc::SIGPIPE) {
+            assert!(Instant::now() < deadline, "start {i}: never reached main");
+        }
+        let mut sent = 0;
+        loop {
+            d.signal(libc::SIGHUP);
+            sent += 1;
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!(
+                    "start {i}: SIGHUP number {sent} ended chopd ({status:?}); log:\n{}",
+                    d.log_text()
+                );
+            }
+            if d.log_text()
+                .lines()
+                .any(|l| l.trim_end().ends_with(" ready"))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "start {i}: never ready");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let status = d.stop();
+        assert!(
+            status.success(),
+            "start {i}: {status:?}; log:\n{}",
+            d.log_text()
+        );
+    }
+}
+
 #[test]
 fn sigterm_stops_within_the_bound_and_frees_every_port() {
     let ns = Notify::at_path();

@@ -70,6 +70,9 @@ pub struct MidiInOp {
     layout_changed: bool,
     /// Messages the cook thread folded (the queue's other end counts `messages`).
     folded: u64,
+    /// The device went away since the last frame: `connected` shows 0 for this frame even when
+    /// the scanner has reconnected already (a replug shorter than a frame would not show at all).
+    dropped_out: bool,
 }
 
 impl MidiInOp {
@@ -125,6 +128,7 @@ impl MidiInOp {
             peak: Vec::new(),
             layout_changed: false,
             folded: 0,
+            dropped_out: false,
         })
     }
 
@@ -165,12 +169,16 @@ impl MidiInOp {
     }
 
     fn drain(&mut self) {
+        self.dropped_out = false;
         // At most a full queue per frame, so a sender as fast as this loop cannot hold it.
         for _ in 0..QUEUE {
             let Ok(w) = self.queue.try_recv() else { break };
             match w {
                 Wire::Midi(ev) => self.fold(ev),
-                Wire::Disconnected => self.release_notes(),
+                Wire::Disconnected => {
+                    self.dropped_out = true;
+                    self.release_notes();
+                }
             }
         }
     }
@@ -220,7 +228,10 @@ impl Operator for MidiInOp {
         let s = &self.shared;
         let f = |a: &AtomicU64| a.load(Relaxed) as f64;
         out.extend([
-            ("connected", f64::from(u8::from(s.connected.load(Relaxed)))),
+            (
+                "connected",
+                f64::from(u8::from(s.connected.load(Relaxed) && !self.dropped_out)),
+            ),
             (
                 "midi_available",
                 f64::from(u8::from(s.available.load(Relaxed))),
@@ -369,6 +380,7 @@ mod tests {
             peak: Vec::new(),
             layout_changed: false,
             folded: 0,
+            dropped_out: false,
         }
     }
 

@@ -198,11 +198,12 @@ impl ScriptOp {
         self.force = true;
     }
 
-    /// Loads (or reloads) the callbacks file and runs `onSetupParameters`. On failure the old
-    /// callbacks stay.
+    /// Loads (or reloads) the callbacks file and runs `onSetupParameters`. A file that fails to
+    /// load leaves the old callbacks in place; a failing `onSetupParameters` does not: the file
+    /// loaded and cooks, the failure is the operator's error like a failing cook.
     fn load(&mut self, initial: bool) {
         self.tried = callbacks::stamp(&self.path);
-        let result = Python::attach(|py| -> Result<(), PyFailure> {
+        let result = Python::attach(|py| -> Result<Result<(), PyFailure>, PyFailure> {
             let guard = scope::enter(Scope::detached(&self.shared)).map_err(|e| PyFailure {
                 summary: e,
                 error: None,
@@ -226,16 +227,17 @@ impl ScriptOp {
                 callbacks::retire(py, old);
             }
             self.query_cook_level(py);
-            setup.map_err(|f| PyFailure {
-                summary: format!("onSetupParameters: {}", f.summary),
-                ..f
-            })
+            Ok(setup)
         });
         match result {
-            Ok(()) => {
+            Ok(setup) => {
                 if !initial {
                     self.reloads += 1;
                     tracing::info!(file = %self.path.display(), "new callbacks applied");
+                }
+                if let Err(f) = setup {
+                    self.report("onSetupParameters", &f);
+                    self.count_later(&f.summary);
                 }
             }
             Err(f) => {

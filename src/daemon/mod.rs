@@ -902,6 +902,15 @@ fn defer(pending: &mut VecDeque<Event>, event: Event) {
 /// Runs the daemon on `path` until SIGINT/SIGTERM (or `shared.stop`). Reloads on SIGHUP, on
 /// `/chopd/reload`, and when `watch` is on, when the config or a table it names changes.
 pub fn run(path: &Path, shared: Liveness) -> anyhow::Result<()> {
+    // Signals first, before the config is read: from here on a SIGHUP (ignored until now, see
+    // main.rs) waits to be a reload once the daemon runs, and a SIGTERM or SIGINT to be a clean
+    // stop, however long the start takes (Python, MIDI, a required device).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the control runtime")?;
+    let _guard = rt.enter();
+    let signals = Signals::install()?;
     let config = config::load(path, crate::chop::KINDS).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
@@ -911,12 +920,6 @@ pub fn run(path: &Path, shared: Liveness) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the control runtime")?;
-    let _guard = rt.enter();
-    let signals = Signals::install()?;
     let started = Instant::now();
     let (events_tx, events_rx) = mpsc_async::channel::<Event>(16);
     tokio::spawn(signals.forward(events_tx.clone()));

@@ -198,12 +198,15 @@ fn compile<'py>(
     path: &Path,
 ) -> Result<(Bound<'py, PyAny>, Option<FileStamp>), PyFailure> {
     let stamp = stamp(path);
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    // Bytes, not text: Python decodes a source file itself (a UTF-8 BOM, a coding cookie), and
+    // `compile` does the same for bytes but not for a str, where a BOM is a stray U+FEFF.
+    let src = std::fs::read(path).map_err(|e| {
         PyFailure::plain(format!(
             "{}: cannot read the callbacks file: {e}",
             path.display()
         ))
     })?;
+    let src = pyo3::types::PyBytes::new(py, &src);
     let builtins = py
         .import("builtins")
         .map_err(|e| failure(py, e, path, None))?;

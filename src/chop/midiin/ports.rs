@@ -9,9 +9,12 @@
 //! midir reports no disconnects, so the scanner polls the port list every `scan_ms`. Under ALSA
 //! a connection is a midir connection (one sequencer client each) and is dropped when its port
 //! leaves the list. Under JACK the operator owns one virtual input port for its life and the
-//! scanner connects the matched source to it; the connection itself is checked on every scan, so
-//! a port replaced under the same name between two scans is reconnected too, and a JACK server
-//! that shuts down (all our clients die with it) is reopened when it is back (see `jack.rs`).
+//! scanner connects the matched source to it. A port replaced under the same name between two
+//! scans can come back with the same UUID (JACK2 reuses the slot), so the scanner goes by JACK's
+//! port events: a port unregistered since we connected to it was replugged, whatever the list
+//! says now; a connection gone while its port stayed was removed from outside and is made
+//! again. A JACK server that shuts down (all our clients die with it) is reopened when it is
+//! back (see `jack.rs`).
 //!
 //! # Matching a device
 //! Port names contain spaces (`Launch Control XL:Launch Control XL MIDI 1 20:0` under ALSA,
@@ -237,13 +240,17 @@ pub struct Lister {
 }
 
 impl Lister {
-    pub fn open(client: &str) -> Result<Lister, Unavailable> {
+    /// With `listen`, the JACK lister hears port events (the scanner); ALSA has none to hear.
+    pub fn open(client: &str, listen: bool) -> Result<Lister, Unavailable> {
         #[cfg(not(feature = "jack"))]
-        return Ok(Lister { mi: open(client)? });
+        {
+            let _ = listen;
+            Ok(Lister { mi: open(client)? })
+        }
         #[cfg(feature = "jack")]
         {
             quiet_jack();
-            super::jack::JackLister::open(client)
+            super::jack::JackLister::open(client, listen)
                 .map(|jack| Lister { jack })
                 .ok_or(Unavailable::NoJack)
         }
@@ -278,7 +285,7 @@ impl Lister {
 
 /// `chopd midi-ports`: every port a `device` pattern can match, in name order.
 pub fn list_ports() -> Result<Vec<String>, Unavailable> {
-    let lister = Lister::open("chopd-midi-ports")?;
+    let lister = Lister::open("chopd-midi-ports", false)?;
     let mut names: Vec<String> = lister.ports().into_iter().map(|p| p.name).collect();
     names.sort();
     Ok(names)
@@ -364,6 +371,14 @@ type Link = MidiInputConnection<Callback>;
 #[cfg(feature = "jack")]
 type Link = ();
 
+const REPLACED: &str = "was replaced by a new port of the same name";
+
+/// How long a new JACK connection waits for the server's event of it, which orders it among the
+/// port events (`JackLister::settle`). The event comes within a millisecond or so; only a server
+/// that sends none (or is stalled) makes the scanner wait this long.
+#[cfg(feature = "jack")]
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// What became of the port we are connected to.
 enum LinkState {
     Intact,
@@ -424,7 +439,7 @@ impl Scanner {
             }
         }
         if self.lister.is_none() {
-            match Lister::open(&self.client_name("-scan")) {
+            match Lister::open(&self.client_name("-scan"), true) {
                 Ok(l) => {
                     if self.logged_unavailable.take().is_some() {
                         tracing::info!(op = %self.op, "midiin \"{}\": MIDI ({BACKEND}) is available now", self.op);
@@ -446,29 +461,46 @@ impl Scanner {
                 }
             }
         }
-        let ports = match &self.lister {
-            Some(l) => l.ports(),
+        let ports = match &mut self.lister {
+            Some(l) => {
+                #[cfg(feature = "jack")]
+                if self.conn.is_none() {
+                    l.jack.discard();
+                }
+                l.ports()
+            }
             None => return ScanState::Missing,
         };
 
         if let Some((port, _)) = &self.conn {
-            let why = match self.link_state(port, &ports) {
+            let port = port.clone();
+            let why = match self.link_state(&port, &ports) {
                 LinkState::Intact => return ScanState::Connected,
                 LinkState::Cut => {
                     // The same port, but our connection to it is gone: someone removed it
-                    // (a patchbay), or the port is being unregistered and goes next. Connecting
-                    // again tells the two apart.
-                    let name = port.name.clone();
-                    if self.connect(&name).is_ok() {
-                        tracing::info!(op = %self.op, "midiin \"{}\": the connection from MIDI port \"{name}\" was removed from outside; connected again", self.op);
-                        return ScanState::Connected;
+                    // (a patchbay), the port is being unregistered and goes next, or it was
+                    // replugged so recently that its events were not heard yet. Connecting
+                    // again tells the three apart.
+                    match self.connect(&port.name) {
+                        Ok((link, false)) => {
+                            tracing::info!(op = %self.op, "midiin \"{}\": the connection from MIDI port \"{}\" was removed from outside; connected again", self.op, port.name);
+                            self.conn = Some((port, link));
+                            return ScanState::Connected;
+                        }
+                        Ok((link, true)) => {
+                            self.disconnect(REPLACED);
+                            self.connected(port, link);
+                            return ScanState::Connected;
+                        }
+                        Err(_) => {
+                            // Going: leave it to the next scan, which will no longer list it
+                            // (trying to connect to it again now would only log a failure).
+                            self.disconnect("disappeared");
+                            return ScanState::Missing;
+                        }
                     }
-                    // Going: leave it to the next scan, which will no longer list it (trying
-                    // to connect to it again now would only log a failure).
-                    self.disconnect("disappeared");
-                    return ScanState::Missing;
                 }
-                LinkState::Replaced => "was replaced by a new port of the same name",
+                LinkState::Replaced => REPLACED,
                 LinkState::Gone => "disappeared",
             };
             self.disconnect(why);
@@ -506,8 +538,9 @@ impl Scanner {
             );
             self.logged_ambiguous = sel.candidates.clone();
         }
-        // The identity seen in this scan: if the port is replaced while we connect, the next
-        // scan sees another UUID and reconnects.
+        // The identity seen in this scan. A replug while we connect is sorted out by JACK's
+        // events (before our connection: it is the port we connect to; after: the next scan
+        // hears it and reconnects) or, failing those, by a new UUID at the next scan.
         let port = ports
             .iter()
             .find(|p| p.name == sel.port)
@@ -517,22 +550,10 @@ impl Scanner {
                 id: 0,
             });
         match self.connect(&sel.port) {
-            Ok(conn) => {
-                self.conn = Some((port, conn));
-                self.shared.connected.store(true, Relaxed);
-                let n = self.shared.connects.fetch_add(1, Relaxed);
-                if n > 0 {
-                    self.shared.reconnects.fetch_add(1, Relaxed);
-                }
-                self.logged_missing = false;
-                self.logged_connect_error = None;
-                tracing::info!(
-                    op = %self.op,
-                    "midiin \"{}\": connected to MIDI port \"{}\"{}",
-                    self.op,
-                    sel.port,
-                    if n > 0 { " (reconnected)" } else { "" }
-                );
+            // Whether the port was replugged before this connection no longer matters: we are
+            // connected to the port there is now.
+            Ok((link, _)) => {
+                self.connected(port, link);
                 ScanState::Connected
             }
             Err(e) => {
@@ -543,6 +564,25 @@ impl Scanner {
                 ScanState::Failed(e)
             }
         }
+    }
+
+    /// Records a new connection to `port`, counts it and logs it.
+    fn connected(&mut self, port: Port, link: Link) {
+        let name = port.name.clone();
+        self.conn = Some((port, link));
+        self.shared.connected.store(true, Relaxed);
+        let n = self.shared.connects.fetch_add(1, Relaxed);
+        if n > 0 {
+            self.shared.reconnects.fetch_add(1, Relaxed);
+        }
+        self.logged_missing = false;
+        self.logged_connect_error = None;
+        tracing::info!(
+            op = %self.op,
+            "midiin \"{}\": connected to MIDI port \"{name}\"{}",
+            self.op,
+            if n > 0 { " (reconnected)" } else { "" }
+        );
     }
 
     /// Drops the connection (if any), tells the cook thread and logs why.
@@ -568,14 +608,24 @@ impl Scanner {
 
     /// What became of the port we are connected to, judged from this scan's port list: under
     /// ALSA by its identity alone (the connection lives and dies with midir's client); under
-    /// JACK also by whether the server still holds our connection to it.
-    fn link_state(&self, port: &Port, ports: &[Port]) -> LinkState {
-        if !ports.contains(port) {
-            return if ports.iter().any(|p| p.name == port.name) {
+    /// JACK first by whether it was unregistered since we connected (its UUID may be back with
+    /// a new port), then by whether the server still holds our connection to it.
+    fn link_state(&mut self, port: &Port, ports: &[Port]) -> LinkState {
+        let gone = || {
+            if ports.iter().any(|p| p.name == port.name) {
                 LinkState::Replaced
             } else {
                 LinkState::Gone
-            };
+            }
+        };
+        #[cfg(feature = "jack")]
+        if let Some(l) = &mut self.lister {
+            if l.jack.unregistered(port.id) == super::jack::Heard::Unregistered {
+                return gone();
+            }
+        }
+        if !ports.contains(port) {
+            return gone();
         }
         #[cfg(feature = "jack")]
         {
@@ -590,8 +640,10 @@ impl Scanner {
     }
 
     /// JACK: connects `port` to our virtual input port, creating that port the first time.
+    /// Also says whether JACK's events show that `port` was unregistered (replugged) before
+    /// this connection was made, since the last look at them.
     #[cfg(feature = "jack")]
-    fn connect(&mut self, port: &str) -> Result<Link, String> {
+    fn connect(&mut self, port: &str) -> Result<(Link, bool), String> {
         if self.input.is_none() {
             use midir::os::unix::VirtualInput;
             // A name no other client has (JACK would rename a duplicate, and we must know our
@@ -615,14 +667,16 @@ impl Scanner {
                 .map_err(|e| format!("create the JACK input port: {e}"))?;
             self.input = Some((conn, format!("{client}:in")));
         }
-        let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
+        let (Some(l), Some((_, ours))) = (&mut self.lister, &self.input) else {
             return Err("MIDI is unavailable".into());
         };
-        l.jack.connect(port, ours)
+        let made = l.jack.connect(port, ours)?;
+        let replugged = made && l.jack.settle(port, ours, SETTLE) == super::jack::Heard::Unregistered;
+        Ok(((), replugged))
     }
 
     #[cfg(not(feature = "jack"))]
-    fn connect(&mut self, port: &str) -> Result<Link, String> {
+    fn connect(&mut self, port: &str) -> Result<(Link, bool), String> {
         // midir consumes its client on connect, so every connection gets a client of its own.
         let mi = open(&self.client_name("")).map_err(|e| e.to_string())?;
         let p = mi
@@ -635,7 +689,9 @@ impl Scanner {
             tx: self.tx.clone(),
             shared: self.shared.clone(),
         };
-        mi.connect(&p, "in", on_midi, cb).map_err(|e| e.to_string())
+        mi.connect(&p, "in", on_midi, cb)
+            .map(|link| (link, false))
+            .map_err(|e| e.to_string())
     }
 
     /// Scans (at once when `scan_first`) and then every `interval` until `stop` fires or its

@@ -504,6 +504,52 @@ fn reload_applies_new_code_keeps_old_on_syntax_error_and_keeps_pars() {
     assert!(ex.contains(&("script_reloads", 1.0)));
 }
 
+/// Regression: a file starting with a UTF-8 byte order mark was refused ("invalid non-printable
+/// character U+FEFF"), because it was decoded before Python saw it; Python itself accepts it.
+#[test]
+fn a_callbacks_file_with_a_utf8_bom_loads_as_python_loads_it() {
+    let mut rig = Rig::new(60.0);
+    let s = rig.add_script("bom", &fixture("bom.py"), &[]);
+    rig.step();
+    assert!(rig.op(s).loaded(), "{:?}", rig.stats(s).last_error);
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    // The rest of the file is decoded as UTF-8: 'café' is four characters.
+    assert_eq!(rig.val(s, "chars"), 4.0);
+}
+
+/// Regression: a failing `onSetupParameters` was reported as the whole file failing to load
+/// ("loading callbacks failed", on a reload "old code keeps running") although the file had
+/// loaded and cooked. It is the operator's error; the new code is applied and cooks.
+#[test]
+fn a_failing_on_setup_parameters_is_an_error_and_the_file_still_loads_and_reloads() {
+    let file = temp_copy("setup_fails.py");
+    let mut rig = Rig::new(60.0);
+    let s = rig.add_script("setup", &file, &[]);
+    rig.step();
+    assert!(rig.op(s).loaded());
+    assert_eq!(rig.val(s, "alive"), 1.0);
+    assert_eq!(rig.stats(s).errors, 1);
+    let err = rig.stats(s).last_error.clone().unwrap();
+    assert!(
+        err.contains("setup_fails.py:3: ValueError: no parameters today"),
+        "{err}"
+    );
+
+    // An edit whose onSetupParameters fails too is applied: it is a reload, and it cooks.
+    rewrite(
+        &file,
+        "def onSetupParameters(scriptOp):\n    raise ValueError('still none')\n\n\
+         def onCook(scriptOp):\n    scriptOp.clear()\n    scriptOp.appendChan('alive')[0] = 2\n",
+    );
+    rig.op(s).poll_file(true);
+    assert!(rig.step()[s]);
+    assert_eq!(rig.val(s, "alive"), 2.0);
+    assert_eq!(rig.stats(s).errors, 2);
+    let mut ex = Vec::new();
+    rig.op(s).extras(&mut ex);
+    assert!(ex.contains(&("script_reloads", 1.0)), "{ex:?}");
+}
+
 /// Regression (a leaking script): a reload left the old module alive — its functions
 /// and its dict refer to each other — so whatever its globals held (a leaking list) stayed
 /// until a full garbage collection. Now it is released with the reload.
