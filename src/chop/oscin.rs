@@ -203,12 +203,12 @@ pub struct OscInOp {
     /// Each limit is explained in the log the first time it is reached.
     told_long_address: bool,
     told_name_limit: bool,
-    logged: Snapshot,
+    logged: LoggedCounts,
     last_proc_read: Option<Instant>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq)]
-struct Snapshot {
+struct LoggedCounts {
     malformed: u64,
     ignored: u64,
     refused: u64,
@@ -275,7 +275,7 @@ impl OscInOp {
             name_limit_hits: 0,
             told_long_address: false,
             told_name_limit: false,
-            logged: Snapshot::default(),
+            logged: LoggedCounts::default(),
             last_proc_read: None,
         })
     }
@@ -352,7 +352,7 @@ impl OscInOp {
 
     fn log_problems(&mut self) {
         let c = &self.counters;
-        let snap = Snapshot {
+        let snap = LoggedCounts {
             malformed: c.malformed.load(Relaxed),
             ignored: c.ignored_args.load(Relaxed),
             refused: c.refused.load(Relaxed),
@@ -370,7 +370,7 @@ impl OscInOp {
             );
             self.logged.feedback = snap.feedback;
         }
-        let warn_worthy = Snapshot {
+        let warn_worthy = LoggedCounts {
             feedback: self.logged.feedback,
             ..snap
         };
