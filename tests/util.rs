@@ -410,6 +410,9 @@ impl Daemon {
         cmd.arg("run")
             .arg(&config)
             .env("CHOPD_LOG", "info")
+            // Each daemon's local socket in its own directory, as its unit's
+            // RuntimeDirectory= would give it.
+            .env("RUNTIME_DIRECTORY", &dir.0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -448,6 +451,11 @@ impl Daemon {
             .last()
             .and_then(port_of)
             .unwrap_or_else(|| panic!("no operator \"{name}\" bound; log:\n{}", self.log_text()))
+    }
+
+    /// The local administration socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path("chopd.sock")
     }
 
     /// Port of the control port (the latest, as a reload may move it).

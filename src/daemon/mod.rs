@@ -10,12 +10,15 @@
 //!
 //! - [`control`]: the OSC control port, its address space and status replies.
 //! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
+//! - [`local`]: the local administration socket (the control port's requests, file permissions
+//!   instead of addresses and tokens).
 //! - [`memory`]: the resident memory (`rss_mb`) and its warning.
 //! - [`notify`]: sd_notify and the heartbeat check that feeds the watchdog.
 //! - [`watch`]: polling the config and the files it names.
 
 pub mod control;
 pub mod ctl;
+pub mod local;
 pub mod memory;
 pub mod notify;
 pub mod status;
@@ -35,7 +38,7 @@ use tokio::sync::mpsc as mpsc_async;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::config::{self, Cidr, Config, ControlConfig};
+use crate::config::{self, Config, ControlConfig};
 use crate::cook::Frame;
 use crate::graph::Graph;
 use notify::{Health, Heartbeat, Notifier};
@@ -304,7 +307,7 @@ impl Signals {
 struct ControlPort {
     cfg: ControlConfig,
     local: SocketAddr,
-    allow: tokio::sync::watch::Sender<Vec<Cidr>>,
+    policy: tokio::sync::watch::Sender<control::Policy>,
     _close: oneshot::Sender<()>,
 }
 
@@ -313,13 +316,13 @@ impl ControlPort {
         let sock = control::bind(cfg)?;
         let local = sock.local_addr()?;
         tracing::info!(kind = "control", addr = %local, "listening");
-        let (allow, allow_rx) = tokio::sync::watch::channel(cfg.allow.clone());
+        let (policy, policy_rx) = tokio::sync::watch::channel(control::Policy::of(cfg));
         let (close, close_rx) = oneshot::channel();
-        tokio::spawn(control::serve(sock, allow_rx, ctx, close_rx));
+        tokio::spawn(control::serve(sock, policy_rx, ctx, close_rx));
         Ok(ControlPort {
             cfg: cfg.clone(),
             local,
-            allow,
+            policy,
             _close: close,
         })
     }
@@ -341,6 +344,8 @@ struct Plane<'a> {
     watcher: watch::Watcher,
     control: Option<ControlPort>,
     control_ctx: control::Ctx,
+    /// Removed on a clean stop (dropping it removes the file).
+    local: Option<local::LocalSocket>,
     rate: f64,
     n_ops: usize,
 }
@@ -391,6 +396,14 @@ impl<'a> Plane<'a> {
             }
             None => None,
         };
+        let local = match local::open(&local::path(control_cfg.as_ref()), control_ctx.clone()) {
+            Ok(l) => l,
+            Err(e) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                let _ = thread.join();
+                return Err(e);
+            }
+        };
         let plane = Plane {
             path,
             beat: Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now()),
@@ -404,6 +417,7 @@ impl<'a> Plane<'a> {
             watcher: watch::Watcher::new(files),
             control,
             control_ctx,
+            local: Some(local),
             rate,
             n_ops,
         };
@@ -646,7 +660,7 @@ impl<'a> Plane<'a> {
                 Err(errors)
             }
             Ok(config) => {
-                for w in &config.warnings {
+                for w in config.warnings.iter().chain(&control::exposure(&config)) {
                     tracing::warn!("{w}");
                 }
                 Ok(config)
@@ -688,6 +702,15 @@ impl<'a> Plane<'a> {
     /// Follows a reloaded `[control]`: same address → only the allow-list changes; another
     /// address → bind it, then close the old one (which stays if the new one cannot be bound).
     fn apply_control(&mut self, new: Option<&ControlConfig>) {
+        // Moving the socket under a connected client would strand it; a restart moves it.
+        let wanted = local::path(new);
+        if let Some(l) = self.local.as_ref().filter(|l| l.path != wanted) {
+            tracing::warn!(
+                "the control socket stays at {} until a restart (the config now names {})",
+                l.path.display(),
+                wanted.display()
+            );
+        }
         match (self.control.as_ref(), new) {
             (None, None) => {}
             (Some(_), None) => {
@@ -695,8 +718,8 @@ impl<'a> Plane<'a> {
                 tracing::info!("control port closed");
             }
             (Some(cur), Some(new)) if cur.cfg.addr == new.addr => {
-                if cur.cfg.allow != new.allow {
-                    cur.allow.send_replace(new.allow.clone());
+                if cur.cfg != *new {
+                    cur.policy.send_replace(control::Policy::of(new));
                     if let Some(c) = self.control.as_mut() {
                         c.cfg = new.clone();
                     }
@@ -741,6 +764,7 @@ impl<'a> Plane<'a> {
         self.notifier.stopping();
         self.shared.stop.store(true, Ordering::Relaxed);
         self.control = None;
+        self.local = None;
         let (done_tx, done_rx) = oneshot::channel();
         // Joined on a helper thread so the wait can be bounded and a second signal heard.
         std::thread::spawn(move || {
@@ -797,7 +821,7 @@ pub fn run(path: &Path, shared: Shared) -> anyhow::Result<()> {
         }
         anyhow::Error::new(ConfigRejected(diags.len()))
     })?;
-    for w in &config.warnings {
+    for w in config.warnings.iter().chain(&control::exposure(&config)) {
         tracing::warn!("{w}");
     }
     let rt = tokio::runtime::Builder::new_current_thread()
