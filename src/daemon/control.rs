@@ -238,18 +238,22 @@ pub fn parse_packet(
     })
 }
 
-/// `/chopd/auth/TOKEN/rest` → (`/chopd/rest`, whether TOKEN is the token).
+/// `/chopd/auth/TOKEN/rest` → (`/chopd/rest`, whether TOKEN is the token). A repeated prefix
+/// is stripped too (every one must hold the token), so that no address handed on, echoed in a
+/// reply or logged, starts with a token.
 fn strip_auth(addr: &str, token: Option<&str>) -> (String, Auth) {
-    let Some(rest) = addr.strip_prefix(AUTH) else {
-        return (addr.to_string(), Auth::None);
-    };
-    let (given, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    let auth = match token {
-        Some(t) if same(t.as_bytes(), given.as_bytes()) => Auth::Good,
-        Some(_) => Auth::Bad,
-        None => Auth::Good,
-    };
-    (format!("{PREFIX}/{rest}"), auth)
+    let mut addr = addr.to_string();
+    let mut auth = Auth::None;
+    while let Some(rest) = addr.strip_prefix(AUTH) {
+        let (given, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        let good = token.is_none_or(|t| same(t.as_bytes(), given.as_bytes()));
+        auth = match (auth, good) {
+            (Auth::Bad, _) | (_, false) => Auth::Bad,
+            _ => Auth::Good,
+        };
+        addr = format!("{PREFIX}/{rest}");
+    }
+    (addr, auth)
 }
 
 /// Compares without stopping at the first difference, so timing does not tell how much of a
@@ -1085,6 +1089,13 @@ mod tests {
         );
         assert_eq!(strip_auth("/chopd/auth/0123456789abcdef", t).1, Auth::Good);
         assert_eq!(strip_auth("/chopd/op/x/reset", t).1, Auth::None);
+        let twice = "/chopd/auth/0123456789abcdef/auth/0123456789abcdef/ping";
+        assert_eq!(
+            strip_auth(twice, t),
+            ("/chopd/ping".to_string(), Auth::Good)
+        );
+        let bad_inside = "/chopd/auth/0123456789abcdef/auth/guess/ping";
+        assert_eq!(strip_auth(bad_inside, t).1, Auth::Bad);
         assert!(Request::Reset("x".into()).mutates());
         assert!(Request::Release.mutates());
         assert!(!Request::Ping.mutates());

@@ -22,7 +22,8 @@ pub const USAGE: &str = "\
 usage: chopd ctl [TARGET] REQUEST
   TARGET   none: the local socket of this environment (RUNTIME_DIRECTORY, /run/chopd,
                  XDG_RUNTIME_DIR/chopd, then /tmp/chopd-UID)
-           CONFIG              the local socket that config's daemon uses
+           CONFIG              the local socket of that config's daemon (its [control]
+                               socket, else as above, /run/chopd/NAME for chopd@NAME)
            --socket PATH       that socket
            --osc CONFIG|PORT|HOST:PORT [--token TOKEN]
                                the UDP control port (a config's token is used if it has one)
@@ -144,23 +145,28 @@ fn target<'a, 'b>(args: &'a [&'b str]) -> Result<(Target, &'a [&'b str]), CtlErr
                 )));
             }
             let control = config_control(first)?;
-            Ok((Target::Socket(local::path(control.as_ref())), rest))
+            Ok((
+                found(local::candidates(Some((path, control.as_ref()))))?,
+                rest,
+            ))
         }
-        rest => {
-            let found = local::candidates().into_iter().find(|p| p.exists());
-            match found {
-                Some(p) => Ok((Target::Socket(p), rest)),
-                None => Err(CtlError::Failed(format!(
-                    "no chopd socket at {} (is chopd running? else name its config, \
-                     --socket PATH or --osc PORT)",
-                    local::candidates()
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))),
-            }
-        }
+        rest => Ok((found(local::candidates(None))?, rest)),
+    }
+}
+
+/// The first socket that exists; else the first place, so the error names it.
+fn found(candidates: Vec<PathBuf>) -> Result<Target, CtlError> {
+    match candidates.iter().find(|p| p.exists()) {
+        Some(p) => Ok(Target::Socket(p.clone())),
+        None if candidates.len() == 1 => Ok(Target::Socket(candidates[0].clone())),
+        None => Err(CtlError::Failed(format!(
+            "no chopd socket at {} (is chopd running? else --socket PATH or --osc PORT)",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 

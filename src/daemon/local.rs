@@ -50,14 +50,24 @@ pub fn path(cfg: Option<&ControlConfig>) -> PathBuf {
     fallback_dir().join(SOCKET_NAME)
 }
 
-/// Where `chopd ctl` looks when not told, in order: the daemon's places for this environment,
-/// then the system service's (`/run/chopd`), so that a technician's shell finds either.
-pub fn candidates() -> Vec<PathBuf> {
+/// Where `chopd ctl` looks, in order, for the daemon of `config` (a config file and its
+/// `[control]`) or, without one, for any: this environment's runtime directory, then the system
+/// service's (`/run/chopd`, or `/run/chopd/NAME` for the template's instance `chopd@NAME`),
+/// then the user's. A technician's shell has no `RUNTIME_DIRECTORY`; these find the service's.
+pub fn candidates(config: Option<(&Path, Option<&ControlConfig>)>) -> Vec<PathBuf> {
+    if let Some(p) = config.and_then(|(_, c)| c.and_then(|c| c.socket.clone())) {
+        return vec![p];
+    }
     let mut out = Vec::new();
     if let Some(dir) = runtime_directory() {
         out.push(dir.join(SOCKET_NAME));
     }
-    out.push(PathBuf::from("/run/chopd").join(SOCKET_NAME));
+    let run = Path::new("/run/chopd");
+    match config.and_then(|(f, _)| f.file_stem()) {
+        Some(stem) if stem == "chopd" => out.push(run.join(SOCKET_NAME)),
+        Some(stem) => out.push(run.join(stem).join(SOCKET_NAME)),
+        None => out.push(run.join(SOCKET_NAME)),
+    }
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         out.push(PathBuf::from(dir).join("chopd").join(SOCKET_NAME));
     }
