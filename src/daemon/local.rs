@@ -34,6 +34,10 @@ const MAX_REQUEST: usize = 1 << 20;
 /// Clients served at once; more wait for a slot.
 const MAX_CLIENTS: usize = 16;
 
+/// A client silent this long gives its slot back: a forgotten connection must not keep the
+/// socket from the technician who needs it.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Where the daemon puts its socket: the config's `socket`, else `chopd.sock` in
 /// `$RUNTIME_DIRECTORY` (the unit's `RuntimeDirectory=`), else in `$XDG_RUNTIME_DIR/chopd`,
 /// else in `/tmp/chopd-UID` (a directory only this user may enter).
@@ -196,15 +200,18 @@ async fn serve(listener: UnixListener, ctx: Ctx, mut close: oneshot::Receiver<()
 async fn client(mut s: UnixStream, ctx: &Ctx, failed: &Mutex<Limited>) -> std::io::Result<()> {
     loop {
         let mut size = [0u8; 4];
-        if s.read_exact(&mut size).await.is_err() {
-            return Ok(());
+        match tokio::time::timeout(IDLE, s.read_exact(&mut size)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return Ok(()),
         }
         let n = u32::from_be_bytes(size) as usize;
         if n > MAX_REQUEST {
             return Err(std::io::Error::other(format!("a {n}-byte request")));
         }
         let mut buf = vec![0u8; n];
-        s.read_exact(&mut buf).await?;
+        tokio::time::timeout(IDLE, s.read_exact(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::other("a request cut short"))??;
         ctx.counters
             .packets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
