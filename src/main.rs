@@ -89,7 +89,11 @@ fn main() -> ExitCode {
         }
         ["check", path] => match config::load(&PathBuf::from(path), chopd::chop::KINDS) {
             Ok(c) => {
-                for w in &c.warnings {
+                for w in c
+                    .warnings
+                    .iter()
+                    .chain(&chopd::daemon::control::exposure(&c))
+                {
                     println!("{w}");
                 }
                 println!("{path}: ok ({} operators)", c.operators.len());

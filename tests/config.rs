@@ -45,3 +45,53 @@ fn bad_config_fixtures_report_their_expected_messages() {
     }
     assert!(n >= 5, "expected bad-config fixtures, found {n}");
 }
+
+#[test]
+fn check_warns_when_the_control_port_or_an_input_is_open_to_the_network() {
+    let dir = TempDir::new();
+    let open = dir.write(
+        "open.toml",
+        "[control]\naddress = \"0.0.0.0\"\nport = 0\nallow = [\"0.0.0.0/0\"]\n\
+         [[operator]]\nname = \"in\"\ntype = \"oscin\"\nport = 0\n\
+         [[operator]]\nname = \"any\"\ntype = \"oscin\"\nport = 0\nallow = [\"::/0\"]\n",
+    );
+    let (code, out) = check(&open);
+    assert_eq!(code, 0, "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains(": warning: ")).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains(
+            "open.toml:1:1: warning: the control port listens on 0.0.0.0:0 and allows 0.0.0.0/0"
+        )),
+        "{out}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("without a token")),
+        "{out}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("oscin \"in\" listens on [::]:0 without an allow-list")),
+        "{out}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("oscin \"any\" listens on [::]:0 allowing ::/0")),
+        "{out}"
+    );
+    // Loopback, or an allow-list of the show network: nothing to say.
+    let closed = dir.write(
+        "closed.toml",
+        "[control]\nport = 0\n\
+         [[operator]]\nname = \"in\"\ntype = \"oscin\"\nport = 0\nallow = [\"10.0.0.0/24\"]\n\
+         [[operator]]\nname = \"lo\"\ntype = \"oscin\"\nport = 0\nlocal_address = \"127.0.0.1\"\n",
+    );
+    let (code, out) = check(&closed);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    // The start says it too.
+    let text = std::fs::read_to_string(&open).unwrap();
+    let d = Daemon::start(&text, &[]);
+    d.wait_for("allows 0.0.0.0/0", TIMEOUT).unwrap();
+}

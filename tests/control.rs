@@ -1,5 +1,6 @@
 //! The control port end to end: status, actions on operators (pulse, set, reset, Setup
-//! Parameters, reload), garbage and refused senders, `chopd ctl`, and a port that is taken.
+//! Parameters, reload), garbage and refused senders, `chopd ctl`, and a port that is taken;
+//! what it bounds (reply sizes, requests per packet, the token) and the local socket.
 
 use std::time::{Duration, Instant};
 
@@ -9,11 +10,16 @@ use crate::util::*;
 
 /// Runs `chopd ctl ARGS`; returns (exit code, stdout, stderr).
 fn ctl(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(BIN)
-        .arg("ctl")
-        .args(args)
-        .output()
-        .unwrap();
+    ctl_env(args, &[])
+}
+
+fn ctl_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("ctl").args(args).env_remove("RUNTIME_DIRECTORY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -313,7 +319,7 @@ fn chopd_ctl_shows_status_and_acts() {
         ),
     );
     let cfg = cfg.to_str().unwrap();
-    let (code, _, err) = ctl(&[cfg, "ping"]);
+    let (code, _, err) = ctl(&["--osc", cfg, "ping"]);
     assert_eq!(code, 1);
     assert!(err.contains("nothing listens on 127.0.0.1:"), "{err}");
 }
@@ -334,4 +340,299 @@ fn a_taken_control_port_fails_the_start() {
         .unwrap();
     // Never announced ready.
     assert!(ns.next(Duration::from_millis(100)).is_none());
+}
+
+/// Every datagram that arrives on `c` within `window` after the reply (or error) to `addr`,
+/// that reply included: (bytes, messages).
+fn reply_bytes(c: &Control, addr: &str, window: Duration) -> (usize, Vec<rosc::OscMessage>) {
+    let mut buf = vec![0u8; 65536];
+    let (mut bytes, mut msgs) = (0, Vec::new());
+    let mut deadline = Instant::now() + TIMEOUT;
+    let mut answered = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            assert!(answered, "no reply to {addr}");
+            return (bytes, msgs);
+        }
+        c.sock.set_read_timeout(Some(left)).unwrap();
+        let Ok(n) = c.sock.recv(&mut buf) else {
+            continue;
+        };
+        bytes += n;
+        let (_, p) = rosc::decoder::decode_udp(&buf[..n]).unwrap();
+        let mut stack = vec![p];
+        while let Some(p) = stack.pop() {
+            match p {
+                rosc::OscPacket::Message(m) => {
+                    if !answered
+                        && (m.addr == "/chopd/reply" || m.addr == "/chopd/error")
+                        && matches!(m.args.first(), Some(OscType::String(a)) if a == addr)
+                    {
+                        answered = true;
+                        deadline = Instant::now() + window;
+                    }
+                    msgs.push(m);
+                }
+                rosc::OscPacket::Bundle(b) => stack.extend(b.content.into_iter().rev()),
+            }
+        }
+    }
+}
+
+fn bundle_of(msgs: Vec<rosc::OscMessage>) -> Vec<u8> {
+    let p = rosc::OscPacket::Bundle(rosc::OscBundle {
+        timetag: rosc::OscTime::from((0, 1)),
+        content: msgs.into_iter().map(rosc::OscPacket::Message).collect(),
+    });
+    rosc::encoder::encode(&p).unwrap()
+}
+
+fn message(addr: &str, args: Vec<OscType>) -> rosc::OscMessage {
+    rosc::OscMessage {
+        addr: addr.into(),
+        args,
+    }
+}
+
+#[test]
+fn control_replies_to_a_sender_without_full_replies_do_not_amplify() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text().replace(
+        "[control]\nport = 0",
+        "[control]\nport = 0\nfull_replies = [\"127.0.0.1/32\"]",
+    );
+    let d = Daemon::start(&cfg, &[]);
+    // 127.0.0.2 is allowed (127.0.0.0/8) but not given full replies: it stands for any sender
+    // whose address could be spoofed.
+    let other = Control::from_ip("127.0.0.2", d.control_port());
+    let request =
+        rosc::encoder::encode(&rosc::OscPacket::Message(message("/chopd/status", vec![]))).unwrap();
+    other.send_raw(&request);
+    let (bytes, msgs) = reply_bytes(&other, "/chopd/status", Duration::from_millis(200));
+    let ratio = bytes as f64 / request.len() as f64;
+    eprintln!("status: {} B → {bytes} B (×{ratio:.1})", request.len());
+    assert!(ratio <= 4.0, "{} B → {bytes} B", request.len());
+    let last = msgs.last().unwrap();
+    assert_eq!(last.addr, "/chopd/error", "{msgs:?}");
+    // One Ethernet frame of status requests.
+    let mtu = bundle_of((0..60).map(|_| message("/chopd/status", vec![])).collect());
+    assert!(mtu.len() <= 1472, "{}", mtu.len());
+    other.send_raw(&mtu);
+    let (bytes, _) = reply_bytes(&other, "/chopd/status", Duration::from_millis(500));
+    let ratio = bytes as f64 / mtu.len() as f64;
+    eprintln!("bundle: {} B → {bytes} B (×{ratio:.1})", mtu.len());
+    assert!(ratio <= 4.0, "{} B → {bytes} B", mtu.len());
+    // The host itself still gets the whole status, and the refusals were counted.
+    let s = Control::new(d.control_port()).status();
+    assert!(num(&s, "/chopd/status/control/clipped") >= 2.0);
+    assert!(s.contains_key("/chopd/status/op/in/kind"));
+}
+
+#[test]
+fn a_64k_bundle_of_control_requests_is_answered_at_once_with_the_excess_refused() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let d = Daemon::start(&in_and_stats(show.port(), stats.port()).text(), &[]);
+    let c = Control::new(d.control_port());
+    let one = message("/chopd/op/in/reset", vec![]);
+    let per = bundle_of(vec![one.clone()]).len() - 16;
+    let n = (65_507 - 16) / per;
+    let bundle = bundle_of(vec![one; n]);
+    assert!(bundle.len() <= 65_507);
+    c.send_raw(&bundle);
+    // Each request of the bound gets its reply, then one error for all the rest, and the port
+    // answers the next request without working through them.
+    let mut ok = 0;
+    let mut buf = vec![0u8; 65536];
+    let refused = loop {
+        c.sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let got = c
+            .sock
+            .recv(&mut buf)
+            .expect("every reply within the timeout");
+        let (_, p) = rosc::decoder::decode_udp(&buf[..got]).unwrap();
+        let rosc::OscPacket::Bundle(b) = p else {
+            panic!("{p:?}")
+        };
+        let rosc::OscPacket::Message(m) = &b.content[0] else {
+            panic!()
+        };
+        if m.addr == "/chopd/reply" {
+            ok += 1;
+            continue;
+        }
+        assert_eq!(m.addr, "/chopd/error", "{m:?}");
+        break m.args[1].clone();
+    };
+    assert_eq!(ok, 32);
+    let OscType::String(why) = refused else {
+        panic!()
+    };
+    assert!(
+        why.contains(&format!(
+            "{} requests refused: at most 32 per packet",
+            n - 32
+        )),
+        "{why}"
+    );
+    c.ok("/chopd/ping", vec![]);
+    let s = c.status();
+    assert_eq!(num(&s, "/chopd/status/control/excess"), (n - 32) as f64);
+    assert_eq!(num(&s, "/chopd/status/control/requests"), 32.0 + 1.0 + 1.0);
+    d.wait_for("requests past the first 32 of a packet", TIMEOUT)
+        .unwrap();
+}
+
+#[test]
+fn mutating_control_requests_need_the_token_when_one_is_set() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let token = "show-token-0123456789";
+    let cfg = in_and_stats(show.port(), stats.port()).text().replace(
+        "[control]\nport = 0",
+        &format!("[control]\nport = 0\ntoken = \"{token}\""),
+    );
+    let d = Daemon::start(&cfg, &[]);
+    let c = Control::new(d.control_port());
+    // Reading needs no token.
+    c.ok("/chopd/ping", vec![]);
+    assert!(num(&c.status(), "/chopd/status/op/in/total_cooks") >= 1.0);
+    for addr in [
+        "/chopd/op/in/reset",
+        "/chopd/op/in/pulse/reset_values",
+        "/chopd/reload",
+    ] {
+        let why = c.err(addr, vec![]);
+        assert!(why.contains("needs the token"), "{addr}: {why}");
+    }
+    let why = c.err("/chopd/op/in/par/x", vec![OscType::Float(1.0)]);
+    assert!(why.contains("needs the token"), "{why}");
+    c.send("/chopd/auth/not-the-token-000000/op/in/reset", vec![]);
+    let r = c.replies("/chopd/op/in/reset", TIMEOUT).unwrap();
+    assert_eq!(
+        r.last().unwrap().args[1],
+        OscType::String("wrong token".into())
+    );
+    // With the token: served, and the reply names the address without it.
+    c.send(&format!("/chopd/auth/{token}/op/in/reset"), vec![]);
+    let r = c.replies("/chopd/op/in/reset", TIMEOUT).unwrap();
+    assert_eq!(r.last().unwrap().addr, "/chopd/reply", "{r:?}");
+    d.wait_for("control: reset \"in\"", TIMEOUT).unwrap();
+    assert!(!d.log_text().contains(token));
+    assert_eq!(num(&c.status(), "/chopd/status/control/denied"), 5.0);
+    // chopd ctl takes the token from the config.
+    let cfg_path = d.config.to_str().unwrap().to_string();
+    let fixed = cfg.replace(
+        "port = 0\ntoken",
+        &format!("port = {}\ntoken", d.control_port()),
+    );
+    let fixed_path = d.dir.write("fixed.toml", &fixed);
+    let (code, out, err) = ctl(&["--osc", fixed_path.to_str().unwrap(), "reset", "in"]);
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+    let (code, _, err) = ctl(&["--osc", &d.control_port().to_string(), "reset", "in"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs the token"), "{err}");
+    // The local socket needs none.
+    let (code, _, err) = ctl_env(
+        &[&cfg_path, "reset", "in"],
+        &[("RUNTIME_DIRECTORY", &d.dir.0)],
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn the_local_control_socket_is_private_and_chopd_ctl_uses_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let mut d = Daemon::start(&in_and_stats(show.port(), stats.port()).text(), &[]);
+    let sock = d.socket();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "{mode:o}");
+    let listening = d
+        .wait_logged(
+            |f| f.get("kind").is_some_and(|k| k == "control-socket"),
+            1,
+            TIMEOUT,
+        )
+        .unwrap();
+    assert_eq!(listening["path"], sock.to_str().unwrap());
+    let s = sock.to_str().unwrap();
+    let (code, out, err) = ctl(&["--socket", s, "ping"]);
+    assert_eq!((code, out.trim()), (0, env!("CARGO_PKG_VERSION")), "{err}");
+    // By default, ctl finds the socket of its environment's runtime directory.
+    let env = [("RUNTIME_DIRECTORY", d.dir.0.as_path())];
+    let (code, out, err) = ctl_env(&["status"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\nin (oscin)  cooks "), "{out}");
+    assert_eq!(ctl_env(&["reset", "in"], &env).0, 0);
+    stats.wait_value("/stats/num_channels", |v| v == 0.0);
+    let (code, out, err) = ctl_env(&["reload"], &env);
+    assert_eq!((code, out.trim()), (0, "nothing changed"), "{err}");
+    d.wait_for("control socket", TIMEOUT).unwrap();
+    // A config names its daemon's socket.
+    let (code, _, err) = ctl_env(&[d.config.to_str().unwrap(), "ping"], &env);
+    assert_eq!(code, 0, "{err}");
+    // Removed on a clean stop.
+    assert!(d.stop().success());
+    assert!(!sock.exists());
+    let (code, _, err) = ctl(&["--socket", s, "ping"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is chopd running"), "{err}");
+}
+
+#[test]
+fn a_stale_control_socket_is_replaced_and_a_live_one_kept() {
+    let (show, stats) = (OscRx::new(), OscRx::new());
+    let cfg = in_and_stats(show.port(), stats.port()).text();
+    let first = Daemon::start(&cfg, &[]);
+    let dir = first.dir.0.clone();
+    let env = [("RUNTIME_DIRECTORY", dir.to_str().unwrap())];
+    // A second daemon with the same runtime directory must not take the first one's socket.
+    let mut second = Daemon::spawn(&cfg, &[], &env);
+    let (status, _) = second.wait_exit(TIMEOUT).expect("did not exit");
+    assert_eq!(status.code(), Some(1));
+    second.wait_for("another chopd serves", TIMEOUT).unwrap();
+    // A crash leaves the socket file behind; the next start replaces it.
+    let mut first = first;
+    first.signal(libc::SIGKILL);
+    first.wait_exit(TIMEOUT).expect("did not die");
+    assert!(first.socket().exists());
+    let third = Daemon::start_env(&cfg, &[], &env);
+    third
+        .wait_for("replacing the stale socket", TIMEOUT)
+        .unwrap();
+    let (code, _, err) = ctl(&["--socket", first.socket().to_str().unwrap(), "ping"]);
+    assert_eq!(code, 0, "{err}");
+    drop(third);
+}
+
+#[test]
+fn a_60000_character_string_parameter_leaves_the_status_answerable() {
+    let rx = OscRx::new();
+    let cfg = Config::new()
+        .control()
+        .dest("show", rx.port())
+        .script("noted", "noted.py", "", TO_SHOW);
+    let d = Daemon::start(&cfg.text(), &[("noted.py", &fixture("noted.py"))]);
+    let c = Control::new(d.control_port());
+    let long = "n".repeat(60_000);
+    c.ok(
+        "/chopd/op/noted/par/Note",
+        vec![OscType::String(long.clone())],
+    );
+    rx.wait_value("/show/note_len", |v| v == 60_000.0);
+    // Over UDP: answered, the value cut short and marked.
+    let j = c.status_json(None);
+    let note = j["operators"][0]["pars"]["Note"]["value"].as_str().unwrap();
+    assert!(note.ends_with("…[clipped]"), "{}", note.len());
+    assert!(note.len() < 2_000, "{}", note.len());
+    let s = c.status();
+    let OscType::String(v) = &s["/chopd/status/op/noted/par/Note"] else {
+        panic!()
+    };
+    assert!(v.ends_with("…[clipped]"));
+    // Over the local socket: whole.
+    let (code, out, err) = ctl(&["--socket", d.socket().to_str().unwrap(), "json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["operators"][0]["pars"]["Note"]["value"], long.as_str());
 }

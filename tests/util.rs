@@ -430,6 +430,9 @@ impl Daemon {
             .env("CHOPD_LOG", "info")
             // Show state is kept only where a test says (`state_dir`).
             .env_remove("STATE_DIRECTORY")
+            // Each daemon's local socket in its own directory, as its unit's
+            // RuntimeDirectory= would give it.
+            .env("RUNTIME_DIRECTORY", &dir.0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -468,6 +471,11 @@ impl Daemon {
             .last()
             .and_then(port_of)
             .unwrap_or_else(|| panic!("no operator \"{name}\" bound; log:\n{}", self.log_text()))
+    }
+
+    /// The local administration socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path("chopd.sock")
     }
 
     /// Port of the control port (the latest, as a reload may move it).

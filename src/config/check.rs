@@ -157,9 +157,46 @@ impl<'s> Reader<'_, '_, 's> {
                 prefix: 8,
             }],
         };
+        let full_replies = match &c.full_replies {
+            Some(list) => self.cx.cidrs(list),
+            None => vec![
+                Cidr {
+                    addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+                    prefix: 8,
+                },
+                Cidr {
+                    addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                    prefix: 128,
+                },
+            ],
+        };
+        let token = c.token.as_ref().and_then(|t| {
+            let s = t.get_ref();
+            let n = s.chars().count() as i64;
+            // The token travels as one segment of an OSC address: nothing OSC patterns or
+            // the address syntax give a meaning to.
+            let legal = s
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '~'));
+            if !legal || !(TOKEN_LEN.min..=TOKEN_LEN.max).contains(&n) {
+                self.cx.d.error(
+                    t.span(),
+                    format!(
+                        "a control token is {} to {} letters, digits, '-', '_', '.' or '~'",
+                        TOKEN_LEN.min, TOKEN_LEN.max
+                    ),
+                );
+                return None;
+            }
+            Some(s.clone())
+        });
+        let socket = c.socket.as_ref().map(|s| self.cx.dir().join(s.get_ref()));
         Some(ControlConfig {
             addr: SocketAddr::new(ip, c.port.unwrap_or(DEFAULT_CONTROL_PORT)),
             allow,
+            token,
+            full_replies,
+            socket,
         })
     }
 

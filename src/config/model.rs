@@ -63,7 +63,16 @@ pub struct Config {
 pub struct ControlConfig {
     pub addr: SocketAddr,
     pub allow: Vec<Cidr>,
+    /// Required on the control port's mutating requests (`/chopd/auth/TOKEN/…`).
+    pub token: Option<String>,
+    /// Senders whose replies are not bounded by the size of their request.
+    pub full_replies: Vec<Cidr>,
+    /// The local administration socket, when the config names one.
+    pub socket: Option<PathBuf>,
 }
+
+/// Length of a control token, in characters.
+pub const TOKEN_LEN: Bounds = Bounds::new(16, 128);
 
 /// The control port listens on loopback, port 9002, unless the config says otherwise.
 pub const DEFAULT_CONTROL_PORT: u16 = 9002;

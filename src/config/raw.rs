@@ -67,6 +67,17 @@ pub struct Control {
     /// Source networks allowed (CIDR, default 127.0.0.0/8)
     #[schemars(with = "Option<Vec<String>>")]
     pub allow: Option<Vec<Spanned<String>>>,
+    /// Shared secret required on set, reset, pulse, setuppars and reload: send
+    /// /chopd/auth/TOKEN/… instead of /chopd/… (letters, digits, - _ . ~; 16 to 128 of them)
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Spanned<String>>,
+    /// Senders that get replies of any size (CIDR, default 127.0.0.0/8 and ::1); others get
+    /// at most 4 times the bytes they sent unless they send the token
+    #[schemars(with = "Option<Vec<String>>")]
+    pub full_replies: Option<Vec<Spanned<String>>>,
+    /// Path of the local administration socket (default: chopd.sock in the runtime directory)
+    #[schemars(with = "Option<String>")]
+    pub socket: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug, Default, schemars::JsonSchema)]

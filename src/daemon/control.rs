@@ -1,7 +1,14 @@
-//! The control port: OSC over UDP, loopback and an allow-list by default. Owns the address
-//! space, request parsing and replies (the status they carry is [`super::status`]); it never
-//! touches the graph itself — every action runs as a closure on the cook thread
-//! (`Command::With`), and a reload goes to the control plane like SIGHUP does.
+//! The control port: OSC over UDP, loopback and an allow-list by default, and the same requests
+//! over the local administration socket ([`super::local`]). Owns the address space, request
+//! parsing, the limits on what one sender may ask and get back, and replies (the status they
+//! carry is [`super::status`]); it never touches the graph itself — the graph-touching requests
+//! of one packet, status included, run as one closure on the cook thread (`Command::With`): a
+//! packet waits at most one frame however many requests it holds. A reload goes to the control
+//! plane like SIGHUP does.
+//!
+//! The status is taken in that hop rather than from a copy the cook thread keeps: a copy
+//! published after a frame can be older than the exports of that frame a sender has already
+//! seen, and a status must show what its sender could have observed.
 //!
 //! Address space (docs/service.md is the user's version of this table):
 //!
@@ -22,20 +29,28 @@
 //! (a button's release), so press-and-release controllers work. Packets from senders outside
 //! the allow-list get no reply; undecodable packets neither. Both are counted and logged
 //! rate-limited, never raised.
+//!
+//! With a `token`, the mutating requests (reload, reset, setuppars, pulse, par, debug) are
+//! served over UDP only when written `/chopd/auth/TOKEN/…` (`/chopd/auth/TOKEN/op/x/reset`);
+//! the reply names the address without the token. The token is one address segment so that any
+//! OSC controller can send it, bundles or not.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscType};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::status::{int, ControlStatus, Status};
+use super::status::{int, ControlStatus, Status, OSC_STRING_MAX};
 use super::{Command, Event};
-use crate::config::{Cidr, ControlConfig};
+use crate::chop::oscin::OscInConfig;
+use crate::config::{Cidr, Config, ControlConfig, Diagnostic, Severity};
 use crate::cook::ParValue;
 use crate::graph::Graph;
 use crate::logging::RateLimit;
@@ -43,6 +58,28 @@ use crate::osc;
 
 /// Every address starts with this.
 pub const PREFIX: &str = "/chopd";
+
+/// Mutating requests carry the token as the segment after this.
+pub const AUTH: &str = "/chopd/auth/";
+
+/// Requests served from one UDP packet; the rest are counted (`excess`) and refused with one
+/// error. 32 covers a controller page sent as one bundle; 2,728 in one 64 kB bundle once kept
+/// the port busy for 45 s.
+pub const MAX_REQUESTS_PER_PACKET: usize = 32;
+
+/// Requests served from one packet of the local socket, which only the socket's owners reach.
+pub const MAX_REQUESTS_LOCAL: usize = 1024;
+
+/// A sender outside `full_replies` that did not send the token gets at most this many times
+/// the bytes of its packet back: the port cannot be used to amplify a spoofed source's traffic.
+pub const REPLY_FACTOR: usize = 4;
+
+/// Per source address: requests per second, and the burst above that.
+pub const RATE_PER_SEC: f64 = 100.0;
+pub const RATE_BURST: f64 = 200.0;
+
+/// Source addresses whose rate is tracked; past that, the one heard from least recently goes.
+pub const MAX_SENDERS: usize = 1024;
 
 /// How long a request waits for the cook thread, which answers once per frame when healthy.
 const COOK_REPLY: Duration = Duration::from_secs(2);
@@ -56,6 +93,9 @@ const MAX_REPLY_PACKET: usize = crate::config::DEFAULT_MAX_PACKET;
 /// Longest `/chopd/debug/stall`.
 const MAX_STALL: Duration = Duration::from_secs(600);
 
+/// What a sender outside `full_replies` without the token gets instead of a large reply.
+const TOO_LARGE: &str = "too big: use token or local socket";
+
 /// Counters of the control port, reported by `/chopd/status`.
 #[derive(Default, Debug)]
 pub struct ControlCounters {
@@ -64,6 +104,10 @@ pub struct ControlCounters {
     pub malformed: AtomicU64,
     pub refused: AtomicU64,
     pub failed: AtomicU64,
+    pub excess: AtomicU64,
+    pub limited: AtomicU64,
+    pub denied: AtomicU64,
+    pub clipped: AtomicU64,
 }
 
 /// What the control port needs to act.
@@ -75,6 +119,40 @@ pub struct Ctx {
     /// `/chopd/debug/*` allowed (`CHOPD_DEBUG_CONTROL=1`).
     pub debug: bool,
     pub started: Instant,
+}
+
+/// Who may reach the UDP port and what they get; changeable on reload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub allow: Vec<Cidr>,
+    pub full_replies: Vec<Cidr>,
+    pub token: Option<String>,
+}
+
+impl Policy {
+    pub fn of(cfg: &ControlConfig) -> Policy {
+        Policy {
+            allow: cfg.allow.clone(),
+            full_replies: cfg.full_replies.clone(),
+            token: cfg.token.clone(),
+        }
+    }
+}
+
+/// Where a packet came from: the local socket (its file permissions decided), or a UDP sender.
+#[derive(Clone, Copy, Debug)]
+pub enum Peer {
+    Local,
+    Udp(SocketAddr),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Peer::Local => f.write_str("the local socket"),
+            Peer::Udp(a) => write!(f, "{a}"),
+        }
+    }
 }
 
 /// One request, parsed.
@@ -94,6 +172,95 @@ pub enum Request {
     Panic,
     /// An action released (argument 0): nothing to do.
     Release,
+}
+
+impl Request {
+    /// Whether it changes the show (and so needs the token, when there is one).
+    pub fn mutates(&self) -> bool {
+        !matches!(self, Request::Ping | Request::Status { .. })
+    }
+}
+
+/// How a request presented the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// No `/chopd/auth/…` prefix.
+    None,
+    /// The configured token (or any, when none is configured).
+    Good,
+    Bad,
+}
+
+/// One message of a packet: its address without the token, and what it asks.
+#[derive(Debug)]
+pub struct Parsed {
+    pub addr: String,
+    pub auth: Auth,
+    pub request: Result<Request, String>,
+}
+
+/// The requests of one packet, at most the bound; the count past it.
+#[derive(Debug)]
+pub struct Packet {
+    pub requests: Vec<Parsed>,
+    pub excess: usize,
+    /// The address of the first request past the bound (the one error names it).
+    pub first_excess: Option<String>,
+}
+
+/// Decodes one packet and parses at most `max` of its requests: what both the UDP port and the
+/// local socket serve, and what the fuzz target drives.
+pub fn parse_packet(
+    bytes: &[u8],
+    token: Option<&str>,
+    max: usize,
+) -> Result<Packet, osc::DecodeError> {
+    let msgs = osc::messages(osc::decode(bytes)?);
+    let excess = msgs.len().saturating_sub(max);
+    let first_excess = msgs.get(max).map(|m| strip_auth(&m.addr, token).0);
+    let requests = msgs
+        .into_iter()
+        .take(max)
+        .map(|mut m| {
+            let (addr, auth) = strip_auth(&m.addr, token);
+            m.addr = addr;
+            let request = parse(&m);
+            Parsed {
+                addr: m.addr,
+                auth,
+                request,
+            }
+        })
+        .collect();
+    Ok(Packet {
+        requests,
+        excess,
+        first_excess,
+    })
+}
+
+/// `/chopd/auth/TOKEN/rest` → (`/chopd/rest`, whether TOKEN is the token). A repeated prefix
+/// is stripped too (every one must hold the token), so that no address handed on, echoed in a
+/// reply or logged, starts with a token.
+fn strip_auth(addr: &str, token: Option<&str>) -> (String, Auth) {
+    let mut addr = addr.to_string();
+    let mut auth = Auth::None;
+    while let Some(rest) = addr.strip_prefix(AUTH) {
+        let (given, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        let good = token.is_none_or(|t| same(t.as_bytes(), given.as_bytes()));
+        auth = match (auth, good) {
+            (Auth::Bad, _) | (_, false) => Auth::Bad,
+            _ => Auth::Good,
+        };
+        addr = format!("{PREFIX}/{rest}");
+    }
+    (addr, auth)
+}
+
+/// Compares without stopping at the first difference, so timing does not tell how much of a
+/// guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Binds the control socket (port 0 picks a free port) and logs where.
@@ -225,6 +392,16 @@ fn msg(addr: impl Into<String>, args: Vec<OscType>) -> OscMessage {
     }
 }
 
+fn error(addr: &str, reason: impl Into<String>) -> Vec<OscMessage> {
+    vec![msg(
+        format!("{PREFIX}/error"),
+        vec![
+            OscType::String(addr.to_string()),
+            OscType::String(reason.into()),
+        ],
+    )]
+}
+
 impl ControlCounters {
     fn status(&self) -> ControlStatus {
         ControlStatus {
@@ -233,13 +410,17 @@ impl ControlCounters {
             malformed: self.malformed.load(Relaxed),
             refused: self.refused.load(Relaxed),
             failed: self.failed.load(Relaxed),
+            excess: self.excess.load(Relaxed),
+            limited: self.limited.load(Relaxed),
+            denied: self.denied.load(Relaxed),
+            clipped: self.clipped.load(Relaxed),
         }
     }
 }
 
 /// Packs replies into bundles of at most `MAX_REPLY_PACKET` bytes (a message larger than that
 /// goes alone).
-fn pack(msgs: Vec<OscMessage>) -> Vec<Vec<u8>> {
+pub(crate) fn pack(msgs: Vec<OscMessage>) -> Vec<Vec<u8>> {
     let mut packer = osc::Packer::new(MAX_REPLY_PACKET);
     for m in msgs {
         packer.push_message(m);
@@ -251,27 +432,78 @@ fn pack(msgs: Vec<OscMessage>) -> Vec<Vec<u8>> {
     out
 }
 
-/// How often the same kind of bad request is logged.
-const LOG_EVERY: Duration = Duration::from_secs(5);
+/// The control port's warnings go through the log's [`RateLimit`], keyed without the sender:
+/// one sender or many, it is the same news, and a different failure is never held back.
+pub(super) struct Limited(RateLimit);
 
-/// Warns through `limit`. `key` leaves the sender out: one sender or many, it is the same news.
-fn warn_limited(limit: &mut RateLimit, key: &str, text: impl FnOnce() -> String) {
-    if let Some(held) = limit.allow(key) {
-        tracing::warn!("control: {}{held}", text());
+impl Limited {
+    /// How often the same kind of bad request is logged.
+    const EVERY: Duration = Duration::from_secs(5);
+
+    pub(super) fn new() -> Limited {
+        Limited(RateLimit::new(Self::EVERY))
     }
+
+    fn log(&mut self, key: &str, text: impl FnOnce() -> String) {
+        if let Some(held) = self.0.allow(key) {
+            tracing::warn!("control: {}{held}", text());
+        }
+    }
+}
+
+/// A token bucket per source address, in a table of at most `MAX_SENDERS`.
+struct Rates {
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl Rates {
+    fn new() -> Rates {
+        Rates {
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes up to `n` requests from `ip`'s bucket; returns how many it had.
+    fn take(&mut self, ip: IpAddr, n: usize, now: Instant) -> usize {
+        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_SENDERS {
+            // The stalest sender is the one least likely to be a controller in use.
+            if let Some(old) = self
+                .buckets
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
+            {
+                self.buckets.remove(&old);
+            }
+        }
+        let (level, at) = self.buckets.entry(ip).or_insert((RATE_BURST, now));
+        *level = (*level + now.duration_since(*at).as_secs_f64() * RATE_PER_SEC).min(RATE_BURST);
+        *at = now;
+        let granted = (level.floor() as usize).min(n);
+        *level -= granted as f64;
+        granted
+    }
+}
+
+/// What one UDP sender may get back for one packet.
+struct Budget {
+    /// `None`: unbounded.
+    left: Option<usize>,
 }
 
 /// Serves the control port until `close` fires (or its sender is dropped). A request being
 /// handled is answered first: a reload that moves the port still replies through the old one.
 pub async fn serve(
     sock: UdpSocket,
-    allow: watch::Receiver<Vec<Cidr>>,
+    policy: watch::Receiver<Policy>,
     ctx: Ctx,
     mut close: oneshot::Receiver<()>,
 ) {
+    let sock = Arc::new(sock);
     let mut buf = vec![0u8; 65_536];
-    // One limiter each: a flood of one kind cannot use up the lines of another.
-    let [mut refused, mut malformed, mut failed] = [(); 3].map(|_| RateLimit::new(LOG_EVERY));
+    let (mut refused, mut malformed) = (Limited::new(), Limited::new());
+    let failed = Arc::new(Mutex::new(Limited::new()));
+    let mut rates = Rates::new();
     loop {
         let received = tokio::select! {
             r = sock.recv_from(&mut buf) => r,
@@ -287,44 +519,327 @@ pub async fn serve(
         };
         let c = &ctx.counters;
         c.packets.fetch_add(1, Relaxed);
-        if !allow.borrow().iter().any(|a| a.contains(from.ip())) {
+        let policy = policy.borrow().clone();
+        if !policy.allow.iter().any(|a| a.contains(from.ip())) {
             c.refused.fetch_add(1, Relaxed);
-            warn_limited(&mut refused, "refused", || {
+            refused.log("refused", || {
                 format!("refused a packet from {from} (not in [control] allow)")
             });
             continue;
         }
-        let packet = match osc::decode(&buf[..n]) {
-            Ok(p) => p,
+        let mut packet =
+            match parse_packet(&buf[..n], policy.token.as_deref(), MAX_REQUESTS_PER_PACKET) {
+                Ok(p) => p,
+                Err(e) => {
+                    c.malformed.fetch_add(1, Relaxed);
+                    malformed.log(&e.to_string(), || {
+                        format!("malformed packet from {from}: {e}")
+                    });
+                    continue;
+                }
+            };
+        let mut extra = Vec::new();
+        if let Some(first) = packet.first_excess.take() {
+            c.excess.fetch_add(packet.excess as u64, Relaxed);
+            failed.lock().unwrap_or_else(|e| e.into_inner()).log("excess", || {
+                format!(
+                    "{} requests past the first {MAX_REQUESTS_PER_PACKET} of a packet from {from} refused",
+                    packet.excess
+                )
+            });
+            extra.push(error(
+                &first,
+                format!(
+                    "{} requests refused: at most {MAX_REQUESTS_PER_PACKET} per packet",
+                    packet.excess
+                ),
+            ));
+        }
+        let granted = rates.take(from.ip(), packet.requests.len(), Instant::now());
+        if granted < packet.requests.len() {
+            let over = packet.requests.split_off(granted);
+            c.limited.fetch_add(over.len() as u64, Relaxed);
+            extra.insert(
+                0,
+                error(
+                    &over[0].addr,
+                    format!(
+                        "{} requests refused: at most {RATE_PER_SEC} per second per sender",
+                        over.len()
+                    ),
+                ),
+            );
+        }
+        let authed = packet.requests.iter().any(|p| p.auth == Auth::Good) && policy.token.is_some();
+        let full = authed || policy.full_replies.iter().any(|a| a.contains(from.ip()));
+        let budget = Budget {
+            left: (!full).then_some(n * REPLY_FACTOR),
+        };
+        let needs_token = policy.token.is_some();
+        let reloads = packet
+            .requests
+            .iter()
+            .any(|p| matches!(p.request, Ok(Request::Reload)));
+        let job = {
+            let (ctx, sock, failed) = (ctx.clone(), sock.clone(), failed.clone());
+            async move {
+                let mut groups =
+                    answer(packet.requests, Peer::Udp(from), needs_token, &ctx, &failed).await;
+                groups.extend(extra);
+                send_within(&sock, from, groups, budget, &ctx.counters).await;
+            }
+        };
+        // A reload may take seconds (a script's set-up): it must not hold the port meanwhile.
+        if reloads {
+            tokio::spawn(job);
+        } else {
+            job.await;
+        }
+    }
+}
+
+/// Sends each request's replies while they fit the sender's budget; a reply that does not
+/// fit is replaced by a short error when that fits.
+async fn send_within(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    groups: Vec<Vec<OscMessage>>,
+    mut budget: Budget,
+    counters: &ControlCounters,
+) {
+    for group in groups {
+        let addr = reply_addr(&group);
+        let mut packets = pack(group);
+        if let Some(left) = budget.left.as_mut() {
+            let size: usize = packets.iter().map(Vec::len).sum();
+            if size > *left {
+                counters.clipped.fetch_add(1, Relaxed);
+                // Bare, not bundled: the 20 bytes of a bundle's framing would not fit the
+                // budget of the smallest request.
+                let e = rosc::OscPacket::Message(error(&addr, TOO_LARGE).remove(0));
+                packets = rosc::encoder::encode(&e).into_iter().collect();
+                let size: usize = packets.iter().map(Vec::len).sum();
+                if size > *left {
+                    continue;
+                }
+            }
+            *left -= packets.iter().map(Vec::len).sum::<usize>();
+        }
+        for bytes in packets {
+            if let Err(e) = sock.send_to(&bytes, to).await {
+                tracing::debug!("control reply to {to}: {e}");
+            }
+        }
+    }
+}
+
+/// The request address a reply group answers (the first argument of its last message).
+fn reply_addr(group: &[OscMessage]) -> String {
+    match group.last().and_then(|m| m.args.first()) {
+        Some(OscType::String(a)) => a.clone(),
+        _ => PREFIX.to_string(),
+    }
+}
+
+/// A graph-touching request, run with the others of its packet in one cook-thread hop.
+enum Action {
+    Reset(String),
+    SetupPars(String),
+    Pulse(String, String),
+    Set(String, String, ParValue),
+}
+
+impl Action {
+    fn apply(self, g: &mut Graph) -> Result<(), String> {
+        match self {
+            Action::Reset(name) => match g.operator_mut(&name) {
+                Some(o) => {
+                    o.reset();
+                    Ok(())
+                }
+                None => Err(format!("no operator \"{name}\"")),
+            },
+            Action::SetupPars(name) => match g.operator_mut(&name) {
+                Some(o) => o.setup_pars(),
+                None => Err(format!("no operator \"{name}\"")),
+            },
+            Action::Pulse(op, par) => match g.operator_mut(&op) {
+                Some(o) => o.pulse_par(&par),
+                None => Err(format!("no operator \"{op}\"")),
+            },
+            Action::Set(op, par, value) => g.set_par_by_hand(&op, &par, value),
+        }
+    }
+}
+
+/// Answers the requests of one packet: one reply group per request, in order. UDP senders
+/// get string values clipped so that a status fits a datagram.
+pub(super) async fn answer(
+    requests: Vec<Parsed>,
+    peer: Peer,
+    needs_token: bool,
+    ctx: &Ctx,
+    failed: &Mutex<Limited>,
+) -> Vec<Vec<OscMessage>> {
+    let c = &ctx.counters;
+    let bounded = matches!(peer, Peer::Udp(_));
+    let n = requests.len();
+    let mut out: Vec<Option<Result<Vec<OscMessage>, String>>> = (0..n).map(|_| None).collect();
+    let mut actions: Vec<(usize, Action)> = Vec::new();
+    let mut statuses: Vec<(usize, Option<String>, bool)> = Vec::new();
+    let mut later: Vec<(usize, Request)> = Vec::new();
+    let addrs: Vec<String> = requests.iter().map(|p| p.addr.clone()).collect();
+    for (i, p) in requests.into_iter().enumerate() {
+        c.requests.fetch_add(1, Relaxed);
+        let req = match p.request {
+            Ok(r) => r,
             Err(e) => {
-                c.malformed.fetch_add(1, Relaxed);
-                warn_limited(&mut malformed, &e.to_string(), || {
-                    format!("malformed packet from {from}: {e}")
-                });
+                out[i] = Some(Err(e));
                 continue;
             }
         };
-        for m in osc::messages(packet) {
-            c.requests.fetch_add(1, Relaxed);
-            let replies = match handle(&m, from, &ctx).await {
-                Ok(r) => r,
-                Err(reason) => {
-                    c.failed.fetch_add(1, Relaxed);
-                    warn_limited(&mut failed, &format!("{} {reason}", m.addr), || {
-                        format!("{} from {from}: {reason}", m.addr)
-                    });
-                    vec![msg(
-                        format!("{PREFIX}/error"),
-                        vec![OscType::String(m.addr.clone()), OscType::String(reason)],
-                    )]
-                }
+        let udp = matches!(peer, Peer::Udp(_));
+        if udp && req.mutates() && ((needs_token && p.auth != Auth::Good) || p.auth == Auth::Bad) {
+            c.denied.fetch_add(1, Relaxed);
+            let why = if p.auth == Auth::Bad {
+                "wrong token"
+            } else {
+                "needs the token: send /chopd/auth/TOKEN/… or use the local socket"
             };
-            for bytes in pack(replies) {
-                if let Err(e) = sock.send_to(&bytes, from).await {
-                    tracing::debug!("control reply to {from}: {e}");
+            out[i] = Some(Err(why.into()));
+            continue;
+        }
+        match req {
+            Request::Release => out[i] = Some(Ok(ok(&p.addr, vec![]))),
+            Request::Ping => {
+                out[i] = Some(Ok(ok(
+                    &p.addr,
+                    vec![OscType::String(env!("CARGO_PKG_VERSION").into())],
+                )))
+            }
+            Request::Status { op, json } => statuses.push((i, op, json)),
+            Request::Reset(o) => actions.push((i, Action::Reset(o))),
+            Request::SetupPars(o) => actions.push((i, Action::SetupPars(o))),
+            Request::Pulse(o, par) => actions.push((i, Action::Pulse(o, par))),
+            Request::Set(o, par, v) => actions.push((i, Action::Set(o, par, v))),
+            other => later.push((i, other)),
+        }
+    }
+    // One hop for every action of the packet, then the status after them.
+    if !actions.is_empty() || !statuses.is_empty() {
+        let logged: Vec<(usize, Option<String>)> = actions
+            .iter()
+            .map(|(i, a)| {
+                let what = match a {
+                    Action::Reset(o) => Some(format!("reset \"{o}\"")),
+                    Action::SetupPars(o) => Some(format!("setup parameters of \"{o}\"")),
+                    _ => None,
+                };
+                (*i, what)
+            })
+            .collect();
+        let want_status = !statuses.is_empty();
+        let list: Vec<Action> = actions.into_iter().map(|(_, a)| a).collect();
+        let uptime = ctx.started.elapsed();
+        let results = on_cook(&ctx.cook, move |g| {
+            let r: Vec<Result<(), String>> = list.into_iter().map(|a| a.apply(g)).collect();
+            let status = want_status
+                .then(|| Status::of(g, None, ControlStatus::default(), uptime).ok())
+                .flatten();
+            (r, status)
+        })
+        .await;
+        match results {
+            Ok((results, status)) => {
+                for ((i, what), r) in logged.into_iter().zip(results) {
+                    if let (Ok(()), Some(what)) = (&r, what) {
+                        tracing::info!("control: {what} (from {peer})");
+                    }
+                    out[i] = Some(r.map(|()| ok(&addrs[i], vec![])));
+                }
+                for (i, op, json) in statuses {
+                    out[i] = Some(match &status {
+                        Some(s) => status_reply(&addrs[i], s, op, json, bounded, ctx),
+                        None => Err("no status".into()),
+                    });
+                }
+            }
+            Err(e) => {
+                for (i, _) in logged {
+                    out[i] = Some(Err(e.clone()));
+                }
+                for (i, _, _) in statuses {
+                    out[i] = Some(Err(e.clone()));
                 }
             }
         }
+    }
+    for (i, req) in later {
+        out[i] = Some(slow(&addrs[i], req, peer, ctx).await);
+    }
+    out.into_iter()
+        .zip(addrs)
+        .map(
+            |(r, addr)| match r.unwrap_or_else(|| Err("not answered".into())) {
+                Ok(m) => m,
+                Err(reason) => {
+                    c.failed.fetch_add(1, Relaxed);
+                    failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .log(&format!("{addr} {reason}"), || {
+                            format!("{addr} from {peer}: {reason}")
+                        });
+                    error(&addr, reason)
+                }
+            },
+        )
+        .collect()
+}
+
+fn status_reply(
+    addr: &str,
+    snap: &Status,
+    op: Option<String>,
+    json: bool,
+    bounded: bool,
+    ctx: &Ctx,
+) -> Result<Vec<OscMessage>, String> {
+    if let Some(name) = &op {
+        if !snap.operators.iter().any(|o| &o.name == name) {
+            return Err(format!("no operator \"{name}\""));
+        }
+    }
+    let mut status = Status {
+        version: snap.version.clone(),
+        uptime: snap.uptime,
+        daemon: snap.daemon.clone(),
+        control: ctx.counters.status(),
+        operators: snap
+            .operators
+            .iter()
+            .filter(|o| op.as_ref().is_none_or(|n| *n == o.name))
+            .cloned()
+            .collect(),
+    };
+    if bounded {
+        status.clip_strings(OSC_STRING_MAX);
+    }
+    if json {
+        let text = status.json().to_string();
+        // One datagram carries the document: 65 507 bytes is the UDP payload limit.
+        if bounded && text.len() > 60_000 {
+            return Err(format!(
+                "the status is {} bytes, too large for one datagram: ask for one operator",
+                text.len()
+            ));
+        }
+        Ok(ok(addr, vec![OscType::String(text)]))
+    } else {
+        let n = status.operators.len() as u64;
+        let mut out = status.messages();
+        out.extend(ok(addr, vec![int(n)]));
+        Ok(out)
     }
 }
 
@@ -334,44 +849,18 @@ fn ok(addr: &str, extra: Vec<OscType>) -> Vec<OscMessage> {
     vec![msg(format!("{PREFIX}/reply"), args)]
 }
 
-async fn handle(m: &OscMessage, from: SocketAddr, ctx: &Ctx) -> Result<Vec<OscMessage>, String> {
-    let req = parse(m)?;
-    let addr = m.addr.as_str();
-    let uptime = ctx.started.elapsed();
+/// The requests that do not run on the graph: a reload, and the debug ones.
+async fn slow(addr: &str, req: Request, peer: Peer, ctx: &Ctx) -> Result<Vec<OscMessage>, String> {
     match req {
-        Request::Release => Ok(ok(addr, vec![])),
-        Request::Ping => Ok(ok(
-            addr,
-            vec![OscType::String(env!("CARGO_PKG_VERSION").into())],
-        )),
-        Request::Status { op, json } => {
-            let control = ctx.counters.status();
-            let status = on_cook(&ctx.cook, move |g| {
-                Status::of(g, op.as_deref(), control, uptime)
-            })
-            .await??;
-            if json {
-                let text = status.json().to_string();
-                // One datagram carries the document: 65 507 bytes is the UDP payload limit.
-                if text.len() > 60_000 {
-                    return Err(format!(
-                        "the status is {} bytes, too large for one datagram: ask for one operator",
-                        text.len()
-                    ));
-                }
-                Ok(ok(addr, vec![OscType::String(text)]))
-            } else {
-                let n = status.operators.len() as u64;
-                let mut out = status.messages();
-                out.extend(ok(addr, vec![int(n)]));
-                Ok(out)
-            }
-        }
         Request::Reload => {
             let (tx, rx) = oneshot::channel();
+            let cause = match peer {
+                Peer::Local => "control socket".to_string(),
+                Peer::Udp(from) => format!("control port, from {from}"),
+            };
             ctx.events
                 .send(Event::Reload {
-                    cause: format!("control port, from {from}"),
+                    cause,
                     reply: Some(tx),
                 })
                 .await
@@ -396,46 +885,11 @@ async fn handle(m: &OscMessage, from: SocketAddr, ctx: &Ctx) -> Result<Vec<OscMe
                 )),
             }
         }
-        Request::Reset(op) => {
-            let name = op.clone();
-            on_cook(&ctx.cook, move |g| match g.operator_mut(&name) {
-                Some(o) => {
-                    o.reset();
-                    Ok(())
-                }
-                None => Err(format!("no operator \"{name}\"")),
-            })
-            .await??;
-            tracing::info!("control: reset \"{op}\" (from {from})");
-            Ok(ok(addr, vec![]))
-        }
-        Request::SetupPars(op) => {
-            let name = op.clone();
-            on_cook(&ctx.cook, move |g| match g.operator_mut(&name) {
-                Some(o) => o.setup_pars(),
-                None => Err(format!("no operator \"{name}\"")),
-            })
-            .await??;
-            tracing::info!("control: setup parameters of \"{op}\" (from {from})");
-            Ok(ok(addr, vec![]))
-        }
-        Request::Pulse(op, par) => {
-            on_cook(&ctx.cook, move |g| match g.operator_mut(&op) {
-                Some(o) => o.pulse_par(&par),
-                None => Err(format!("no operator \"{op}\"")),
-            })
-            .await??;
-            Ok(ok(addr, vec![]))
-        }
-        Request::Set(op, par, value) => {
-            on_cook(&ctx.cook, move |g| g.set_par_by_hand(&op, &par, value)).await??;
-            Ok(ok(addr, vec![]))
-        }
         Request::Stall(_) | Request::Panic if !ctx.debug => {
             Err("debug requests are off (start chopd with CHOPD_DEBUG_CONTROL=1)".into())
         }
         Request::Panic => {
-            tracing::warn!("control: panicking the cook thread on request (from {from})");
+            tracing::warn!("control: panicking the cook thread on request (from {peer})");
             ctx.cook
                 .try_send(Command::With(Box::new(|_| {
                     panic!("panic requested over the control port (debug)")
@@ -445,7 +899,7 @@ async fn handle(m: &OscMessage, from: SocketAddr, ctx: &Ctx) -> Result<Vec<OscMe
         }
         Request::Stall(d) => {
             tracing::warn!(
-                "control: stalling the cook thread for {:.1} s on request (from {from})",
+                "control: stalling the cook thread for {:.1} s on request (from {peer})",
                 d.as_secs_f64()
             );
             // The acknowledgement goes before the stall: the stall is what is being tested, and
@@ -460,7 +914,81 @@ async fn handle(m: &OscMessage, from: SocketAddr, ctx: &Ctx) -> Result<Vec<OscMe
             let _ = tokio::time::timeout(COOK_REPLY, rx).await;
             Ok(ok(addr, vec![]))
         }
+        _ => Err("not answered".into()),
     }
+}
+
+/// Warnings for what a config opens beyond this host: a control port or an OSC In bound past
+/// loopback with no allow-list, or one that allows every address, or a control port whose
+/// mutating requests need no token. `chopd check`, the start and each reload print them.
+pub fn exposure(config: &Config) -> Vec<Diagnostic> {
+    let src = std::fs::read_to_string(&config.file).unwrap_or_default();
+    let file = config.file.display().to_string();
+    let at = |needle: &str, message: String| {
+        let (line, col) = src
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+            .unwrap_or((1, 1));
+        Diagnostic {
+            file: file.clone(),
+            line,
+            col,
+            severity: Severity::Warning,
+            message,
+        }
+    };
+    let everyone = |allow: &[Cidr]| allow.iter().find(|c| c.prefix == 0).copied();
+    let mut out = Vec::new();
+    if let Some(c) = &config.control {
+        if !c.addr.ip().is_loopback() {
+            if let Some(all) = everyone(&c.allow) {
+                out.push(at(
+                    "[control]",
+                    format!(
+                        "the control port listens on {} and allows {}/0: every host that \
+                         reaches it may ask; list the networks that need it",
+                        c.addr, all.addr
+                    ),
+                ));
+            }
+            let beyond = c.allow.iter().any(|n| !n.addr.is_loopback());
+            if beyond && c.token.is_none() {
+                out.push(at(
+                    "[control]",
+                    format!(
+                        "the control port listens on {} without a token: any allowed host may \
+                         set, reset, pulse and reload; set [control] token",
+                        c.addr
+                    ),
+                ));
+            }
+        }
+    }
+    for op in &config.operators {
+        let Some(o) = op.settings.as_any().downcast_ref::<OscInConfig>() else {
+            continue;
+        };
+        if o.bind.ip().is_loopback() {
+            continue;
+        }
+        let why = if o.allow.is_empty() {
+            "without an allow-list".to_string()
+        } else if let Some(all) = everyone(&o.allow) {
+            format!("allowing {}/0", all.addr)
+        } else {
+            continue;
+        };
+        out.push(at(
+            &format!("\"{}\"", op.name),
+            format!(
+                "oscin \"{}\" listens on {} {why}: any host that reaches it sets channels; \
+                 set allow (or local_address = \"127.0.0.1\")",
+                op.name, o.bind
+            ),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -539,6 +1067,59 @@ mod tests {
         assert!(p("/chopd/op/x/par/Gain", vec![OscType::Float(f32::NAN)]).contains("finite"));
         assert!(p("/chopd/status", vec![OscType::Int(3)]).contains("operator name"));
         assert!(p("/chopd/debug/stall", vec![OscType::Int(-1)]).contains("seconds"));
+    }
+
+    #[test]
+    fn the_token_is_one_address_segment_and_never_kept() {
+        let t = Some("0123456789abcdef");
+        assert_eq!(
+            strip_auth("/chopd/auth/0123456789abcdef/op/x/reset", t),
+            ("/chopd/op/x/reset".to_string(), Auth::Good)
+        );
+        assert_eq!(
+            strip_auth("/chopd/auth/0123456789abcdeF/op/x/reset", t).1,
+            Auth::Bad
+        );
+        assert_eq!(strip_auth("/chopd/auth/0123456789abcdef", t).1, Auth::Good);
+        assert_eq!(strip_auth("/chopd/op/x/reset", t).1, Auth::None);
+        let twice = "/chopd/auth/0123456789abcdef/auth/0123456789abcdef/ping";
+        assert_eq!(
+            strip_auth(twice, t),
+            ("/chopd/ping".to_string(), Auth::Good)
+        );
+        let bad_inside = "/chopd/auth/0123456789abcdef/auth/guess/ping";
+        assert_eq!(strip_auth(bad_inside, t).1, Auth::Bad);
+        assert!(Request::Reset("x".into()).mutates());
+        assert!(Request::Release.mutates());
+        assert!(!Request::Ping.mutates());
+    }
+
+    #[test]
+    fn a_packet_yields_at_most_its_bound() {
+        let one = rosc::OscPacket::Message(m("/chopd/ping", vec![]));
+        let bundle = rosc::OscPacket::Bundle(rosc::OscBundle {
+            timetag: rosc::OscTime::from((0, 1)),
+            content: vec![one; 40],
+        });
+        let bytes = rosc::encoder::encode(&bundle).unwrap();
+        let p = parse_packet(&bytes, None, MAX_REQUESTS_PER_PACKET).unwrap();
+        assert_eq!(p.requests.len(), MAX_REQUESTS_PER_PACKET);
+        assert_eq!(p.excess, 40 - MAX_REQUESTS_PER_PACKET);
+        assert_eq!(p.first_excess.as_deref(), Some("/chopd/ping"));
+    }
+
+    #[test]
+    fn rates_refill_and_the_table_stays_bounded() {
+        let mut r = Rates::new();
+        let t0 = Instant::now();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(r.take(ip, 500, t0), RATE_BURST as usize);
+        assert_eq!(r.take(ip, 10, t0), 0);
+        assert_eq!(r.take(ip, 500, t0 + Duration::from_millis(100)), 10);
+        for i in 0..(MAX_SENDERS as u32 + 10) {
+            r.take(IpAddr::from(i.to_be_bytes()), 1, t0);
+        }
+        assert_eq!(r.buckets.len(), MAX_SENDERS);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!
 //! - [`control`]: the OSC control port, its address space and status replies.
 //! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
+//! - [`local`]: the local administration socket (the control port's requests, file permissions
+//!   instead of addresses and tokens).
 //! - [`memory`]: the resident memory (`rss_mb`) and its warning.
 //! - [`notify`]: sd_notify and the heartbeat check that feeds the watchdog.
 //! - [`state`]: the show state kept across restarts (runtime-set parameters, `store()`).
@@ -17,6 +19,7 @@
 
 pub mod control;
 pub mod ctl;
+pub mod local;
 pub mod memory;
 pub mod notify;
 pub mod state;
@@ -37,7 +40,7 @@ use tokio::sync::mpsc as mpsc_async;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::config::{self, Cidr, Config, ControlConfig};
+use crate::config::{self, Config, ControlConfig};
 use crate::cook::Frame;
 use crate::graph::Graph;
 use notify::{Health, Heartbeat, Notifier};
@@ -342,7 +345,7 @@ impl Signals {
 struct ControlPort {
     cfg: ControlConfig,
     local: SocketAddr,
-    allow: tokio::sync::watch::Sender<Vec<Cidr>>,
+    policy: tokio::sync::watch::Sender<control::Policy>,
     _close: oneshot::Sender<()>,
 }
 
@@ -351,13 +354,13 @@ impl ControlPort {
         let sock = control::bind(cfg)?;
         let local = sock.local_addr()?;
         tracing::info!(kind = "control", addr = %local, "listening");
-        let (allow, allow_rx) = tokio::sync::watch::channel(cfg.allow.clone());
+        let (policy, policy_rx) = tokio::sync::watch::channel(control::Policy::of(cfg));
         let (close, close_rx) = oneshot::channel();
-        tokio::spawn(control::serve(sock, allow_rx, ctx, close_rx));
+        tokio::spawn(control::serve(sock, policy_rx, ctx, close_rx));
         Ok(ControlPort {
             cfg: cfg.clone(),
             local,
-            allow,
+            policy,
             _close: close,
         })
     }
@@ -379,6 +382,8 @@ struct Plane<'a> {
     watcher: watch::Watcher,
     control: Option<ControlPort>,
     control_ctx: control::Ctx,
+    /// Removed on a clean stop (dropping it removes the file).
+    local: Option<local::LocalSocket>,
     rate: f64,
     /// The running operators, by name.
     ops: Vec<String>,
@@ -429,6 +434,14 @@ impl<'a> Plane<'a> {
             }
             None => None,
         };
+        let local = match local::open(&local::path(control_cfg.as_ref()), control_ctx.clone()) {
+            Ok(l) => l,
+            Err(e) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                let _ = thread.join();
+                return Err(e);
+            }
+        };
         let plane = Plane {
             path,
             beat: Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now()),
@@ -442,6 +455,7 @@ impl<'a> Plane<'a> {
             watcher: watch::Watcher::new(files),
             control,
             control_ctx,
+            local: Some(local),
             rate,
             ops,
         };
@@ -742,7 +756,7 @@ impl<'a> Plane<'a> {
                 Err(errors)
             }
             Ok((config, blank)) => {
-                for w in &config.warnings {
+                for w in config.warnings.iter().chain(&control::exposure(&config)) {
                     tracing::warn!("{w}");
                 }
                 Ok((config, blank))
@@ -799,6 +813,15 @@ impl<'a> Plane<'a> {
     /// Follows a reloaded `[control]`: same address → only the allow-list changes; another
     /// address → bind it, then close the old one (which stays if the new one cannot be bound).
     fn apply_control(&mut self, new: Option<&ControlConfig>) {
+        // Moving the socket under a connected client would strand it; a restart moves it.
+        let wanted = local::path(new);
+        if let Some(l) = self.local.as_ref().filter(|l| l.path != wanted) {
+            tracing::warn!(
+                "the control socket stays at {} until a restart (the config now names {})",
+                l.path.display(),
+                wanted.display()
+            );
+        }
         match (self.control.as_ref(), new) {
             (None, None) => {}
             (Some(_), None) => {
@@ -806,8 +829,8 @@ impl<'a> Plane<'a> {
                 tracing::info!("control port closed");
             }
             (Some(cur), Some(new)) if cur.cfg.addr == new.addr => {
-                if cur.cfg.allow != new.allow {
-                    cur.allow.send_replace(new.allow.clone());
+                if cur.cfg != *new {
+                    cur.policy.send_replace(control::Policy::of(new));
                     if let Some(c) = self.control.as_mut() {
                         c.cfg = new.clone();
                     }
@@ -852,6 +875,7 @@ impl<'a> Plane<'a> {
         self.notifier.stopping();
         self.shared.stop.store(true, Ordering::Relaxed);
         self.control = None;
+        self.local = None;
         let (done_tx, done_rx) = oneshot::channel();
         // Joined on a helper thread so the wait can be bounded and a second signal heard.
         std::thread::spawn(move || {
@@ -917,7 +941,7 @@ pub fn run(path: &Path, shared: Liveness) -> anyhow::Result<()> {
         }
         anyhow::Error::new(ConfigRejected(diags.len()))
     })?;
-    for w in &config.warnings {
+    for w in config.warnings.iter().chain(&control::exposure(&config)) {
         tracing::warn!("{w}");
     }
     let started = Instant::now();

@@ -53,7 +53,26 @@ pub struct ControlStatus {
     pub malformed: u64,
     pub refused: u64,
     pub failed: u64,
+    /// Requests past the bound per packet, refused unread.
+    #[serde(default)]
+    pub excess: u64,
+    /// Requests refused by the sender's rate limit.
+    #[serde(default)]
+    pub limited: u64,
+    /// Mutating requests refused for a missing or wrong token.
+    #[serde(default)]
+    pub denied: u64,
+    /// Replies not sent whole because the sender may not have replies larger than its request.
+    #[serde(default)]
+    pub clipped: u64,
 }
+
+/// Marks a string value cut short in an OSC status reply; the full value is over the local
+/// socket.
+pub const CLIPPED_MARK: &str = "…[clipped]";
+
+/// Longest string value, in bytes, an OSC status reply carries.
+pub const OSC_STRING_MAX: usize = 1024;
 
 /// One operator; `cook_time` in ms.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,6 +171,31 @@ impl Status {
         })
     }
 
+    /// Cuts every string value longer than `max` bytes (at a character boundary) and marks it
+    /// with [`CLIPPED_MARK`], so that a status fits a datagram whatever a script stores.
+    pub fn clip_strings(&mut self, max: usize) {
+        let clip = |s: &mut String| {
+            if s.len() > max {
+                let mut end = max;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                s.push_str(CLIPPED_MARK);
+            }
+        };
+        for op in &mut self.operators {
+            if let Some(e) = &mut op.last_error {
+                clip(e);
+            }
+            for (_, p) in &mut op.pars {
+                if let Some(ParValue::Str(v)) = &mut p.value {
+                    clip(v);
+                }
+            }
+        }
+    }
+
     /// As OSC messages: `/chopd/status/daemon/*`, `/chopd/status/control/*`, then
     /// `/chopd/status/op/NAME/*` for each operator.
     pub fn messages(&self) -> Vec<OscMessage> {
@@ -238,6 +282,13 @@ impl Status {
             "control  requests {}  failed {}  malformed {}  refused {}",
             c.requests, c.failed, c.malformed, c.refused
         );
+        if c.excess + c.limited + c.denied + c.clipped > 0 {
+            let _ = writeln!(
+                s,
+                "         excess {}  limited {}  denied {}  clipped {}",
+                c.excess, c.limited, c.denied, c.clipped
+            );
+        }
         for op in &self.operators {
             let _ = writeln!(
                 s,
@@ -296,13 +347,17 @@ impl DaemonStatus {
 
 impl ControlStatus {
     /// In the order the OSC status sends them.
-    fn list(&self) -> [(&'static str, u64); 5] {
+    fn list(&self) -> [(&'static str, u64); 9] {
         [
             ("packets", self.packets),
             ("requests", self.requests),
             ("malformed", self.malformed),
             ("refused", self.refused),
             ("failed", self.failed),
+            ("excess", self.excess),
+            ("limited", self.limited),
+            ("denied", self.denied),
+            ("clipped", self.clipped),
         ]
     }
 }
@@ -422,6 +477,7 @@ mod tests {
                 malformed: 1,
                 refused: 0,
                 failed: 2,
+                ..ControlStatus::default()
             },
             operators: vec![OpStatus {
                 name: "in".into(),
