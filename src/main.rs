@@ -92,7 +92,7 @@ fn main() -> ExitCode {
                 for w in c
                     .warnings
                     .iter()
-                    .chain(&chopd::daemon::control::exposure(&c))
+                    .chain(&chopd::daemon::exposure::exposure(&c))
                 {
                     println!("{w}");
                 }

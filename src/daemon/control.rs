@@ -1,7 +1,7 @@
 //! The control port: OSC over UDP, loopback and an allow-list by default, and the same requests
-//! over the local administration socket ([`super::local`]). Owns the address space, request
-//! parsing, the limits on what one sender may ask and get back, and replies (the status they
-//! carry is [`super::status`]); it never touches the graph itself — the graph-touching requests
+//! over the local administration socket ([`super::local`]). Owns the limits on what one sender
+//! may ask and get back, the serving of requests (parsed by [`super::request`]) and replies (the
+//! status they carry is [`super::status`]); it never touches the graph itself — the graph-touching requests
 //! of one packet, status included, run as one closure on the cook thread (`Command::With`): a
 //! packet waits at most one frame however many requests it holds. A reload goes to the control
 //! plane like SIGHUP does.
@@ -47,28 +47,14 @@ use rosc::{OscMessage, OscType};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::request::{parse_packet, Auth, Parsed, Request, MAX_REQUESTS_PER_PACKET, PREFIX};
 use super::status::{int, ControlStatus, Status, OSC_STRING_MAX};
 use super::{Command, Event};
-use crate::chop::oscin::OscInConfig;
-use crate::config::{Cidr, Config, ControlConfig, Diagnostic, Severity};
+use crate::config::{Cidr, ControlConfig};
 use crate::cook::ParValue;
 use crate::graph::Graph;
 use crate::logging::RateLimit;
 use crate::osc;
-
-/// Every address starts with this.
-pub const PREFIX: &str = "/chopd";
-
-/// Mutating requests carry the token as the segment after this.
-pub const AUTH: &str = "/chopd/auth/";
-
-/// Requests served from one UDP packet; the rest are counted (`excess`) and refused with one
-/// error. 32 covers a controller page sent as one bundle; 2,728 in one 64 kB bundle once kept
-/// the port busy for 45 s.
-pub const MAX_REQUESTS_PER_PACKET: usize = 32;
-
-/// Requests served from one packet of the local socket, which only the socket's owners reach.
-pub const MAX_REQUESTS_LOCAL: usize = 1024;
 
 /// A sender outside `full_replies` that did not send the token gets at most this many times
 /// the bytes of its packet back: the port cannot be used to amplify a spoofed source's traffic.
@@ -89,9 +75,6 @@ const RELOAD_REPLY: Duration = Duration::from_secs(30);
 
 /// Reply bundles stay within one Ethernet frame, as exports do (`DEFAULT_MAX_PACKET`).
 const MAX_REPLY_PACKET: usize = crate::config::DEFAULT_MAX_PACKET;
-
-/// Longest `/chopd/debug/stall`.
-const MAX_STALL: Duration = Duration::from_secs(600);
 
 /// What a sender outside `full_replies` without the token gets instead of a large reply.
 const TOO_LARGE: &str = "too big: use token or local socket";
@@ -155,114 +138,6 @@ impl fmt::Display for Peer {
     }
 }
 
-/// One request, parsed.
-#[derive(Debug, PartialEq)]
-pub enum Request {
-    Ping,
-    Status {
-        op: Option<String>,
-        json: bool,
-    },
-    Reload,
-    Reset(String),
-    SetupPars(String),
-    Pulse(String, String),
-    Set(String, String, ParValue),
-    Stall(Duration),
-    Panic,
-    /// An action released (argument 0): nothing to do.
-    Release,
-}
-
-impl Request {
-    /// Whether it changes the show (and so needs the token, when there is one).
-    pub fn mutates(&self) -> bool {
-        !matches!(self, Request::Ping | Request::Status { .. })
-    }
-}
-
-/// How a request presented the token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Auth {
-    /// No `/chopd/auth/…` prefix.
-    None,
-    /// The configured token (or any, when none is configured).
-    Good,
-    Bad,
-}
-
-/// One message of a packet: its address without the token, and what it asks.
-#[derive(Debug)]
-pub struct Parsed {
-    pub addr: String,
-    pub auth: Auth,
-    pub request: Result<Request, String>,
-}
-
-/// The requests of one packet, at most the bound; the count past it.
-#[derive(Debug)]
-pub struct Packet {
-    pub requests: Vec<Parsed>,
-    pub excess: usize,
-    /// The address of the first request past the bound (the one error names it).
-    pub first_excess: Option<String>,
-}
-
-/// Decodes one packet and parses at most `max` of its requests: what both the UDP port and the
-/// local socket serve, and what the fuzz target drives.
-pub fn parse_packet(
-    bytes: &[u8],
-    token: Option<&str>,
-    max: usize,
-) -> Result<Packet, osc::DecodeError> {
-    let msgs = osc::messages(osc::decode(bytes)?);
-    let excess = msgs.len().saturating_sub(max);
-    let first_excess = msgs.get(max).map(|m| strip_auth(&m.addr, token).0);
-    let requests = msgs
-        .into_iter()
-        .take(max)
-        .map(|mut m| {
-            let (addr, auth) = strip_auth(&m.addr, token);
-            m.addr = addr;
-            let request = parse(&m);
-            Parsed {
-                addr: m.addr,
-                auth,
-                request,
-            }
-        })
-        .collect();
-    Ok(Packet {
-        requests,
-        excess,
-        first_excess,
-    })
-}
-
-/// `/chopd/auth/TOKEN/rest` → (`/chopd/rest`, whether TOKEN is the token). A repeated prefix
-/// is stripped too (every one must hold the token), so that no address handed on, echoed in a
-/// reply or logged, starts with a token.
-fn strip_auth(addr: &str, token: Option<&str>) -> (String, Auth) {
-    let mut addr = addr.to_string();
-    let mut auth = Auth::None;
-    while let Some(rest) = addr.strip_prefix(AUTH) {
-        let (given, rest) = rest.split_once('/').unwrap_or((rest, ""));
-        let good = token.is_none_or(|t| same(t.as_bytes(), given.as_bytes()));
-        auth = match (auth, good) {
-            (Auth::Bad, _) | (_, false) => Auth::Bad,
-            _ => Auth::Good,
-        };
-        addr = format!("{PREFIX}/{rest}");
-    }
-    (addr, auth)
-}
-
-/// Compares without stopping at the first difference, so timing does not tell how much of a
-/// guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Binds the control socket (port 0 picks a free port) and logs where.
 pub fn bind(cfg: &ControlConfig) -> anyhow::Result<UdpSocket> {
     let std = std::net::UdpSocket::bind(cfg.addr)
@@ -271,95 +146,6 @@ pub fn bind(cfg: &ControlConfig) -> anyhow::Result<UdpSocket> {
     let sock = UdpSocket::from_std(std)?;
     tracing::info!("bound control on {}", sock.local_addr()?);
     Ok(sock)
-}
-
-/// Parses one message of the address space.
-pub fn parse(m: &OscMessage) -> Result<Request, String> {
-    let Some(rest) = m.addr.strip_prefix(PREFIX) else {
-        return Err(format!(
-            "unknown address (every address starts with {PREFIX}/)"
-        ));
-    };
-    let released = matches!(m.args.as_slice(), [a] if number(a) == Some(0.0));
-    let action = |r: Request| if released { Request::Release } else { r };
-    let name_arg = || -> Result<Option<String>, String> {
-        match m.args.as_slice() {
-            [] => Ok(None),
-            [OscType::String(s)] => Ok(Some(s.clone())),
-            _ => Err("takes no argument, or an operator name".into()),
-        }
-    };
-    Ok(match rest {
-        "/ping" => Request::Ping,
-        "/status" => Request::Status {
-            op: name_arg()?,
-            json: false,
-        },
-        "/status/json" => Request::Status {
-            op: name_arg()?,
-            json: true,
-        },
-        "/reload" => action(Request::Reload),
-        "/debug/panic" => Request::Panic,
-        "/debug/stall" => match m.args.as_slice() {
-            [a] => match number(a) {
-                Some(s) if s > 0.0 && s.is_finite() => {
-                    Request::Stall(Duration::from_secs_f64(s).min(MAX_STALL))
-                }
-                _ => return Err("takes the stall in seconds (> 0)".into()),
-            },
-            _ => return Err("takes the stall in seconds".into()),
-        },
-        _ => {
-            let Some(op) = rest.strip_prefix("/op/") else {
-                return Err("unknown address".into());
-            };
-            let parts: Vec<&str> = op.split('/').collect();
-            match parts.as_slice() {
-                [name, "reset"] if !name.is_empty() => action(Request::Reset(name.to_string())),
-                [name, "setuppars"] if !name.is_empty() => {
-                    action(Request::SetupPars(name.to_string()))
-                }
-                [name, "pulse", par] if !name.is_empty() && !par.is_empty() => {
-                    action(Request::Pulse(name.to_string(), par.to_string()))
-                }
-                [name, "par", par] if !name.is_empty() && !par.is_empty() => {
-                    let value = match m.args.as_slice() {
-                        [OscType::String(s)] => ParValue::Str(s.clone()),
-                        [a] => match number(a) {
-                            Some(v) if v.is_finite() => ParValue::Float(v),
-                            Some(_) => return Err("the value is not finite".into()),
-                            None => {
-                                return Err(format!(
-                                    "cannot set a parameter to {}",
-                                    osc::type_name(a)
-                                ))
-                            }
-                        },
-                        _ => return Err("takes exactly one value".into()),
-                    };
-                    Request::Set(name.to_string(), par.to_string(), value)
-                }
-                _ => {
-                    return Err(
-                        "unknown address (/chopd/op/NAME/reset, /setuppars, /pulse/PAR, /par/PAR)"
-                            .into(),
-                    )
-                }
-            }
-        }
-    })
-}
-
-fn number(a: &OscType) -> Option<f64> {
-    Some(match a {
-        OscType::Int(i) => *i as f64,
-        OscType::Long(i) => *i as f64,
-        OscType::Float(f) => *f as f64,
-        OscType::Double(d) => *d,
-        OscType::Bool(b) => f64::from(u8::from(*b)),
-        _ => return None,
-    })
 }
 
 /// Runs `f` against the graph on the cook thread and waits (bounded) for its result.
@@ -918,194 +704,12 @@ async fn slow(addr: &str, req: Request, peer: Peer, ctx: &Ctx) -> Result<Vec<Osc
     }
 }
 
-/// Warnings for what a config opens beyond this host: a control port or an OSC In bound past
-/// loopback with no allow-list, or one that allows every address, or a control port whose
-/// mutating requests need no token. `chopd check`, the start and each reload print them.
-pub fn exposure(config: &Config) -> Vec<Diagnostic> {
-    let src = std::fs::read_to_string(&config.file).unwrap_or_default();
-    let file = config.file.display().to_string();
-    let at = |needle: &str, message: String| {
-        let (line, col) = src
-            .lines()
-            .enumerate()
-            .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
-            .unwrap_or((1, 1));
-        Diagnostic {
-            file: file.clone(),
-            line,
-            col,
-            severity: Severity::Warning,
-            message,
-        }
-    };
-    let everyone = |allow: &[Cidr]| allow.iter().find(|c| c.prefix == 0).copied();
-    let mut out = Vec::new();
-    if let Some(c) = &config.control {
-        if !c.addr.ip().is_loopback() {
-            if let Some(all) = everyone(&c.allow) {
-                out.push(at(
-                    "[control]",
-                    format!(
-                        "the control port listens on {} and allows {}/0: every host that \
-                         reaches it may ask; list the networks that need it",
-                        c.addr, all.addr
-                    ),
-                ));
-            }
-            let beyond = c.allow.iter().any(|n| !n.addr.is_loopback());
-            if beyond && c.token.is_none() {
-                out.push(at(
-                    "[control]",
-                    format!(
-                        "the control port listens on {} without a token: any allowed host may \
-                         set, reset, pulse and reload; set [control] token",
-                        c.addr
-                    ),
-                ));
-            }
-        }
-    }
-    for op in &config.operators {
-        let Some(o) = op.settings.as_any().downcast_ref::<OscInConfig>() else {
-            continue;
-        };
-        if o.bind.ip().is_loopback() {
-            continue;
-        }
-        let why = if o.allow.is_empty() {
-            "without an allow-list".to_string()
-        } else if let Some(all) = everyone(&o.allow) {
-            format!("allowing {}/0", all.addr)
-        } else {
-            continue;
-        };
-        out.push(at(
-            &format!("\"{}\"", op.name),
-            format!(
-                "oscin \"{}\" listens on {} {why}: any host that reaches it sets channels; \
-                 set allow (or local_address = \"127.0.0.1\")",
-                op.name, o.bind
-            ),
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn m(addr: &str, args: Vec<OscType>) -> OscMessage {
         msg(addr, args)
-    }
-
-    #[test]
-    fn address_space() {
-        use Request::*;
-        let p = |a: &str, args| parse(&m(a, args));
-        assert_eq!(p("/chopd/ping", vec![]), Ok(Ping));
-        assert_eq!(
-            p("/chopd/status", vec![]),
-            Ok(Status {
-                op: None,
-                json: false
-            })
-        );
-        assert_eq!(
-            p("/chopd/status/json", vec![OscType::String("in".into())]),
-            Ok(Status {
-                op: Some("in".into()),
-                json: true
-            })
-        );
-        assert_eq!(p("/chopd/reload", vec![]), Ok(Reload));
-        assert_eq!(p("/chopd/reload", vec![OscType::Int(1)]), Ok(Reload));
-        assert_eq!(p("/chopd/reload", vec![OscType::Float(0.0)]), Ok(Release));
-        assert_eq!(p("/chopd/op/in/reset", vec![]), Ok(Reset("in".into())));
-        assert_eq!(
-            p("/chopd/op/s1/setuppars", vec![]),
-            Ok(SetupPars("s1".into()))
-        );
-        assert_eq!(
-            p("/chopd/op/s1/pulse/Go", vec![OscType::Bool(true)]),
-            Ok(Pulse("s1".into(), "Go".into()))
-        );
-        assert_eq!(
-            p("/chopd/op/s1/pulse/Go", vec![OscType::Int(0)]),
-            Ok(Release)
-        );
-        assert_eq!(
-            p("/chopd/op/s1/par/Gain", vec![OscType::Int(2)]),
-            Ok(Set("s1".into(), "Gain".into(), ParValue::Float(2.0)))
-        );
-        assert_eq!(
-            p(
-                "/chopd/op/s1/par/Mode",
-                vec![OscType::String("fast".into())]
-            ),
-            Ok(Set(
-                "s1".into(),
-                "Mode".into(),
-                ParValue::Str("fast".into())
-            ))
-        );
-        assert_eq!(
-            p("/chopd/debug/stall", vec![OscType::Float(1.5)]),
-            Ok(Stall(Duration::from_millis(1500)))
-        );
-    }
-
-    #[test]
-    fn bad_requests_say_why() {
-        let p = |a: &str, args| parse(&m(a, args)).unwrap_err();
-        assert!(p("/other", vec![]).contains("starts with /chopd/"));
-        assert!(p("/chopd/nope", vec![]).contains("unknown address"));
-        assert!(p("/chopd/op/x/explode", vec![]).contains("unknown address"));
-        assert!(p("/chopd/op//reset", vec![]).contains("unknown address"));
-        assert!(p("/chopd/op/x/par/Gain", vec![]).contains("exactly one value"));
-        assert!(p("/chopd/op/x/par/Gain", vec![OscType::Nil]).contains("cannot set"));
-        assert!(p("/chopd/op/x/par/Gain", vec![OscType::Float(f32::NAN)]).contains("finite"));
-        assert!(p("/chopd/status", vec![OscType::Int(3)]).contains("operator name"));
-        assert!(p("/chopd/debug/stall", vec![OscType::Int(-1)]).contains("seconds"));
-    }
-
-    #[test]
-    fn the_token_is_one_address_segment_and_never_kept() {
-        let t = Some("0123456789abcdef");
-        assert_eq!(
-            strip_auth("/chopd/auth/0123456789abcdef/op/x/reset", t),
-            ("/chopd/op/x/reset".to_string(), Auth::Good)
-        );
-        assert_eq!(
-            strip_auth("/chopd/auth/0123456789abcdeF/op/x/reset", t).1,
-            Auth::Bad
-        );
-        assert_eq!(strip_auth("/chopd/auth/0123456789abcdef", t).1, Auth::Good);
-        assert_eq!(strip_auth("/chopd/op/x/reset", t).1, Auth::None);
-        let twice = "/chopd/auth/0123456789abcdef/auth/0123456789abcdef/ping";
-        assert_eq!(
-            strip_auth(twice, t),
-            ("/chopd/ping".to_string(), Auth::Good)
-        );
-        let bad_inside = "/chopd/auth/0123456789abcdef/auth/guess/ping";
-        assert_eq!(strip_auth(bad_inside, t).1, Auth::Bad);
-        assert!(Request::Reset("x".into()).mutates());
-        assert!(Request::Release.mutates());
-        assert!(!Request::Ping.mutates());
-    }
-
-    #[test]
-    fn a_packet_yields_at_most_its_bound() {
-        let one = rosc::OscPacket::Message(m("/chopd/ping", vec![]));
-        let bundle = rosc::OscPacket::Bundle(rosc::OscBundle {
-            timetag: rosc::OscTime::from((0, 1)),
-            content: vec![one; 40],
-        });
-        let bytes = rosc::encoder::encode(&bundle).unwrap();
-        let p = parse_packet(&bytes, None, MAX_REQUESTS_PER_PACKET).unwrap();
-        assert_eq!(p.requests.len(), MAX_REQUESTS_PER_PACKET);
-        assert_eq!(p.excess, 40 - MAX_REQUESTS_PER_PACKET);
-        assert_eq!(p.first_excess.as_deref(), Some("/chopd/ping"));
     }
 
     #[test]

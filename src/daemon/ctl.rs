@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscPacket, OscType};
 
-use super::control::{AUTH, PREFIX};
 use super::local;
+use super::request::{AUTH, PREFIX};
 use super::status::Status;
 use crate::config::ControlConfig;
 use crate::osc;

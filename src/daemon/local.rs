@@ -20,6 +20,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::control::{self, Ctx, Limited, Peer};
+use super::request;
 use crate::config::ControlConfig;
 
 /// The socket's name in the runtime directory.
@@ -215,7 +216,7 @@ async fn client(mut s: UnixStream, ctx: &Ctx, failed: &Mutex<Limited>) -> std::i
         ctx.counters
             .packets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let packet = match control::parse_packet(&buf, None, control::MAX_REQUESTS_LOCAL) {
+        let packet = match request::parse_packet(&buf, None, request::MAX_REQUESTS_LOCAL) {
             Ok(p) => p,
             Err(e) => {
                 ctx.counters

@@ -19,9 +19,11 @@
 
 pub mod control;
 pub mod ctl;
+pub mod exposure;
 pub mod local;
 pub mod memory;
 pub mod notify;
+pub mod request;
 pub mod state;
 pub mod status;
 pub mod watch;
@@ -756,7 +758,7 @@ impl<'a> Plane<'a> {
                 Err(errors)
             }
             Ok((config, blank)) => {
-                for w in config.warnings.iter().chain(&control::exposure(&config)) {
+                for w in config.warnings.iter().chain(&exposure::exposure(&config)) {
                     tracing::warn!("{w}");
                 }
                 Ok((config, blank))
@@ -941,7 +943,7 @@ pub fn run(path: &Path, shared: Liveness) -> anyhow::Result<()> {
         }
         anyhow::Error::new(ConfigRejected(diags.len()))
     })?;
-    for w in config.warnings.iter().chain(&control::exposure(&config)) {
+    for w in config.warnings.iter().chain(&exposure::exposure(&config)) {
         tracing::warn!("{w}");
     }
     let started = Instant::now();

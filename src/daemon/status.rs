@@ -7,7 +7,7 @@ use std::time::Duration;
 use rosc::{OscMessage, OscType};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::control::PREFIX;
+use super::request::PREFIX;
 use crate::cook::{DaemonStats, ParValue};
 use crate::graph::Graph;
 
