@@ -19,16 +19,7 @@
 //! export (scenario.rs). Without it (`--no-info`) the window is time-based: a later value within
 //! two frames + 1 ms of the send.
 
-use crate::traffic::{RecvLog, SendLog};
-
-/// Nearest-rank percentile of sorted values.
-pub fn pick<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-    Some(sorted[i])
-}
+use crate::traffic::{pick, RecvLog, SendLog};
 
 #[derive(Debug, Default)]
 pub struct Delivery {

@@ -141,7 +141,7 @@ pub fn send_paced(
         times,
         errors,
         lag_max_ns: lags.last().copied().unwrap_or(0),
-        lag_p99_ns: crate::analysis::pick(&lags, 0.99).unwrap_or(0),
+        lag_p99_ns: pick(&lags, 0.99).unwrap_or(0),
         slipped_ns: slip.as_nanos() as u64,
     }
 }
@@ -321,4 +321,13 @@ impl Receiver {
             .saturating_sub(drops_before);
         log
     }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn pick<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i])
 }
