@@ -765,19 +765,26 @@ impl OscRx {
         });
     }
 
-    /// Everything that arrives within `window`.
+    /// Everything that arrives within `window` (their values are remembered for
+    /// [`OscRx::wait_value`], as if taken one by one).
     pub fn drain(&self, window: Duration) -> Vec<OscMessage> {
         let deadline = Instant::now() + window;
         let mut out: Vec<OscMessage> = self.backlog.borrow_mut().drain(..).collect();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return out;
+                break;
             }
             if let Some(m) = self.recv_packet(left) {
                 out.extend(m);
             }
         }
+        for m in &out {
+            if let Some(v) = m.args.first().and_then(number) {
+                self.latest.borrow_mut().insert(m.addr.clone(), v);
+            }
+        }
+        out
     }
 }
 

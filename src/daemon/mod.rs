@@ -8,7 +8,9 @@
 //! the file watcher, the control port, the heartbeat check — becomes an `Event`, and one `match`
 //! acts on them: there is one way to reload and one way to stop.
 //!
-//! - [`control`]: the OSC control port, its address space and status replies.
+//! - `engine`: the cook thread.
+//! - [`control`]: the OSC control port, its limits and replies; [`request`]: its address space;
+//!   [`status`]: the one status; [`exposure`]: warnings for what a config opens to the network.
 //! - [`ctl`]: `chopd ctl`, the command-line client of the control port.
 //! - [`local`]: the local administration socket (the control port's requests, file permissions
 //!   instead of addresses and tokens).
@@ -19,6 +21,7 @@
 
 pub mod control;
 pub mod ctl;
+mod engine;
 pub mod exposure;
 pub mod local;
 pub mod memory;
@@ -32,7 +35,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,9 +44,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc as mpsc_async;
 use tokio::sync::oneshot;
 
-use crate::clock::Clock;
 use crate::config::{self, Config, ControlConfig};
-use crate::cook::Frame;
 use crate::graph::Graph;
 use notify::{Health, Heartbeat, Notifier};
 
@@ -114,169 +115,8 @@ fn reload_slow() -> Duration {
 /// Without a systemd watchdog, a clock that has not moved for this long is still reported.
 const STALL_REPORT: Duration = Duration::from_secs(5);
 
-/// Starts the cook thread on `config` and waits until every socket is bound and the first frame
-/// ran. Returns the command sender, the thread, and the start-up notes (what was built).
-pub fn start(
-    config: Config,
-    shared: Liveness,
-) -> anyhow::Result<(
-    SyncSender<Command>,
-    std::thread::JoinHandle<()>,
-    Vec<String>,
-)> {
-    let (tx, rx) = mpsc::sync_channel::<Command>(64);
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("cook".into())
-        .spawn(move || cook_thread(config, rx, ready_tx, shared))
-        .context("start the cook thread")?;
-    match ready_rx.recv() {
-        Ok(Ok(notes)) => Ok((tx, thread, notes)),
-        Ok(Err(errors)) => {
-            let _ = thread.join();
-            Err(anyhow!(errors.join("\n")))
-        }
-        Err(_) => {
-            let _ = thread.join();
-            Err(anyhow!("the cook thread stopped during start-up"))
-        }
-    }
-}
-
-fn cook_thread(
-    config: Config,
-    rx: Receiver<Command>,
-    ready: Sender<Result<Vec<String>, Vec<String>>>,
-    shared: Liveness,
-) {
-    // Python starts on this thread (it cooks the scripts) and only when a script needs it.
-    if needs_python(&config) {
-        if let Err(e) = crate::python::init(&config.python_path) {
-            let _ = ready.send(Err(vec![e]));
-            return;
-        }
-    }
-    let mut keeper = state::Keeper::start(&config);
-    let (mut graph, mut notes) = match Graph::build(&config) {
-        Ok(g) => g,
-        Err(errors) => {
-            let _ = ready.send(Err(errors));
-            return;
-        }
-    };
-    // Before the first frame, so the first cook already sees the kept values.
-    if let Some(k) = &mut keeper {
-        k.restore_pars(&mut graph);
-    }
-    log_listeners(&listeners(&graph), &[]);
-    // The last note lists the bound addresses, for the start line.
-    notes.push(graph.bound().join(", "));
-    let mut clock = Clock::new(config.rate);
-    let mut rss = memory::RssWatch::new(config.rss_warn_mb);
-    let mut ready = Some((ready, notes));
-    let mut last_stats = Instant::now();
-    let stop = shared.stop.clone();
-    while !stop.load(Ordering::Relaxed) {
-        let Some(tick) = clock.wait(|| !stop.load(Ordering::Relaxed)) else {
-            break;
-        };
-        let started = Instant::now();
-        while let Ok(cmd) = rx.try_recv() {
-            match cmd {
-                Command::Reload(new, reply) => {
-                    let before = listeners(&graph);
-                    let result = reload(&mut graph, &new);
-                    log_listeners(&listeners(&graph), &before);
-                    if result.is_ok() {
-                        clock.set_rate(new.rate);
-                        rss.configure(new.rss_warn_mb);
-                    }
-                    let _ = reply.send(result);
-                }
-                Command::With(f) => f(&mut graph),
-            }
-        }
-        let frame = Frame {
-            frame: tick.frame,
-            step: tick.step,
-            rate: clock.rate(),
-            due: tick.due,
-            started,
-        };
-        graph.frame(&frame);
-        let d = &mut graph.daemon;
-        d.frames += 1;
-        d.dropped_frames = clock.dropped();
-        d.frame_time_ms = started.elapsed().as_secs_f64() * 1e3;
-        if started.duration_since(last_stats) >= Duration::from_millis(250) {
-            let l = clock.lateness();
-            d.lateness_p50_ms = l.p50.as_secs_f64() * 1e3;
-            d.lateness_p99_ms = l.p99.as_secs_f64() * 1e3;
-            d.lateness_max_ms = l.max.as_secs_f64() * 1e3;
-            last_stats = started;
-        }
-        if let Some(mb) = rss.sample(started) {
-            d.rss_mb = mb;
-        }
-        if let Some(k) = &mut keeper {
-            k.tick(&graph, started);
-        }
-        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
-        if let Some((tx, notes)) = ready.take() {
-            let _ = tx.send(Ok(notes));
-        }
-    }
-    if let Some(k) = keeper {
-        k.finish(&graph);
-    }
-    tracing::debug!("cook thread stopped after {} frames", graph.daemon.frames);
-    // Dropping the graph here stops every receive thread (each operator joins its own).
-}
-
-/// One bound operator: name, kind, address.
-type Listener = (String, &'static str, SocketAddr);
-
-fn listeners(graph: &Graph) -> Vec<Listener> {
-    graph
-        .nodes()
-        .iter()
-        .filter_map(|n| {
-            let addr = graph.operator(&n.name)?.bound()?;
-            Some((n.name.clone(), n.kind, addr))
-        })
-        .collect()
-}
-
-/// One `listening` line per operator bound to an address it did not have in `before`: fields a
-/// reader (the tests, a log shipper) can take the address from without parsing prose.
-fn log_listeners(now: &[Listener], before: &[Listener]) {
-    for l @ (op, kind, addr) in now {
-        if !before.contains(l) {
-            tracing::info!(op = %op, kind = %kind, addr = %addr, "listening");
-        }
-    }
-}
-
 fn op_names(config: &Config) -> Vec<String> {
     config.operators.iter().map(|o| o.name.clone()).collect()
-}
-
-fn needs_python(config: &Config) -> bool {
-    config.operators.iter().any(|o| o.settings.uses_python())
-}
-
-/// Applies `new` on top of `graph`; on failure the running graph goes on unchanged.
-fn reload(graph: &mut Graph, new: &Config) -> ReloadResult {
-    if needs_python(new) {
-        // Adds only the site directories that are new; a failure keeps the old graph.
-        crate::python::init(&new.python_path).map_err(|e| vec![e])?;
-    }
-    let displaced = state::Displaced::take(graph, new);
-    let result = graph.reload(new);
-    if result.is_err() {
-        displaced.put_back();
-    }
-    result
 }
 
 /// The config and the files it names (export tables). Script callbacks are not here: the
@@ -411,7 +251,7 @@ impl<'a> Plane<'a> {
         let files = watched_files(&config);
         let (rate, ops, control_cfg) = (config.rate, op_names(&config), config.control.clone());
         let notifier = Notifier::from_env();
-        let (cook, thread, mut notes) = start(config, shared.clone())?;
+        let (cook, thread, mut notes) = engine::start(config, shared.clone())?;
         // The last note lists the bound addresses, for the start line.
         let bound = notes.pop().unwrap_or_default();
         for n in &notes {

@@ -1,0 +1,177 @@
+//! The cook thread: clock → frame → graph, and the commands the control plane hands it between
+//! frames (a reload, a closure against the graph). It owns the graph and the embedded Python;
+//! nothing else touches either.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+
+use super::{memory, state, Command, Liveness, ReloadResult};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::cook::Frame;
+use crate::graph::Graph;
+
+/// Starts the cook thread on `config` and waits until every socket is bound and the first frame
+/// ran. Returns the command sender, the thread, and the start-up notes (what was built).
+pub fn start(
+    config: Config,
+    shared: Liveness,
+) -> anyhow::Result<(
+    SyncSender<Command>,
+    std::thread::JoinHandle<()>,
+    Vec<String>,
+)> {
+    let (tx, rx) = mpsc::sync_channel::<Command>(64);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("cook".into())
+        .spawn(move || cook_thread(config, rx, ready_tx, shared))
+        .context("start the cook thread")?;
+    match ready_rx.recv() {
+        Ok(Ok(notes)) => Ok((tx, thread, notes)),
+        Ok(Err(errors)) => {
+            let _ = thread.join();
+            Err(anyhow!(errors.join("\n")))
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(anyhow!("the cook thread stopped during start-up"))
+        }
+    }
+}
+
+fn cook_thread(
+    config: Config,
+    rx: Receiver<Command>,
+    ready: Sender<Result<Vec<String>, Vec<String>>>,
+    shared: Liveness,
+) {
+    // Python starts on this thread (it cooks the scripts) and only when a script needs it.
+    if needs_python(&config) {
+        if let Err(e) = crate::python::init(&config.python_path) {
+            let _ = ready.send(Err(vec![e]));
+            return;
+        }
+    }
+    let mut keeper = state::Keeper::start(&config);
+    let (mut graph, mut notes) = match Graph::build(&config) {
+        Ok(g) => g,
+        Err(errors) => {
+            let _ = ready.send(Err(errors));
+            return;
+        }
+    };
+    // Before the first frame, so the first cook already sees the kept values.
+    if let Some(k) = &mut keeper {
+        k.restore_pars(&mut graph);
+    }
+    log_listeners(&listeners(&graph), &[]);
+    // The last note lists the bound addresses, for the start line.
+    notes.push(graph.bound().join(", "));
+    let mut clock = Clock::new(config.rate);
+    let mut rss = memory::RssWatch::new(config.rss_warn_mb);
+    let mut ready = Some((ready, notes));
+    let mut last_stats = Instant::now();
+    let stop = shared.stop.clone();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(tick) = clock.wait(|| !stop.load(Ordering::Relaxed)) else {
+            break;
+        };
+        let started = Instant::now();
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::Reload(new, reply) => {
+                    let before = listeners(&graph);
+                    let result = reload(&mut graph, &new);
+                    log_listeners(&listeners(&graph), &before);
+                    if result.is_ok() {
+                        clock.set_rate(new.rate);
+                        rss.configure(new.rss_warn_mb);
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::With(f) => f(&mut graph),
+            }
+        }
+        let frame = Frame {
+            frame: tick.frame,
+            step: tick.step,
+            rate: clock.rate(),
+            due: tick.due,
+            started,
+        };
+        graph.frame(&frame);
+        let d = &mut graph.daemon;
+        d.frames += 1;
+        d.dropped_frames = clock.dropped();
+        d.frame_time_ms = started.elapsed().as_secs_f64() * 1e3;
+        if started.duration_since(last_stats) >= Duration::from_millis(250) {
+            let l = clock.lateness();
+            d.lateness_p50_ms = l.p50.as_secs_f64() * 1e3;
+            d.lateness_p99_ms = l.p99.as_secs_f64() * 1e3;
+            d.lateness_max_ms = l.max.as_secs_f64() * 1e3;
+            last_stats = started;
+        }
+        if let Some(mb) = rss.sample(started) {
+            d.rss_mb = mb;
+        }
+        if let Some(k) = &mut keeper {
+            k.tick(&graph, started);
+        }
+        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        if let Some((tx, notes)) = ready.take() {
+            let _ = tx.send(Ok(notes));
+        }
+    }
+    if let Some(k) = keeper {
+        k.finish(&graph);
+    }
+    tracing::debug!("cook thread stopped after {} frames", graph.daemon.frames);
+    // Dropping the graph here stops every receive thread (each operator joins its own).
+}
+
+/// One bound operator: name, kind, address.
+type Listener = (String, &'static str, SocketAddr);
+
+fn listeners(graph: &Graph) -> Vec<Listener> {
+    graph
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let addr = graph.operator(&n.name)?.bound()?;
+            Some((n.name.clone(), n.kind, addr))
+        })
+        .collect()
+}
+
+/// One `listening` line per operator bound to an address it did not have in `before`: fields a
+/// reader (the tests, a log shipper) can take the address from without parsing prose.
+fn log_listeners(now: &[Listener], before: &[Listener]) {
+    for l @ (op, kind, addr) in now {
+        if !before.contains(l) {
+            tracing::info!(op = %op, kind = %kind, addr = %addr, "listening");
+        }
+    }
+}
+
+fn needs_python(config: &Config) -> bool {
+    config.operators.iter().any(|o| o.settings.uses_python())
+}
+
+/// Applies `new` on top of `graph`; on failure the running graph goes on unchanged.
+fn reload(graph: &mut Graph, new: &Config) -> ReloadResult {
+    if needs_python(new) {
+        // Adds only the site directories that are new; a failure keeps the old graph.
+        crate::python::init(&new.python_path).map_err(|e| vec![e])?;
+    }
+    let displaced = state::Displaced::take(graph, new);
+    let result = graph.reload(new);
+    if result.is_err() {
+        displaced.put_back();
+    }
+    result
+}
