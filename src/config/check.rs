@@ -138,16 +138,7 @@ impl<'s> Reader<'_, '_, 's> {
 
     fn control(&mut self, c: raw::Control) -> Option<ControlConfig> {
         let ip = match &c.address {
-            Some(a) => match a.get_ref().parse::<IpAddr>() {
-                Ok(ip) => ip,
-                Err(_) => {
-                    self.cx.d.error(
-                        a.span(),
-                        format!("\"{}\" is not an IP address", a.get_ref()),
-                    );
-                    return None;
-                }
-            },
+            Some(a) => self.cx.ip(a)?,
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
         let allow = match &c.allow {

@@ -156,6 +156,20 @@ impl<'a, 's> Checker<'a, 's> {
         }
     }
 
+    /// An IP address, or an error at its position.
+    pub fn ip(&mut self, s: &Spanned<String>) -> Option<std::net::IpAddr> {
+        match s.get_ref().parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.d.error(
+                    s.span(),
+                    format!("\"{}\" is not an IP address", s.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
     /// Where files named in the config resolve: the config's own directory.
     pub fn dir(&self) -> &Path {
         self.dir

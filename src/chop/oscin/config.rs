@@ -99,16 +99,7 @@ impl Kind for OscIn {
     fn check(cx: &mut Checker, r: Raw, refs: &mut OpRefs) -> Option<OscInConfig> {
         refs.binds_port(r.port.span());
         let ip = match &r.local_address {
-            Some(a) => match a.get_ref().parse::<IpAddr>() {
-                Ok(ip) => ip,
-                Err(_) => {
-                    cx.d.error(
-                        a.span(),
-                        format!("\"{}\" is not an IP address", a.get_ref()),
-                    );
-                    return None;
-                }
-            },
+            Some(a) => cx.ip(a)?,
             // Dual-stack by default: `oscsend localhost …` may arrive over IPv6.
             None => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
