@@ -270,6 +270,13 @@ impl OpHandle {
         Ok(registry::lookup(&self.name).is_some_and(|s| s.borrow().timeslice_default))
     }
 
+    #[getter(parGroup)]
+    fn par_group(&self) -> par::ParGroupCollection {
+        par::ParGroupCollection {
+            op: self.name.clone(),
+        }
+    }
+
     #[pyo3(signature = (*patterns))]
     fn chan(&self, patterns: &Bound<'_, PyTuple>) -> PyResult<Option<Channel>> {
         Ok(self.matching(patterns, true)?.into_iter().next())
