@@ -330,3 +330,18 @@ fn the_example_script_config_runs() {
     rx.wait_value("/show/lfo/wave", |_| true);
     assert!(d.stop().success());
 }
+
+#[test]
+fn touchdesigner_members_scripts_rely_on_work_in_the_daemon() {
+    let rx = OscRx::new();
+    let _d = Daemon::start(
+        &with_in(rx.port())
+            .script("fidelity3", "fidelity.py", "", TO_SHOW)
+            .text(),
+        &[("fidelity.py", &fixture("fidelity.py"))],
+    );
+    // Exported values are the last samples: x = [7, 8], z = [4, 4]; ok is set after every check.
+    rx.wait_value("/show/ok", |v| v == 1.0);
+    rx.wait_value("/show/x", |v| v == 8.0);
+    rx.wait_value("/show/z", |v| v == 4.0);
+}

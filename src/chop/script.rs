@@ -170,6 +170,13 @@ impl ScriptOp {
         r
     }
 
+    /// `isTimeSlice` set by `onSetupParameters`, which runs outside the cook it applies to.
+    fn take_timeslice_request(&mut self) {
+        if let Some(on) = self.shared.borrow_mut().timeslice_request.take() {
+            self.timeslice = on;
+        }
+    }
+
     fn report(&mut self, what: &str, f: &PyFailure) {
         if f.budget {
             self.interrupts += 1;
@@ -464,6 +471,7 @@ impl Operator for ScriptOp {
         if std::mem::take(&mut self.reset_pending) {
             out.clear();
         }
+        self.take_timeslice_request();
         ctx.state().timeslice = self.timeslice;
         if self.timeslice {
             let in0 = ctx.nodes[ctx.me].inputs.first().copied();
@@ -487,6 +495,7 @@ impl Operator for ScriptOp {
             r
         });
         self.timeslice = ctx.state().timeslice;
+        self.take_timeslice_request();
         self.cooked = true;
         self.last_cook_frame = frame.frame;
         self.force = false;

@@ -51,6 +51,13 @@ pub struct ParDef {
     pub norm_max: f64,
     pub menu_names: Vec<String>,
     pub menu_labels: Vec<String>,
+    /// A separator line above the parameter in TouchDesigner's dialog; kept so scripts that
+    /// read it back (component-editor code) see what they set.
+    pub start_section: bool,
+    /// Still holding the value it was created with (nothing set, kept, restored or given by
+    /// the config): `p.default = 2` right after `appendFloat` then moves the value too, which
+    /// setup code that sets only `default` relies on.
+    pub fresh: bool,
 }
 
 impl ParDef {
@@ -75,7 +82,19 @@ impl ParDef {
             norm_max: 1.0,
             menu_names: Vec::new(),
             menu_labels: Vec::new(),
+            start_section: false,
+            fresh: true,
         }
+    }
+
+    /// Sets the default; a fresh parameter's value follows it.
+    pub fn set_default(&mut self, v: &ParValue) -> Result<(), String> {
+        let v = self.coerce(v)?;
+        if self.fresh {
+            self.val = v.clone();
+        }
+        self.default = v;
+        Ok(())
     }
 
     /// `v` converted to this parameter's style (clamped, rounded, checked against the menu).
@@ -302,6 +321,7 @@ impl ParSet {
                 // A value of the wrong kind (the script changed the style) falls back to default.
                 if let Ok(v) = def.coerce(&v) {
                     def.val = v;
+                    def.fresh = false;
                 }
             }
             // A replaced parameter keeps its place.
@@ -320,6 +340,7 @@ impl ParSet {
             .get_mut(name)
             .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
         let v = def.coerce(v)?;
+        def.fresh = false;
         if def.val == v {
             return Ok(false);
         }
@@ -360,6 +381,7 @@ impl ParSet {
                 Some(def) => match def.coerce(&k.value) {
                     Ok(v) if def.style != ParStyle::Pulse => {
                         def.val = v;
+                        def.fresh = false;
                         self.version += 1;
                     }
                     _ => continue,
@@ -536,6 +558,41 @@ mod tests {
         set.set("Count", &ParValue::Float(99.0)).unwrap();
         assert_eq!(set.get("Count").unwrap().val, ParValue::Float(10.0));
     }
+    #[test]
+    fn a_fresh_parameter_follows_its_default_a_set_or_kept_one_does_not() {
+        let mut set = ParSet::default();
+        set.set_init(&[("Given".into(), ParValue::Float(0.5))]);
+        set.add_page("P");
+        for n in ["Gain", "Speed", "Given"] {
+            set.append("P", n, ParStyle::Float, None, 1, true).unwrap();
+        }
+        set.set("Speed", &ParValue::Float(5.0)).unwrap();
+        for n in ["Gain", "Speed", "Given"] {
+            set.edit(n, |d| d.set_default(&ParValue::Float(2.0)))
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(set.get("Gain").unwrap().val, ParValue::Float(2.0));
+        assert_eq!(set.get("Speed").unwrap().val, ParValue::Float(5.0));
+        assert_eq!(
+            set.get("Given").unwrap().val,
+            ParValue::Float(0.5),
+            "config wins"
+        );
+        set.destroy_all();
+        set.add_page("P");
+        set.append("P", "Gain", ParStyle::Float, None, 1, true)
+            .unwrap();
+        set.edit("Gain", |d| d.set_default(&ParValue::Float(3.0)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            set.get("Gain").unwrap().val,
+            ParValue::Float(2.0),
+            "a re-created parameter keeps its value"
+        );
+    }
+
     #[test]
     fn new_menu_names_move_a_stale_value_and_default_to_the_first_entry() {
         let mut set = ParSet::default();

@@ -33,6 +33,11 @@ pub struct ScriptShared {
     pub on_pulse: Option<Py<PyAny>>,
     /// Frames per second of the clock (`me.time.rate`).
     pub clock_rate: f64,
+    /// The script set `numSamples = 0`: its own view of its output has no samples (the
+    /// published output keeps one zero sample, as every CHOP in chopd has at least one).
+    pub no_samples: bool,
+    /// `isTimeSlice` set in `onSetupParameters`, outside any cook: applied by the operator.
+    pub timeslice_request: Option<bool>,
 }
 
 impl ScriptShared {
@@ -50,6 +55,8 @@ impl ScriptShared {
             pending_pulses: Vec::new(),
             on_pulse: None,
             clock_rate,
+            no_samples: false,
+            timeslice_request: None,
         }
     }
 }
@@ -62,6 +69,17 @@ thread_local! {
     static STORAGE: RefCell<HashMap<String, Py<PyDict>>> = RefCell::new(HashMap::new());
     static LAST_FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
     static PATTERNS: RefCell<HashMap<String, Pattern>> = RefCell::new(HashMap::new());
+    static IDS: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+}
+
+/// `OP.id`: a number per operator name, the same for the whole session (reloads included),
+/// starting at 1 in the order operators are first asked for theirs.
+pub fn op_id(name: &str) -> u64 {
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        let next = ids.len() as u64 + 1;
+        *ids.entry(name.to_string()).or_insert(next)
+    })
 }
 
 /// Makes a Script CHOP's state findable by name. While a reload builds a replacement, two

@@ -867,3 +867,35 @@ fn a_replacement_dropped_by_a_rejected_reload_leaves_the_running_one_findable() 
     assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
     assert_eq!(rig.val(s, "speed"), 2.0);
 }
+
+#[test]
+fn touchdesigner_members_scripts_rely_on() {
+    let mut rig = Rig::new(60.0);
+    // Time-sliced by the config; its onSetupParameters turns that off.
+    let s = rig.add_script_with("fidelity3", &fixture("fidelity.py"), &[], |op, _| {
+        op.timeslice = true
+    });
+    for _ in 0..2 {
+        rig.frame += 5;
+        rig.step();
+        assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+        assert_eq!(rig.chan(s, "x"), [7.0, 8.0]);
+        assert_eq!(rig.chan(s, "z"), [4.0, 4.0]);
+        assert_eq!(rig.val(s, "ok"), 1.0);
+    }
+    assert_eq!(rig.op(s).par("Gain"), Some(ParValue::Float(2.0)));
+    assert_eq!(rig.op(s).par("Color3"), Some(ParValue::Float(0.75)));
+}
+
+#[test]
+fn zero_samples_publish_one_zero_sample_and_grow_from_nothing() {
+    let mut rig = Rig::new(60.0);
+    let s = rig.add_script("empty", &fixture("empty.py"), &[]);
+    rig.step();
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    assert_eq!(rig.chan(s, "a"), [0.0], "other operators see one zero sample");
+    rig.frame += 1;
+    rig.step();
+    assert_eq!(rig.stats(s).errors, 0, "{:?}", rig.stats(s).last_error);
+    assert_eq!(rig.chan(s, "a"), [0.0]);
+}

@@ -11,7 +11,7 @@ use pyo3::types::PyFloat;
 
 use crate::python::scope::{self, DataRef, Scope};
 
-use super::op::OpHandle;
+use super::op::{no_samples, OpHandle};
 
 #[pyclass(frozen, module = "chopd", name = "Channel")]
 pub struct Channel {
@@ -53,10 +53,14 @@ impl Channel {
         }
     }
 
+    /// The samples as the script sees them (none after `numSamples = 0`).
     fn read<R>(&self, f: impl FnOnce(&[f32]) -> R) -> PyResult<R> {
         scope::with(|s| {
             let (t, i) = self.locate(s)?;
             s.record_read(t);
+            if no_samples(&self.op, t) {
+                return Ok(f(&[]));
+            }
             Ok(f(s.data(t)?.chan(i)))
         })
     }
@@ -65,6 +69,9 @@ impl Channel {
         scope::with(|s| {
             let (t, i) = self.locate(s)?;
             s.check_write(t, what)?;
+            if no_samples(&self.op, t) {
+                return f(&mut []);
+            }
             f(s.data_mut(t)?.chan_mut(i))
         })
     }
@@ -91,18 +98,21 @@ fn index(i: isize, len: usize, name: &str) -> PyResult<usize> {
     }
 }
 
-/// Sample values from a Python sequence or array (numpy arrays in one pass).
-fn samples(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
+/// Sample values from a Python sequence or array (numpy arrays in one pass), and whether it
+/// was a bare number.
+fn samples(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<(Vec<f32>, bool)> {
     if crate::python::numpy_available(py) && v.cast::<numpy::PyUntypedArray>().is_ok() {
         let (_, _, vals) = super::numpy::extract_2d(py, v, "vals")?;
-        return Ok(vals);
+        return Ok((vals, false));
     }
     if let Ok(f) = v.extract::<f64>() {
-        return Ok(vec![f as f32]);
+        return Ok((vec![f as f32], true));
     }
-    v.try_iter()?
+    let vals = v
+        .try_iter()?
         .map(|x| x.and_then(|x| x.extract::<f64>()).map(|f| f as f32))
-        .collect()
+        .collect::<PyResult<_>>()?;
+    Ok((vals, false))
 }
 
 #[pymethods]
@@ -130,24 +140,28 @@ impl Channel {
         self.read(|c| c.iter().map(|&v| v as f64).collect())
     }
 
-    /// Sets every sample; the length must match the channel's (set `numSamples` first).
+    /// Sets every sample. A sequence of another length makes it the operator's length (every
+    /// channel is resized as by `numSamples`: kept samples, new ones 0); a bare number sets
+    /// every sample.
     #[setter]
     fn set_vals(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let vals = samples(py, v)?;
+        let (vals, scalar) = samples(py, v)?;
+        let len = self.__len__()?;
+        if scalar || vals.len() == len {
+            return self.write("setting vals", |c| {
+                if scalar {
+                    c.fill(vals[0]);
+                } else {
+                    c.copy_from_slice(&vals);
+                }
+                Ok(())
+            });
+        }
+        self.owner()
+            .set_num_samples_from(py, "setting vals", vals.len())?;
         self.write("setting vals", |c| {
-            if vals.len() == c.len() {
-                c.copy_from_slice(&vals);
-                Ok(())
-            } else if vals.len() == 1 {
-                c.fill(vals[0]);
-                Ok(())
-            } else {
-                Err(PyValueError::new_err(format!(
-                    "{} values for a channel of {} samples (set numSamples first)",
-                    vals.len(),
-                    c.len()
-                )))
-            }
+            c.copy_from_slice(&vals);
+            Ok(())
         })
     }
 

@@ -106,6 +106,38 @@ impl OpHandle {
         })
     }
 
+    /// This operator's state while its own `onSetupParameters` runs.
+    fn setup_state(&self) -> Option<registry::ScriptState> {
+        let own = scope::with(|s| Ok(s.owner_name == self.name)).unwrap_or(false);
+        registry::lookup(&self.name).filter(|s| own && s.borrow().pars.setting_up)
+    }
+
+    fn set_no_samples(&self, on: bool) {
+        if let Some(s) = registry::lookup(&self.name) {
+            s.borrow_mut().no_samples = on;
+        }
+    }
+
+    /// Resizes every channel to `n` samples (kept, new ones 0) on behalf of `what`.
+    pub fn set_num_samples_from(&self, py: Python<'_>, what: &str, n: usize) -> PyResult<()> {
+        self.resize(py, what, n)
+    }
+
+    fn resize(&self, py: Python<'_>, what: &str, n: usize) -> PyResult<()> {
+        let old = self.num_samples()?;
+        self.layout(py, what, |d| {
+            d.set_num_samples(n.max(1));
+            let keep = if n == 0 { 0 } else { old };
+            for i in 0..d.num_chans() {
+                let c = d.chan_mut(i);
+                let from = keep.min(c.len());
+                c[from..].fill(0.0);
+            }
+        })?;
+        self.set_no_samples(n == 0);
+        Ok(())
+    }
+
     fn script_only(&self, what: &str) -> PyResult<()> {
         if registry::lookup(&self.name).is_none() {
             return Err(PyTypeError::new_err(format!(
@@ -115,6 +147,18 @@ impl OpHandle {
         }
         Ok(())
     }
+}
+
+/// Whether `name`'s own view of its output has no samples (`numSamples = 0`); other operators
+/// see the one zero sample it publishes.
+pub fn no_samples(name: &str, t: DataRef) -> bool {
+    t == DataRef::Own && registry::lookup(name).is_some_and(|s| s.borrow().no_samples)
+}
+
+/// The trailing run of digits of `name` (`noise12` → 12), as TouchDesigner's `OP.digits`.
+pub fn name_digits(name: &str) -> Option<u64> {
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    name[base.len()..].parse().ok()
 }
 
 fn set_layout_num(
@@ -192,15 +236,19 @@ impl OpHandle {
 
     #[getter(numSamples)]
     fn num_samples(&self) -> PyResult<usize> {
-        self.read(|d| d.num_samples())
+        scope::with(|s| {
+            let t = self.target(s)?;
+            s.record_read(t);
+            let n = s.data(t)?.num_samples();
+            Ok(if no_samples(&self.name, t) { 0 } else { n })
+        })
     }
 
+    /// Resizes every channel: samples up to the new length are kept, new ones are 0 (scripts
+    /// set 0, then grow the length while writing past the old end).
     #[setter(numSamples)]
     fn set_num_samples(&self, py: Python<'_>, n: usize) -> PyResult<()> {
-        if n == 0 {
-            return Err(PyValueError::new_err("numSamples must be at least 1"));
-        }
-        set_layout_num(self, py, "setting numSamples", |d| d.set_num_samples(n))
+        self.resize(py, "setting numSamples", n)
     }
 
     #[getter]
@@ -230,7 +278,7 @@ impl OpHandle {
 
     #[getter]
     fn end(&self) -> PyResult<i64> {
-        self.read(|d| d.end())
+        Ok(self.start()? + self.num_samples()? as i64 - 1)
     }
 
     #[setter]
@@ -242,26 +290,64 @@ impl OpHandle {
                 "end {end} is before start {start}"
             )));
         }
-        set_layout_num(self, py, "setting end", |d| {
-            d.set_num_samples((end - start + 1) as usize)
-        })
+        self.resize(py, "setting end", (end - start + 1) as usize)
     }
 
     #[getter(isTimeSlice)]
     fn is_time_slice(&self) -> PyResult<bool> {
-        scope::with(|s| {
+        if let Some(on) = self
+            .setup_state()
+            .and_then(|s| s.borrow().timeslice_request)
+        {
+            return Ok(on);
+        }
+        let r = scope::with(|s| {
             let t = self.target(s)?;
             Ok(s.node_state(t)?.timeslice)
-        })
+        });
+        match (r, self.setup_state()) {
+            (Err(_), Some(s)) => Ok(s.borrow().timeslice_default),
+            (r, _) => r,
+        }
     }
 
+    /// Settable in the operator's cook, and in its `onSetupParameters` (applied from its next
+    /// cook on), where scripts choose whether they time-slice.
     #[setter(isTimeSlice)]
     fn set_is_time_slice(&self, on: bool) -> PyResult<()> {
+        if let Some(s) = self.setup_state() {
+            s.borrow_mut().timeslice_request = Some(on);
+            return Ok(());
+        }
         scope::with(|s| {
             let t = self.target(s)?;
             s.check_layout(t, "setting isTimeSlice")?;
             s.set_own_timeslice(on)
         })
+    }
+
+    /// The last run of digits in the name (`noise12` → 12), None without.
+    #[getter]
+    fn digits(&self) -> Option<u64> {
+        name_digits(&self.name)
+    }
+
+    /// The name without its trailing digits (`noise12` → `noise`).
+    #[getter]
+    fn base(&self) -> &str {
+        self.name.trim_end_matches(|c: char| c.is_ascii_digit())
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        registry::op_id(&self.name)
+    }
+
+    #[getter(parGroup)]
+    fn par_group(&self) -> par::ParGroupCollection {
+        par::ParGroupCollection {
+            op: self.name.clone(),
+        }
     }
 
     #[getter(timeSliceDefault)]
@@ -361,17 +447,37 @@ impl OpHandle {
         Ok(value)
     }
 
-    #[pyo3(signature = (key, default=None, search=true, storeDefault=false))]
+    /// A stored value, else `default` (None is a default like any other), else KeyError.
+    #[pyo3(signature = (key, *default, search=true, storeDefault=false, **kwargs))]
     #[allow(non_snake_case)]
     fn fetch<'py>(
         &self,
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
-        default: Option<Bound<'py, PyAny>>,
+        default: &Bound<'py, PyTuple>,
         search: bool,
         storeDefault: bool,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = search;
+        if default.len() > 1 {
+            return Err(PyTypeError::new_err(
+                "fetch() takes a key and at most one default",
+            ));
+        }
+        let mut given = default.iter().next();
+        if let Some(kw) = kwargs {
+            for (k, v) in kw.iter() {
+                if k.extract::<String>()? != "default" || given.is_some() {
+                    return Err(PyTypeError::new_err(format!(
+                        "fetch() got an unexpected keyword argument {}",
+                        k.repr()?
+                    )));
+                }
+                given = Some(v);
+            }
+        }
+        let default = given;
         let st = registry::storage(py, &self.name);
         if let Some(v) = st.get_item(key)? {
             return Ok(v);
@@ -503,7 +609,9 @@ impl OpHandle {
             // and does not alias `dst`, the running operator's output.
             dst.copy_from(unsafe { &*src });
             Ok(())
-        })
+        })?;
+        self.set_no_samples(false);
+        Ok(())
     }
 
     /// Copies a (channels, samples) array into this operator's channels: the length becomes
@@ -527,7 +635,9 @@ impl OpHandle {
                 d.append_chan(&format!("{base}{}", i + 1));
             }
             d.samples_mut().copy_from_slice(&vals);
-        })
+        })?;
+        self.set_no_samples(false);
+        Ok(())
     }
 
     #[pyo3(name = "addError")]

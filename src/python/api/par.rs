@@ -250,8 +250,34 @@ impl Par {
     #[setter]
     fn set_default(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = to_parval(v)?;
-        self.edit(|d| d.coerce(&v).map(|v| d.default = v))?
-            .map_err(err)
+        self.edit(|d| d.set_default(&v))?.map_err(err)
+    }
+
+    #[getter(startSection)]
+    fn start_section(&self) -> PyResult<bool> {
+        self.with_def(|d| d.start_section)
+    }
+    #[setter(startSection)]
+    fn set_start_section(&self, v: bool) -> PyResult<()> {
+        self.edit(|d| d.start_section = v)
+    }
+
+    #[getter(isDefault)]
+    fn is_default(&self) -> PyResult<bool> {
+        self.with_def(|d| d.val == d.default)
+    }
+
+    #[getter]
+    fn valid(&self) -> bool {
+        registry::lookup(&self.op).is_some_and(|s| s.borrow().pars.get(&self.name).is_some())
+    }
+
+    /// The group it belongs to (`Color` for `Color2`).
+    #[getter(parGroup)]
+    fn par_group(&self) -> PyResult<ParGroup> {
+        let group = self.with_def(|d| d.group.clone())?;
+        group_of(&self.op, &group)
+            .ok_or_else(|| PyAttributeError::new_err(format!("no parameter group \"{group}\"")))
     }
 
     #[getter]
@@ -523,21 +549,7 @@ impl ParGroup {
 
     #[setter]
     fn set_val(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let items: Vec<Bound<'_, PyAny>> = if v.extract::<String>().is_err() && v.try_iter().is_ok()
-        {
-            v.try_iter()?.collect::<PyResult<_>>()?
-        } else {
-            vec![v.clone(); self.names.len()]
-        };
-        if items.len() != self.names.len() {
-            return Err(err(format!(
-                "parameter group \"{}\" has {} values, got {}",
-                self.base,
-                self.names.len(),
-                items.len()
-            )));
-        }
-        for (n, it) in self.names.iter().zip(items) {
+        for (n, it) in self.names.iter().zip(self.spread(v)?) {
             set_value(&self.op, n, &it)?;
         }
         Ok(())
@@ -547,8 +559,148 @@ impl ParGroup {
         self.val(py)
     }
 
+    /// The defaults (one parameter: the value itself, else a tuple).
+    #[getter]
+    fn default<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let vals: Vec<Bound<'py, PyAny>> = self
+            .names
+            .iter()
+            .map(|n| Par::new(&self.op, n).default(py))
+            .collect::<PyResult<_>>()?;
+        if vals.len() == 1 {
+            return Ok(vals.into_iter().next().expect("one value"));
+        }
+        Ok(PyTuple::new(py, vals)?.into_any())
+    }
+
+    /// A tuple of one value per parameter, or one value for all of them.
+    #[setter]
+    fn set_default(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        for (n, it) in self.names.iter().zip(self.spread(v)?) {
+            Par::new(&self.op, n).set_default(&it)?;
+        }
+        Ok(())
+    }
+
+    #[getter(startSection)]
+    fn start_section(&self) -> PyResult<bool> {
+        Par::new(&self.op, &self.names[0]).start_section()
+    }
+    #[setter(startSection)]
+    fn set_start_section(&self, v: bool) -> PyResult<()> {
+        Par::new(&self.op, &self.names[0]).set_start_section(v)
+    }
+
+    #[getter]
+    fn style(&self) -> PyResult<&'static str> {
+        Par::new(&self.op, &self.names[0]).style()
+    }
+
+    #[getter]
+    fn label(&self) -> PyResult<String> {
+        Par::new(&self.op, &self.names[0]).label()
+    }
+
+    #[getter]
+    fn page(&self) -> PyResult<Page> {
+        Par::new(&self.op, &self.names[0]).page()
+    }
+
     fn __repr__(&self) -> String {
         format!("type:ParGroup name:{} owner:/{}", self.base, self.op)
+    }
+}
+
+impl ParGroup {
+    fn spread<'py>(&self, v: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let items: Vec<Bound<'py, PyAny>> =
+            if v.extract::<String>().is_err() && v.try_iter().is_ok() {
+                v.try_iter()?.collect::<PyResult<_>>()?
+            } else {
+                vec![v.clone(); self.names.len()]
+            };
+        if items.len() != self.names.len() {
+            return Err(err(format!(
+                "parameter group \"{}\" has {} values, got {}",
+                self.base,
+                self.names.len(),
+                items.len()
+            )));
+        }
+        Ok(items)
+    }
+}
+
+/// The group `base` of `op`'s custom parameters, if it has one.
+fn group_of(op: &str, base: &str) -> Option<ParGroup> {
+    let shared = registry::lookup(op)?;
+    let names: Vec<String> = shared
+        .borrow()
+        .pars
+        .pars()
+        .iter()
+        .filter(|p| p.group == base)
+        .map(|p| p.name.clone())
+        .collect();
+    (!names.is_empty()).then(|| ParGroup {
+        op: op.to_string(),
+        base: base.to_string(),
+        names,
+    })
+}
+
+/// `op.parGroup`: parameter groups by name (`op.parGroup.Color`, `op.parGroup['Color']`).
+#[pyclass(frozen, module = "chopd", name = "ParGroupCollection")]
+pub struct ParGroupCollection {
+    pub op: String,
+}
+
+#[pymethods]
+impl ParGroupCollection {
+    fn __getattr__(&self, name: &str) -> PyResult<ParGroup> {
+        group_of(&self.op, name).ok_or_else(|| {
+            PyAttributeError::new_err(format!("\"{}\" has no parameter group \"{name}\"", self.op))
+        })
+    }
+
+    fn __setattr__(&self, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.__getattr__(name)?.set_val(v)
+    }
+
+    /// None when absent, as TouchDesigner's `parGroup['Name']`.
+    fn __getitem__(&self, name: &str) -> Option<ParGroup> {
+        group_of(&self.op, name)
+    }
+
+    fn __setitem__(&self, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.__getattr__(name)?.set_val(v)
+    }
+
+    fn __contains__(&self, name: &str) -> bool {
+        group_of(&self.op, name).is_some()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut bases: Vec<String> = Vec::new();
+        if let Some(s) = registry::lookup(&self.op) {
+            for p in s.borrow().pars.pars() {
+                if !bases.contains(&p.group) {
+                    bases.push(p.group.clone());
+                }
+            }
+        }
+        PyList::new(py, bases.iter().filter_map(|b| group_of(&self.op, b)))?
+            .try_iter()
+            .map(Bound::into_any)
+    }
+
+    #[getter]
+    fn owner(&self) -> OpHandle {
+        OpHandle::new(&self.op, None)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("type:ParGroupCollection owner:/{}", self.op)
     }
 }
 
@@ -772,8 +924,9 @@ impl ParCollection {
         set_value(&self.op, name, v)
     }
 
-    fn __getitem__(&self, name: &str) -> PyResult<Par> {
-        self.lookup(name)
+    /// None when absent, as TouchDesigner's `par['Name']` (attribute access raises).
+    fn __getitem__(&self, name: &str) -> Option<Par> {
+        self.lookup(name).ok()
     }
 
     fn __setitem__(&self, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
