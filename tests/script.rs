@@ -330,3 +330,33 @@ fn the_example_script_config_runs() {
     rx.wait_value("/show/lfo/wave", |_| true);
     assert!(d.stop().success());
 }
+
+#[test]
+fn touchdesigner_runtime_names_load_and_answer_as_touchdesigner() {
+    let rx = OscRx::new();
+    let _d = Daemon::start(
+        &with_in(rx.port())
+            .script("td1", "td_names.py", "", TO_SHOW)
+            .text(),
+        &[("td_names.py", &fixture("td_names.py"))],
+    );
+    rx.wait_value("/show/done", |v| v == 1.0);
+    rx.wait_value("/show/folder_ok", |v| v == 1.0);
+    // The harness's config runs the clock at 100 fps.
+    rx.wait_value("/show/cook_rate", |v| v == 100.0);
+}
+
+#[test]
+fn a_touchdesigner_global_chopd_lacks_is_named_in_the_log() {
+    let d = Daemon::start(
+        &with_in(OscRx::new().port())
+            .script("gui", "td_ui.py", "", "")
+            .text(),
+        &[("td_ui.py", &fixture("td_ui.py"))],
+    );
+    let line = d
+        .wait_for("is a TouchDesigner global chopd does not provide", TIMEOUT)
+        .unwrap_or_else(|| panic!("no explanation logged:\n{}", d.log_text()));
+    assert!(line.contains("td_ui.py:5: NameError: 'ui'"), "{line}");
+    assert!(line.contains("chopd is headless"), "{line}");
+}
