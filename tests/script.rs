@@ -360,3 +360,28 @@ fn a_touchdesigner_global_chopd_lacks_is_named_in_the_log() {
     assert!(line.contains("td_ui.py:5: NameError: 'ui'"), "{line}");
     assert!(line.contains("chopd is headless"), "{line}");
 }
+
+#[test]
+fn a_script_that_read_a_tdu_dependency_cooks_when_it_changes_and_only_then() {
+    let rx = OscRx::new();
+    let mut d = Daemon::start(
+        &with_in(rx.port())
+            .script("writer", "dep_writer.py", r#""in""#, "")
+            .script("reader", "dep_reader.py", "", TO_SHOW)
+            .text(),
+        &[
+            ("dep_writer.py", &fixture("dep_writer.py")),
+            ("dep_reader.py", &fixture("dep_reader.py")),
+        ],
+    );
+    rx.wait_value("/show/val", |v| v == 0.0);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(3.0)]);
+    rx.wait_value("/show/val", |v| v == 3.0);
+    let before = rx.value_at("/show/cooks");
+    send(port, "/x", vec![OscType::Float(5.0)]);
+    rx.wait_value("/show/val", |v| v == 5.0);
+    // Frames passed between the two messages: one cook per change means it did not cook on them.
+    assert_eq!(rx.value_at("/show/cooks"), before + 1.0);
+    assert!(d.stop().success());
+}

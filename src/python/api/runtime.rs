@@ -8,7 +8,8 @@
 
 use std::ffi::CString;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -63,6 +64,7 @@ fn names(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
                 funcs,
                 wrap_pyfunction!(pattern_mask, py)?,
                 wrap_pyfunction!(project_info, py)?,
+                py.get_type::<DependencyStamp>(),
                 env!("CARGO_PKG_VERSION"),
             ))?;
             Ok(names.cast_into::<PyDict>()?.unbind())
@@ -157,4 +159,29 @@ fn clock_rate() -> f64 {
     .flatten()
     .or_else(|| registry::last_frame().map(|f| f.rate))
     .unwrap_or(60.0)
+}
+
+/// The version counter of one `tdu.Dependency`: reading the value during a cook records it,
+/// changing the value makes those cooks run again.
+#[pyclass(frozen, module = "chopd")]
+#[derive(Default)]
+struct DependencyStamp(Arc<AtomicU64>);
+
+#[pymethods]
+impl DependencyStamp {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) {
+        let _ = scope::with(|s| {
+            s.record_value(&self.0);
+            Ok(())
+        });
+    }
+
+    fn changed(&self) {
+        scope::value_changed(&self.0);
+    }
 }

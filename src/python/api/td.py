@@ -295,15 +295,20 @@ def _make_match(mask):
 
 
 class Dependency:
-    """A value holder (TouchDesigner's tdu.Dependency). chopd does not track who read it: a
-    change calls .callbacks but does not make readers cook again."""
+    """A value holder (TouchDesigner's tdu.Dependency): a Script CHOP whose onCook read .val
+    cooks again when the value is set or .modified() is called (not when its own cook did
+    that). Indexing, len(), casts and arithmetic read .val; .peekVal reads without recording."""
+
+    _Stamp = None  # set by setup()
 
     def __init__(self, value=None):
         self._val = value
+        self._stamp = Dependency._Stamp()
         self.callbacks = []
 
     @property
     def val(self):
+        self._stamp.read()
         return self._val
 
     @val.setter
@@ -320,9 +325,11 @@ class Dependency:
 
     def setVal(self, value, setInfo=None):
         prev, self._val = self._val, value
+        self._stamp.changed()
         self._notify(prev, setInfo)
 
     def modified(self):
+        self._stamp.changed()
         self._notify(self._val, None)
 
     def _notify(self, prev, setInfo):
@@ -330,7 +337,7 @@ class Dependency:
             cb({"dependency": self, "prevVal": prev, "callback": cb, "setInfo": setInfo})
 
     def __getitem__(self, key):
-        return self._val[key]
+        return self.val[key]
 
     def __setitem__(self, key, value):
         self._val[key] = value
@@ -341,72 +348,72 @@ class Dependency:
         self.modified()
 
     def __len__(self):
-        return len(self._val)
+        return len(self.val)
 
     def __iter__(self):
-        return iter(self._val)
+        return iter(self.val)
 
     def __contains__(self, item):
-        return item in self._val
+        return item in self.val
 
     def __bool__(self):
-        return bool(self._val)
+        return bool(self.val)
 
     def __float__(self):
-        return float(self._val)
+        return float(self.val)
 
     def __int__(self):
-        return int(self._val)
+        return int(self.val)
 
     def __index__(self):
-        return self._val.__index__()
+        return self.val.__index__()
 
     def __str__(self):
-        return str(self._val)
+        return str(self.val)
 
     def __repr__(self):
-        return f"Dependency({self._val!r})"
+        return f"Dependency({self.val!r})"
 
     def __eq__(self, other):
-        return self._val == (other._val if isinstance(other, Dependency) else other)
+        return self.val == (other.peekVal if isinstance(other, Dependency) else other)
 
     def __lt__(self, other):
-        return self._val < other
+        return self.val < other
 
     def __le__(self, other):
-        return self._val <= other
+        return self.val <= other
 
     def __gt__(self, other):
-        return self._val > other
+        return self.val > other
 
     def __ge__(self, other):
-        return self._val >= other
+        return self.val >= other
 
     __hash__ = None
 
     def __add__(self, o):
-        return self._val + o
+        return self.val + o
 
     def __radd__(self, o):
-        return o + self._val
+        return o + self.val
 
     def __sub__(self, o):
-        return self._val - o
+        return self.val - o
 
     def __rsub__(self, o):
-        return o - self._val
+        return o - self.val
 
     def __mul__(self, o):
-        return self._val * o
+        return self.val * o
 
     def __rmul__(self, o):
-        return o * self._val
+        return o * self.val
 
     def __truediv__(self, o):
-        return self._val / o
+        return self.val / o
 
     def __rtruediv__(self, o):
-        return o / self._val
+        return o / self.val
 
 
 def _components(args, n, default, what):
@@ -698,9 +705,10 @@ class App:
 
 # ---------------------------------------------------------------------------------------------
 
-def setup(classes, funcs, mask, project_info, version):
+def setup(classes, funcs, mask, project_info, stamp, version):
     """Builds the `td` and `tdu` modules (into sys.modules) and patches the operator classes
     with the explanations of what chopd lacks; returns the names each callbacks module gets."""
+    Dependency._Stamp = stamp
     tdu = _types.ModuleType("tdu", "TouchDesigner's utility module, as far as chopd has it.")
     for f in (clamp, remap, rand, digits, base, split, tryExcept):
         setattr(tdu, f.__name__, f)
