@@ -185,3 +185,30 @@ impl DependencyStamp {
         scope::value_changed(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_masks_follow_the_pattern_rules_and_case_option() {
+        let names = || vec!["foo".to_string(), "Food".to_string(), "bar1".to_string()];
+        assert_eq!(
+            pattern_mask("foo*", names(), true).unwrap(),
+            [true, false, false]
+        );
+        assert_eq!(
+            pattern_mask("foo* ^food", names(), false).unwrap(),
+            [true, false, false]
+        );
+        assert_eq!(
+            pattern_mask("bar[1-3]", names(), true).unwrap(),
+            [false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_process_that_runs_no_config_has_no_config_file() {
+        assert_eq!(config_file(), None);
+    }
+}
