@@ -345,3 +345,58 @@ fn touchdesigner_members_scripts_rely_on_work_in_the_daemon() {
     rx.wait_value("/show/x", |v| v == 8.0);
     rx.wait_value("/show/z", |v| v == 4.0);
 }
+
+#[test]
+fn touchdesigner_runtime_names_load_and_answer_as_touchdesigner() {
+    let rx = OscRx::new();
+    let _d = Daemon::start(
+        &with_in(rx.port())
+            .script("td1", "td_names.py", "", TO_SHOW)
+            .text(),
+        &[("td_names.py", &fixture("td_names.py"))],
+    );
+    rx.wait_value("/show/done", |v| v == 1.0);
+    rx.wait_value("/show/folder_ok", |v| v == 1.0);
+    // The harness's config runs the clock at 100 fps.
+    rx.wait_value("/show/cook_rate", |v| v == 100.0);
+}
+
+#[test]
+fn a_touchdesigner_global_chopd_lacks_is_named_in_the_log() {
+    let d = Daemon::start(
+        &with_in(OscRx::new().port())
+            .script("gui", "td_ui.py", "", "")
+            .text(),
+        &[("td_ui.py", &fixture("td_ui.py"))],
+    );
+    let line = d
+        .wait_for("is a TouchDesigner global chopd does not provide", TIMEOUT)
+        .unwrap_or_else(|| panic!("no explanation logged:\n{}", d.log_text()));
+    assert!(line.contains("td_ui.py:5: NameError: 'ui'"), "{line}");
+    assert!(line.contains("chopd is headless"), "{line}");
+}
+
+#[test]
+fn a_script_that_read_a_tdu_dependency_cooks_when_it_changes_and_only_then() {
+    let rx = OscRx::new();
+    let mut d = Daemon::start(
+        &with_in(rx.port())
+            .script("writer", "dep_writer.py", r#""in""#, "")
+            .script("reader", "dep_reader.py", "", TO_SHOW)
+            .text(),
+        &[
+            ("dep_writer.py", &fixture("dep_writer.py")),
+            ("dep_reader.py", &fixture("dep_reader.py")),
+        ],
+    );
+    rx.wait_value("/show/val", |v| v == 0.0);
+    let port = d.port("in");
+    send(port, "/x", vec![OscType::Float(3.0)]);
+    rx.wait_value("/show/val", |v| v == 3.0);
+    let before = rx.value_at("/show/cooks");
+    send(port, "/x", vec![OscType::Float(5.0)]);
+    rx.wait_value("/show/val", |v| v == 5.0);
+    // Frames passed between the two messages: one cook per change means it did not cook on them.
+    assert_eq!(rx.value_at("/show/cooks"), before + 1.0);
+    assert!(d.stop().success());
+}

@@ -76,6 +76,7 @@ pub fn failure(
     file: &Path,
     budget: Option<(Duration, Duration)>,
 ) -> PyFailure {
+    super::api::runtime::explain(py, &err);
     let value = err.value(py);
     let ty = err
         .get_type(py)

@@ -14,8 +14,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyPermissionError, PyRuntimeError};
 use pyo3::prelude::*;
@@ -39,6 +39,8 @@ pub struct Deps {
     pub stats: Vec<(usize, String, u64)>,
     /// Other Script CHOPs whose parameters were read: (state, parameter version seen).
     pub pars: Vec<(Weak<RefCell<ScriptShared>>, u64)>,
+    /// `tdu.Dependency` values read: (the value's version counter, version seen).
+    pub values: Vec<(std::sync::Weak<AtomicU64>, u64)>,
 }
 
 impl Deps {
@@ -47,6 +49,7 @@ impl Deps {
         self.nodes.clear();
         self.stats.clear();
         self.pars.clear();
+        self.values.clear();
     }
 
     /// True when something recorded has changed since it was read (or can no longer be found,
@@ -66,6 +69,22 @@ impl Deps {
                 w.upgrade()
                     .is_none_or(|s| s.try_borrow().map_or(true, |s| s.pars.version != *seen))
             })
+            || self.values.iter().any(|(w, seen)| {
+                w.upgrade()
+                    .is_none_or(|v| v.load(Ordering::Relaxed) != *seen)
+            })
+    }
+
+    fn note_value(&mut self, v: &Arc<AtomicU64>) {
+        let seen = v.load(Ordering::Relaxed);
+        match self
+            .values
+            .iter_mut()
+            .find(|(w, _)| w.as_ptr() == Arc::as_ptr(v))
+        {
+            Some(e) => e.1 = seen,
+            None => self.values.push((Arc::downgrade(v), seen)),
+        }
     }
 
     fn note_node(&mut self, i: usize, n: &NodeState) {
@@ -353,6 +372,13 @@ impl Scope {
         }
     }
 
+    /// Notes that the running cook read a `tdu.Dependency` whose version counter is `v`.
+    pub fn record_value(&mut self, v: &Arc<AtomicU64>) {
+        if self.recording {
+            self.deps.note_value(v);
+        }
+    }
+
     pub fn record_time(&mut self) {
         if self.recording {
             self.deps.time = true;
@@ -501,6 +527,28 @@ pub fn with<R>(f: impl FnOnce(&mut Scope) -> PyResult<R>) -> PyResult<R> {
             )),
         }
     })
+}
+
+/// A `tdu.Dependency` whose version counter is `v` changed: operators that read it cook again,
+/// except the one whose code wrote it (its own write does not make it dirty, or a cook that
+/// reads and then writes would cook every frame).
+pub fn value_changed(v: &Arc<AtomicU64>) {
+    v.fetch_add(1, Ordering::Relaxed);
+    CURRENT.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            if let Some(s) = c.as_mut() {
+                let now = v.load(Ordering::Relaxed);
+                if let Some(e) = s
+                    .deps
+                    .values
+                    .iter_mut()
+                    .find(|(w, _)| w.as_ptr() == Arc::as_ptr(v))
+                {
+                    e.1 = now;
+                }
+            }
+        }
+    });
 }
 
 /// True while a callback runs on this thread.

@@ -275,5 +275,6 @@ pub fn install(py: Python<'_>, globals: &Bound<'_, PyDict>, me: &Py<OpHandle>) -
     globals.set_item("absTime", Py::new(py, AbsTime)?)?;
     globals.set_item("me", me.clone_ref(py))?;
     globals.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
+    super::runtime::install(py, globals)?;
     Ok(())
 }

@@ -11,3 +11,4 @@ pub mod globals;
 pub mod numpy;
 pub mod op;
 pub mod par;
+pub mod runtime;
