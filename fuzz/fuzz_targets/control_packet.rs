@@ -4,7 +4,7 @@
 //! A datagram is at most 65,507 bytes: run with `-max_len=65507`.
 #![no_main]
 
-use chopd::daemon::control::{parse_packet, Auth, AUTH, MAX_REQUESTS_PER_PACKET};
+use chopd::daemon::request::{parse_packet, Auth, AUTH, MAX_REQUESTS_PER_PACKET};
 use libfuzzer_sys::fuzz_target;
 
 const TOKEN: &str = "fuzz-token-0123456789";
