@@ -1,5 +1,5 @@
 //! The TouchDesigner object classes a callback sees: operators ([`op`]), channels ([`channel`]),
-//! custom parameter pages and parameters ([`par`]), numpy views of channel data ([`numpy`]) and
+//! custom parameter pages and parameters ([`par`], groups in [`pargroup`]), numpy views of channel data ([`numpy`]) and
 //! the module globals of a callbacks file ([`globals`]).
 //!
 //! These are the pyo3 classes. They may refer to each other the way TouchDesigner's own objects
@@ -11,4 +11,5 @@ pub mod globals;
 pub mod numpy;
 pub mod op;
 pub mod par;
+pub mod pargroup;
 pub mod runtime;

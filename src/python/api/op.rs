@@ -344,8 +344,8 @@ impl OpHandle {
     }
 
     #[getter(parGroup)]
-    fn par_group(&self) -> par::ParGroupCollection {
-        par::ParGroupCollection {
+    fn par_group(&self) -> super::pargroup::ParGroupCollection {
+        super::pargroup::ParGroupCollection {
             op: self.name.clone(),
         }
     }

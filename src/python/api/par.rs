@@ -6,9 +6,9 @@
 //! [`crate::python::registry`] on each use, so a `Par` kept in a global follows a reload of the
 //! callbacks.
 
-use pyo3::exceptions::{PyAttributeError, PyIndexError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::PyList;
 
 use crate::cook::ParValue;
 use crate::python::pars::{fmt_num, ParDef, ParStyle};
@@ -16,8 +16,9 @@ use crate::python::registry::{self, ScriptState};
 use crate::python::scope;
 
 use super::op::OpHandle;
+use super::pargroup::{group_of, ParGroup};
 
-fn shared_of(op: &str) -> PyResult<ScriptState> {
+pub(super) fn shared_of(op: &str) -> PyResult<ScriptState> {
     registry::lookup(op).ok_or_else(|| {
         PyAttributeError::new_err(format!(
             "\"{op}\" has no custom parameters (only Script CHOPs have them)"
@@ -25,12 +26,12 @@ fn shared_of(op: &str) -> PyResult<ScriptState> {
     })
 }
 
-fn err(msg: String) -> PyErr {
+pub(super) fn err(msg: String) -> PyErr {
     PyValueError::new_err(msg)
 }
 
 /// Records that the running cook read `shared`'s parameters (when it is another operator).
-fn note_read(shared: &ScriptState) {
+pub(super) fn note_read(shared: &ScriptState) {
     let (name, version) = {
         let s = shared.borrow();
         (s.name.clone(), s.pars.version)
@@ -67,7 +68,11 @@ pub fn to_parval(v: &Bound<'_, PyAny>) -> PyResult<ParValue> {
     )))
 }
 
-fn val_to_py<'py>(py: Python<'py>, def: &ParDef, v: &ParValue) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn val_to_py<'py>(
+    py: Python<'py>,
+    def: &ParDef,
+    v: &ParValue,
+) -> PyResult<Bound<'py, PyAny>> {
     Ok(match (def.style, v) {
         (ParStyle::Toggle | ParStyle::Pulse, ParValue::Float(f)) => {
             (*f != 0.0).into_pyobject(py)?.to_owned().into_any()
@@ -112,7 +117,7 @@ impl Par {
         s.pars.edit(&self.name, f).map_err(err)
     }
 
-    fn value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(super) fn value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = shared_of(&self.op)?;
         note_read(&shared);
         let s = shared.borrow();
@@ -199,7 +204,7 @@ impl Par {
     }
 
     #[getter]
-    fn label(&self) -> PyResult<String> {
+    pub(super) fn label(&self) -> PyResult<String> {
         self.with_def(|d| d.label.clone())
     }
 
@@ -209,12 +214,12 @@ impl Par {
     }
 
     #[getter]
-    fn style(&self) -> PyResult<&'static str> {
+    pub(super) fn style(&self) -> PyResult<&'static str> {
         self.with_def(|d| d.style.name())
     }
 
     #[getter]
-    fn page(&self) -> PyResult<Page> {
+    pub(super) fn page(&self) -> PyResult<Page> {
         let page = self.with_def(|d| d.page.clone())?;
         Ok(Page {
             op: self.op.clone(),
@@ -237,7 +242,7 @@ impl Par {
     }
 
     #[getter]
-    fn default<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(super) fn default<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = shared_of(&self.op)?;
         let s = shared.borrow();
         let def = s
@@ -248,17 +253,17 @@ impl Par {
     }
 
     #[setter]
-    fn set_default(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn set_default(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = to_parval(v)?;
         self.edit(|d| d.set_default(&v))?.map_err(err)
     }
 
     #[getter(startSection)]
-    fn start_section(&self) -> PyResult<bool> {
+    pub(super) fn start_section(&self) -> PyResult<bool> {
         self.with_def(|d| d.start_section)
     }
     #[setter(startSection)]
-    fn set_start_section(&self, v: bool) -> PyResult<()> {
+    pub(super) fn set_start_section(&self, v: bool) -> PyResult<()> {
         self.edit(|d| d.start_section = v)
     }
 
@@ -478,229 +483,6 @@ impl Par {
     }
     fn __neg__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.value(py)?.neg()
-    }
-}
-
-/// A group of parameters appended together (`appendFloat('Color', size=3)`); `[0]` is the first.
-#[pyclass(frozen, module = "chopd", name = "ParGroup")]
-pub struct ParGroup {
-    op: String,
-    base: String,
-    names: Vec<String>,
-}
-
-#[pymethods]
-impl ParGroup {
-    #[getter]
-    fn name(&self) -> &str {
-        &self.base
-    }
-
-    #[getter]
-    fn owner(&self) -> OpHandle {
-        OpHandle::new(&self.op, None)
-    }
-
-    #[getter]
-    fn size(&self) -> usize {
-        self.names.len()
-    }
-
-    fn __len__(&self) -> usize {
-        self.names.len()
-    }
-
-    fn __getitem__(&self, i: isize) -> PyResult<Par> {
-        let n = self.names.len() as isize;
-        let j = if i < 0 { i + n } else { i };
-        if !(0..n).contains(&j) {
-            return Err(PyIndexError::new_err(format!(
-                "parameter group \"{}\" has {n} parameters",
-                self.base
-            )));
-        }
-        Ok(Par::new(&self.op, &self.names[j as usize]))
-    }
-
-    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PyList::new(py, self.names.iter().map(|n| Par::new(&self.op, n)))?
-            .try_iter()
-            .map(Bound::into_any)
-    }
-
-    #[getter]
-    fn pars(&self) -> Vec<Par> {
-        self.names.iter().map(|n| Par::new(&self.op, n)).collect()
-    }
-
-    /// The value (one parameter) or a tuple of values.
-    #[getter]
-    fn val<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let vals: Vec<Bound<'py, PyAny>> = self
-            .names
-            .iter()
-            .map(|n| Par::new(&self.op, n).value(py))
-            .collect::<PyResult<_>>()?;
-        if vals.len() == 1 {
-            return Ok(vals.into_iter().next().expect("one value"));
-        }
-        Ok(PyTuple::new(py, vals)?.into_any())
-    }
-
-    #[setter]
-    fn set_val(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        for (n, it) in self.names.iter().zip(self.spread(v)?) {
-            set_value(&self.op, n, &it)?;
-        }
-        Ok(())
-    }
-
-    fn eval<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.val(py)
-    }
-
-    /// The defaults (one parameter: the value itself, else a tuple).
-    #[getter]
-    fn default<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let vals: Vec<Bound<'py, PyAny>> = self
-            .names
-            .iter()
-            .map(|n| Par::new(&self.op, n).default(py))
-            .collect::<PyResult<_>>()?;
-        if vals.len() == 1 {
-            return Ok(vals.into_iter().next().expect("one value"));
-        }
-        Ok(PyTuple::new(py, vals)?.into_any())
-    }
-
-    /// A tuple of one value per parameter, or one value for all of them.
-    #[setter]
-    fn set_default(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        for (n, it) in self.names.iter().zip(self.spread(v)?) {
-            Par::new(&self.op, n).set_default(&it)?;
-        }
-        Ok(())
-    }
-
-    #[getter(startSection)]
-    fn start_section(&self) -> PyResult<bool> {
-        Par::new(&self.op, &self.names[0]).start_section()
-    }
-    #[setter(startSection)]
-    fn set_start_section(&self, v: bool) -> PyResult<()> {
-        Par::new(&self.op, &self.names[0]).set_start_section(v)
-    }
-
-    #[getter]
-    fn style(&self) -> PyResult<&'static str> {
-        Par::new(&self.op, &self.names[0]).style()
-    }
-
-    #[getter]
-    fn label(&self) -> PyResult<String> {
-        Par::new(&self.op, &self.names[0]).label()
-    }
-
-    #[getter]
-    fn page(&self) -> PyResult<Page> {
-        Par::new(&self.op, &self.names[0]).page()
-    }
-
-    fn __repr__(&self) -> String {
-        format!("type:ParGroup name:{} owner:/{}", self.base, self.op)
-    }
-}
-
-impl ParGroup {
-    fn spread<'py>(&self, v: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let items: Vec<Bound<'py, PyAny>> =
-            if v.extract::<String>().is_err() && v.try_iter().is_ok() {
-                v.try_iter()?.collect::<PyResult<_>>()?
-            } else {
-                vec![v.clone(); self.names.len()]
-            };
-        if items.len() != self.names.len() {
-            return Err(err(format!(
-                "parameter group \"{}\" has {} values, got {}",
-                self.base,
-                self.names.len(),
-                items.len()
-            )));
-        }
-        Ok(items)
-    }
-}
-
-/// The group `base` of `op`'s custom parameters, if it has one.
-fn group_of(op: &str, base: &str) -> Option<ParGroup> {
-    let shared = registry::lookup(op)?;
-    let names: Vec<String> = shared
-        .borrow()
-        .pars
-        .pars()
-        .iter()
-        .filter(|p| p.group == base)
-        .map(|p| p.name.clone())
-        .collect();
-    (!names.is_empty()).then(|| ParGroup {
-        op: op.to_string(),
-        base: base.to_string(),
-        names,
-    })
-}
-
-/// `op.parGroup`: parameter groups by name (`op.parGroup.Color`, `op.parGroup['Color']`).
-#[pyclass(frozen, module = "chopd", name = "ParGroupCollection")]
-pub struct ParGroupCollection {
-    pub op: String,
-}
-
-#[pymethods]
-impl ParGroupCollection {
-    fn __getattr__(&self, name: &str) -> PyResult<ParGroup> {
-        group_of(&self.op, name).ok_or_else(|| {
-            PyAttributeError::new_err(format!("\"{}\" has no parameter group \"{name}\"", self.op))
-        })
-    }
-
-    fn __setattr__(&self, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.__getattr__(name)?.set_val(v)
-    }
-
-    /// None when absent, as TouchDesigner's `parGroup['Name']`.
-    fn __getitem__(&self, name: &str) -> Option<ParGroup> {
-        group_of(&self.op, name)
-    }
-
-    fn __setitem__(&self, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.__getattr__(name)?.set_val(v)
-    }
-
-    fn __contains__(&self, name: &str) -> bool {
-        group_of(&self.op, name).is_some()
-    }
-
-    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut bases: Vec<String> = Vec::new();
-        if let Some(s) = registry::lookup(&self.op) {
-            for p in s.borrow().pars.pars() {
-                if !bases.contains(&p.group) {
-                    bases.push(p.group.clone());
-                }
-            }
-        }
-        PyList::new(py, bases.iter().filter_map(|b| group_of(&self.op, b)))?
-            .try_iter()
-            .map(Bound::into_any)
-    }
-
-    #[getter]
-    fn owner(&self) -> OpHandle {
-        OpHandle::new(&self.op, None)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("type:ParGroupCollection owner:/{}", self.op)
     }
 }
 

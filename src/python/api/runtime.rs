@@ -21,7 +21,8 @@ use crate::python::{registry, scope};
 use super::channel::Channel;
 use super::globals::{self, AbsTime, Root, Time};
 use super::op::OpHandle;
-use super::par::{Page, Par, ParCollection, ParGroup};
+use super::par::{Page, Par, ParCollection};
+use super::pargroup::ParGroup;
 
 const SOURCE: &str = include_str!("td.py");
 
