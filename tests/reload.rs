@@ -3,7 +3,7 @@
 //! what changed and keeps the rest with its state, a moved control port follows, and a failed
 //! rebuild hands the old graph its ports back. Outcomes are read from the `reload` log fields.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rosc::OscType;
 
@@ -388,21 +388,19 @@ fn keep_sending(
     })
 }
 
-/// Reads `show` on its own thread (unread, its receive buffer would overflow) until `stop` and
-/// a quiet moment; returns it with every address received.
-fn collect(
-    show: OscRx,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<(OscRx, std::collections::HashSet<String>)> {
+/// Reads `show` on its own thread (unread, its receive buffer would overflow) until the marker
+/// `/show/done` arrives (sent after the last counted message: OSC In and export keep order), or
+/// `TIMEOUT` passes without it; returns it with every address received.
+fn collect(show: OscRx) -> std::thread::JoinHandle<(OscRx, std::collections::HashSet<String>)> {
     std::thread::spawn(move || {
         let mut got = std::collections::HashSet::new();
-        loop {
-            match show.recv_packet(Duration::from_millis(300)) {
-                Some(msgs) => got.extend(msgs.into_iter().map(|m| m.addr)),
-                None if stop.load(std::sync::atomic::Ordering::Relaxed) => return (show, got),
-                None => {}
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !got.contains("/show/done") && Instant::now() < deadline {
+            if let Some(msgs) = show.recv_packet(TIMEOUT) {
+                got.extend(msgs.into_iter().map(|m| m.addr));
             }
         }
+        (show, got)
     })
 }
 
@@ -418,13 +416,14 @@ fn truncating_the_config_to_nothing_is_refused_and_the_show_goes_on() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = keep_sending(port, stop.clone());
     show.value_at("/show/x/0");
-    let collector = collect(show, stop.clone());
+    let collector = collect(show);
     d.write_in_place("");
     let outcome = d.reload(1);
     // The show goes on sending for a while after the verdict.
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let n = sender.join().unwrap();
+    send(port, "/done", vec![OscType::Float(1.0)]);
     let (show, got) = collector.join().unwrap();
     // `/show/x/0` was waited for above.
     let lost = (1..n)
