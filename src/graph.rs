@@ -459,13 +459,7 @@ impl Graph {
             op.extras(&mut node.extras);
             op.housekeeping();
         }
-        self.daemon.packets_in = self
-            .nodes
-            .iter()
-            .flat_map(|n| n.extras.iter())
-            .filter(|(k, _)| *k == "packets")
-            .map(|(_, v)| *v as u64)
-            .sum();
+        self.daemon.packets_in = self.ops.iter().map(|op| op.packets_in()).sum();
     }
 
     fn cook(&mut self, i: usize, frame: &Frame) {

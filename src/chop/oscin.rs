@@ -445,6 +445,10 @@ impl Operator for OscInOp {
         Ok(())
     }
 
+    fn packets_in(&self) -> u64 {
+        self.counters.packets.load(Relaxed)
+    }
+
     fn extras(&self, out: &mut Vec<(&'static str, f64)>) {
         let c = &self.counters;
         let f = |a: &AtomicU64| a.load(Relaxed) as f64;

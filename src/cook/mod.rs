@@ -182,6 +182,11 @@ pub trait Operator {
     /// Kind-specific statistics for the Info CHOP, as (name, value).
     fn extras(&self, _out: &mut Vec<(&'static str, f64)>) {}
 
+    /// Network packets this operator has received in all (the daemon's `packets_in`).
+    fn packets_in(&self) -> u64 {
+        0
+    }
+
     /// Sets a parameter by name (control port, export to `op:NAME`). The default operator has
     /// none.
     fn set_par(&mut self, name: &str, _value: ParValue) -> Result<(), String> {
