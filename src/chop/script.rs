@@ -26,7 +26,7 @@ use crate::logging::RateLimit;
 use crate::python::api::op::OpHandle;
 use crate::python::api::par as pypar;
 use crate::python::callbacks::{self, Callbacks, FileStamp, PyFailure};
-use crate::python::pars::ParStyle;
+use crate::cook::par::ParStyle;
 use crate::python::registry::{self, ScriptShared, ScriptState};
 use crate::python::scope::{self, Deps, Scope};
 
@@ -564,13 +564,8 @@ impl Operator for ScriptOp {
         self.pulse_par(SETUP_PULSE)
     }
 
-    fn pars(&self) -> Vec<(String, ParValue)> {
-        let s = self.shared.borrow();
-        s.pars
-            .pars()
-            .iter()
-            .map(|d| (d.name.clone(), d.val.clone()))
-            .collect()
+    fn par_defs(&self) -> Vec<crate::cook::par::ParDef> {
+        self.shared.borrow().pars.pars().to_vec()
     }
 
     fn runtime_pars(&self) -> crate::cook::KeptPars {

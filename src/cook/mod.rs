@@ -7,6 +7,7 @@
 //! graph that drives them in `graph`.
 
 pub mod data;
+pub mod par;
 pub mod slice;
 
 pub use data::{match_rates, sanitize_name, ChopData, RateMismatch, SrSelect};
@@ -205,9 +206,19 @@ pub trait Operator {
         self.pulse_par("setuppars")
     }
 
-    /// Current parameter values by name, for the control port's status. Default: none listed.
-    fn pars(&self) -> Vec<(String, ParValue)> {
+    /// Every parameter this operator has, with its definition (style, range, menu, label) and
+    /// current value: built-in ones first, then custom ones. What the status, Python's `.par`
+    /// of another operator and discovery clients show. Default: none.
+    fn par_defs(&self) -> Vec<par::ParDef> {
         Vec::new()
+    }
+
+    /// Current parameter values by name, for the control port's status.
+    fn pars(&self) -> Vec<(String, ParValue)> {
+        self.par_defs()
+            .into_iter()
+            .map(|d| (d.name, d.val))
+            .collect()
     }
 
     /// Parameter values set while running (control port, a script, an export), which a rebuild

@@ -17,7 +17,7 @@ use pyo3::types::PyDict;
 use crate::cook::Frame;
 use crate::pattern::Pattern;
 
-use super::pars::ParSet;
+use crate::cook::par::ParSet;
 
 /// The Python-visible state of one Script CHOP, shared between the operator and the handles
 /// that name it (another script may read or set its parameters, or pulse them).

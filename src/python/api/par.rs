@@ -10,8 +10,8 @@ use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use crate::cook::par::{fmt_num, ParDef, ParStyle};
 use crate::cook::ParValue;
-use crate::python::pars::{fmt_num, ParDef, ParStyle};
 use crate::python::registry::{self, ScriptState};
 use crate::python::scope;
 

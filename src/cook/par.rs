@@ -1,35 +1,172 @@
-//! Custom parameters of a Script CHOP as plain data: [`ParSet`] (pages, parameters, values that
-//! survive reloads and re-creation, initial values from the config) and [`ParDef`] (one
-//! parameter: its style, range, menu, and how a value is converted, clamped and checked).
+//! Parameters as data, the one model every operator kind shares: [`ParDef`] (one parameter: its
+//! style, label, range, menu, and how a value is converted, clamped and checked) and [`ParSet`]
+//! (pages of parameters, values that survive reloads and re-creation, initial values from the
+//! config). A Script CHOP's custom parameters, a component's custom pages and the parameters a
+//! kind has built in are all `ParDef`s, so the control port, the status, Python's `.par` and
+//! OSCQuery read one description.
 //!
-//! Part of the floor of `python/`: no pyo3 here, and nothing from `python::api`; the model must be
-//! usable and testable without an interpreter. The Python objects over it (`Par`, `Page`,
-//! `op.par`) are in `api::par`.
+//! No pyo3 here: the model is usable and testable without an interpreter. The Python objects
+//! over it (`Par`, `Page`, `op.par`) are in `python::api::par`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::cook::{KeptPar, ParValue};
 
+/// A parameter's style, as TouchDesigner names them (`Par.style`). The vector styles (`XYZ`,
+/// `RGB`…) are one style shared by each parameter of the group (`Color1`…`Color3` are `RGB`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParStyle {
     Float,
     Int,
+    XY,
+    XYZ,
+    XYZW,
+    UV,
+    UVW,
+    WH,
+    RGB,
+    RGBA,
     Toggle,
+    Momentary,
     Pulse,
     Menu,
+    StrMenu,
     Str,
+    File,
+    FileSave,
+    Folder,
+    Python,
+    OP,
+    COMP,
+    CHOP,
+    DAT,
+    Header,
 }
 
 impl ParStyle {
+    pub const ALL: [ParStyle; 25] = [
+        ParStyle::Float,
+        ParStyle::Int,
+        ParStyle::XY,
+        ParStyle::XYZ,
+        ParStyle::XYZW,
+        ParStyle::UV,
+        ParStyle::UVW,
+        ParStyle::WH,
+        ParStyle::RGB,
+        ParStyle::RGBA,
+        ParStyle::Toggle,
+        ParStyle::Momentary,
+        ParStyle::Pulse,
+        ParStyle::Menu,
+        ParStyle::StrMenu,
+        ParStyle::Str,
+        ParStyle::File,
+        ParStyle::FileSave,
+        ParStyle::Folder,
+        ParStyle::Python,
+        ParStyle::OP,
+        ParStyle::COMP,
+        ParStyle::CHOP,
+        ParStyle::DAT,
+        ParStyle::Header,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ParStyle::Float => "Float",
             ParStyle::Int => "Int",
+            ParStyle::XY => "XY",
+            ParStyle::XYZ => "XYZ",
+            ParStyle::XYZW => "XYZW",
+            ParStyle::UV => "UV",
+            ParStyle::UVW => "UVW",
+            ParStyle::WH => "WH",
+            ParStyle::RGB => "RGB",
+            ParStyle::RGBA => "RGBA",
             ParStyle::Toggle => "Toggle",
+            ParStyle::Momentary => "Momentary",
             ParStyle::Pulse => "Pulse",
             ParStyle::Menu => "Menu",
+            ParStyle::StrMenu => "StrMenu",
             ParStyle::Str => "Str",
+            ParStyle::File => "File",
+            ParStyle::FileSave => "FileSave",
+            ParStyle::Folder => "Folder",
+            ParStyle::Python => "Python",
+            ParStyle::OP => "OP",
+            ParStyle::COMP => "COMP",
+            ParStyle::CHOP => "CHOP",
+            ParStyle::DAT => "DAT",
+            ParStyle::Header => "Header",
         }
+    }
+
+    /// The style TouchDesigner calls `name` (case-insensitive).
+    pub fn parse(name: &str) -> Option<ParStyle> {
+        ParStyle::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Holds a number (Float, Int, the vector styles, Toggle, Momentary, Pulse).
+    pub fn is_number(self) -> bool {
+        !self.is_string() && self != ParStyle::Menu
+    }
+
+    /// Holds free text (Str, StrMenu, the file, Python and operator-reference styles, Header).
+    pub fn is_string(self) -> bool {
+        matches!(
+            self,
+            ParStyle::StrMenu
+                | ParStyle::Str
+                | ParStyle::File
+                | ParStyle::FileSave
+                | ParStyle::Folder
+                | ParStyle::Python
+                | ParStyle::OP
+                | ParStyle::COMP
+                | ParStyle::CHOP
+                | ParStyle::DAT
+                | ParStyle::Header
+        )
+    }
+
+    /// A float that may take any value in its range (Float and the vector styles).
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            ParStyle::Float
+                | ParStyle::XY
+                | ParStyle::XYZ
+                | ParStyle::XYZW
+                | ParStyle::UV
+                | ParStyle::UVW
+                | ParStyle::WH
+                | ParStyle::RGB
+                | ParStyle::RGBA
+        )
+    }
+
+    /// On or off (Toggle, Momentary).
+    pub fn is_switch(self) -> bool {
+        matches!(self, ParStyle::Toggle | ParStyle::Momentary)
+    }
+
+    /// The suffixes of a group's parameters (`Pos` → `Posx Posy Posz`), TouchDesigner's names
+    /// for the vector styles; `None` for styles named `Base1`…`BaseN`.
+    pub fn suffixes(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            ParStyle::XY => &["x", "y"],
+            ParStyle::XYZ => &["x", "y", "z"],
+            ParStyle::XYZW => &["x", "y", "z", "w"],
+            ParStyle::UV => &["u", "v"],
+            ParStyle::UVW => &["u", "v", "w"],
+            ParStyle::WH => &["w", "h"],
+            ParStyle::RGB => &["r", "g", "b"],
+            ParStyle::RGBA => &["r", "g", "b", "a"],
+            _ => return None,
+        })
     }
 }
 
@@ -54,6 +191,8 @@ pub struct ParDef {
     /// A separator line above the parameter in TouchDesigner's dialog; kept so scripts that
     /// read it back (component-editor code) see what they set.
     pub start_section: bool,
+    /// Shown but not settable from outside (statistics, headers); the operator itself sets it.
+    pub read_only: bool,
     /// Still holding the value it was created with (nothing set, kept, restored or given by
     /// the config): `p.default = 2` right after `appendFloat` then moves the value too, which
     /// setup code that sets only `default` relies on.
@@ -62,9 +201,10 @@ pub struct ParDef {
 
 impl ParDef {
     fn new(name: &str, label: &str, style: ParStyle, page: &str, group: &str) -> ParDef {
-        let default = match style {
-            ParStyle::Menu | ParStyle::Str => ParValue::Str(String::new()),
-            _ => ParValue::Float(0.0),
+        let default = if style.is_number() {
+            ParValue::Float(0.0)
+        } else {
+            ParValue::Str(String::new())
         };
         ParDef {
             name: name.to_string(),
@@ -83,8 +223,105 @@ impl ParDef {
             menu_names: Vec::new(),
             menu_labels: Vec::new(),
             start_section: false,
+            read_only: style == ParStyle::Header,
             fresh: true,
         }
+    }
+
+    /// A built-in parameter of a kind (lowercase TouchDesigner names such as `gain` or
+    /// `value0`, which custom parameters may not use), on the page `page`, holding `default`.
+    pub fn builtin(name: &str, style: ParStyle, page: &str, default: ParValue) -> ParDef {
+        let mut d = ParDef::new(name, name, style, page, name);
+        if let Ok(v) = d.coerce(&default) {
+            d.val = v.clone();
+            d.default = v;
+        }
+        d
+    }
+
+    /// A built-in Float parameter.
+    pub fn float(name: &str, page: &str, default: f64) -> ParDef {
+        ParDef::builtin(name, ParStyle::Float, page, ParValue::Float(default))
+    }
+
+    /// A built-in Int parameter.
+    pub fn int(name: &str, page: &str, default: i64) -> ParDef {
+        ParDef::builtin(name, ParStyle::Int, page, ParValue::Float(default as f64))
+    }
+
+    /// A built-in Toggle parameter.
+    pub fn toggle(name: &str, page: &str, on: bool) -> ParDef {
+        ParDef::builtin(
+            name,
+            ParStyle::Toggle,
+            page,
+            ParValue::Float(on as u8 as f64),
+        )
+    }
+
+    /// A built-in Pulse parameter.
+    pub fn pulse(name: &str, page: &str) -> ParDef {
+        ParDef::builtin(name, ParStyle::Pulse, page, ParValue::Float(0.0))
+    }
+
+    /// A built-in Str parameter.
+    pub fn string(name: &str, page: &str, default: &str) -> ParDef {
+        ParDef::builtin(
+            name,
+            ParStyle::Str,
+            page,
+            ParValue::Str(default.to_string()),
+        )
+    }
+
+    /// A built-in Menu parameter with its tokens (`menuNames`); the labels are the tokens until
+    /// [`ParDef::labels`] says otherwise.
+    pub fn menu(name: &str, page: &str, tokens: &[&str], default: &str) -> ParDef {
+        let mut d = ParDef::new(name, name, ParStyle::Menu, page, name);
+        d.menu_names = tokens.iter().map(|t| t.to_string()).collect();
+        d.menu_labels = d.menu_names.clone();
+        let v = ParValue::Str(default.to_string());
+        d.val = v.clone();
+        d.default = v;
+        d
+    }
+
+    /// Sets the label (TouchDesigner's dialog text).
+    pub fn label(mut self, label: &str) -> ParDef {
+        self.label = label.to_string();
+        self
+    }
+
+    /// Sets the menu labels.
+    pub fn labels(mut self, labels: &[&str]) -> ParDef {
+        self.menu_labels = labels.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
+    /// Sets the slider range (`normMin`/`normMax` and `min`/`max`) without clamping.
+    pub fn range(mut self, min: f64, max: f64) -> ParDef {
+        (self.min, self.max, self.norm_min, self.norm_max) = (min, max, min, max);
+        self
+    }
+
+    /// Clamps values below `min`.
+    pub fn clamp_min(mut self, min: f64) -> ParDef {
+        self.min = min;
+        self.clamp_min = true;
+        self
+    }
+
+    /// Clamps values above `max`.
+    pub fn clamp_max(mut self, max: f64) -> ParDef {
+        self.max = max;
+        self.clamp_max = true;
+        self
+    }
+
+    /// Marks the parameter read-only (set by its operator, shown to everyone).
+    pub fn read_only(mut self) -> ParDef {
+        self.read_only = true;
+        self
     }
 
     /// Sets the default; a fresh parameter's value follows it.
@@ -112,7 +349,7 @@ impl ParDef {
             }
         };
         Ok(match self.style {
-            ParStyle::Float | ParStyle::Int => {
+            s if s.is_float() || s == ParStyle::Int => {
                 let mut f = num(v)?;
                 if !f.is_finite() {
                     return Err(format!("parameter \"{}\" needs a finite number", self.name));
@@ -128,13 +365,14 @@ impl ParDef {
                 }
                 ParValue::Float(f)
             }
-            ParStyle::Toggle => ParValue::Float(if num(v)? != 0.0 { 1.0 } else { 0.0 }),
+            s if s.is_switch() => ParValue::Float(if num(v)? != 0.0 { 1.0 } else { 0.0 }),
             ParStyle::Pulse => ParValue::Float(0.0),
-            ParStyle::Str => ParValue::Str(match v {
+            s if s.is_string() => ParValue::Str(match v {
                 ParValue::Str(s) => s.clone(),
                 ParValue::Float(f) => fmt_num(*f),
             }),
-            ParStyle::Menu => {
+            _ => {
+                // Menu: a token, or an index into the tokens.
                 let name = match v {
                     ParValue::Str(s) => s.clone(),
                     ParValue::Float(f) => {
@@ -238,6 +476,31 @@ pub struct ParSet {
 }
 
 impl ParSet {
+    /// The built-in parameters of a kind, in the order given; their pages in order of first use.
+    pub fn builtin(defs: Vec<ParDef>) -> ParSet {
+        let mut set = ParSet::default();
+        for d in &defs {
+            if !set.pages.contains(&d.page) {
+                set.pages.push(d.page.clone());
+            }
+        }
+        set.pars = defs;
+        set
+    }
+
+    /// A parameter's value as a number (0 when there is no such parameter; a menu's index).
+    pub fn num(&self, name: &str) -> f64 {
+        self.get(name).map_or(0.0, ParDef::num)
+    }
+
+    /// A parameter's value as text (a menu's token; empty when there is no such parameter).
+    pub fn text(&self, name: &str) -> &str {
+        match self.get(name).map(|d| &d.val) {
+            Some(ParValue::Str(s)) => s,
+            _ => "",
+        }
+    }
+
     /// Sets the initial values from the config (`Color = [1, 0, 0]` gives `Color1`…`Color3`).
     pub fn set_init(&mut self, pars: &[(String, ParValue)]) {
         self.init.extend(pars.iter().cloned());
@@ -338,7 +601,10 @@ impl ParSet {
     pub fn set(&mut self, name: &str, v: &ParValue) -> Result<bool, String> {
         let def = self
             .get_mut(name)
-            .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
+            .ok_or_else(|| format!("no parameter \"{name}\""))?;
+        if def.read_only {
+            return Err(format!("parameter \"{name}\" is read-only"));
+        }
         let v = def.coerce(v)?;
         def.fresh = false;
         if def.val == v {
@@ -419,7 +685,7 @@ impl ParSet {
     pub fn edit<R>(&mut self, name: &str, f: impl FnOnce(&mut ParDef) -> R) -> Result<R, String> {
         let def = self
             .get_mut(name)
-            .ok_or_else(|| format!("no custom parameter \"{name}\""))?;
+            .ok_or_else(|| format!("no parameter \"{name}\""))?;
         let r = f(def);
         self.version += 1;
         Ok(r)
