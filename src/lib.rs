@@ -8,6 +8,7 @@
 //!
 //! The floor, knowing nothing of operators:
 //! - [`pattern`]: TouchDesigner name patterns.
+//! - [`path`]: TouchDesigner operator paths (`/project1/show/gain`) and how they resolve.
 //! - [`clock`]: the frame clock with absolute deadlines and lateness statistics.
 //! - [`logging`]: the journal-friendly log format and the one log rate limiter.
 //! - [`osc`]: the OSC wire format (framing and depth checks, decoding, encoding, bundle packing,
@@ -38,5 +39,6 @@ pub mod export;
 pub mod graph;
 pub mod logging;
 pub mod osc;
+pub mod path;
 pub mod pattern;
 pub mod python;

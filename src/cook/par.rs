@@ -542,7 +542,8 @@ impl ParSet {
     }
 
     /// Appends a parameter group on `page`: `size` parameters named `base1`…`baseN` when
-    /// `size` is more than 1, else `base`. An existing parameter of the same name is replaced
+    /// `size` is more than 1, else `base`; a vector style names its members by its suffixes
+    /// (`Posx Posy Posz` for XYZ, `Colorr`…`Colora` for RGBA) whatever `size` says. An existing parameter of the same name is replaced
     /// (`replace`) keeping its value, or refused. Returns the parameter names.
     pub fn append(
         &mut self,
@@ -560,10 +561,10 @@ impl ParSet {
         if !self.pages.iter().any(|p| p == page) {
             return Err(format!("page \"{page}\" was destroyed"));
         }
-        let names: Vec<String> = if size == 1 {
-            vec![base.to_string()]
-        } else {
-            (1..=size).map(|i| format!("{base}{i}")).collect()
+        let names: Vec<String> = match style.suffixes() {
+            Some(sfx) => sfx.iter().map(|x| format!("{base}{x}")).collect(),
+            None if size == 1 => vec![base.to_string()],
+            None => (1..=size).map(|i| format!("{base}{i}")).collect(),
         };
         for n in &names {
             if !replace && self.get(n).is_some() {

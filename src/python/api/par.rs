@@ -74,7 +74,7 @@ pub(super) fn val_to_py<'py>(
     v: &ParValue,
 ) -> PyResult<Bound<'py, PyAny>> {
     Ok(match (def.style, v) {
-        (ParStyle::Toggle | ParStyle::Pulse, ParValue::Float(f)) => {
+        (ParStyle::Toggle | ParStyle::Momentary | ParStyle::Pulse, ParValue::Float(f)) => {
             (*f != 0.0).into_pyobject(py)?.to_owned().into_any()
         }
         (ParStyle::Int, ParValue::Float(f)) => (*f as i64).into_pyobject(py)?.into_any(),
@@ -340,31 +340,32 @@ impl Par {
     }
     #[getter(isMenu)]
     fn is_menu(&self) -> PyResult<bool> {
-        self.with_def(|d| d.style == ParStyle::Menu)
+        self.with_def(|d| matches!(d.style, ParStyle::Menu | ParStyle::StrMenu))
     }
     #[getter(isToggle)]
     fn is_toggle(&self) -> PyResult<bool> {
-        self.with_def(|d| d.style == ParStyle::Toggle)
+        self.with_def(|d| d.style.is_switch())
     }
     #[getter(isString)]
     fn is_string(&self) -> PyResult<bool> {
-        self.with_def(|d| d.style == ParStyle::Str)
+        self.with_def(|d| d.style.is_string())
     }
     #[getter(isNumber)]
     fn is_number(&self) -> PyResult<bool> {
-        self.with_def(|d| matches!(d.style, ParStyle::Float | ParStyle::Int))
+        self.with_def(|d| d.style.is_float() || d.style == ParStyle::Int)
     }
     #[getter(isFloat)]
     fn is_float(&self) -> PyResult<bool> {
-        self.with_def(|d| d.style == ParStyle::Float)
+        self.with_def(|d| d.style.is_float())
     }
     #[getter(isInt)]
     fn is_int(&self) -> PyResult<bool> {
         self.with_def(|d| d.style == ParStyle::Int)
     }
+    /// Custom parameters start with a capital (`Speed`); built-in ones are lowercase.
     #[getter(isCustom)]
     fn is_custom(&self) -> bool {
-        true
+        self.name.starts_with(|c: char| c.is_ascii_uppercase())
     }
 
     #[getter(menuNames)]
@@ -415,7 +416,7 @@ impl Par {
     }
     fn __str__(&self) -> PyResult<String> {
         self.with_def(|d| match &d.val {
-            ParValue::Float(f) if d.style == ParStyle::Float => format!("{f}"),
+            ParValue::Float(f) if d.style.is_float() => format!("{f}"),
             ParValue::Float(f) => fmt_num(*f),
             ParValue::Str(s) => s.clone(),
         })
@@ -579,59 +580,60 @@ impl Page {
         let _ = order;
         self.append(name, ParStyle::Int, label, size, replace)
     }
+}
 
-    #[pyo3(signature = (name, label=None, order=None, replace=true))]
-    #[allow(non_snake_case)]
-    fn appendToggle(
-        &self,
-        name: &str,
-        label: Option<&str>,
-        order: Option<i64>,
-        replace: bool,
-    ) -> PyResult<ParGroup> {
-        let _ = order;
-        self.append(name, ParStyle::Toggle, label, 1, replace)
-    }
+/// The `Page.appendX(name, label=None, order=None, replace=True)` methods of the styles without
+/// a `size` argument.
+macro_rules! appenders {
+    ($($method:ident => $style:ident),* $(,)?) => {
+        #[pymethods]
+        impl Page {
+            $(
+                #[pyo3(signature = (name, label=None, order=None, replace=true))]
+                #[allow(non_snake_case)]
+                fn $method(
+                    &self,
+                    name: &str,
+                    label: Option<&str>,
+                    order: Option<i64>,
+                    replace: bool,
+                ) -> PyResult<ParGroup> {
+                    let _ = order;
+                    self.append(name, ParStyle::$style, label, 1, replace)
+                }
+            )*
+        }
+    };
+}
 
-    #[pyo3(signature = (name, label=None, order=None, replace=true))]
-    #[allow(non_snake_case)]
-    fn appendPulse(
-        &self,
-        name: &str,
-        label: Option<&str>,
-        order: Option<i64>,
-        replace: bool,
-    ) -> PyResult<ParGroup> {
-        let _ = order;
-        self.append(name, ParStyle::Pulse, label, 1, replace)
-    }
+appenders! {
+    appendToggle => Toggle,
+    appendMomentary => Momentary,
+    appendPulse => Pulse,
+    appendMenu => Menu,
+    appendStrMenu => StrMenu,
+    appendStr => Str,
+    appendFile => File,
+    appendFileSave => FileSave,
+    appendFolder => Folder,
+    appendPython => Python,
+    appendOP => OP,
+    appendCOMP => COMP,
+    appendCHOP => CHOP,
+    appendDAT => DAT,
+    appendHeader => Header,
+    appendXY => XY,
+    appendXYZ => XYZ,
+    appendXYZW => XYZW,
+    appendUV => UV,
+    appendUVW => UVW,
+    appendWH => WH,
+    appendRGB => RGB,
+    appendRGBA => RGBA,
+}
 
-    #[pyo3(signature = (name, label=None, order=None, replace=true))]
-    #[allow(non_snake_case)]
-    fn appendMenu(
-        &self,
-        name: &str,
-        label: Option<&str>,
-        order: Option<i64>,
-        replace: bool,
-    ) -> PyResult<ParGroup> {
-        let _ = order;
-        self.append(name, ParStyle::Menu, label, 1, replace)
-    }
-
-    #[pyo3(signature = (name, label=None, order=None, replace=true))]
-    #[allow(non_snake_case)]
-    fn appendStr(
-        &self,
-        name: &str,
-        label: Option<&str>,
-        order: Option<i64>,
-        replace: bool,
-    ) -> PyResult<ParGroup> {
-        let _ = order;
-        self.append(name, ParStyle::Str, label, 1, replace)
-    }
-
+#[pymethods]
+impl Page {
     fn destroy(&self) -> PyResult<()> {
         own_op_only(&self.op, "destroying a page")?;
         shared_of(&self.op)?
