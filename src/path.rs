@@ -82,6 +82,16 @@ pub fn resolve(from: &Place, path: &str) -> Option<Place> {
     Some(at)
 }
 
+/// The key a config reference names: `show/gain`, `/project1/show/gain` and `./show/gain` all
+/// name `show/gain` (references in a config start at `/project1`). `None` for a path outside
+/// `/project1`.
+pub fn key_of(path: &str) -> Option<String> {
+    match resolve(&Place::Key(String::new()), path)? {
+        Place::Key(k) => Some(k),
+        Place::Root => None,
+    }
+}
+
 /// A name a config may give one operator (one path segment): letters, digits and `_`.
 pub fn valid_segment(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -123,6 +133,9 @@ mod tests {
         assert_eq!(Place::Root.parent(), None);
         assert_eq!(leaf("show/gain"), "gain");
         assert_eq!(parent_key("gain"), "");
+        assert_eq!(key_of("/project1/show/gain").as_deref(), Some("show/gain"));
+        assert_eq!(key_of("show/gain").as_deref(), Some("show/gain"));
+        assert_eq!(key_of("/"), None);
         assert!(valid_segment("lag1") && !valid_segment("a/b") && !valid_segment(""));
     }
 }

@@ -85,8 +85,10 @@ impl crate::config::Kind for Info {
         r: InfoRaw,
         refs: &mut crate::config::refs::OpRefs,
     ) -> Option<InfoConfig> {
-        let op = r.op.get_ref().clone();
+        let mut op = r.op.get_ref().clone();
         if op != "/" {
+            // `gain`, `show/gain` and `/project1/show/gain` all name the same operator.
+            op = crate::path::key_of(&op).unwrap_or(op);
             refs.reads(
                 "op",
                 &op,

@@ -23,4 +23,5 @@ kinds! {
     midiin::MidiIn,
     script::Script,
     info::Info,
+    base::Base,
 }

@@ -216,7 +216,7 @@ impl ScriptOp {
                 error: None,
                 budget: false,
             })?;
-            let loaded = callbacks::load(py, &self.path, &self.name, &self.me, self.budget);
+            let loaded = callbacks::load(py, &self.path, &self.name, self.budget);
             let setup = match &loaded {
                 Ok(cb) => match &cb.on_setup {
                     Some(f) => self.setting_up(|me| {

@@ -132,6 +132,7 @@ impl<'s> Reader<'_, '_, 's> {
                 spans.push(refs);
             }
         }
+        refs::place(self.cx.d, &mut config, &mut spans);
         config.order = refs::check(self.cx.d, &config, &spans);
         Some(config)
     }
@@ -283,10 +284,13 @@ impl<'s> Reader<'_, '_, 's> {
         )?;
         let name = common.name.get_ref().clone();
         let what = format!("operator \"{name}\"");
-        if name.is_empty() || name.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if !name.split('/').all(crate::path::valid_segment) {
             self.cx.d.error(
                 common.name.span(),
-                format!("operator name \"{name}\" may only hold letters, digits and `_`"),
+                format!(
+                    "operator name \"{name}\" may only hold letters, digits and `_` (and `/` \
+                     between a component's name and an operator inside it: \"show/gain\")"
+                ),
             );
         }
         let kinds = self.kinds;
@@ -348,7 +352,7 @@ impl<'s> Reader<'_, '_, 's> {
         let root_s = e.root.get_ref();
         let root = match root_s.strip_prefix("op:") {
             Some("/") => ExportRoot::Op(String::new()),
-            Some(name) => ExportRoot::Op(name.trim_start_matches('/').to_string()),
+            Some(name) => ExportRoot::Op(crate::path::key_of(name).unwrap_or_default()),
             None => ExportRoot::Destination(root_s.clone()),
         };
         let method_s = e

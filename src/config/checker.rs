@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::diag::{suggestion, Diagnostics};
 use super::model::{Bounds, Cidr};
+use crate::cook::ParValue;
 use crate::pattern::Pattern;
 
 /// The state of one check: where problems go and where relative files resolve.
@@ -168,6 +169,42 @@ impl<'a, 's> Checker<'a, 's> {
                 None
             }
         }
+    }
+
+    /// Parameter values by name (`pars = { Gain = 2, Color = [1, 0.5, 0], Mode = "saw" }`): a
+    /// boolean is 0 or 1, and a list of numbers sets a group's members (`Color1`…`Color3`, as
+    /// TouchDesigner numbers a tuplet's members).
+    pub fn par_values(&mut self, t: &Option<Spanned<toml::Table>>) -> Vec<(String, ParValue)> {
+        let mut pars = Vec::new();
+        let Some(t) = t else {
+            return pars;
+        };
+        let number = |x: &toml::Value| x.as_float().or(x.as_integer().map(|i| i as f64));
+        for (k, v) in t.get_ref() {
+            match v {
+                toml::Value::Boolean(b) => {
+                    pars.push((k.clone(), ParValue::Float(f64::from(u8::from(*b)))))
+                }
+                toml::Value::String(s) => pars.push((k.clone(), ParValue::Str(s.clone()))),
+                toml::Value::Array(a) if a.iter().all(|x| number(x).is_some()) => {
+                    for (i, x) in a.iter().enumerate() {
+                        let f = number(x).unwrap_or_default();
+                        pars.push((format!("{k}{}", i + 1), ParValue::Float(f)));
+                    }
+                }
+                x => match number(x) {
+                    Some(f) => pars.push((k.clone(), ParValue::Float(f))),
+                    None => self.d.error(
+                        t.span(),
+                        format!(
+                            "parameter \"{k}\" must be a number, a boolean, a string or a list \
+                             of numbers"
+                        ),
+                    ),
+                },
+            }
+        }
+        pars
     }
 
     /// Where files named in the config resolve: the config's own directory.

@@ -127,8 +127,8 @@ pub const COMMON_KEYS: &[&str] = &[
 #[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Common {
-    /// Unique operator name: letters, digits, _
-    #[schemars(with = "String", regex(pattern = "^[A-Za-z0-9_]+$"))]
+    /// Unique operator name: letters, digits, _ ("show/gain" puts gain in the component show)
+    #[schemars(with = "String", regex(pattern = "^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$"))]
     pub name: Spanned<String>,
     /// Names of input operators, in order
     #[serde(default)]

@@ -72,6 +72,51 @@ impl OpRefs {
     }
 }
 
+/// Places operators in their components: an operator named `show/gain` needs a component
+/// (`type = "base"`) named `show`. An input is found as TouchDesigner wires are, in the
+/// operator's own network (`inputs = ["faders"]` in `show/gain` is `show/faders`; `../x` and
+/// `/project1/x` reach further); what other references name (`op` of an Info CHOP, an export's
+/// `op:` root) starts at `/project1`. Rewrites each reference to the key it names.
+pub(super) fn place(d: &mut Diagnostics, config: &mut Config, spans: &mut [OpRefs]) {
+    use crate::path::{parent_key, resolve, Place};
+    let kinds: HashMap<String, &'static str> = config
+        .operators
+        .iter()
+        .map(|o| (o.name.clone(), o.kind))
+        .collect();
+    for (i, op) in config.operators.iter_mut().enumerate() {
+        let comp = parent_key(&op.name);
+        if !comp.is_empty() && kinds.get(comp) != Some(&"base") {
+            let what = match kinds.get(comp) {
+                Some(kind) => format!("is a \"{kind}\" operator, not a component"),
+                None => "is not declared".to_string(),
+            };
+            d.error(
+                spans[i].name.clone(),
+                format!(
+                    "operator \"{}\" sits inside \"{comp}\", which {what} (declare it with \
+                     type = \"base\")",
+                    op.name
+                ),
+            );
+        }
+        let net = Place::Key(comp.to_string());
+        for input in &mut op.inputs {
+            if let Some(Place::Key(k)) = resolve(&net, input) {
+                if kinds.contains_key(&k) {
+                    *input = k;
+                }
+            }
+        }
+        for r in &mut spans[i].reads {
+            if let Some(k) = crate::path::key_of(&r.name).filter(|k| kinds.contains_key(k)) {
+                r.name = k;
+            }
+        }
+        op.reads = spans[i].read_names();
+    }
+}
+
 /// Checks that need the whole operator list (names, inputs, what operators read, cycles, ports,
 /// export roots) and returns the cook order: every operator after what it depends on.
 pub(super) fn check(d: &mut Diagnostics, config: &Config, spans: &[OpRefs]) -> Vec<usize> {

@@ -31,8 +31,9 @@ pub const MAX_BYTES: usize = 1 << 20;
 pub const EVERY: Duration = Duration::from_secs(1);
 /// Distinct "not kept" notes logged per run at most (a script storing ever new keys).
 const MAX_NOTES: usize = 64;
-/// The storage of the top (`parent().store`), which belongs to no operator.
-const TOP: &str = "/";
+/// The storage of the project component `/project1` (`parent().store` from a top-level
+/// script), which belongs to no operator of the config.
+const TOP: &str = crate::path::PROJECT;
 
 /// The state file's contents.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,6 @@ use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::api::op::OpHandle;
 use super::watchdog;
 
 /// What identifies a version of the file on disk.
@@ -239,7 +238,6 @@ pub fn load(
     py: Python<'_>,
     path: &Path,
     op: &str,
-    me: &Py<OpHandle>,
     budget: Duration,
 ) -> Result<Callbacks, PyFailure> {
     let (code, stamp) = compile(py, path)?;
@@ -251,7 +249,7 @@ pub fn load(
         .map_err(fail)?;
     dict.set_item("__builtins__", py.import("builtins").map_err(fail)?)
         .map_err(fail)?;
-    super::api::globals::install(py, &dict, me).map_err(fail)?;
+    super::api::globals::install(py, &dict, op, path).map_err(fail)?;
     let exec = py
         .import("builtins")
         .and_then(|b| b.getattr("exec"))

@@ -64,8 +64,43 @@ impl ScriptShared {
 /// A Script CHOP's state as the operator, the registry and cook records hold it.
 pub type ScriptState = Rc<RefCell<ScriptShared>>;
 
+/// What a component (`base`) declares beyond its custom parameters: its shortcuts and
+/// extensions, which Python's `parent.Name`, `op.Name`, `iop.Name` and `ext` find.
+#[derive(Debug, Default)]
+pub struct CompShared {
+    /// The component's key (its path below `/project1`).
+    pub key: String,
+    /// `parent.Name` finds the nearest enclosing component with this Parent Shortcut.
+    pub parent_shortcut: Option<String>,
+    /// `op.Name` finds this component from anywhere (a Global OP Shortcut).
+    pub op_shortcut: Option<String>,
+    /// Internal OP shortcuts: `iop.Name` → the operator at this path, relative to the
+    /// component.
+    pub iop: Vec<(String, String)>,
+    /// Extensions, in order (`ext0object`, `ext0name`, `ext0promote`…).
+    pub extensions: Vec<Extension>,
+}
+
+/// One extension of a component: a Python expression that makes the object (TouchDesigner's
+/// `extNobject`, typically `op('./ShowExt').module.ShowExt(me)`), evaluated the first time the
+/// extension is asked for, with `me` the component.
+#[derive(Debug)]
+pub struct Extension {
+    pub object: String,
+    /// The name it is found by (`extNname`; else the object's class name).
+    pub name: Option<String>,
+    /// Its members are reachable as the component's own (`parent.Show.Cue()`).
+    pub promote: bool,
+    /// The object, once made.
+    pub made: Option<Py<PyAny>>,
+}
+
+/// A component's state as the operator and the registry hold it.
+pub type CompState = Rc<RefCell<CompShared>>;
+
 thread_local! {
     static REGISTRY: RefCell<HashMap<String, Vec<ScriptState>>> = RefCell::new(HashMap::new());
+    static COMPS: RefCell<HashMap<String, Vec<CompState>>> = RefCell::new(HashMap::new());
     static STORAGE: RefCell<HashMap<String, Py<PyDict>>> = RefCell::new(HashMap::new());
     static LAST_FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
     static PATTERNS: RefCell<HashMap<String, Pattern>> = RefCell::new(HashMap::new());
@@ -102,6 +137,43 @@ pub fn unregister(shared: &ScriptState) {
             }
         }
     });
+}
+
+/// Makes a component's shortcuts and extensions findable (the newest of one key wins, as
+/// [`register`] does for parameters).
+pub fn register_comp(comp: &CompState) {
+    let key = comp.borrow().key.clone();
+    COMPS.with(|r| r.borrow_mut().entry(key).or_default().push(comp.clone()));
+}
+
+/// Removes `comp` from the registry.
+pub fn unregister_comp(comp: &CompState) {
+    let key = comp.borrow().key.clone();
+    COMPS.with(|r| {
+        let mut r = r.borrow_mut();
+        if let Some(list) = r.get_mut(&key) {
+            list.retain(|s| !Rc::ptr_eq(s, comp));
+            if list.is_empty() {
+                r.remove(&key);
+            }
+        }
+    });
+}
+
+/// The component with key `key`, if there is one.
+pub fn comp(key: &str) -> Option<CompState> {
+    COMPS.with(|r| r.borrow().get(key).and_then(|l| l.last().cloned()))
+}
+
+/// The key of the component whose Global OP Shortcut is `name`.
+pub fn op_shortcut(name: &str) -> Option<String> {
+    COMPS.with(|r| {
+        r.borrow()
+            .values()
+            .filter_map(|l| l.last())
+            .find(|c| c.borrow().op_shortcut.as_deref() == Some(name))
+            .map(|c| c.borrow().key.clone())
+    })
 }
 
 /// The state of the Script CHOP called `name`, if there is one.

@@ -66,33 +66,7 @@ impl Kind for Script {
             COOK_BUDGET_MS,
             1000,
         ) as u64);
-        let mut pars = Vec::new();
-        if let Some(t) = &r.pars {
-            for (k, v) in t.get_ref() {
-                let number = |x: &toml::Value| x.as_float().or(x.as_integer().map(|i| i as f64));
-                match v {
-                    toml::Value::Boolean(b) => {
-                        pars.push((k.clone(), ParValue::Float(f64::from(u8::from(*b)))))
-                    }
-                    toml::Value::String(s) => pars.push((k.clone(), ParValue::Str(s.clone()))),
-                    // A list sets the members of a parameter group: `Color = [1, 0.5, 0]` is
-                    // Color1, Color2 and Color3, as TouchDesigner numbers a tuplet's members.
-                    toml::Value::Array(a) if a.iter().all(|x| number(x).is_some()) => {
-                        for (i, x) in a.iter().enumerate() {
-                            let f = number(x).unwrap_or_default();
-                            pars.push((format!("{k}{}", i + 1), ParValue::Float(f)));
-                        }
-                    }
-                    x => match number(x) {
-                        Some(f) => pars.push((k.clone(), ParValue::Float(f))),
-                        None => cx.d.error(
-                            t.span(),
-                            format!("parameter \"{k}\" must be a number, a boolean, a string or a list of numbers"),
-                        ),
-                    },
-                }
-            }
-        }
+        let pars = cx.par_values(&r.pars);
         Some(ScriptConfig {
             callbacks,
             cook_budget,

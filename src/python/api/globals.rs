@@ -1,5 +1,6 @@
-//! Module globals of a callbacks file: `op(name)`, `ops(*patterns)`, `absTime`, `me`,
-//! `parent()`, `debug(*args)` and `CookLevel`, installed into each callbacks module.
+//! Module globals of a callbacks file: `absTime`, `debug(*args)` and `CookLevel`, and (from
+//! `comp`) the finders `op`, `ops`, `parent`, `iop`, `ipar` bound to the Script CHOP's network
+//! and `me`, the callbacks DAT; installed into each callbacks module.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -11,126 +12,6 @@ use crate::cook::Frame;
 use crate::logging::RateLimit;
 use crate::python::registry;
 use crate::python::scope;
-
-use super::op::OpHandle;
-
-/// `op(name)`: the operator called `name` (a leading `/` or `./` is ignored), or `None`. An
-/// operator object passed in is returned as is. Outside a cook (while the file loads) the graph
-/// is not known yet, so a handle is returned unchecked; it resolves when used.
-#[pyfunction]
-pub fn op(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<OpHandle>>> {
-    if let Ok(h) = name.cast::<OpHandle>() {
-        return Ok(Some(h.clone().unbind()));
-    }
-    let name: String = name.extract()?;
-    let name = name.trim_start_matches("./").trim_start_matches('/');
-    let found = scope::with(|s| {
-        if !s.has_graph() {
-            return Ok(Some(OpHandle::new(name, None)));
-        }
-        if name == s.owner_name {
-            return Ok(Some(OpHandle::new(name, None)));
-        }
-        Ok(s.names()?
-            .get(name)
-            .map(|&i| OpHandle::with_index(name, i, None)))
-    })?;
-    found.map(|h| Py::new(py, h)).transpose()
-}
-
-/// `ops(*patterns)`: every operator whose name matches.
-#[pyfunction]
-#[pyo3(signature = (*patterns))]
-pub fn ops(patterns: &Bound<'_, PyTuple>) -> PyResult<Vec<OpHandle>> {
-    let pats: Vec<String> = patterns
-        .iter()
-        .map(|p| p.extract())
-        .collect::<PyResult<_>>()?;
-    let source = if pats.is_empty() {
-        "*".to_string()
-    } else {
-        pats.join(" ")
-    };
-    scope::with(|s| {
-        let nodes = s.nodes()?;
-        registry::with_pattern(&source, |p| {
-            nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| p.matches(&n.name))
-                .map(|(i, n)| OpHandle::with_index(&n.name, i, None))
-                .collect()
-        })
-    })
-}
-
-/// `parent()`: the top of the daemon's network, which holds every operator.
-#[pyfunction]
-#[pyo3(signature = (n=1))]
-pub fn parent(n: i64) -> Root {
-    let _ = n;
-    Root
-}
-
-/// The component that contains every operator (`parent()`, `op('/')`-like).
-#[pyclass(frozen, module = "chopd", name = "COMP")]
-pub struct Root;
-
-#[pymethods]
-impl Root {
-    #[getter]
-    fn name(&self) -> &'static str {
-        ""
-    }
-
-    #[getter]
-    fn path(&self) -> &'static str {
-        "/"
-    }
-
-    fn op(&self, py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<OpHandle>>> {
-        op(py, name)
-    }
-
-    #[pyo3(signature = (*patterns))]
-    fn ops(&self, patterns: &Bound<'_, PyTuple>) -> PyResult<Vec<OpHandle>> {
-        ops(patterns)
-    }
-
-    #[getter]
-    fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
-        registry::storage(py, "/")
-    }
-
-    fn store<'py>(
-        &self,
-        py: Python<'py>,
-        key: &Bound<'py, PyAny>,
-        value: Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        registry::storage(py, "/").set_item(key, &value)?;
-        Ok(value)
-    }
-
-    #[pyo3(signature = (key, default=None))]
-    fn fetch<'py>(
-        &self,
-        py: Python<'py>,
-        key: &Bound<'py, PyAny>,
-        default: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        match registry::storage(py, "/").get_item(key)? {
-            Some(v) => Ok(v),
-            None => {
-                default.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
-            }
-        }
-    }
-
-    fn __repr__(&self) -> &'static str {
-        "COMP(path='/')"
-    }
-}
 
 /// The current frame; reading it during a cook makes the script cook every frame.
 fn now() -> PyResult<Frame> {
@@ -266,14 +147,26 @@ fn caller(py: Python<'_>) -> Option<(String, u32)> {
     Some((file, line))
 }
 
-/// Puts the globals into a callbacks module's namespace.
-pub fn install(py: Python<'_>, globals: &Bound<'_, PyDict>, me: &Py<OpHandle>) -> PyResult<()> {
-    globals.set_item("op", wrap_pyfunction!(op, py)?)?;
-    globals.set_item("ops", wrap_pyfunction!(ops, py)?)?;
-    globals.set_item("parent", wrap_pyfunction!(parent, py)?)?;
+/// Puts the globals into the namespace of the callbacks module of Script CHOP `op` (its key),
+/// loaded from `file`.
+pub fn install(
+    py: Python<'_>,
+    globals: &Bound<'_, PyDict>,
+    op: &str,
+    file: &std::path::Path,
+) -> PyResult<()> {
+    let me = Py::new(
+        py,
+        super::comp::CallbacksDat {
+            script: op.to_string(),
+            file: file.to_path_buf(),
+        },
+    )?
+    .into_any();
+    let network = crate::path::Place::Key(crate::path::parent_key(op).to_string());
+    super::comp::install_finders(globals, Some(network), me)?;
     globals.set_item("debug", wrap_pyfunction!(debug, py)?)?;
     globals.set_item("absTime", Py::new(py, AbsTime)?)?;
-    globals.set_item("me", me.clone_ref(py))?;
     globals.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
     super::runtime::install(py, globals)?;
     Ok(())

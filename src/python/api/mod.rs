@@ -7,6 +7,7 @@
 //! floor of `python/` (`scope`, `registry`, `pars`), which must never import from here.
 
 pub mod channel;
+pub mod comp;
 pub mod globals;
 pub mod numpy;
 pub mod op;

@@ -174,12 +174,38 @@ fn set_layout_num(
 impl OpHandle {
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        crate::path::leaf(&self.name)
     }
 
     #[getter]
     fn path(&self) -> String {
-        format!("/{}", self.name)
+        crate::path::td_path(&self.name)
+    }
+
+    /// The `n`-th component above this operator (`parent()` is the one it sits in).
+    #[pyo3(signature = (n=1))]
+    fn parent(&self, py: Python<'_>, n: i64) -> PyResult<Option<Py<PyAny>>> {
+        let me = crate::path::Place::Key(self.name.clone());
+        match super::comp::ancestor(&me, n) {
+            Some(p) => super::comp::object(py, &p),
+            None => Ok(None),
+        }
+    }
+
+    /// `op(path)` from inside this operator: `..` is the network it sits in.
+    fn op(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        super::comp::find(py, &crate::path::Place::Key(self.name.clone()), path)
+    }
+
+    #[pyo3(signature = (*patterns))]
+    fn ops(&self, py: Python<'_>, patterns: Vec<String>) -> PyResult<Vec<Py<PyAny>>> {
+        super::comp::find_all(py, &crate::path::Place::Key(self.name.clone()), &patterns)
+    }
+
+    /// A CHOP has no children.
+    #[getter]
+    fn children(&self) -> Vec<OpHandle> {
+        Vec::new()
     }
 
     #[getter(r#type)]
@@ -329,13 +355,13 @@ impl OpHandle {
     /// The last run of digits in the name (`noise12` → 12), None without.
     #[getter]
     fn digits(&self) -> Option<u64> {
-        name_digits(&self.name)
+        name_digits(crate::path::leaf(&self.name))
     }
 
     /// The name without its trailing digits (`noise12` → `noise`).
     #[getter]
     fn base(&self) -> &str {
-        self.name.trim_end_matches(|c: char| c.is_ascii_digit())
+        crate::path::leaf(&self.name).trim_end_matches(|c: char| c.is_ascii_digit())
     }
 
     #[getter]
@@ -459,7 +485,6 @@ impl OpHandle {
         storeDefault: bool,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let _ = search;
         if default.len() > 1 {
             return Err(PyTypeError::new_err(
                 "fetch() takes a key and at most one default",
@@ -478,10 +503,11 @@ impl OpHandle {
             }
         }
         let default = given;
-        let st = registry::storage(py, &self.name);
-        if let Some(v) = st.get_item(key)? {
+        let chain = super::comp::storage_chain(&self.name);
+        if let Some(v) = super::comp::fetch_from(py, &chain, search, key)? {
             return Ok(v);
         }
+        let st = registry::storage(py, &self.name);
         match default {
             Some(d) => {
                 if storeDefault {
@@ -693,7 +719,11 @@ impl OpHandle {
     }
 
     fn __repr__(&self) -> String {
-        format!("{}(path='/{}')", self.op_type(), self.name)
+        format!(
+            "{}(path='{}')",
+            self.op_type(),
+            crate::path::td_path(&self.name)
+        )
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {

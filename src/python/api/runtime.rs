@@ -19,7 +19,8 @@ use crate::pattern::Pattern;
 use crate::python::{registry, scope};
 
 use super::channel::Channel;
-use super::globals::{self, AbsTime, Root, Time};
+use super::comp::{Comp, OpFinder, OpsFinder, ParentFinder};
+use super::globals::{self, AbsTime, Time};
 use super::op::OpHandle;
 use super::par::{Page, Par, ParCollection};
 use super::pargroup::ParGroup;
@@ -45,7 +46,7 @@ fn names(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
         .get_or_try_init(py, || {
             let classes = PyDict::new(py);
             classes.set_item("OP", py.get_type::<OpHandle>())?;
-            classes.set_item("COMP", py.get_type::<Root>())?;
+            classes.set_item("COMP", py.get_type::<Comp>())?;
             classes.set_item("Channel", py.get_type::<Channel>())?;
             classes.set_item("Par", py.get_type::<Par>())?;
             classes.set_item("ParGroup", py.get_type::<ParGroup>())?;
@@ -54,9 +55,10 @@ fn names(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
             classes.set_item("timeCOMP", py.get_type::<Time>())?;
             classes.set_item("AbsTime", py.get_type::<AbsTime>())?;
             let funcs = PyDict::new(py);
-            funcs.set_item("op", wrap_pyfunction!(globals::op, py)?)?;
-            funcs.set_item("ops", wrap_pyfunction!(globals::ops, py)?)?;
-            funcs.set_item("parent", wrap_pyfunction!(globals::parent, py)?)?;
+            // Shared by every module that imports `td`: they follow the running script.
+            funcs.set_item("op", OpFinder { network: None })?;
+            funcs.set_item("ops", OpsFinder { network: None })?;
+            funcs.set_item("parent", ParentFinder { network: None })?;
             funcs.set_item("debug", wrap_pyfunction!(globals::debug, py)?)?;
             funcs.set_item("absTime", Py::new(py, AbsTime)?)?;
             funcs.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
