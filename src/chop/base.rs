@@ -331,7 +331,8 @@ impl Settings for BaseConfig {
         let unknown = set.unknown_inits();
         if !unknown.is_empty() {
             return Err(format!(
-                "pars names parameters the component does not declare: {}",
+                "component \"{}\": pars names parameters it does not declare: {}",
+                op.name,
                 unknown.join(", ")
             ));
         }

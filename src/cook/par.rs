@@ -573,6 +573,14 @@ impl ParSet {
                 ));
             }
         }
+        if style.suffixes().is_some() {
+            // `Pos = [1, 2, 3]` in the config reads as Pos1…Pos3; this group calls them Posx….
+            for (i, n) in names.iter().enumerate() {
+                if let Some(v) = self.init.remove(&format!("{base}{}", i + 1)) {
+                    self.init.entry(n.clone()).or_insert(v);
+                }
+            }
+        }
         let label = label.unwrap_or(base);
         for n in &names {
             let mut def = ParDef::new(n, label, style, page, base);

@@ -175,16 +175,18 @@ pub fn parse(m: &OscMessage) -> Result<Request, String> {
             let Some(op) = rest.strip_prefix("/op/") else {
                 return Err("unknown address".into());
             };
+            // NAME is an operator's key, which may hold `/` (`show/gain`): the action is read
+            // from the end of the address.
             let parts: Vec<&str> = op.split('/').collect();
+            let name = |n: usize| -> Option<String> {
+                let head = &parts[..parts.len().saturating_sub(n)];
+                (!head.is_empty() && head.iter().all(|p| !p.is_empty())).then(|| head.join("/"))
+            };
             match parts.as_slice() {
-                [name, "reset"] if !name.is_empty() => action(Request::Reset(name.to_string())),
-                [name, "setuppars"] if !name.is_empty() => {
-                    action(Request::SetupPars(name.to_string()))
+                [.., "pulse", par] if !par.is_empty() && name(2).is_some() => {
+                    action(Request::Pulse(name(2).unwrap_or_default(), par.to_string()))
                 }
-                [name, "pulse", par] if !name.is_empty() && !par.is_empty() => {
-                    action(Request::Pulse(name.to_string(), par.to_string()))
-                }
-                [name, "par", par] if !name.is_empty() && !par.is_empty() => {
+                [.., "par", par] if !par.is_empty() && name(2).is_some() => {
                     let value = match m.args.as_slice() {
                         [OscType::String(s)] => ParValue::Str(s.clone()),
                         [a] => match number(a) {
@@ -199,7 +201,13 @@ pub fn parse(m: &OscMessage) -> Result<Request, String> {
                         },
                         _ => return Err("takes exactly one value".into()),
                     };
-                    Request::Set(name.to_string(), par.to_string(), value)
+                    Request::Set(name(2).unwrap_or_default(), par.to_string(), value)
+                }
+                [.., "reset"] if name(1).is_some() => {
+                    action(Request::Reset(name(1).unwrap_or_default()))
+                }
+                [.., "setuppars"] if name(1).is_some() => {
+                    action(Request::SetupPars(name(1).unwrap_or_default()))
                 }
                 _ => {
                     return Err(
@@ -288,6 +296,23 @@ mod tests {
             p("/chopd/debug/stall", vec![OscType::Float(1.5)]),
             Ok(Stall(Duration::from_millis(1500)))
         );
+    }
+
+    #[test]
+    fn operators_inside_components_are_named_by_their_key() {
+        use Request::*;
+        let p = |a: &str, args| parse(&m(a, args)).unwrap();
+        assert!(matches!(
+            p("/chopd/op/show/gain/par/Gain", vec![OscType::Float(1.0)]),
+            Set(o, par, ParValue::Float(_)) if o == "show/gain" && par == "Gain"
+        ));
+        assert!(matches!(
+            p("/chopd/op/show/cue/pulse/Go", vec![]),
+            Pulse(o, par) if o == "show/cue" && par == "Go"
+        ));
+        assert!(matches!(p("/chopd/op/show/gain/reset", vec![]), Reset(o) if o == "show/gain"));
+        assert!(parse(&m("/chopd/op//gain/reset", vec![])).is_err());
+        assert!(parse(&m("/chopd/op/par/X", vec![OscType::Float(1.0)])).is_err());
     }
 
     #[test]
