@@ -15,6 +15,7 @@ use crate::cook::{
 };
 use crate::export::{Destinations, DestinationsDiff, Exporter, ParWrites, Resolved};
 use crate::logging::RateLimit;
+use crate::python::mirror::Mirror;
 
 /// The same cook error of one operator is logged at most once per this interval.
 const COOK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -45,6 +46,10 @@ pub struct Graph {
     driven: HashMap<(String, String), String>,
     /// Sum of every node's `export_sernum` when `driven` was last rebuilt.
     driven_sernum: Option<u64>,
+    /// Python's view of the parameters of operators without Python state of their own.
+    mirrors: Vec<Option<Mirror>>,
+    /// `registry::par_writes` when the mirrors were last looked at.
+    par_writes_seen: u64,
 }
 
 /// One operator of the running graph, taken apart to be moved into the next one.
@@ -113,6 +118,8 @@ impl Graph {
             error_log: Vec::new(),
             driven: HashMap::new(),
             driven_sernum: None,
+            mirrors: Vec::new(),
+            par_writes_seen: 0,
         };
         g.install(config, parts, None);
         Ok((g, notes))
@@ -247,6 +254,7 @@ impl Graph {
         self.nodes.clear();
         self.prev.clear();
         self.exporters.clear();
+        self.mirrors.clear();
         for (cfg, part) in config.operators.iter().zip(parts) {
             let mut part = part.expect("one part per operator");
             part.node.inputs = cfg.inputs.iter().map(|n| self.names[n]).collect();
@@ -268,6 +276,12 @@ impl Graph {
             self.spans.push(op_span(cfg));
             self.error_log.push(RateLimit::new(COOK_ERROR_LOG_INTERVAL));
         }
+        self.mirrors = self
+            .ops
+            .iter()
+            .zip(&self.configs)
+            .map(|(op, cfg)| Mirror::new(&cfg.name, op.par_defs(), config.rate))
+            .collect();
         self.own_port.set(self.dests.local_port());
     }
 
@@ -378,7 +392,54 @@ impl Graph {
             ));
         }
         let i = self.names[op];
-        self.ops[i].set_par(par, value)
+        let r = self.ops[i].set_par(par, value);
+        self.refresh_mirror(i);
+        r
+    }
+
+    /// Pulses a parameter from outside the graph (control port).
+    pub fn pulse_par_by_hand(&mut self, op: &str, par: &str) -> Result<(), String> {
+        let &i = self
+            .names
+            .get(op)
+            .ok_or_else(|| format!("no operator \"{op}\""))?;
+        let r = self.ops[i].pulse_par(par);
+        self.refresh_mirror(i);
+        r
+    }
+
+    /// Shows operator `i`'s parameters to Python as they are now.
+    fn refresh_mirror(&mut self, i: usize) {
+        if let Some(m) = self.mirrors.get_mut(i).and_then(Option::as_mut) {
+            m.refresh(self.ops[i].par_defs());
+        }
+    }
+
+    /// Hands the parameter writes scripts made to mirrored operators; a write the operator
+    /// refuses is logged and the mirror shows the operator's value again.
+    fn apply_mirrored_writes(&mut self) {
+        for i in 0..self.mirrors.len() {
+            let Some(m) = self.mirrors[i].as_mut() else {
+                continue;
+            };
+            let w = m.take_writes(&self.ops[i].par_defs());
+            if w.set.is_empty() && w.pulses.is_empty() {
+                continue;
+            }
+            let span = self.spans[i].clone();
+            let _in = span.enter();
+            for (name, value) in w.set {
+                if let Err(e) = self.ops[i].set_par(&name, value) {
+                    tracing::warn!("a script set parameter \"{name}\": {e}");
+                }
+            }
+            for name in w.pulses {
+                if let Err(e) = self.ops[i].pulse_par(&name) {
+                    tracing::warn!("a script pulsed parameter \"{name}\": {e}");
+                }
+            }
+            self.refresh_mirror(i);
+        }
     }
 
     /// The runtime-set parameters of every operator that has some, by name with its identity,
@@ -450,6 +511,11 @@ impl Graph {
             let first = self.nodes[i].stats.total_cooks == 0;
             if wants || input_changed || first {
                 self.cook(i, &frame);
+                let writes = crate::python::registry::par_writes();
+                if writes != self.par_writes_seen {
+                    self.par_writes_seen = writes;
+                    self.apply_mirrored_writes();
+                }
             }
         }
         self.export(&frame);
@@ -558,6 +624,7 @@ impl Graph {
                     self.nodes[i].stats.warnings += 1;
                     tracing::debug!("export to \"{op}\": {e}");
                 }
+                self.refresh_mirror(i);
             }
         }
     }

@@ -68,6 +68,7 @@ style = "Pulse"
         .oscin("show/faders", "")
         .script("show/logic", "show_logic.py", r#""faders""#, TO_SHOW)
         .script("level", "level.py", "", TO_SHOW)
+        .info("level_info", "/project1/level", "")
         .raw("[python]\npath = [\".\"]\n")
 }
 
@@ -126,6 +127,10 @@ fn a_script_in_a_component_sees_its_network_as_touchdesigner_has_it() {
     // The top-level script reads into the component.
     is(&rx, "/show/master_seen", 5.0);
     is(&rx, "/show/via_td", 1.0);
+    // Built-in parameters of other kinds are visible under TouchDesigner's names.
+    is(&rx, "/show/faders_port", d.port("show/faders") as f32);
+    is(&rx, "/show/faders_port_readonly", 1.0);
+    is(&rx, "/show/info_op", 1.0);
     // The input wired inside the component is its sibling OSC In.
     send(d.port("show/faders"), "/x", vec![OscType::Float(0.25)]);
     is(&rx, "/show/input", 0.25);

@@ -16,6 +16,17 @@ impl InfoOp {
 }
 
 impl Operator for InfoOp {
+    /// The operator inspected (`op`, a path), fixed by the config.
+    fn par_defs(&self) -> Vec<crate::cook::par::ParDef> {
+        let path = match self.target.as_str() {
+            "/" => "/".to_string(),
+            key => crate::path::td_path(key),
+        };
+        vec![crate::cook::par::ParDef::string("op", "Info", &path)
+            .label("Operator")
+            .read_only()]
+    }
+
     /// Statistics move every frame (cook times, counters), so an Info CHOP always cooks.
     fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
         true

@@ -247,6 +247,15 @@ impl Operator for MidiInOp {
         ]);
     }
 
+    /// The MIDI In CHOP's pulses, as TouchDesigner names them.
+    fn par_defs(&self) -> Vec<crate::cook::par::ParDef> {
+        use crate::cook::par::ParDef;
+        vec![
+            ParDef::pulse("resetchannels", "MIDI").label("Reset Channels"),
+            ParDef::pulse("resetvalues", "MIDI").label("Reset Values"),
+        ]
+    }
+
     fn pulse_par(&mut self, name: &str) -> Result<(), String> {
         match name {
             "reset_channels" | "resetchannels" => self.reset(),

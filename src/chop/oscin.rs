@@ -475,6 +475,22 @@ impl Operator for OscInOp {
         Some(self.local)
     }
 
+    /// The OSC In CHOP's network parameters, as TouchDesigner names them; the address is fixed
+    /// by the config (a reload rebinds), so only the pulses act.
+    fn par_defs(&self) -> Vec<crate::cook::par::ParDef> {
+        use crate::cook::par::ParDef;
+        vec![
+            ParDef::int("port", "Network", i64::from(self.local.port()))
+                .label("Network Port")
+                .read_only(),
+            ParDef::string("localaddress", "Network", &self.local.ip().to_string())
+                .label("Local Address")
+                .read_only(),
+            ParDef::pulse("resetchannels", "Network").label("Reset Channels"),
+            ParDef::pulse("resetvalues", "Network").label("Reset Values"),
+        ]
+    }
+
     fn pulse_par(&mut self, name: &str) -> Result<(), String> {
         match name {
             "reset_channels" | "resetchannels" => self.reset(),

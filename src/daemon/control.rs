@@ -449,10 +449,7 @@ impl Action {
                 Some(o) => o.setup_pars(),
                 None => Err(format!("no operator \"{name}\"")),
             },
-            Action::Pulse(op, par) => match g.operator_mut(&op) {
-                Some(o) => o.pulse_par(&par),
-                None => Err(format!("no operator \"{op}\"")),
-            },
+            Action::Pulse(op, par) => g.pulse_par_by_hand(&op, &par),
             Action::Set(op, par, value) => g.set_par_by_hand(&op, &par, value),
         }
     }

@@ -9,7 +9,7 @@
 //! through handles during `onCook` are recorded so the Script CHOP can cook only when something
 //! it read changed.
 //!
-//! Layout, imports one way: the floor ([`scope`], [`registry`], [`stored`]) knows
+//! Layout, imports one way: the floor ([`scope`], [`registry`], [`stored`], [`mirror`]) knows
 //! nothing of the object classes in [`api`], which stand on it; [`callbacks`] loads a file into a module with
 //! the [`api`] globals and runs its callbacks under the [`watchdog`].
 //!
@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod callbacks;
+pub mod mirror;
 pub mod registry;
 pub mod scope;
 pub mod stored;

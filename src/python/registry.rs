@@ -100,6 +100,7 @@ pub type CompState = Rc<RefCell<CompShared>>;
 
 thread_local! {
     static REGISTRY: RefCell<HashMap<String, Vec<ScriptState>>> = RefCell::new(HashMap::new());
+    static PAR_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static COMPS: RefCell<HashMap<String, Vec<CompState>>> = RefCell::new(HashMap::new());
     static STORAGE: RefCell<HashMap<String, Py<PyDict>>> = RefCell::new(HashMap::new());
     static LAST_FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
@@ -174,6 +175,17 @@ pub fn op_shortcut(name: &str) -> Option<String> {
             .find(|c| c.borrow().op_shortcut.as_deref() == Some(name))
             .map(|c| c.borrow().key.clone())
     })
+}
+
+/// Counts a parameter write or pulse made from Python (any operator's).
+pub fn note_par_write() {
+    PAR_WRITES.with(|c| c.set(c.get() + 1));
+}
+
+/// How many parameter writes Python has made on this thread: the graph hands them to the
+/// operators they are for when this moves.
+pub fn par_writes() -> u64 {
+    PAR_WRITES.with(|c| c.get())
 }
 
 /// The state of the Script CHOP called `name`, if there is one.

@@ -146,6 +146,7 @@ pub fn set_value(op: &str, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
         )));
     }
     s.pars.set(name, &v).map_err(err)?;
+    registry::note_par_write();
     Ok(())
 }
 
@@ -172,6 +173,7 @@ pub fn pulse(py: Python<'_>, op: &str, name: &str) -> PyResult<()> {
     let own = scope::with(|s| Ok(s.owner_name == op && s.has_graph())).unwrap_or(false);
     if !own {
         shared.borrow_mut().pending_pulses.push(name.to_string());
+        registry::note_par_write();
         return Ok(());
     }
     let Some(cb) = shared.borrow().on_pulse.as_ref().map(|c| c.clone_ref(py)) else {
@@ -332,6 +334,15 @@ impl Par {
     #[setter(normMax)]
     fn set_norm_max(&self, v: f64) -> PyResult<()> {
         self.edit(|d| d.norm_max = v)
+    }
+
+    #[getter(readOnly)]
+    fn read_only(&self) -> PyResult<bool> {
+        self.with_def(|d| d.read_only)
+    }
+    #[setter(readOnly)]
+    fn set_read_only(&self, v: bool) -> PyResult<()> {
+        self.edit(|d| d.read_only = v)
     }
 
     #[getter(isPulse)]
