@@ -124,6 +124,9 @@ fn a_script_in_a_component_sees_its_network_as_touchdesigner_has_it() {
     assert!(rx.wait_value("/show/ext_calls", |v| v >= 1.0) >= 1.0);
     // The script's own parameter follows the default set right after appendFloat.
     is(&rx, "/show/scale", 2.0);
+    // Parameters made by Component Editor JSON through TDJSON.
+    is(&rx, "/show/speed", 0.5);
+    is(&rx, "/show/look", 1.0);
     // The top-level script reads into the component.
     is(&rx, "/show/master_seen", 5.0);
     is(&rx, "/show/via_td", 1.0);

@@ -632,6 +632,9 @@ impl OpFinder {
     }
 
     fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
+        if name == "TDModules" {
+            return Ok(super::runtime::module(py)?.getattr("TDModules")?.unbind());
+        }
         if let Some(k) = registry::op_shortcut(name) {
             if let Some(o) = object(py, &Place::Key(k))? {
                 return Ok(o);

@@ -31,7 +31,8 @@ const SOURCE: &str = include_str!("td.py");
 static NAMES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
-fn module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+/// The loaded `td.py`.
+pub(super) fn module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     MODULE
         .get_or_try_init(py, || {
             let src = CString::new(SOURCE)

@@ -38,11 +38,7 @@ MISSING_GLOBALS = {
     "licenses": "chopd needs no TouchDesigner licence",
     "families": "chopd runs CHOPs only",
     "sysinfo": "use the os and platform modules",
-    "root": "operator paths beyond op('name') are not supported yet",
-    "iop": "internal OP shortcuts are not supported yet",
-    "ipar": "internal parameter shortcuts are not supported yet",
     "mod": "DATs as modules are not supported; put shared code in a Python module next to the config and import it",
-    "ext": "extensions are not supported; put shared code in a Python module next to the config and import it",
     "opex": "use op() and test for None",
     "run": "delayed scripts are not supported",
     "runs": "delayed scripts are not supported",
@@ -51,7 +47,6 @@ MISSING_GLOBALS = {
     "varOwner": "TouchDesigner variables are not supported",
     "fetchStamp": "there are no Copy SOP stamps",
     "TDFunctions": "TouchDesigner's helper modules are not shipped with chopd",
-    "TDJSON": "TouchDesigner's helper modules are not shipped with chopd",
     "TDStoreTools": "TouchDesigner's helper modules are not shipped with chopd",
 }
 
@@ -704,6 +699,89 @@ class App:
 
 
 # ---------------------------------------------------------------------------------------------
+# TDJSON: the part of TouchDesigner's parameter-JSON module that Component Editor code calls
+# in onSetupParameters (`TDJSON.addParametersFromJSONOp(scriptOp, parData, destroyOthers=True)`).
+
+_PAR_ATTRS = ("default", "min", "max", "normMin", "normMax", "clampMin", "clampMax",
+              "startSection", "readOnly")
+
+
+class TDJSON:
+    """TouchDesigner's TDJSON, as far as parameter set-up needs it."""
+
+    @staticmethod
+    def textToJSON(text, showErrors=False):
+        import json
+        try:
+            return json.loads(text)
+        except ValueError:
+            if showErrors:
+                raise
+            return None
+
+    @staticmethod
+    def addParameterFromJSONDict(comp, jsonDict, replace=True, setValues=True,
+                                 ignoreAttrErrors=False, fixParNames=True, setBuiltIns=False):
+        d = dict(jsonDict)
+        style = d.get("style", "Float")
+        name = d["name"]
+        page = comp.appendCustomPage(d.get("page", "Custom"))
+        append = getattr(page, "append" + style, None)
+        if append is None:
+            raise tdError(f"TDJSON: parameter {name!r} has style {style!r}, which chopd lacks")
+        label = d.get("label", name)
+        if style in ("Float", "Int"):
+            group = append(name, label=label, size=d.get("size", 1), replace=replace)
+        else:
+            group = append(name, label=label, replace=replace)
+        members = [group[i] for i in range(len(group))]
+
+        def member_value(v, i):
+            return v[min(i, len(v) - 1)] if isinstance(v, (list, tuple)) else v
+
+        for i, p in enumerate(members):
+            if "menuNames" in d:
+                p.menuNames = list(d["menuNames"])
+            if "menuLabels" in d:
+                p.menuLabels = list(d["menuLabels"])
+            for attr in _PAR_ATTRS:
+                if attr in d:
+                    try:
+                        setattr(p, attr, member_value(d[attr], i))
+                    except Exception:
+                        if not ignoreAttrErrors:
+                            raise
+            if setValues:
+                for key in ("val", "value"):
+                    if key in d:
+                        p.val = member_value(d[key], i)
+        return members
+
+    @staticmethod
+    def addParametersFromJSONOp(comp, jsonData, replace=True, setValues=True,
+                                destroyOthers=False, newAtEnd=True, fixParNames=True):
+        if destroyOthers:
+            comp.destroyCustomPars()
+        made = []
+        pages = jsonData.items() if isinstance(jsonData, dict) else [(None, jsonData)]
+        for page_name, pars in pages:
+            for d in (pars.values() if isinstance(pars, dict) else pars):
+                d = dict(d)
+                if page_name is not None:
+                    d.setdefault("page", page_name)
+                made.extend(TDJSON.addParameterFromJSONDict(comp, d, replace, setValues))
+        return made
+
+
+class _TDModules:
+    """`op.TDModules`: TouchDesigner's helper modules, as `op.TDModules.mod.TDJSON`."""
+
+    class mod:
+        TDJSON = TDJSON
+
+
+TDModules = _TDModules()
+
 
 def setup(classes, funcs, mask, project_info, stamp, version):
     """Builds the `td` and `tdu` modules (into sys.modules) and patches the operator classes
@@ -743,6 +821,10 @@ def setup(classes, funcs, mask, project_info, stamp, version):
     td.__getattr__ = td_getattr
     _sys.modules["td"] = td
     _sys.modules["tdu"] = tdu
+    tdjson = _types.ModuleType("TDJSON", TDJSON.__doc__)
+    for k in ("textToJSON", "addParameterFromJSONDict", "addParametersFromJSONOp"):
+        setattr(tdjson, k, getattr(TDJSON, k))
+    _sys.modules["TDJSON"] = tdjson
     for cls in (classes["OP"], classes["COMP"]):
         cls.__getattr__ = _op_getattr
     return names
