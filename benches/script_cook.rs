@@ -44,6 +44,7 @@ fn script_op(file: &Path) -> ScriptOp {
         cook_budget: Duration::from_millis(1000),
         modoutsidecook: false,
         pars: Vec::new(),
+        modes: Vec::new(),
     };
     let op = OperatorConfig {
         name: "bench".into(),

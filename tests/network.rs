@@ -17,7 +17,7 @@ fn show_network(dest: u16) -> Config {
     let comp = r#"parent_shortcut = "Show"
 op_shortcut = "Stage"
 iop = { Fader = "faders" }
-pars = { Master = 0.5, Pos = [1, 2, 3] }
+pars = { Master = 0.5, Pos = [1, 2, 3], Double = { expr = "me.par.Master * 2" } }
 extensions = [{ object = "__import__('showext').ShowExt(me)", promote = true }]
 
 [[operator.par]]
@@ -60,13 +60,22 @@ style = "XYZ"
 [[operator.par]]
 name = "Go"
 style = "Pulse"
+
+[[operator.par]]
+name = "Double"
+style = "Float"
 "#;
     Config::new()
         .control()
         .dest("show", dest)
         .op("show", "base", comp)
         .oscin("show/faders", "")
-        .script("show/logic", "show_logic.py", r#""faders""#, TO_SHOW)
+        .script(
+            "show/logic",
+            "show_logic.py",
+            r#""faders""#,
+            &format!("{TO_SHOW}\npars = {{ Follow = {{ bind = \"parent().par.Master\" }} }}"),
+        )
         .script("level", "level.py", "", TO_SHOW)
         .info("level_info", "/project1/level", "")
         .raw("[python]\npath = [\".\"]\n")
@@ -126,6 +135,10 @@ fn a_script_in_a_component_sees_its_network_as_touchdesigner_has_it() {
     is(&rx, "/show/scale", 2.0);
     // Parameters made by Component Editor JSON through TDJSON.
     is(&rx, "/show/speed", 0.5);
+    is(&rx, "/show/double", 1.0);
+    is(&rx, "/show/double_mode", 1.0);
+    is(&rx, "/show/follow", 0.5);
+    is(&rx, "/show/follow_master", 1.0);
     is(&rx, "/show/look", 1.0);
     // The top-level script reads into the component.
     is(&rx, "/show/master_seen", 5.0);
@@ -144,6 +157,11 @@ fn a_script_in_a_component_sees_its_network_as_touchdesigner_has_it() {
     is(&rx, "/show/master", 0.75);
     is(&rx, "/show/master_seen", 7.5);
     is(&rx, "/show/cue", 2.25);
+    // An expression follows what it reads; a binding shows its master.
+    is(&rx, "/show/double", 1.5);
+    is(&rx, "/show/follow", 0.75);
+    let why = c.err("/chopd/op/show/par/Double", vec![OscType::Float(1.0)]);
+    assert!(why.contains("driven by its expression"), "{why}");
     c.ok("/chopd/op/show/par/Master", vec![OscType::Float(9.0)]);
     is(&rx, "/show/master", 2.0);
     // Operators inside components take control requests by key.

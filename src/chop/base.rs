@@ -124,6 +124,7 @@ pub struct ParGroupDef {
 pub struct BaseConfig {
     pub defs: Vec<ParGroupDef>,
     pub pars: Vec<(String, ParValue)>,
+    pub modes: Vec<(String, crate::cook::par::ParMode, String)>,
     pub parent_shortcut: Option<String>,
     pub op_shortcut: Option<String>,
     pub iop: Vec<(String, String)>,
@@ -310,9 +311,11 @@ impl Kind for Base {
             .filter_map(|p| check_par(cx, p))
             .collect();
         let pars = cx.par_values(&r.pars);
+        let modes = cx.par_modes(&r.pars);
         Some(BaseConfig {
             defs,
             pars,
+            modes,
             parent_shortcut: check_shortcut(cx, &r.parent_shortcut, "parent_shortcut"),
             op_shortcut: check_shortcut(cx, &r.op_shortcut, "op_shortcut"),
             iop: r.iop.unwrap_or_default().into_iter().collect(),
@@ -325,6 +328,7 @@ impl Settings for BaseConfig {
     fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
         let mut set = ParSet::default();
         set.set_init(&self.pars);
+        set.set_init_modes(&self.modes);
         for g in &self.defs {
             build_group(&mut set, g).map_err(|e| format!("parameter \"{}\": {e}", g.name))?;
         }

@@ -104,6 +104,7 @@ impl ScriptOp {
         crate::python::ensure_init()?;
         let mut shared = ScriptShared::new(&op.name, cfg.modoutsidecook, op.timeslice, rate);
         shared.pars.set_init(&cfg.pars);
+        shared.pars.set_init_modes(&cfg.modes);
         let shared = Rc::new(RefCell::new(shared));
         registry::register(&shared);
         let me = Python::attach(|py| Py::new(py, OpHandle::new(&op.name, None)))

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::diag::{suggestion, Diagnostics};
 use super::model::{Bounds, Cidr};
+use crate::cook::par::ParMode;
 use crate::cook::ParValue;
 use crate::pattern::Pattern;
 
@@ -192,6 +193,9 @@ impl<'a, 's> Checker<'a, 's> {
                         pars.push((format!("{k}{}", i + 1), ParValue::Float(f)));
                     }
                 }
+                // `{ expr = "…" }` / `{ bind = "…" }`: see `par_modes`.
+                toml::Value::Table(m)
+                    if m.len() == 1 && (m.contains_key("expr") || m.contains_key("bind")) => {}
                 x => match number(x) {
                     Some(f) => pars.push((k.clone(), ParValue::Float(f))),
                     None => self.d.error(
@@ -207,8 +211,77 @@ impl<'a, 's> Checker<'a, 's> {
         pars
     }
 
+    /// The parameters of a `pars` table given as an expression or a binding, TouchDesigner's
+    /// other parameter modes: `Gain = { expr = "parent().par.Master * 2" }` is evaluated when
+    /// the parameter is read; `Level = { bind = "parent().par.Level" }` follows that parameter
+    /// and writes go to it.
+    pub fn par_modes(
+        &mut self,
+        t: &Option<Spanned<toml::Table>>,
+    ) -> Vec<(String, ParMode, String)> {
+        let mut out = Vec::new();
+        let Some(t) = t else {
+            return out;
+        };
+        for (k, v) in t.get_ref() {
+            let Some(m) = v.as_table() else { continue };
+            let (mode, text) = match (m.get("expr"), m.get("bind")) {
+                (Some(toml::Value::String(e)), None) if m.len() == 1 => (ParMode::Expression, e),
+                (None, Some(toml::Value::String(b))) if m.len() == 1 => (ParMode::Bind, b),
+                _ => {
+                    self.d.error(
+                        t.span(),
+                        format!(
+                            "parameter \"{k}\": a table must be {{ expr = \"…\" }} or \
+                             {{ bind = \"…\" }}"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if let Err(e) = python_syntax(text) {
+                self.d.error(t.span(), format!("parameter \"{k}\": {e}"));
+                continue;
+            }
+            out.push((k.clone(), mode, text.clone()));
+        }
+        out
+    }
+
     /// Where files named in the config resolve: the config's own directory.
     pub fn dir(&self) -> &Path {
         self.dir
     }
+}
+
+/// A light check of an expression before Python sees it: not empty, brackets balanced.
+fn python_syntax(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("the expression is empty".into());
+    }
+    let mut depth: Vec<char> = Vec::new();
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth.push(c),
+            (None, ')' | ']' | '}') => {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if depth.pop() != Some(open) {
+                    return Err(format!("unbalanced \"{c}\" in \"{text}\""));
+                }
+            }
+            _ => {}
+        }
+    }
+    if quote.is_some() || !depth.is_empty() {
+        return Err(format!("unclosed bracket or quote in \"{text}\""));
+    }
+    Ok(())
 }

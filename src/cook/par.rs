@@ -170,6 +170,32 @@ impl ParStyle {
     }
 }
 
+/// How a parameter gets its value (TouchDesigner's `ParMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParMode {
+    /// Its own value.
+    #[default]
+    Constant,
+    /// A Python expression (`expr`), evaluated when the parameter is read.
+    Expression,
+    /// Driven by an export.
+    Export,
+    /// Follows another parameter (`bind_expr` names it) and writes go to that one.
+    Bind,
+}
+
+impl ParMode {
+    /// The `ParMode` member's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParMode::Constant => "CONSTANT",
+            ParMode::Expression => "EXPRESSION",
+            ParMode::Export => "EXPORT",
+            ParMode::Bind => "BIND",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ParDef {
     pub name: String,
@@ -193,6 +219,16 @@ pub struct ParDef {
     pub start_section: bool,
     /// Shown but not settable from outside (statistics, headers); the operator itself sets it.
     pub read_only: bool,
+    pub mode: ParMode,
+    /// The expression of `ParMode::Expression` (kept when the mode changes, as TouchDesigner
+    /// keeps it).
+    pub expr: String,
+    /// The parameter reference of `ParMode::Bind` (`parent().par.Gain`).
+    pub bind_expr: String,
+    /// `Par.enable` and `Par.enableExpr`: whether TouchDesigner's dialog greys it out. Kept for
+    /// scripts that read them back; nothing headless depends on them.
+    pub enable: bool,
+    pub enable_expr: String,
     /// Still holding the value it was created with (nothing set, kept, restored or given by
     /// the config): `p.default = 2` right after `appendFloat` then moves the value too, which
     /// setup code that sets only `default` relies on.
@@ -224,6 +260,11 @@ impl ParDef {
             menu_labels: Vec::new(),
             start_section: false,
             read_only: style == ParStyle::Header,
+            mode: ParMode::Constant,
+            expr: String::new(),
+            bind_expr: String::new(),
+            enable: true,
+            enable_expr: String::new(),
             fresh: true,
         }
     }
@@ -467,6 +508,8 @@ pub struct ParSet {
     saved: HashMap<String, ParValue>,
     /// Initial values from the config, by parameter name.
     init: HashMap<String, ParValue>,
+    /// Expressions and bindings from the config, by parameter name.
+    init_modes: HashMap<String, (ParMode, String)>,
     /// Parameters whose value was set while running, with the config's value for each at that
     /// moment: what a rebuild and a restart bring back.
     runtime: BTreeMap<String, Option<ParValue>>,
@@ -506,11 +549,18 @@ impl ParSet {
         self.init.extend(pars.iter().cloned());
     }
 
+    /// Sets expressions and bindings from the config (`Gain = { expr = "…" }`).
+    pub fn set_init_modes(&mut self, modes: &[(String, ParMode, String)]) {
+        self.init_modes
+            .extend(modes.iter().map(|(n, m, e)| (n.clone(), (*m, e.clone()))));
+    }
+
     /// Config values that name no parameter (reported after `onSetupParameters`).
     pub fn unknown_inits(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .init
             .keys()
+            .chain(self.init_modes.keys())
             .filter(|k| self.get(k).is_none())
             .cloned()
             .collect();
@@ -596,6 +646,13 @@ impl ParSet {
                     def.fresh = false;
                 }
             }
+            if let Some((mode, text)) = self.init_modes.get(n) {
+                def.mode = *mode;
+                match mode {
+                    ParMode::Bind => def.bind_expr = text.clone(),
+                    _ => def.expr = text.clone(),
+                }
+            }
             // A replaced parameter keeps its place.
             match at {
                 Some(i) => self.pars[i] = def,
@@ -613,6 +670,21 @@ impl ParSet {
             .ok_or_else(|| format!("no parameter \"{name}\""))?;
         if def.read_only {
             return Err(format!("parameter \"{name}\" is read-only"));
+        }
+        match def.mode {
+            ParMode::Expression => {
+                return Err(format!(
+                    "parameter \"{name}\" is driven by its expression \"{}\"",
+                    def.expr
+                ))
+            }
+            ParMode::Bind => {
+                return Err(format!(
+                    "parameter \"{name}\" is bound to \"{}\"; set that one",
+                    def.bind_expr
+                ))
+            }
+            _ => {}
         }
         let v = def.coerce(v)?;
         def.fresh = false;

@@ -44,6 +44,8 @@ pub struct ScriptConfig {
     /// Initial custom parameter values from the config, by parameter name (a group's list
     /// already spread over its members).
     pub pars: Vec<(String, ParValue)>,
+    /// Expressions and bindings from the config, by parameter name.
+    pub modes: Vec<(String, crate::cook::par::ParMode, String)>,
 }
 
 impl Kind for Script {
@@ -67,11 +69,13 @@ impl Kind for Script {
             1000,
         ) as u64);
         let pars = cx.par_values(&r.pars);
+        let modes = cx.par_modes(&r.pars);
         Some(ScriptConfig {
             callbacks,
             cook_budget,
             modoutsidecook: r.modoutsidecook.unwrap_or(false),
             pars,
+            modes,
         })
     }
 }

@@ -83,6 +83,7 @@ impl Rig {
             cook_budget: Duration::from_millis(1000),
             modoutsidecook: false,
             pars: Vec::new(),
+            modes: Vec::new(),
         };
         let mut op = OperatorConfig {
             name: name.to_string(),
@@ -859,6 +860,7 @@ fn a_replacement_dropped_by_a_rejected_reload_leaves_the_running_one_findable() 
             cook_budget: Duration::from_millis(1000),
             modoutsidecook: false,
             pars: Vec::new(),
+            modes: Vec::new(),
         }),
     };
     drop(op.settings.build(&op, &rig.build_ctx()).unwrap());

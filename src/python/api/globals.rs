@@ -165,9 +165,15 @@ pub fn install(
     .into_any();
     let network = crate::path::Place::Key(crate::path::parent_key(op).to_string());
     super::comp::install_finders(globals, Some(network), me)?;
+    install_clock(py, globals)?;
+    super::runtime::install(py, globals)?;
+    Ok(())
+}
+
+/// `debug`, `absTime` and `CookLevel`, which every namespace of chopd's Python gets.
+pub fn install_clock(py: Python<'_>, globals: &Bound<'_, PyDict>) -> PyResult<()> {
     globals.set_item("debug", wrap_pyfunction!(debug, py)?)?;
     globals.set_item("absTime", Py::new(py, AbsTime)?)?;
     globals.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
-    super::runtime::install(py, globals)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod channel;
 pub mod comp;
+pub mod expr;
 pub mod globals;
 pub mod numpy;
 pub mod op;

@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::cook::par::{fmt_num, ParDef, ParStyle};
+use crate::cook::par::{fmt_num, ParDef, ParMode, ParStyle};
 use crate::cook::ParValue;
 use crate::python::registry::{self, ScriptState};
 use crate::python::scope;
@@ -120,6 +120,7 @@ impl Par {
     pub(super) fn value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = shared_of(&self.op)?;
         note_read(&shared);
+        self.follow(py, &shared)?;
         let s = shared.borrow();
         let def = s.pars.get(&self.name).ok_or_else(|| {
             PyAttributeError::new_err(format!(
@@ -131,19 +132,75 @@ impl Par {
     }
 
     fn number(&self) -> PyResult<f64> {
+        if let Ok(shared) = shared_of(&self.op) {
+            Python::attach(|py| self.follow(py, &shared))?;
+        }
         self.with_def(|d| d.num())
+    }
+
+    /// In expression or bind mode, evaluates what drives the value and keeps the result as the
+    /// parameter's value (what the status shows); a change counts as one.
+    fn follow(&self, py: Python<'_>, shared: &ScriptState) -> PyResult<()> {
+        let (mode, text) = {
+            let s = shared.borrow();
+            match s.pars.get(&self.name) {
+                Some(d) if d.mode == ParMode::Expression => (d.mode, d.expr.clone()),
+                Some(d) if d.mode == ParMode::Bind => (d.mode, d.bind_expr.clone()),
+                _ => return Ok(()),
+            }
+        };
+        let got = super::expr::eval(py, &self.op, &text)?;
+        let got = if mode == ParMode::Bind {
+            match got.cast::<Par>() {
+                Ok(master) => master.get().value(py)?,
+                Err(_) => {
+                    return Err(err(format!(
+                        "the bind expression \"{text}\" of \"{}\" gives {}, not a parameter",
+                        self.name,
+                        got.get_type().name()?
+                    )))
+                }
+            }
+        } else {
+            got
+        };
+        let v = to_parval(&got)?;
+        let mut s = shared.borrow_mut();
+        let pars = &mut s.pars;
+        let Some(d) = pars.get_mut(&self.name) else {
+            return Ok(());
+        };
+        let v = d.coerce(&v).map_err(err)?;
+        if d.val != v {
+            d.val = v;
+            pars.version += 1;
+        }
+        Ok(())
     }
 }
 
-/// Sets a parameter of `op` from Python.
+/// Sets a parameter of `op` from Python. One in expression mode becomes a constant (as
+/// TouchDesigner does when a script assigns a value); one in bind mode sets its master.
 pub fn set_value(op: &str, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
-    let v = to_parval(v)?;
     let shared = shared_of(op)?;
+    let (mode, bind) = match shared.borrow().pars.get(name) {
+        None => {
+            return Err(PyAttributeError::new_err(format!(
+                "\"{op}\" has no parameter \"{name}\""
+            )))
+        }
+        Some(d) => (d.mode, d.bind_expr.clone()),
+    };
+    if mode == ParMode::Bind {
+        let master = super::expr::eval(v.py(), op, &bind)?;
+        return master.setattr("val", v);
+    }
+    let v = to_parval(v)?;
     let mut s = shared.borrow_mut();
-    if s.pars.get(name).is_none() {
-        return Err(PyAttributeError::new_err(format!(
-            "\"{op}\" has no parameter \"{name}\""
-        )));
+    if mode == ParMode::Expression {
+        if let Some(d) = s.pars.get_mut(name) {
+            d.mode = ParMode::Constant;
+        }
     }
     s.pars.set(name, &v).map_err(err)?;
     registry::note_par_write();
@@ -334,6 +391,74 @@ impl Par {
     #[setter(normMax)]
     fn set_norm_max(&self, v: f64) -> PyResult<()> {
         self.edit(|d| d.norm_max = v)
+    }
+
+    /// `ParMode.CONSTANT / EXPRESSION / EXPORT / BIND`.
+    #[getter]
+    fn mode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let name = self.with_def(|d| d.mode.name())?;
+        super::runtime::module(py)?
+            .getattr("ParMode")?
+            .getattr(name)
+    }
+    #[setter]
+    fn set_mode(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name: String = match v.getattr("name") {
+            Ok(n) => n.extract()?,
+            Err(_) => v.extract()?,
+        };
+        let mode = match name.to_ascii_uppercase().as_str() {
+            "CONSTANT" | "0" => ParMode::Constant,
+            "EXPRESSION" | "1" => ParMode::Expression,
+            "EXPORT" | "2" => ParMode::Export,
+            "BIND" | "3" => ParMode::Bind,
+            other => return Err(err(format!("no ParMode {other}"))),
+        };
+        self.edit(|d| d.mode = mode)?;
+        registry::note_par_write();
+        Ok(())
+    }
+    #[getter]
+    fn expr(&self) -> PyResult<String> {
+        self.with_def(|d| d.expr.clone())
+    }
+    #[setter]
+    fn set_expr(&self, v: String) -> PyResult<()> {
+        self.edit(|d| d.expr = v)
+    }
+    #[getter(bindExpr)]
+    fn bind_expr(&self) -> PyResult<String> {
+        self.with_def(|d| d.bind_expr.clone())
+    }
+    #[setter(bindExpr)]
+    fn set_bind_expr(&self, v: String) -> PyResult<()> {
+        self.edit(|d| d.bind_expr = v)
+    }
+    /// The parameter a bind expression names (`None` when there is none).
+    #[getter(bindMaster)]
+    fn bind_master(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let text = self.with_def(|d| d.bind_expr.clone())?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let got = super::expr::eval(py, &self.op, &text)?;
+        Ok(got.cast::<Par>().is_ok().then(|| got.unbind()))
+    }
+    #[getter]
+    fn enable(&self) -> PyResult<bool> {
+        self.with_def(|d| d.enable)
+    }
+    #[setter]
+    fn set_enable(&self, v: bool) -> PyResult<()> {
+        self.edit(|d| d.enable = v)
+    }
+    #[getter(enableExpr)]
+    fn enable_expr(&self) -> PyResult<String> {
+        self.with_def(|d| d.enable_expr.clone())
+    }
+    #[setter(enableExpr)]
+    fn set_enable_expr(&self, v: String) -> PyResult<()> {
+        self.edit(|d| d.enable_expr = v)
     }
 
     #[getter(readOnly)]

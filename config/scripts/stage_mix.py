@@ -1,0 +1,12 @@
+# The Script CHOP inside /project1/stage: its input's channels scaled by the component's
+# Master, shaped by its Curve menu, unless the extension has blacked the stage out.
+
+def onCook(scriptOp):
+    scriptOp.copy(scriptOp.inputs[0])
+    stage = parent.Stage            # the component, by its Parent Shortcut (= parent())
+    level = stage.par.Master.eval() * stage.Level()   # Level() is the promoted extension's
+    square = stage.par.Curve == 'square'
+    for chan in scriptOp.chans():
+        for i in range(len(chan)):
+            v = chan[i] * level
+            chan[i] = v * v if square else v
