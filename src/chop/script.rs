@@ -441,7 +441,10 @@ impl Operator for ScriptOp {
             return true;
         }
         {
-            let s = self.shared.borrow();
+            let mut s = self.shared.borrow_mut();
+            if std::mem::take(&mut s.cook_request) {
+                return true;
+            }
             if !s.pending_pulses.is_empty() || s.pars.version != self.pars_seen {
                 return true;
             }

@@ -38,6 +38,8 @@ pub struct ScriptShared {
     pub no_samples: bool,
     /// `isTimeSlice` set in `onSetupParameters`, outside any cook: applied by the operator.
     pub timeslice_request: Option<bool>,
+    /// `op.cook(force=True)` from another script: cook on the next frame.
+    pub cook_request: bool,
 }
 
 impl ScriptShared {
@@ -57,6 +59,7 @@ impl ScriptShared {
             clock_rate,
             no_samples: false,
             timeslice_request: None,
+            cook_request: false,
         }
     }
 }

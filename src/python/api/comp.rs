@@ -944,6 +944,7 @@ pub fn install_finders(
         },
     )?;
     globals.set_item("ops", OpsFinder { network })?;
+    globals.set_item("root", Comp::root())?;
     globals.set_item("me", me)?;
     Ok(())
 }

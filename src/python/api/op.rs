@@ -704,6 +704,46 @@ impl OpHandle {
         par::pages(&self.name)
     }
 
+    /// `pars(*patterns)`: its parameters whose names match (every one without a pattern).
+    #[pyo3(signature = (*patterns))]
+    fn pars(&self, patterns: Vec<String>) -> PyResult<Vec<par::Par>> {
+        let Some(shared) = registry::lookup(&self.name) else {
+            return Ok(Vec::new());
+        };
+        let names: Vec<String> = shared
+            .borrow()
+            .pars
+            .pars()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let source = if patterns.is_empty() {
+            "*".to_string()
+        } else {
+            patterns.join(" ")
+        };
+        registry::with_pattern(&source, |p| {
+            names
+                .iter()
+                .filter(|n| p.matches(n))
+                .map(|n| par::Par::new(&self.name, n))
+                .collect()
+        })
+    }
+
+    /// `cook(force=False, recurse=False)`: chopd cooks every operator that needs it each
+    /// frame, upstream first, so an operator asked for is already current; `force=True` on a
+    /// Script CHOP makes it cook on the next frame even if nothing it read changed.
+    #[pyo3(signature = (force=false, recurse=false))]
+    fn cook(&self, force: bool, recurse: bool) {
+        let _ = recurse;
+        if force {
+            if let Some(s) = registry::lookup(&self.name) {
+                s.borrow_mut().cook_request = true;
+            }
+        }
+    }
+
     #[getter(customPars)]
     fn custom_pars(&self) -> Vec<par::Par> {
         registry::lookup(&self.name)

@@ -60,6 +60,7 @@ fn names(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
             funcs.set_item("op", OpFinder { network: None })?;
             funcs.set_item("ops", OpsFinder { network: None })?;
             funcs.set_item("parent", ParentFinder { network: None })?;
+            funcs.set_item("root", Comp::root())?;
             funcs.set_item("debug", wrap_pyfunction!(globals::debug, py)?)?;
             funcs.set_item("absTime", Py::new(py, AbsTime)?)?;
             funcs.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
