@@ -203,6 +203,51 @@ pub fn fetch_from<'py>(
     Ok(None)
 }
 
+/// `fetch(key, default, search, storeDefault)` over a storage chain (the first is the asking
+/// operator's own): the nearest stored value, else the default (stored first when asked),
+/// else `KeyError`.
+pub fn fetch_or<'py>(
+    py: Python<'py>,
+    chain: &[String],
+    search: bool,
+    store_default: bool,
+    key: &Bound<'py, PyAny>,
+    default: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(v) = fetch_from(py, chain, search, key)? {
+        return Ok(v);
+    }
+    match default {
+        Some(d) => {
+            if store_default {
+                registry::storage(py, &chain[0]).set_item(key, &d)?;
+            }
+            Ok(d)
+        }
+        None => Err(PyKeyError::new_err(format!(
+            "\"{}\" has no stored key {} (pass a default to fetch)",
+            chain[0],
+            key.repr()?
+        ))),
+    }
+}
+
+/// `unstore(key)`: removes a key if it is there.
+pub fn unstore_in(storage: &Bound<'_, PyDict>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+    if storage.contains(key)? {
+        storage.del_item(key)?;
+    }
+    Ok(())
+}
+
+/// A hash of a path, for `__hash__` of the network's objects.
+pub fn hash_path(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
 /// A component: `/`, `/project1`, or a `base` operator of the config.
 #[pyclass(frozen, module = "chopd", name = "COMP")]
 pub struct Comp {
@@ -513,27 +558,18 @@ impl Comp {
         search: bool,
         storeDefault: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let chain = place_chain(&self.place);
-        if let Some(v) = fetch_from(py, &chain, search, key)? {
-            return Ok(v);
-        }
-        match default.iter().next() {
-            Some(d) => {
-                if storeDefault {
-                    self.storage(py).set_item(key, &d)?;
-                }
-                Ok(d)
-            }
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
-        }
+        fetch_or(
+            py,
+            &place_chain(&self.place),
+            search,
+            storeDefault,
+            key,
+            default.iter().next(),
+        )
     }
 
     fn unstore(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let st = self.storage(py);
-        if st.contains(key)? {
-            st.del_item(key)?;
-        }
-        Ok(())
+        unstore_in(&self.storage(py), key)
     }
 
     /// `ext`: the component's extensions by name (`op('show').ext.ShowExt`).
@@ -572,10 +608,7 @@ impl Comp {
     }
 
     fn __hash__(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.place.td_path().hash(&mut h);
-        h.finish()
+        hash_path(&self.place.td_path())
     }
 
     fn __repr__(&self) -> String {
@@ -865,27 +898,18 @@ impl CallbacksDat {
         search: bool,
         storeDefault: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let chain = storage_chain(&self.key());
-        if let Some(v) = fetch_from(py, &chain, search, key)? {
-            return Ok(v);
-        }
-        match default.iter().next() {
-            Some(d) => {
-                if storeDefault {
-                    self.storage(py).set_item(key, &d)?;
-                }
-                Ok(d)
-            }
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
-        }
+        fetch_or(
+            py,
+            &storage_chain(&self.key()),
+            search,
+            storeDefault,
+            key,
+            default.iter().next(),
+        )
     }
 
     fn unstore(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let st = self.storage(py);
-        if st.contains(key)? {
-            st.del_item(key)?;
-        }
-        Ok(())
+        unstore_in(&self.storage(py), key)
     }
 
     fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
@@ -900,10 +924,7 @@ impl CallbacksDat {
     }
 
     fn __hash__(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.key().hash(&mut h);
-        h.finish()
+        hash_path(&self.key())
     }
 
     fn __repr__(&self) -> String {

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -502,33 +502,12 @@ impl OpHandle {
                 given = Some(v);
             }
         }
-        let default = given;
         let chain = super::comp::storage_chain(&self.name);
-        if let Some(v) = super::comp::fetch_from(py, &chain, search, key)? {
-            return Ok(v);
-        }
-        let st = registry::storage(py, &self.name);
-        match default {
-            Some(d) => {
-                if storeDefault {
-                    st.set_item(key, &d)?;
-                }
-                Ok(d)
-            }
-            None => Err(PyKeyError::new_err(format!(
-                "\"{}\" has no stored key {} (pass a default to fetch)",
-                self.name,
-                key.repr()?
-            ))),
-        }
+        super::comp::fetch_or(py, &chain, search, storeDefault, key, given)
     }
 
     fn unstore(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let st = registry::storage(py, &self.name);
-        if st.contains(key)? {
-            st.del_item(key)?;
-        }
-        Ok(())
+        super::comp::unstore_in(&registry::storage(py, &self.name), key)
     }
 
     #[getter(totalCooks)]
@@ -773,9 +752,6 @@ impl OpHandle {
     }
 
     fn __hash__(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.name.hash(&mut h);
-        h.finish()
+        super::comp::hash_path(&self.name)
     }
 }
