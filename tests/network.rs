@@ -64,6 +64,11 @@ style = "Pulse"
 [[operator.par]]
 name = "Double"
 style = "Float"
+
+[[operator.par]]
+name = "Target"
+style = "CHOP"
+default = "show/faders"
 "#;
     Config::new()
         .control()
@@ -124,6 +129,7 @@ fn a_script_in_a_component_sees_its_network_as_touchdesigner_has_it() {
         "root",
         "pars_pattern",
         "builtin_pars",
+        "op_ref",
         "parent_shortcut",
         "project_shortcut",
         "global_shortcut",

@@ -296,8 +296,25 @@ impl Par {
         set_value(&self.op, &self.name, v)
     }
 
+    /// The value; for an operator reference (OP, COMP, CHOP, DAT styles) the operator it
+    /// names, found from the owner's network (`None` when it names nothing), as TouchDesigner's
+    /// `eval()` gives it.
     fn eval<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.value(py)
+        let v = self.value(py)?;
+        let is_ref = self.with_def(|d| {
+            matches!(
+                d.style,
+                ParStyle::OP | ParStyle::COMP | ParStyle::CHOP | ParStyle::DAT
+            )
+        })?;
+        if !is_ref || v.extract::<String>().is_ok_and(|s| s.trim().is_empty()) {
+            return Ok(v);
+        }
+        let net = crate::path::Place::Key(crate::path::parent_key(&self.op).to_string());
+        Ok(match super::comp::find(py, &net, &v)? {
+            Some(o) => o.into_bound(py),
+            None => py.None().into_bound(py),
+        })
     }
 
     #[getter]
