@@ -47,6 +47,8 @@ use std::time::{Duration, Instant};
 
 use jack_sys as j;
 
+use super::cancel::uncancellable;
+
 /// JACK's type name for MIDI ports.
 const MIDI_TYPE: &CStr = c"8 bit raw midi";
 
@@ -111,28 +113,6 @@ unsafe impl Send for JackLister {}
 unsafe fn events<'a>(arg: *mut c_void) -> &'a Events {
     // SAFETY: see above.
     unsafe { &*(arg as *const Events) }
-}
-
-extern "C" {
-    // Not in the libc crate for Linux; POSIX, and async-cancel-safe.
-    fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
-}
-
-/// glibc's value (`<pthread.h>`).
-const PTHREAD_CANCEL_DISABLE: c_int = 1;
-
-/// Runs `f` with cancellation of this thread disabled, for code of ours on a libjack thread (see
-/// the module docs). A cancel requested meanwhile takes effect as the old state is restored,
-/// here, where nothing of `f` is left to clean up (hence `R: Copy`: no destructor pending).
-/// `f` must not block: the thread closing the client waits for this one to end.
-pub fn uncancellable<R: Copy>(f: impl FnOnce() -> R) -> R {
-    let mut old: c_int = 0;
-    // SAFETY: plain calls on the current thread with a valid out-parameter.
-    unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
-    let r = f();
-    // SAFETY: as above; restores what the thread had.
-    unsafe { pthread_setcancelstate(old, &mut old) };
-    r
 }
 
 /// Every client of ours: its `dead` flag (boxed, see [`Client`]).
