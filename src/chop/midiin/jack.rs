@@ -233,8 +233,9 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        // Blocks while another close runs: dropped on a `Closer` thread (or at the end of
-        // `chopd midi-ports`), never on the scanner's or the cook thread.
+        // Blocks while another close runs. Dead clients and those of a stopped scanner are
+        // dropped on a `Closer` thread; only a client that failed to start (or the lister of
+        // `chopd midi-ports`) is closed where it was opened. Never on the cook thread.
         let _close = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: opened by us and closed once; deactivates first, so no callback runs after.
         unsafe {
