@@ -2,8 +2,9 @@
 //! channels (`ch1n60`, `ch1c7`, `ch1pw`, …), with hot-plug.
 //!
 //! Three threads touch an operator:
-//! - midir's callback thread (JACK's realtime thread under the `jack` feature) parses bytes into
-//!   events and pushes them into a bounded queue — nothing else;
+//! - midir's callback thread (ALSA) or JACK's realtime thread (the `jack` feature, see
+//!   `midiin/jack.rs`) parses bytes into events and pushes them into a bounded queue — nothing
+//!   else;
 //! - the scanner thread ([`ports::Scanner`]) lists ports every `scan_ms`, connects, notices a
 //!   vanished port and reconnects; it publishes `connected` and counters as atomics and logs one
 //!   line per change;
@@ -18,6 +19,7 @@
 //! value for that frame and rests the next. When the device vanishes, held notes are released
 //! (no note-off can come any more); controllers keep their values.
 
+mod cancel;
 #[cfg(feature = "jack")]
 mod jack;
 mod parse;

@@ -22,15 +22,32 @@
 //! Only the scanner thread uses a [`JackLister`]. It registers no ports and has no process
 //! callback, so activating it (JACK only delivers events to an active client) does not put it in
 //! the server's realtime graph: it costs nothing per period.
+//!
+//! # libjack's threads
+//! libjack runs our callbacks on threads of its own and, when a client is deactivated or closed,
+//! stops those threads with `pthread_cancel` in *asynchronous* mode: the thread dies at whatever
+//! instruction it is at. Code of ours cut off half way can leave a lock taken or a channel slot
+//! claimed but never filled (the cook thread's `try_recv` then waits for that slot for ever), or
+//! malloc's arena lock held (every later allocation in it hangs). So every callback of ours runs
+//! [`uncancellable`]: a cancel that arrives meanwhile takes effect when the callback is done.
+//! The MIDI input is a client of ours too ([`JackInput`], not midir's, whose callback allocates
+//! on libjack's realtime thread), and clients are closed on threads of their own ([`Closer`]):
+//! closing one joins libjack's threads and talks to the server, and after a server crash that
+//! can take long or never end; the scanner does not wait for it.
 
 use std::collections::VecDeque;
 use std::ffi::{c_int, c_void, CStr, CString};
+use std::mem::ManuallyDrop;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Mutex, TryLockError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use jack_sys as j;
+
+use super::cancel::uncancellable;
 
 /// JACK's type name for MIDI ports.
 const MIDI_TYPE: &CStr = c"8 bit raw midi";
@@ -52,7 +69,6 @@ enum Note {
 /// What JACK's callbacks touch: boxed so its address stays put for them, and only atomics and a
 /// bounded queue that never blocks the sender (the callbacks run on JACK's thread).
 struct Events {
-    dead: AtomicBool,
     notes: SyncSender<Note>,
     lost: AtomicBool,
 }
@@ -77,7 +93,8 @@ pub enum Heard {
 }
 
 pub struct JackLister {
-    client: *mut j::jack_client_t,
+    /// First: closed before `events` is freed.
+    client: Client,
     events: Box<Events>,
     notes: Receiver<Note>,
     /// Events taken from the queue and not yet judged (those after a connection's own event).
@@ -98,15 +115,21 @@ unsafe fn events<'a>(arg: *mut c_void) -> &'a Events {
     unsafe { &*(arg as *const Events) }
 }
 
+/// Every client of ours: its `dead` flag (boxed, see [`Client`]).
 unsafe extern "C" fn on_shutdown(arg: *mut c_void) {
-    // SAFETY: `arg` is the lister's `Events` (see `events`).
-    unsafe { events(arg) }.dead.store(true, Ordering::Relaxed);
+    uncancellable(|| {
+        // SAFETY: `arg` is the client's boxed flag, freed only after `jack_client_close`.
+        let dead = unsafe { &*(arg as *const AtomicBool) };
+        if !dead.swap(true, Ordering::Relaxed) {
+            DEAD.fetch_add(1, Ordering::Relaxed);
+        }
+    });
 }
 
 unsafe extern "C" fn on_registration(port: j::jack_port_id_t, register: c_int, arg: *mut c_void) {
     if register == 0 {
         // SAFETY: `arg` is the lister's `Events` (see `events`).
-        unsafe { events(arg) }.push(Note::Unregistered(port));
+        uncancellable(|| unsafe { events(arg) }.push(Note::Unregistered(port)));
     }
 }
 
@@ -118,45 +141,137 @@ unsafe extern "C" fn on_connect(
 ) {
     if connect != 0 {
         // SAFETY: `arg` is the lister's `Events` (see `events`).
-        unsafe { events(arg) }.push(Note::Connected(a, b));
+        uncancellable(|| unsafe { events(arg) }.push(Note::Connected(a, b)));
+    }
+}
+
+/// libjack prints to stderr whenever a client cannot reach the server (every scan while jackd is
+/// down): send those lines to the log at debug level instead. Its threads call this too (a
+/// server that dies makes each of them say so), hence `uncancellable`: the log takes locks.
+pub fn quiet() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    unsafe extern "C" fn to_log(msg: *const std::ffi::c_char) {
+        if msg.is_null() {
+            return;
+        }
+        uncancellable(|| {
+            // SAFETY: libjack passes a NUL-terminated string valid for the duration of the call.
+            let text = unsafe { CStr::from_ptr(msg) };
+            tracing::debug!(target: "chopd::jack", "{}", text.to_string_lossy());
+        })
+    }
+    ONCE.call_once(|| {
+        // SAFETY: both functions only store the pointer of a function that lives for the whole
+        // program; no JACK client is needed.
+        unsafe {
+            j::jack_set_error_function(Some(to_log));
+            j::jack_set_info_function(Some(to_log));
+        }
+    });
+}
+
+/// Serialises opening and closing our JACK clients, process-wide. libjack's `jack_client_open`
+/// after a server died closes and frees every client still open from that server (JACK2's
+/// library cleanup); a close of ours racing it, or coming after it, would free a client twice.
+/// So a client is opened only when no client of ours is dead and unclosed ([`DEAD`]) and no
+/// close is under way: the scanner then tries again at its next scan, never waits.
+static LIFECYCLE: Mutex<()> = Mutex::new(());
+
+/// Clients of ours that the server shut down and that are not closed yet.
+static DEAD: AtomicUsize = AtomicUsize::new(0);
+
+/// Why a client could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unopened {
+    NoServer,
+    /// Clients of a server that shut down are still being closed (or their close got stuck:
+    /// then for good, see [`Closer::reap`]).
+    Closing,
+}
+
+/// One JACK client of ours. It is the first field of its owner, so that it is closed (on drop)
+/// before the callbacks' arguments, the owner's later fields, are freed.
+struct Client {
+    ptr: *mut j::jack_client_t,
+    /// Set by the shutdown callback: the server is gone, the client must be closed and opened
+    /// anew.
+    dead: Box<AtomicBool>,
+}
+
+impl Client {
+    fn open(name: &str) -> Result<Client, Unopened> {
+        let c_name = CString::new(name).map_err(|_| Unopened::NoServer)?;
+        if DEAD.load(Ordering::Relaxed) > 0 {
+            return Err(Unopened::Closing);
+        }
+        let _open = match LIFECYCLE.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(Unopened::Closing),
+        };
+        let mut status: j::jack_status_t = 0;
+        // SAFETY: a valid C string and a status out-parameter; NoStartServer keeps libjack from
+        // spawning jackd.
+        let ptr =
+            unsafe { j::jack_client_open(c_name.as_ptr(), j::JackNoStartServer, &mut status) };
+        if ptr.is_null() {
+            return Err(Unopened::NoServer);
+        }
+        let dead = Box::new(AtomicBool::new(false));
+        // SAFETY: the flag lives until after `jack_client_close` (Drop).
+        unsafe {
+            j::jack_on_shutdown(ptr, Some(on_shutdown), &*dead as *const AtomicBool as *mut _);
+        }
+        Ok(Client { ptr, dead })
+    }
+
+    fn alive(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Blocks while another close runs. Dead clients and those of a stopped scanner are
+        // dropped on a `Closer` thread; only a client that failed to start (or the lister of
+        // `chopd midi-ports`) is closed where it was opened. Never on the cook thread.
+        let _close = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: opened by us and closed once; deactivates first, so no callback runs after.
+        unsafe {
+            j::jack_client_close(self.ptr);
+        }
+        if self.dead.load(Ordering::Relaxed) {
+            DEAD.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl JackLister {
-    /// Opens a client named `name`; `None` when no server is running (never starts one). With
-    /// `listen`, the client hears port events (what the scanner needs; `chopd midi-ports` does
-    /// not).
-    pub fn open(name: &str, listen: bool) -> Option<JackLister> {
-        let c_name = CString::new(name).ok()?;
-        let mut status: j::jack_status_t = 0;
-        // SAFETY: a valid C string and a status out-parameter; NoStartServer keeps libjack from
-        // spawning jackd.
-        let client =
-            unsafe { j::jack_client_open(c_name.as_ptr(), j::JackNoStartServer, &mut status) };
-        if client.is_null() {
-            return None;
-        }
+    /// Opens a client named `name` (never starts a server). With `listen`, the client hears
+    /// port events (what the scanner needs; `chopd midi-ports` does not).
+    pub fn open(name: &str, listen: bool) -> Result<JackLister, Unopened> {
+        let client = Client::open(name)?;
         let (tx, notes) = mpsc::sync_channel(NOTES);
         let events = Box::new(Events {
-            dead: AtomicBool::new(false),
             notes: tx,
             lost: AtomicBool::new(false),
         });
         let arg = &*events as *const Events as *mut c_void;
-        // SAFETY: the callbacks and their argument stay valid until `jack_client_close` (Drop).
-        // Callbacks must be set before activation; activating a client without a process
-        // callback only subscribes it to events.
+        let ptr = client.ptr;
+        // SAFETY: the callbacks and their argument stay valid until `jack_client_close` (see
+        // `Client`). Callbacks must be set before activation; activating a client without a
+        // process callback only subscribes it to events.
         let listening = unsafe {
-            j::jack_on_shutdown(client, Some(on_shutdown), arg);
             listen
-                && j::jack_set_port_registration_callback(client, Some(on_registration), arg) == 0
-                && j::jack_set_port_connect_callback(client, Some(on_connect), arg) == 0
-                && j::jack_activate(client) == 0
+                && j::jack_set_port_registration_callback(ptr, Some(on_registration), arg) == 0
+                && j::jack_set_port_connect_callback(ptr, Some(on_connect), arg) == 0
+                && j::jack_activate(ptr) == 0
         };
         if listen && !listening {
             tracing::warn!(target: "chopd::jack", "JACK refused to send port events to \"{name}\": a port replaced faster than a scan is then told by its UUID alone");
         }
-        Some(JackLister {
+        Ok(JackLister {
             client,
             events,
             notes,
@@ -167,14 +282,14 @@ impl JackLister {
 
     /// False once the server has shut down: the client is dead and must be reopened.
     pub fn alive(&self) -> bool {
-        !self.events.dead.load(Ordering::Relaxed)
+        self.client.alive()
     }
 
     /// The UUID of the port in slot `id` (JACK2 keeps it for the slot's next port too).
     fn uuid_of(&self, id: j::jack_port_id_t) -> Option<u64> {
         // SAFETY: `client` is open; the port pointer comes from JACK and is only read.
         unsafe {
-            let port = j::jack_port_by_id(self.client, id);
+            let port = j::jack_port_by_id(self.client.ptr, id);
             (!port.is_null()).then(|| j::jack_port_uuid(port))
         }
     }
@@ -184,7 +299,7 @@ impl JackLister {
         let name = CString::new(name).ok()?;
         // SAFETY: `client` is open; a valid C string; the port pointer is only read.
         unsafe {
-            let port = j::jack_port_by_name(self.client, name.as_ptr());
+            let port = j::jack_port_by_name(self.client.ptr, name.as_ptr());
             (!port.is_null()).then(|| j::jack_port_uuid(port))
         }
     }
@@ -279,7 +394,7 @@ impl JackLister {
         // C strings that we free with `jack_free` after copying.
         unsafe {
             let list = j::jack_get_ports(
-                self.client,
+                self.client.ptr,
                 ptr::null(),
                 MIDI_TYPE.as_ptr(),
                 j::JackPortIsOutput as ::libc::c_ulong,
@@ -295,7 +410,7 @@ impl JackLister {
                 }
                 i += 1;
                 // Listed but not found by name: it is being unregistered as we look.
-                let port = j::jack_port_by_name(self.client, p);
+                let port = j::jack_port_by_name(self.client.ptr, p);
                 if port.is_null() {
                     continue;
                 }
@@ -316,7 +431,7 @@ impl JackLister {
     pub fn connect(&self, source: &str, dest: &str) -> Result<bool, String> {
         let (src, dst) = cstrings(source, dest)?;
         // SAFETY: `client` is open; both are valid C strings.
-        let rc = unsafe { j::jack_connect(self.client, src.as_ptr(), dst.as_ptr()) };
+        let rc = unsafe { j::jack_connect(self.client.ptr, src.as_ptr(), dst.as_ptr()) };
         if rc == 0 || rc == libc::EEXIST {
             Ok(rc == 0)
         } else {
@@ -336,7 +451,7 @@ impl JackLister {
         }
         // SAFETY: `client` is open; the port pointer comes from JACK and is only read.
         unsafe {
-            let port = j::jack_port_by_name(self.client, dst.as_ptr());
+            let port = j::jack_port_by_name(self.client.ptr, dst.as_ptr());
             !port.is_null() && j::jack_port_connected_to(port, src.as_ptr()) != 0
         }
     }
@@ -347,12 +462,163 @@ fn cstrings(a: &str, b: &str) -> Result<(CString, CString), String> {
     Ok((c(a)?, c(b)?))
 }
 
-impl Drop for JackLister {
-    fn drop(&mut self) {
-        // SAFETY: the client was opened by us and is closed once; after this the shutdown
-        // callback can no longer run, so `dead` may be freed.
-        unsafe {
-            j::jack_client_close(self.client);
+
+
+/// What the input's process callback owns: boxed so its address stays put for it.
+struct Input<F> {
+    port: *mut j::jack_port_t,
+    on_bytes: F,
+}
+
+/// JACK's realtime thread, once per period: hands each MIDI event of the period to `on_bytes`.
+/// Nothing here allocates, locks or blocks, and it cannot be cut off half way.
+unsafe extern "C" fn process<F: FnMut(&[u8])>(nframes: j::jack_nframes_t, arg: *mut c_void) -> c_int {
+    uncancellable(|| {
+        // SAFETY: `arg` is the `Input<F>` of `JackInput::open`, freed only after the client is
+        // closed; only this thread touches it while the client is active.
+        let input = unsafe { &mut *(arg as *mut Input<F>) };
+        // SAFETY: the port belongs to this client; the buffer is valid for this period.
+        let buf = unsafe { j::jack_port_get_buffer(input.port, nframes) };
+        if buf.is_null() {
+            return;
         }
+        // SAFETY: a MIDI port's buffer; each event's bytes are valid for this period.
+        for i in 0..unsafe { j::jack_midi_get_event_count(buf) } {
+            let mut ev = j::jack_midi_event_t::default();
+            if unsafe { j::jack_midi_event_get(&mut ev, buf, i) } == 0 && !ev.buffer.is_null() {
+                (input.on_bytes)(unsafe { std::slice::from_raw_parts(ev.buffer, ev.size) });
+            }
+        }
+    });
+    0
+}
+
+/// MIDI In's own JACK client: one MIDI input port that the scanner connects sources to, and a
+/// process callback that passes what arrives to a function of the caller's.
+pub struct JackInput {
+    /// First: closed (when dropped) before `_input` is freed.
+    _client: Client,
+    /// The port's full name (`client:port`), as JACK made it.
+    name: String,
+    _input: Box<dyn Send>,
+}
+
+// SAFETY: as for `JackLister`: one owner at a time, and libjack's calls work from any thread.
+unsafe impl Send for JackInput {}
+
+struct SendInput<F>(Input<F>);
+// SAFETY: the port pointer is only used by the process callback, on JACK's thread.
+unsafe impl<F: Send> Send for SendInput<F> {}
+
+impl JackInput {
+    /// Opens client `client` with the MIDI input `port` and starts it; `on_bytes` runs on JACK's
+    /// realtime thread for every MIDI event and must neither block nor allocate.
+    pub fn open<F>(client: &str, port: &str, on_bytes: F) -> Result<JackInput, String>
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        quiet();
+        let c_port = CString::new(port).map_err(|_| format!("port name \"{port}\" contains a NUL byte"))?;
+        let client = Client::open(client).map_err(|e| match e {
+            Unopened::NoServer => "no JACK server is running".to_string(),
+            Unopened::Closing => "the clients of a stopped JACK server are still being closed".to_string(),
+        })?;
+        // SAFETY: `client` is open; the port name and type are valid C strings.
+        let p = unsafe {
+            j::jack_port_register(
+                client.ptr,
+                c_port.as_ptr(),
+                MIDI_TYPE.as_ptr(),
+                j::JackPortIsInput as ::libc::c_ulong,
+                0,
+            )
+        };
+        if p.is_null() {
+            return Err(format!("cannot register the JACK input port \"{port}\""));
+        }
+        let mut input = Box::new(SendInput(Input { port: p, on_bytes }));
+        let arg = &mut input.0 as *mut Input<F> as *mut c_void;
+        // SAFETY: the callback's argument lives until after `jack_client_close` (see `Client`);
+        // the callback is set before activation, as JACK requires.
+        let started = unsafe {
+            j::jack_set_process_callback(client.ptr, Some(process::<F>), arg) == 0
+                && j::jack_activate(client.ptr) == 0
+        };
+        if !started {
+            return Err("JACK refused to start the input client".into());
+        }
+        // SAFETY: a registered port's name is a C string owned by JACK.
+        let name = unsafe { CStr::from_ptr(j::jack_port_name(p)) }
+            .to_string_lossy()
+            .into_owned();
+        Ok(JackInput {
+            _client: client,
+            name,
+            _input: input,
+        })
+    }
+
+    pub fn port_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// How long closing a client may take before it is abandoned. A close takes a few server round
+/// trips (milliseconds), or returns at once when the server is gone; one that lasts seconds is
+/// stuck in libjack and will not end.
+pub const CLOSE_BOUND: Duration = Duration::from_secs(2);
+
+/// Closes abandoned so far in this process (each is logged once).
+static ABANDONED: AtomicU64 = AtomicU64::new(0);
+
+/// JACK clients being closed, each on a thread of its own, so that whoever drops them (the
+/// scanner) never waits for libjack.
+#[derive(Default)]
+pub struct Closer {
+    pending: Vec<(Instant, JoinHandle<()>)>,
+}
+
+impl Closer {
+    /// Closes `clients` (drops them) on a new thread and returns at once.
+    pub fn retire<T: Send + 'static>(&mut self, clients: T) {
+        // Should the thread not start, the closure is dropped unrun and the clients are left
+        // open: better than waiting for them here.
+        let clients = ManuallyDrop::new(clients);
+        let spawned = std::thread::Builder::new()
+            .name("jack-close".into())
+            .spawn(move || drop(ManuallyDrop::into_inner(clients)));
+        match spawned {
+            Ok(t) => self.pending.push((Instant::now(), t)),
+            Err(e) => {
+                tracing::warn!(target: "chopd::jack", "cannot start a thread to close JACK clients ({e}); they are left open");
+            }
+        }
+    }
+
+    /// Forgets the closes that finished, and abandons (logs and counts, once each) those that
+    /// have taken longer than [`CLOSE_BOUND`]: their thread is left to itself.
+    pub fn reap(&mut self, op: &str) {
+        self.pending.retain(|(since, t)| {
+            if t.is_finished() {
+                return false;
+            }
+            if since.elapsed() < CLOSE_BOUND {
+                return true;
+            }
+            let n = ABANDONED.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(op = %op, "midiin \"{op}\": closing a JACK client has not finished after {CLOSE_BOUND:?} (stuck in libjack); abandoned ({n} so far). Every other operator runs; no JACK client can be opened while it is stuck, so MIDI stays unavailable until chopd restarts");
+            false
+        });
+    }
+
+    /// Waits for the pending closes, each at most until its bound, then reaps: for the end of
+    /// the scanner thread, so that the daemon exits with its clients closed.
+    pub fn finish(&mut self, op: &str) {
+        for (since, t) in &self.pending {
+            while !t.is_finished() && since.elapsed() < CLOSE_BOUND {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.reap(op);
     }
 }

@@ -34,6 +34,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(not(feature = "jack"))]
 use midir::{MidiInput, MidiInputConnection};
 
 use super::parse::{Event, StreamParser};
@@ -162,6 +163,11 @@ pub enum Unavailable {
     Alsa(String),
     #[error("no JACK server is running (chopd was built with the `jack` MIDI backend)")]
     NoJack,
+    /// The clients of a JACK server that shut down are still being closed: a new one can only
+    /// be opened after that (see `jack.rs`). Not logged: it lasts a scan or two, and a close
+    /// that never ends is logged by the closer.
+    #[error("the clients of a stopped JACK server are still being closed")]
+    JackClosing,
 }
 
 /// The MIDI backend this build uses, for messages.
@@ -176,50 +182,21 @@ pub const BACKEND: &str = if cfg!(feature = "jack") {
 #[cfg(not(feature = "jack"))]
 const ALSA_SEQ: &str = "/dev/snd/seq";
 
-/// Opens a MIDI client named `client` (an ALSA sequencer client, or a JACK client).
+/// Opens an ALSA sequencer client named `client` (under JACK, `jack.rs` opens the clients).
+#[cfg(not(feature = "jack"))]
 pub fn open(client: &str) -> Result<MidiInput, Unavailable> {
-    #[cfg(not(feature = "jack"))]
     if !std::path::Path::new(ALSA_SEQ).exists() {
         return Err(Unavailable::NoSequencer(ALSA_SEQ));
     }
-    #[cfg(feature = "jack")]
-    quiet_jack();
     match MidiInput::new(client) {
         Ok(mut mi) => {
             // SysEx, clock and active sensing carry no channel: don't even wake us for them
-            // (the ALSA backend honours this; the parser ignores them in any case).
+            // (the parser ignores them in any case).
             mi.ignore(midir::Ignore::All);
             Ok(mi)
         }
-        #[cfg(feature = "jack")]
-        Err(_) => Err(Unavailable::NoJack),
-        #[cfg(not(feature = "jack"))]
         Err(e) => Err(Unavailable::Alsa(e.to_string())),
     }
-}
-
-/// libjack prints to stderr whenever a client cannot reach the server (every scan while jackd is
-/// down): send those lines to the log at debug level instead.
-#[cfg(feature = "jack")]
-fn quiet_jack() {
-    use std::sync::Once;
-    static ONCE: Once = Once::new();
-    unsafe extern "C" fn to_log(msg: *const std::ffi::c_char) {
-        if msg.is_null() {
-            return;
-        }
-        // SAFETY: libjack passes a NUL-terminated string valid for the duration of the call.
-        let text = unsafe { std::ffi::CStr::from_ptr(msg) };
-        tracing::debug!(target: "chopd::jack", "{}", text.to_string_lossy());
-    }
-    ONCE.call_once(|| {
-        // SAFETY: both functions only store the pointer of a function that lives for the whole
-        // program; no JACK client is needed.
-        unsafe {
-            jack_sys::jack_set_error_function(Some(to_log));
-            jack_sys::jack_set_info_function(Some(to_log));
-        }
-    });
 }
 
 /// A port a MIDI In can connect to: its name and, under JACK, its UUID (0 under ALSA, whose
@@ -249,10 +226,14 @@ impl Lister {
         }
         #[cfg(feature = "jack")]
         {
-            quiet_jack();
+            super::jack::quiet();
+            use super::jack::Unopened;
             super::jack::JackLister::open(client, listen)
                 .map(|jack| Lister { jack })
-                .ok_or(Unavailable::NoJack)
+                .map_err(|e| match e {
+                    Unopened::NoServer => Unavailable::NoJack,
+                    Unopened::Closing => Unavailable::JackClosing,
+                })
         }
     }
 
@@ -318,8 +299,8 @@ pub struct PortState {
     pub matches: AtomicU64,
 }
 
-/// What midir's callback owns: it runs on midir's thread (a realtime thread under JACK), so it
-/// only parses and pushes into the bounded queue — no allocation, no lock, no log.
+/// What the MIDI callback owns: it runs on midir's thread (ALSA) or JACK's realtime thread, so
+/// it only parses and pushes into the bounded queue — no allocation, no lock, no log.
 struct Callback {
     parser: StreamParser,
     tx: SyncSender<Wire>,
@@ -351,10 +332,12 @@ pub struct Scanner {
     lister: Option<Lister>,
     /// The port we are connected to (name and identity) and the link to it.
     conn: Option<(Port, Link)>,
-    /// JACK: our virtual input port (the connection holding it, and its full name), created
-    /// once; sources are connected to it.
+    /// JACK: our input port (and its client), created once; sources are connected to it.
     #[cfg(feature = "jack")]
-    input: Option<(MidiInputConnection<Callback>, String)>,
+    input: Option<super::jack::JackInput>,
+    /// JACK: clients being closed off this thread.
+    #[cfg(feature = "jack")]
+    closer: super::jack::Closer,
     tx: SyncSender<Wire>,
     pub shared: Arc<PortState>,
     /// Log state, so that each change is logged once.
@@ -409,6 +392,8 @@ impl Scanner {
             conn: None,
             #[cfg(feature = "jack")]
             input: None,
+            #[cfg(feature = "jack")]
+            closer: Default::default(),
             tx,
             shared: Arc::new(PortState::default()),
             logged_unavailable: None,
@@ -430,14 +415,17 @@ impl Scanner {
     /// One look at the port list: notice a vanished port, connect to a matching one.
     pub fn scan(&mut self) -> ScanState {
         if self.lister.as_ref().is_some_and(|l| !l.alive()) {
-            // The JACK server went away: every client of ours is dead, the connection too.
-            self.lister = None;
+            // The JACK server went away: every client of ours is dead, the connection too. The
+            // dead clients are closed off this thread (see `jack.rs`).
+            let lister = self.lister.take();
             self.disconnect("is gone: the JACK server shut down");
             #[cfg(feature = "jack")]
-            {
-                self.input = None;
-            }
+            self.closer.retire((lister, self.input.take()));
+            #[cfg(not(feature = "jack"))]
+            drop(lister);
         }
+        #[cfg(feature = "jack")]
+        self.closer.reap(&self.op);
         if self.lister.is_none() {
             match Lister::open(&self.client_name("-scan"), true) {
                 Ok(l) => {
@@ -449,7 +437,7 @@ impl Scanner {
                 }
                 Err(e) => {
                     self.shared.available.store(false, Relaxed);
-                    if self.logged_unavailable.as_ref() != Some(&e) {
+                    if self.logged_unavailable.as_ref() != Some(&e) && e != Unavailable::JackClosing {
                         tracing::warn!(
                             op = %self.op,
                             "midiin \"{}\": MIDI is unavailable: {e}; the operator stays disconnected (every other operator runs) and retries every scan",
@@ -629,10 +617,10 @@ impl Scanner {
         }
         #[cfg(feature = "jack")]
         {
-            let (Some(l), Some((_, ours))) = (&self.lister, &self.input) else {
+            let (Some(l), Some(input)) = (&self.lister, &self.input) else {
                 return LinkState::Gone;
             };
-            if !l.jack.linked(ours, &port.name) {
+            if !l.jack.linked(input.port_name(), &port.name) {
                 return LinkState::Cut;
             }
         }
@@ -645,9 +633,8 @@ impl Scanner {
     #[cfg(feature = "jack")]
     fn connect(&mut self, port: &str) -> Result<(Link, bool), String> {
         if self.input.is_none() {
-            use midir::os::unix::VirtualInput;
-            // A name no other client has (JACK would rename a duplicate, and we must know our
-            // port's name to connect to it): operator, process and a per-process counter.
+            // A name no other client has (JACK would rename a duplicate; the port's real name
+            // is read back in any case): operator, process and a per-process counter.
             static N: AtomicU64 = AtomicU64::new(0);
             let mut client = format!("chopd-{}", self.op);
             client.truncate(40);
@@ -656,20 +643,19 @@ impl Scanner {
                 std::process::id(),
                 N.fetch_add(1, Relaxed)
             );
-            let mi = open(&client).map_err(|e| e.to_string())?;
-            let cb = Callback {
+            let mut cb = Callback {
                 parser: StreamParser::new(),
                 tx: self.tx.clone(),
                 shared: self.shared.clone(),
             };
-            let conn = mi
-                .create_virtual("in", on_midi, cb)
-                .map_err(|e| format!("create the JACK input port: {e}"))?;
-            self.input = Some((conn, format!("{client}:in")));
+            let input =
+                super::jack::JackInput::open(&client, "in", move |b| on_midi(0, b, &mut cb))?;
+            self.input = Some(input);
         }
-        let (Some(l), Some((_, ours))) = (&mut self.lister, &self.input) else {
+        let (Some(l), Some(input)) = (&mut self.lister, &self.input) else {
             return Err("MIDI is unavailable".into());
         };
+        let ours = input.port_name();
         let made = l.jack.connect(port, ours)?;
         let replugged = made && l.jack.settle(port, ours, SETTLE) == super::jack::Heard::Unregistered;
         Ok(((), replugged))
@@ -706,6 +692,12 @@ impl Scanner {
         }
         if self.conn.take().is_some() {
             self.shared.connected.store(false, Relaxed);
+        }
+        // Close our clients, waiting a bounded time (the daemon exits after this).
+        #[cfg(feature = "jack")]
+        {
+            self.closer.retire((self.lister.take(), self.input.take()));
+            self.closer.finish(&self.op);
         }
     }
 }
