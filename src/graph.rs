@@ -583,6 +583,7 @@ impl Part {
     fn new(op: Box<dyn Operator>, cfg: &OperatorConfig, rate: f64) -> Part {
         let mut node = NodeState::new(&cfg.name, cfg.kind, rate);
         node.timeslice = cfg.timeslice;
+        node.dat = op.initial_dat().map(Box::new);
         Part {
             op,
             node,

@@ -23,4 +23,8 @@ kinds! {
     midiin::MidiIn,
     script::Script,
     info::Info,
+    table::TableDat,
+    text::TextDat,
 }
+
+pub mod datfile;

@@ -307,6 +307,11 @@ pub trait Settings: DynEq + Debug + Send + Sync {
         String::new()
     }
 
+    /// Whether the operator is a table DAT, which export tables may name (`dat = "NAME"`).
+    fn is_table_dat(&self) -> bool {
+        false
+    }
+
     /// Files the running operator reads from its settings that a reload should follow.
     fn files(&self) -> Vec<PathBuf> {
         Vec::new()
