@@ -524,6 +524,10 @@ impl Graph {
         for (i, exp) in self.exporters.iter_mut().enumerate() {
             if let Some(exp) = exp {
                 let _in = self.spans[i].enter();
+                let nodes = &self.nodes;
+                let warned =
+                    exp.follow_dat(|d| names.get(d).and_then(|&j| nodes[j].dat.as_deref()));
+                self.nodes[i].stats.warnings += warned;
                 let node = &mut self.nodes[i];
                 exp.export(
                     &node.output,

@@ -166,7 +166,9 @@ impl Table {
 
     /// The first row whose first cell is `name` (a row's name).
     pub fn row_named(&self, name: &str) -> Option<usize> {
-        self.rows.iter().position(|r| r.first().is_some_and(|c| c == name))
+        self.rows
+            .iter()
+            .position(|r| r.first().is_some_and(|c| c == name))
     }
 
     /// The first column whose cell in row 0 is `name` (a column's name).

@@ -1,5 +1,5 @@
 //! Module globals of a callbacks file: `op(name)`, `ops(*patterns)`, `absTime`, `me`,
-//! `parent()`, `debug(*args)` and `CookLevel`, installed into each callbacks module.
+//! `parent()`, `debug(*args)`, `mod` and `CookLevel`, installed into each callbacks module.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -12,30 +12,48 @@ use crate::logging::RateLimit;
 use crate::python::registry;
 use crate::python::scope;
 
+use super::dat::{DatHandle, Mod};
 use super::op::OpHandle;
 
 /// `op(name)`: the operator called `name` (a leading `/` or `./` is ignored), or `None`. An
 /// operator object passed in is returned as is. Outside a cook (while the file loads) the graph
-/// is not known yet, so a handle is returned unchecked; it resolves when used.
+/// is not known yet, so a handle is returned unchecked; it resolves when used. A DAT is a
+/// [`DatHandle`].
 #[pyfunction]
-pub fn op(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<OpHandle>>> {
-    if let Ok(h) = name.cast::<OpHandle>() {
-        return Ok(Some(h.clone().unbind()));
+pub fn op(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+    if name.cast::<OpHandle>().is_ok() || name.cast::<DatHandle>().is_ok() {
+        return Ok(Some(name.clone().unbind()));
     }
     let name: String = name.extract()?;
     let name = name.trim_start_matches("./").trim_start_matches('/');
     let found = scope::with(|s| {
-        if !s.has_graph() {
-            return Ok(Some(OpHandle::new(name, None)));
+        if !s.has_graph() || name == s.owner_name {
+            return Ok(Some(Found::Op(OpHandle::new(name, None))));
         }
-        if name == s.owner_name {
-            return Ok(Some(OpHandle::new(name, None)));
-        }
-        Ok(s.names()?
-            .get(name)
-            .map(|&i| OpHandle::with_index(name, i, None)))
+        let Some(&i) = s.names()?.get(name) else {
+            return Ok(None);
+        };
+        Ok(Some(match super::dat::lookup(s, i)? {
+            Some(d) => Found::Dat(d),
+            None => Found::Op(OpHandle::with_index(name, i, None)),
+        }))
     })?;
-    found.map(|h| Py::new(py, h)).transpose()
+    found.map(|f| f.into_py(py)).transpose()
+}
+
+/// What `op()` found: a CHOP or a DAT.
+enum Found {
+    Op(OpHandle),
+    Dat(DatHandle),
+}
+
+impl Found {
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(match self {
+            Found::Op(h) => Py::new(py, h)?.into_any(),
+            Found::Dat(d) => Py::new(py, d)?.into_any(),
+        })
+    }
 }
 
 /// `ops(*patterns)`: every operator whose name matches.
@@ -88,7 +106,7 @@ impl Root {
         "/"
     }
 
-    fn op(&self, py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<OpHandle>>> {
+    fn op(&self, py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         op(py, name)
     }
 
@@ -268,13 +286,26 @@ fn caller(py: Python<'_>) -> Option<(String, u32)> {
 
 /// Puts the globals into a callbacks module's namespace.
 pub fn install(py: Python<'_>, globals: &Bound<'_, PyDict>, me: &Py<OpHandle>) -> PyResult<()> {
+    install_functions(py, globals)?;
+    install_mod(py, globals)?;
+    globals.set_item("me", me.clone_ref(py))?;
+    super::runtime::install(py, globals)?;
+    Ok(())
+}
+
+/// The globals every module chopd runs gets (a callbacks file, a text DAT run as a module),
+/// but `me` and `mod`.
+pub fn install_functions(py: Python<'_>, globals: &Bound<'_, PyDict>) -> PyResult<()> {
     globals.set_item("op", wrap_pyfunction!(op, py)?)?;
     globals.set_item("ops", wrap_pyfunction!(ops, py)?)?;
     globals.set_item("parent", wrap_pyfunction!(parent, py)?)?;
     globals.set_item("debug", wrap_pyfunction!(debug, py)?)?;
     globals.set_item("absTime", Py::new(py, AbsTime)?)?;
-    globals.set_item("me", me.clone_ref(py))?;
     globals.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
-    super::runtime::install(py, globals)?;
     Ok(())
+}
+
+/// `mod`: text DATs as modules (`mod.name`, `mod('name')`), found as `op()` finds operators.
+pub fn install_mod(py: Python<'_>, globals: &Bound<'_, PyDict>) -> PyResult<()> {
+    globals.set_item("mod", Py::new(py, Mod)?)
 }

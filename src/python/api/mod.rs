@@ -1,5 +1,6 @@
 //! The TouchDesigner object classes a callback sees: operators ([`op`]), channels ([`channel`]),
-//! custom parameter pages and parameters ([`par`], groups in [`pargroup`]), numpy views of channel data ([`numpy`]) and
+//! custom parameter pages and parameters ([`par`], groups in [`pargroup`]), table and text
+//! DATs and their cells ([`dat`]), numpy views of channel data ([`numpy`]) and
 //! the module globals of a callbacks file ([`globals`]).
 //!
 //! These are the pyo3 classes. They may refer to each other the way TouchDesigner's own objects
@@ -7,6 +8,7 @@
 //! floor of `python/` (`scope`, `registry`, `pars`), which must never import from here.
 
 pub mod channel;
+pub mod dat;
 pub mod globals;
 pub mod numpy;
 pub mod op;

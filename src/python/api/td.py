@@ -41,7 +41,6 @@ MISSING_GLOBALS = {
     "root": "operator paths beyond op('name') are not supported yet",
     "iop": "internal OP shortcuts are not supported yet",
     "ipar": "internal parameter shortcuts are not supported yet",
-    "mod": "DATs as modules are not supported; put shared code in a Python module next to the config and import it",
     "ext": "extensions are not supported; put shared code in a Python module next to the config and import it",
     "opex": "use op() and test for None",
     "run": "delayed scripts are not supported",
@@ -130,7 +129,7 @@ def _type_name(obj):
 
 
 def _make_types(classes):
-    handle, root = classes["OP"], classes["COMP"]
+    handle, root, dat = classes["OP"], classes["COMP"], classes["DAT"]
     out = {}
 
     def virtual(name, test=None, base=object):
@@ -139,7 +138,7 @@ def _make_types(classes):
         out[name] = c
         return c
 
-    virtual("OP", lambda o: isinstance(o, (handle, root)))
+    virtual("OP", lambda o: isinstance(o, (handle, root, dat)))
     virtual("CHOP", lambda o: isinstance(o, handle))
     for family in ("DAT", "TOP", "SOP", "MAT", "POP"):
         virtual(family)
@@ -166,7 +165,9 @@ def _make_types(classes):
                  "shuffleCHOP trailCHOP holdCHOP").split():
         if name.endswith("CHOP") and name != "CHOP":
             virtual(name, chop_of(name))
-    for name in ("scriptDAT tableDAT textDAT executeDAT chopexecuteDAT datexecuteDAT "
+    for name in ("tableDAT", "textDAT"):
+        virtual(name, lambda o, t=name[:-3]: isinstance(o, dat) and _type_name(o) == t)
+    for name in ("scriptDAT executeDAT chopexecuteDAT datexecuteDAT "
                  "parameterexecuteDAT panelexecuteDAT opexecuteDAT oscinDAT oscoutDAT "
                  "webclientDAT webserverDAT websocketDAT tcpipDAT udpinDAT udpoutDAT "
                  "serialDAT jsonDAT xmlDAT infoDAT evaluateDAT selectDAT nullDAT mergeDAT "
@@ -183,13 +184,14 @@ def _make_types(classes):
         virtual(name)
     for name in "scriptPOP nullPOP".split():
         virtual(name)
-    for name in ("Cell Connector Run Runs MOD Monitors Monitor UI Panes Pane NetworkEditor "
+    for name in ("Connector Run Runs Monitors Monitor UI Panes Pane NetworkEditor "
                  "Undo Preferences Options Licenses License SysInfo Families Attribute "
                  "Point Prim Vertex Peer ParChange Body ArcBall Camera Timecode "
                  "Quaternion Matrix FileInfo ParMenu TableMenu Dependency").split():
         virtual(name)
     # The classes chopd really has: isinstance() and annotations see the real objects.
-    for name in ("Channel", "Par", "ParGroup", "Page", "ParCollection", "timeCOMP", "AbsTime"):
+    for name in ("Channel", "Par", "ParGroup", "Page", "ParCollection", "timeCOMP", "AbsTime",
+                 "DAT", "Cell", "MOD"):
         if name in classes:
             out[name] = classes[name]
     return out
@@ -743,6 +745,6 @@ def setup(classes, funcs, mask, project_info, stamp, version):
     td.__getattr__ = td_getattr
     _sys.modules["td"] = td
     _sys.modules["tdu"] = tdu
-    for cls in (classes["OP"], classes["COMP"]):
+    for cls in (classes["OP"], classes["COMP"], classes["DAT"]):
         cls.__getattr__ = _op_getattr
     return names

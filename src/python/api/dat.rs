@@ -1,0 +1,1171 @@
+//! The DAT objects a callback sees: `op('cues')` for a table or text DAT ([`DatHandle`], TD's
+//! `tableDAT`/`textDAT`), its cells ([`Cell`]), a text DAT run as a module (`op('x').module`,
+//! `mod.x`, `mod('x')`).
+//!
+//! Like operator handles, both are names resolved through the running scope on each use: a
+//! handle kept in a global sees the table as it is now. Reading a DAT in `onCook` is a
+//! dependency of the cook; any script may edit a DAT, and an edit makes its readers cook again.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+
+use pyo3::exceptions::{PyModuleNotFoundError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
+
+use crate::cook::dat::{DatBody, DatContent, Table, MAX_DAT_BYTES};
+use crate::python::registry;
+use crate::python::scope::{self, Scope};
+
+use super::runtime::td_error;
+
+/// A table or text DAT.
+#[pyclass(frozen, module = "chopd", name = "DAT")]
+pub struct DatHandle {
+    pub name: String,
+    idx: AtomicUsize,
+}
+
+/// The DAT handle for node `i` when it is a DAT (what `op()` returns for one).
+pub fn lookup(s: &Scope, i: usize) -> PyResult<Option<DatHandle>> {
+    Ok(s.nodes()?
+        .get(i)
+        .filter(|n| n.dat.is_some())
+        .map(|n| DatHandle {
+            name: n.name.clone(),
+            idx: AtomicUsize::new(i),
+        }))
+}
+
+/// A row or column given by index or by name (its first cell).
+enum Key {
+    Index(i64),
+    Name(String),
+}
+
+fn key(k: &Bound<'_, PyAny>) -> PyResult<Key> {
+    if let Ok(s) = k.extract::<String>() {
+        return Ok(Key::Name(s));
+    }
+    if let Ok(c) = k.cast::<Cell>() {
+        return Ok(Key::Name(c.get().val()?));
+    }
+    k.extract::<i64>().map(Key::Index).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a row or column is an index or a name, not {}",
+            k.get_type().name().map_or("?".into(), |n| n.to_string())
+        ))
+    })
+}
+
+/// Values as TouchDesigner stores them: each `str()`-ed.
+fn strings(vals: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(v) = vals else {
+        return Ok(Vec::new());
+    };
+    if v.is_none() {
+        return Ok(Vec::new());
+    }
+    if v.extract::<String>().is_ok() {
+        return Ok(vec![v.str()?.to_string()]);
+    }
+    v.try_iter()?.map(|x| Ok(x?.str()?.to_string())).collect()
+}
+
+fn row_of(t: &Table, k: &Key) -> Option<usize> {
+    match k {
+        Key::Index(i) => usize::try_from(*i).ok().filter(|&i| i < t.num_rows()),
+        Key::Name(n) => t.row_named(n),
+    }
+}
+
+fn col_of(t: &Table, k: &Key) -> Option<usize> {
+    match k {
+        Key::Index(i) => usize::try_from(*i).ok().filter(|&i| i < t.num_cols()),
+        Key::Name(n) => t.col_named(n),
+    }
+}
+
+/// Every index of `names` that one of `keys` picks: an index, or a name pattern.
+fn matching(
+    names: &[&str],
+    keys: &Bound<'_, PyTuple>,
+    case_sensitive: bool,
+    len: usize,
+) -> PyResult<Vec<usize>> {
+    let mut out = Vec::new();
+    for k in keys.iter() {
+        match key(&k)? {
+            Key::Index(i) => {
+                if let Some(i) = usize::try_from(i).ok().filter(|&i| i < len) {
+                    out.push(i);
+                }
+            }
+            Key::Name(p) => {
+                let fold = |s: &str| {
+                    if case_sensitive {
+                        s.to_string()
+                    } else {
+                        s.to_lowercase()
+                    }
+                };
+                let hits = registry::with_pattern(&fold(&p), |pat| {
+                    (0..names.len())
+                        .filter(|&i| pat.matches(&fold(names[i])))
+                        .collect::<Vec<_>>()
+                })?;
+                out.extend(hits);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl DatHandle {
+    pub fn new(name: &str) -> DatHandle {
+        DatHandle {
+            name: name.to_string(),
+            idx: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    fn not_a_dat(&self) -> PyErr {
+        pyo3::exceptions::PyReferenceError::new_err(format!(
+            "operator \"{}\" is no longer a DAT",
+            self.name
+        ))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&DatContent) -> PyResult<R>) -> PyResult<R> {
+        scope::with(|s| {
+            let i = s.find(&self.name, &self.idx)?;
+            f(s.dat(i)?.ok_or_else(|| self.not_a_dat())?)
+        })
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut DatContent) -> PyResult<R>) -> PyResult<R> {
+        scope::with(|s| {
+            let i = s.find(&self.name, &self.idx)?;
+            f(s.dat_mut(i)?.ok_or_else(|| self.not_a_dat())?)
+        })
+    }
+
+    fn text_dat_error(&self, py: Python<'_>, what: &str) -> PyErr {
+        td_error(
+            py,
+            format!(
+                "{what}: \"{}\" is a text DAT; cells, rows and columns are table DAT members",
+                self.name
+            ),
+        )
+    }
+
+    fn table<R>(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        f: impl FnOnce(&Table) -> PyResult<R>,
+    ) -> PyResult<R> {
+        self.read(|d| match &d.body {
+            DatBody::Table(t) => f(t),
+            DatBody::Text(_) => Err(self.text_dat_error(py, what)),
+        })
+    }
+
+    fn table_mut<R>(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        f: impl FnOnce(&mut Table) -> PyResult<R>,
+    ) -> PyResult<R> {
+        // Refused before the write is counted, so a text DAT stays unchanged.
+        self.table(py, what, |_| Ok(()))?;
+        self.write(|d| match &mut d.body {
+            DatBody::Table(t) => f(t),
+            DatBody::Text(_) => Err(self.text_dat_error(py, what)),
+        })
+    }
+
+    fn cell_at(&self, r: usize, c: usize) -> Cell {
+        Cell {
+            dat: self.name.clone(),
+            row: r,
+            col: c,
+        }
+    }
+
+    fn cells_of(&self, v: impl IntoIterator<Item = (usize, usize)>) -> Vec<Cell> {
+        v.into_iter().map(|(r, c)| self.cell_at(r, c)).collect()
+    }
+
+    /// Row (or column, `by_col`) lists for `row()`/`rows()`/`col()`/`cols()`.
+    fn lines(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyTuple>,
+        by_col: bool,
+        first_only: bool,
+        case_sensitive: bool,
+        val: bool,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let what = if by_col { "col()" } else { "row()" };
+        let picked: Vec<(usize, Vec<String>)> = self.table(py, what, |t| {
+            let names: Vec<&str> = if by_col {
+                (0..t.num_cols())
+                    .map(|c| t.get(0, c).unwrap_or(""))
+                    .collect()
+            } else {
+                t.rows()
+                    .iter()
+                    .map(|r| r.first().map_or("", |s| s.as_str()))
+                    .collect()
+            };
+            let len = names.len();
+            let mut idx = if keys.is_empty() {
+                (0..len).collect()
+            } else {
+                matching(&names, keys, case_sensitive, len)?
+            };
+            if first_only {
+                idx.truncate(1);
+            }
+            Ok(idx
+                .into_iter()
+                .map(|i| {
+                    let v = if by_col {
+                        t.rows().iter().map(|r| r[i].clone()).collect()
+                    } else {
+                        t.rows()[i].clone()
+                    };
+                    (i, v)
+                })
+                .collect())
+        })?;
+        picked
+            .into_iter()
+            .map(|(i, vals)| {
+                let list = if val {
+                    PyList::new(py, vals)?
+                } else {
+                    let cells = (0..vals.len()).map(|k| {
+                        if by_col {
+                            self.cell_at(k, i)
+                        } else {
+                            self.cell_at(i, k)
+                        }
+                    });
+                    PyList::new(
+                        py,
+                        cells
+                            .map(|c| Py::new(py, c))
+                            .collect::<PyResult<Vec<_>>>()?,
+                    )?
+                };
+                Ok(list.into_any().unbind())
+            })
+            .collect()
+    }
+}
+
+thread_local! {
+    /// Text DATs run as modules, by DAT name: the content version they were made from.
+    static MODULES: RefCell<HashMap<String, (u64, Py<PyModule>)>> = RefCell::new(HashMap::new());
+}
+
+/// `op('x').module`: the text DAT `name`'s text run as a module, made again only when the text
+/// changed. Its globals are a callbacks file's (`op`, `mod`, `absTime`, the `td` names) with
+/// `me` the DAT.
+pub fn module(py: Python<'_>, dat: &DatHandle) -> PyResult<Py<PyModule>> {
+    let (version, text) = dat.read(|d| Ok((d.version, d.text())))?;
+    let cached = MODULES.with(|m| {
+        m.borrow()
+            .get(&dat.name)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, module)| module.clone_ref(py))
+    });
+    if let Some(m) = cached {
+        return Ok(m);
+    }
+    let module = PyModule::new(py, &dat.name)?;
+    let globals = module.dict();
+    let me = Py::new(py, DatHandle::new(&dat.name))?;
+    globals.set_item("me", me)?;
+    super::globals::install_functions(py, &globals)?;
+    super::globals::install_mod(py, &globals)?;
+    super::runtime::install(py, &globals)?;
+    let file = format!("/project1/{}", dat.name);
+    globals.set_item("__file__", &file)?;
+    let builtins = py.import("builtins")?;
+    let code = builtins.getattr("compile")?.call1((text, &file, "exec"))?;
+    builtins.getattr("exec")?.call1((code, &globals))?;
+    let module = module.unbind();
+    MODULES.with(|m| {
+        m.borrow_mut()
+            .insert(dat.name.clone(), (version, module.clone_ref(py)));
+    });
+    Ok(module)
+}
+
+/// `mod`: text DATs as modules, `mod.name` or `mod('name')`, found as `op()` finds operators.
+#[pyclass(frozen, module = "chopd", name = "MOD")]
+pub struct Mod;
+
+impl Mod {
+    fn find(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyModule>> {
+        let arg = pyo3::types::PyString::new(py, name);
+        let found = super::globals::op(py, arg.as_any())?;
+        let dat = found
+            .as_ref()
+            .and_then(|o| o.bind(py).cast::<DatHandle>().ok().map(|d| d.clone()));
+        match dat {
+            Some(d) => module(py, d.get()),
+            None => Err(PyModuleNotFoundError::new_err(format!(
+                "mod: no text DAT \"{name}\" to import"
+            ))),
+        }
+    }
+}
+
+#[pymethods]
+impl Mod {
+    fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyModule>> {
+        if name.starts_with("__") {
+            return Err(pyo3::exceptions::PyAttributeError::new_err(
+                name.to_string(),
+            ));
+        }
+        self.find(py, name)
+    }
+
+    fn __call__(&self, py: Python<'_>, path: &str) -> PyResult<Py<PyModule>> {
+        self.find(py, path)
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "mod"
+    }
+}
+
+#[pymethods]
+impl DatHandle {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        format!("/project1/{}", self.name)
+    }
+
+    /// `'table'` or `'text'`.
+    #[getter(r#type)]
+    fn dat_type(&self) -> PyResult<&'static str> {
+        self.read(|d| {
+            Ok(match d.body {
+                DatBody::Table(_) => "table",
+                DatBody::Text(_) => "text",
+            })
+        })
+    }
+
+    #[getter(OPType)]
+    fn op_type(&self) -> PyResult<String> {
+        Ok(format!("{}DAT", self.dat_type()?))
+    }
+
+    #[getter]
+    fn family(&self) -> &'static str {
+        "DAT"
+    }
+
+    #[getter(isDAT)]
+    fn is_dat(&self) -> bool {
+        true
+    }
+
+    #[getter(isCHOP)]
+    fn is_chop(&self) -> bool {
+        false
+    }
+
+    #[getter(isCOMP)]
+    fn is_comp(&self) -> bool {
+        false
+    }
+
+    #[getter(isTable)]
+    fn is_table(&self) -> PyResult<bool> {
+        self.read(|d| Ok(d.table().is_some()))
+    }
+
+    #[getter(isText)]
+    fn is_text(&self) -> PyResult<bool> {
+        Ok(!self.is_table()?)
+    }
+
+    #[getter]
+    fn valid(&self) -> bool {
+        self.read(|_| Ok(())).is_ok()
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        registry::op_id(&self.name)
+    }
+
+    #[getter]
+    fn digits(&self) -> Option<u64> {
+        super::op::name_digits(&self.name)
+    }
+
+    #[getter]
+    fn base(&self) -> &str {
+        self.name.trim_end_matches(|c: char| c.is_ascii_digit())
+    }
+
+    #[getter]
+    fn inputs(&self) -> Vec<Py<PyAny>> {
+        Vec::new()
+    }
+
+    #[getter]
+    fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
+        registry::storage(py, &self.name)
+    }
+
+    fn store<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        registry::storage(py, &self.name).set_item(key, &value)?;
+        Ok(value)
+    }
+
+    #[pyo3(signature = (key, default=None))]
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match registry::storage(py, &self.name).get_item(key)? {
+            Some(v) => Ok(v),
+            None => {
+                default.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
+            }
+        }
+    }
+
+    /// Rows of a table; lines of a text DAT.
+    #[getter(numRows)]
+    fn num_rows(&self) -> PyResult<usize> {
+        self.read(|d| {
+            Ok(match &d.body {
+                DatBody::Table(t) => t.num_rows(),
+                DatBody::Text(s) => s.lines().count(),
+            })
+        })
+    }
+
+    /// Columns of a table; the longest line's characters for a text DAT.
+    #[getter(numCols)]
+    fn num_cols(&self) -> PyResult<usize> {
+        self.read(|d| {
+            Ok(match &d.body {
+                DatBody::Table(t) => t.num_cols(),
+                DatBody::Text(s) => s.lines().map(|l| l.chars().count()).max().unwrap_or(0),
+            })
+        })
+    }
+
+    /// The whole content: a table's cells tab-separated, one row a line.
+    #[getter]
+    fn text(&self) -> PyResult<String> {
+        self.read(|d| Ok(d.text()))
+    }
+
+    /// Replaces the content: a table splits the text at tabs and newlines.
+    #[setter]
+    fn set_text(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<()> {
+        let text = text.str()?.to_string();
+        if text.len() as u64 > MAX_DAT_BYTES {
+            return Err(td_error(
+                py,
+                format!(
+                    "text of {} bytes is over a DAT's {} MB",
+                    text.len(),
+                    MAX_DAT_BYTES >> 20
+                ),
+            ));
+        }
+        self.write(|d| {
+            d.body = match &d.body {
+                DatBody::Table(_) => DatBody::Table(Table::from_tsv(&text)),
+                DatBody::Text(_) => DatBody::Text(text),
+            };
+            Ok(())
+        })
+    }
+
+    #[getter]
+    fn module(&self, py: Python<'_>) -> PyResult<Py<PyModule>> {
+        module(py, self)
+    }
+
+    /// `dat[r, c]`: the Cell by index or name, None outside the table.
+    fn __getitem__(
+        &self,
+        py: Python<'_>,
+        rc: (Bound<'_, PyAny>, Bound<'_, PyAny>),
+    ) -> PyResult<Option<Cell>> {
+        let (r, c) = (key(&rc.0)?, key(&rc.1)?);
+        self.table(py, "dat[r, c]", |t| {
+            Ok(row_of(t, &r)
+                .zip(col_of(t, &c))
+                .map(|(r, c)| self.cell_at(r, c)))
+        })
+    }
+
+    /// `dat[r, c] = v`: stores `str(v)`; a cell outside the table is a tdError.
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        rc: (Bound<'_, PyAny>, Bound<'_, PyAny>),
+        v: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let (r, c) = (key(&rc.0)?, key(&rc.1)?);
+        let v = v.str()?.to_string();
+        let at = self.table(
+            py,
+            "dat[r, c] = v",
+            |t| Ok(row_of(t, &r).zip(col_of(t, &c))),
+        )?;
+        let Some((r, c)) = at else {
+            return Err(td_error(
+                py,
+                format!(
+                    "dat[r, c] = v: no cell {} in \"{}\"",
+                    rc_text(&rc)?,
+                    self.name
+                ),
+            ));
+        };
+        self.table_mut(py, "dat[r, c] = v", |t| {
+            t.set(r, c, v);
+            Ok(())
+        })
+    }
+
+    /// `cell(row, col, caseSensitive=True, val=False)`: the first cell whose row and column
+    /// match (names may be patterns), or None; with `val`, its string.
+    #[pyo3(signature = (rowNameOrIndex, colNameOrIndex, caseSensitive=true, val=false))]
+    #[allow(non_snake_case)]
+    fn cell(
+        &self,
+        py: Python<'_>,
+        rowNameOrIndex: &Bound<'_, PyAny>,
+        colNameOrIndex: &Bound<'_, PyAny>,
+        caseSensitive: bool,
+        val: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let found = self.find_cells(py, rowNameOrIndex, colNameOrIndex, caseSensitive, true)?;
+        found
+            .into_iter()
+            .next()
+            .map(|c| {
+                if val {
+                    Ok(c.val()?.into_pyobject(py)?.into_any().unbind())
+                } else {
+                    Ok(Py::new(py, c)?.into_any())
+                }
+            })
+            .transpose()
+    }
+
+    /// `cells(row, col, caseSensitive=True)`: every cell whose row and column match.
+    #[pyo3(signature = (rowNameOrIndex, colNameOrIndex, caseSensitive=true))]
+    #[allow(non_snake_case)]
+    fn cells(
+        &self,
+        py: Python<'_>,
+        rowNameOrIndex: &Bound<'_, PyAny>,
+        colNameOrIndex: &Bound<'_, PyAny>,
+        caseSensitive: bool,
+    ) -> PyResult<Vec<Cell>> {
+        self.find_cells(py, rowNameOrIndex, colNameOrIndex, caseSensitive, false)
+    }
+
+    /// `row(*nameOrIndex, caseSensitive=True, val=False)`: the first matching row's cells.
+    #[pyo3(signature = (*nameOrIndex, caseSensitive=true, val=false))]
+    #[allow(non_snake_case)]
+    fn row(
+        &self,
+        py: Python<'_>,
+        nameOrIndex: &Bound<'_, PyTuple>,
+        caseSensitive: bool,
+        val: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self
+            .lines(py, nameOrIndex, false, true, caseSensitive, val)?
+            .into_iter()
+            .next())
+    }
+
+    /// `col(*nameOrIndex, caseSensitive=True, val=False)`: the first matching column's cells.
+    #[pyo3(signature = (*nameOrIndex, caseSensitive=true, val=false))]
+    #[allow(non_snake_case)]
+    fn col(
+        &self,
+        py: Python<'_>,
+        nameOrIndex: &Bound<'_, PyTuple>,
+        caseSensitive: bool,
+        val: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self
+            .lines(py, nameOrIndex, true, true, caseSensitive, val)?
+            .into_iter()
+            .next())
+    }
+
+    /// `rows(*nameOrIndex, caseSensitive=True, val=False)`: every matching row (all without
+    /// arguments), each a list of cells.
+    #[pyo3(signature = (*nameOrIndex, caseSensitive=true, val=false))]
+    #[allow(non_snake_case)]
+    fn rows(
+        &self,
+        py: Python<'_>,
+        nameOrIndex: &Bound<'_, PyTuple>,
+        caseSensitive: bool,
+        val: bool,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        self.lines(py, nameOrIndex, false, false, caseSensitive, val)
+    }
+
+    #[pyo3(signature = (*nameOrIndex, caseSensitive=true, val=false))]
+    #[allow(non_snake_case)]
+    fn cols(
+        &self,
+        py: Python<'_>,
+        nameOrIndex: &Bound<'_, PyTuple>,
+        caseSensitive: bool,
+        val: bool,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        self.lines(py, nameOrIndex, true, false, caseSensitive, val)
+    }
+
+    /// `appendRow(vals=None, nameOrIndex=None, sort=None)`: a row at the end, or after the
+    /// given row; returns its index.
+    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[allow(non_snake_case)]
+    fn appendRow(
+        &self,
+        py: Python<'_>,
+        vals: Option<&Bound<'_, PyAny>>,
+        nameOrIndex: Option<&Bound<'_, PyAny>>,
+        sort: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let _ = sort;
+        let vals = strings(vals)?;
+        let after = self.optional_row(py, "appendRow()", nameOrIndex)?;
+        self.table_mut(py, "appendRow()", |t| {
+            Ok(t.insert_row(after.map_or(usize::MAX, |r| r + 1), vals))
+        })
+    }
+
+    /// `insertRow(vals=None, nameOrIndex=0, sort=None)`: a row before the given one.
+    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[allow(non_snake_case)]
+    fn insertRow(
+        &self,
+        py: Python<'_>,
+        vals: Option<&Bound<'_, PyAny>>,
+        nameOrIndex: Option<&Bound<'_, PyAny>>,
+        sort: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let _ = sort;
+        let vals = strings(vals)?;
+        let before = self
+            .optional_row(py, "insertRow()", nameOrIndex)?
+            .unwrap_or(0);
+        self.table_mut(py, "insertRow()", |t| Ok(t.insert_row(before, vals)))
+    }
+
+    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[allow(non_snake_case)]
+    fn appendCol(
+        &self,
+        py: Python<'_>,
+        vals: Option<&Bound<'_, PyAny>>,
+        nameOrIndex: Option<&Bound<'_, PyAny>>,
+        sort: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let _ = sort;
+        let vals = strings(vals)?;
+        let after = self.optional_col(py, "appendCol()", nameOrIndex)?;
+        self.table_mut(py, "appendCol()", |t| {
+            Ok(t.insert_col(after.map_or(usize::MAX, |c| c + 1), vals))
+        })
+    }
+
+    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[allow(non_snake_case)]
+    fn insertCol(
+        &self,
+        py: Python<'_>,
+        vals: Option<&Bound<'_, PyAny>>,
+        nameOrIndex: Option<&Bound<'_, PyAny>>,
+        sort: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let _ = sort;
+        let vals = strings(vals)?;
+        let before = self
+            .optional_col(py, "insertCol()", nameOrIndex)?
+            .unwrap_or(0);
+        self.table_mut(py, "insertCol()", |t| Ok(t.insert_col(before, vals)))
+    }
+
+    /// `appendRows(list of rows)`: returns the index of the last one.
+    #[pyo3(name = "appendRows")]
+    fn append_rows(&self, py: Python<'_>, rows: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+        let rows: Vec<Vec<String>> = rows
+            .try_iter()?
+            .map(|r| strings(Some(&r?)))
+            .collect::<PyResult<_>>()?;
+        self.table_mut(py, "appendRows()", |t| {
+            Ok(rows.into_iter().map(|r| t.insert_row(usize::MAX, r)).last())
+        })
+    }
+
+    /// `deleteRow(nameOrIndex)`: a row that is not there is a tdError.
+    #[pyo3(name = "deleteRow")]
+    fn delete_row(&self, py: Python<'_>, name_or_index: &Bound<'_, PyAny>) -> PyResult<()> {
+        let r = self.required_row(py, "deleteRow()", name_or_index)?;
+        self.table_mut(py, "deleteRow()", |t| {
+            t.delete_row(r);
+            Ok(())
+        })
+    }
+
+    #[pyo3(name = "deleteCol")]
+    fn delete_col(&self, py: Python<'_>, name_or_index: &Bound<'_, PyAny>) -> PyResult<()> {
+        let c = self.required_col(py, "deleteCol()", name_or_index)?;
+        self.table_mut(py, "deleteCol()", |t| {
+            t.delete_col(c);
+            Ok(())
+        })
+    }
+
+    /// `replaceRow(nameOrIndex, vals, entireRow=True)`: returns the row's index.
+    #[pyo3(name = "replaceRow", signature = (nameOrIndex, vals=None, entireRow=true))]
+    #[allow(non_snake_case)]
+    fn replace_row(
+        &self,
+        py: Python<'_>,
+        nameOrIndex: &Bound<'_, PyAny>,
+        vals: Option<&Bound<'_, PyAny>>,
+        entireRow: bool,
+    ) -> PyResult<usize> {
+        let vals = strings(vals)?;
+        let r = self.required_row(py, "replaceRow()", nameOrIndex)?;
+        self.table_mut(py, "replaceRow()", |t| {
+            t.replace_row(r, vals, entireRow);
+            Ok(r)
+        })
+    }
+
+    #[pyo3(name = "replaceCol", signature = (nameOrIndex, vals=None, entireCol=true))]
+    #[allow(non_snake_case)]
+    fn replace_col(
+        &self,
+        py: Python<'_>,
+        nameOrIndex: &Bound<'_, PyAny>,
+        vals: Option<&Bound<'_, PyAny>>,
+        entireCol: bool,
+    ) -> PyResult<usize> {
+        let vals = strings(vals)?;
+        let c = self.required_col(py, "replaceCol()", nameOrIndex)?;
+        self.table_mut(py, "replaceCol()", |t| {
+            t.replace_col(c, vals, entireCol);
+            Ok(c)
+        })
+    }
+
+    /// `setSize(numrows, numcols)`: kept cells stay, new ones are empty.
+    #[pyo3(name = "setSize")]
+    fn set_size(&self, py: Python<'_>, numrows: i64, numcols: i64) -> PyResult<()> {
+        if numrows < 0 || numcols < 0 {
+            return Err(PyValueError::new_err("setSize() needs sizes of 0 or more"));
+        }
+        let cells = (numrows as u64).saturating_mul(numcols as u64);
+        if cells > MAX_DAT_BYTES {
+            return Err(td_error(
+                py,
+                format!("setSize({numrows}, {numcols}): too many cells"),
+            ));
+        }
+        self.table_mut(py, "setSize()", |t| {
+            t.set_size(numrows as usize, numcols as usize);
+            Ok(())
+        })
+    }
+
+    /// `clear(keepSize=False, keepFirstRow=False, keepFirstCol=False)`; a text DAT's text
+    /// becomes empty.
+    #[pyo3(signature = (keepSize=false, keepFirstRow=false, keepFirstCol=false))]
+    #[allow(non_snake_case)]
+    fn clear(&self, keepSize: bool, keepFirstRow: bool, keepFirstCol: bool) -> PyResult<()> {
+        self.write(|d| {
+            match &mut d.body {
+                DatBody::Table(t) => t.clear(keepSize, keepFirstRow, keepFirstCol),
+                DatBody::Text(s) => s.clear(),
+            }
+            Ok(())
+        })
+    }
+
+    /// `copy(dat)`: this DAT's content becomes the other's (a table's text into a text DAT).
+    fn copy(&self, other: &Bound<'_, DatHandle>) -> PyResult<()> {
+        let from = other.get().read(|d| Ok(d.body.clone()))?;
+        self.write(|d| {
+            d.body = match (&d.body, from) {
+                (DatBody::Table(_), DatBody::Text(s)) => DatBody::Table(Table::from_tsv(&s)),
+                (DatBody::Text(_), DatBody::Table(t)) => DatBody::Text(t.to_text()),
+                (_, b) => b,
+            };
+            Ok(())
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let t = self.op_type().unwrap_or_else(|_| "DAT".into());
+        format!("{t}(path='/project1/{}')", self.name)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<DatHandle>()
+            .is_ok_and(|o| o.get().name == self.name)
+    }
+
+    fn __hash__(&self) -> u64 {
+        registry::op_id(&self.name)
+    }
+}
+
+fn rc_text(rc: &(Bound<'_, PyAny>, Bound<'_, PyAny>)) -> PyResult<String> {
+    Ok(format!("[{}, {}]", rc.0.repr()?, rc.1.repr()?))
+}
+
+impl DatHandle {
+    fn find_cells(
+        &self,
+        py: Python<'_>,
+        r: &Bound<'_, PyAny>,
+        c: &Bound<'_, PyAny>,
+        case_sensitive: bool,
+        first: bool,
+    ) -> PyResult<Vec<Cell>> {
+        let (rk, ck) = (PyTuple::new(py, [r])?, PyTuple::new(py, [c])?);
+        let hits = self.table(py, "cell()", |t| {
+            let row_names: Vec<&str> = t
+                .rows()
+                .iter()
+                .map(|r| r.first().map_or("", |s| s.as_str()))
+                .collect();
+            let col_names: Vec<&str> = (0..t.num_cols())
+                .map(|c| t.get(0, c).unwrap_or(""))
+                .collect();
+            let rows = matching(&row_names, &rk, case_sensitive, t.num_rows())?;
+            let cols = matching(&col_names, &ck, case_sensitive, t.num_cols())?;
+            let mut out = Vec::new();
+            'outer: for &r in &rows {
+                for &c in &cols {
+                    out.push((r, c));
+                    if first {
+                        break 'outer;
+                    }
+                }
+            }
+            Ok(out)
+        })?;
+        Ok(self.cells_of(hits))
+    }
+
+    fn optional_row(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        k: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<usize>> {
+        match k.filter(|k| !k.is_none()) {
+            Some(k) => self.required_row(py, what, k).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn optional_col(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        k: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<usize>> {
+        match k.filter(|k| !k.is_none()) {
+            Some(k) => self.required_col(py, what, k).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn required_row(&self, py: Python<'_>, what: &str, k: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let key = key(k)?;
+        self.table(py, what, |t| Ok(row_of(t, &key)))?
+            .ok_or_else(|| {
+                td_error(
+                    py,
+                    format!(
+                        "{what}: \"{}\" has no row {}",
+                        self.name,
+                        k.repr().map_or(String::new(), |r| r.to_string())
+                    ),
+                )
+            })
+    }
+
+    fn required_col(&self, py: Python<'_>, what: &str, k: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let key = key(k)?;
+        self.table(py, what, |t| Ok(col_of(t, &key)))?
+            .ok_or_else(|| {
+                td_error(
+                    py,
+                    format!(
+                        "{what}: \"{}\" has no column {}",
+                        self.name,
+                        k.repr().map_or(String::new(), |r| r.to_string())
+                    ),
+                )
+            })
+    }
+}
+
+/// One cell of a table DAT, by position: `val` is its string, and it converts and compares
+/// as that string (or as the number it holds).
+#[pyclass(frozen, module = "chopd", name = "Cell")]
+pub struct Cell {
+    dat: String,
+    row: usize,
+    col: usize,
+}
+
+impl Cell {
+    fn owner_handle(&self) -> DatHandle {
+        DatHandle::new(&self.dat)
+    }
+
+    fn get_val(&self) -> PyResult<Option<String>> {
+        let (r, c) = (self.row, self.col);
+        self.owner_handle()
+            .read(|d| Ok(d.table().and_then(|t| t.get(r, c)).map(str::to_string)))
+    }
+
+    pub fn val(&self) -> PyResult<String> {
+        self.get_val()?.ok_or_else(|| {
+            Python::attach(|py| {
+                td_error(
+                    py,
+                    format!(
+                        "cell [{}, {}] of \"{}\" no longer exists",
+                        self.row, self.col, self.dat
+                    ),
+                )
+            })
+        })
+    }
+
+    /// The value as Python sees it in arithmetic: an int, else a float, else the string.
+    fn number<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.val()?;
+        let t = v.trim();
+        if let Ok(i) = t.parse::<i64>() {
+            return Ok(i.into_pyobject(py)?.into_any());
+        }
+        if let Ok(f) = t.parse::<f64>() {
+            return Ok(f.into_pyobject(py)?.into_any());
+        }
+        Ok(v.into_pyobject(py)?.into_any())
+    }
+}
+
+#[pymethods]
+impl Cell {
+    #[getter(val)]
+    fn py_val(&self) -> PyResult<String> {
+        self.val()
+    }
+
+    #[setter(val)]
+    fn set_val(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = v.str()?.to_string();
+        let (r, c) = (self.row, self.col);
+        let done = self
+            .owner_handle()
+            .table_mut(py, "Cell.val", |t| Ok(t.set(r, c, v)))?;
+        if done {
+            Ok(())
+        } else {
+            Err(td_error(
+                py,
+                format!("cell [{r}, {c}] of \"{}\" no longer exists", self.dat),
+            ))
+        }
+    }
+
+    #[getter]
+    fn row(&self) -> usize {
+        self.row
+    }
+
+    #[getter]
+    fn col(&self) -> usize {
+        self.col
+    }
+
+    #[getter]
+    fn owner(&self) -> DatHandle {
+        self.owner_handle()
+    }
+
+    #[getter]
+    fn valid(&self) -> bool {
+        self.get_val().is_ok_and(|v| v.is_some())
+    }
+
+    /// The cell `dr` rows and `dc` columns away, or None outside the table.
+    fn offset(&self, dr: i64, dc: i64) -> PyResult<Option<Cell>> {
+        let (r, c) = (self.row as i64 + dr, self.col as i64 + dc);
+        let size = self
+            .owner_handle()
+            .read(|d| Ok(d.table().map_or((0, 0), |t| (t.num_rows(), t.num_cols()))))?;
+        let inside = (0..size.0 as i64).contains(&r) && (0..size.1 as i64).contains(&c);
+        Ok(inside.then(|| Cell {
+            dat: self.dat.clone(),
+            row: r as usize,
+            col: c as usize,
+        }))
+    }
+
+    fn __str__(&self) -> PyResult<String> {
+        self.val()
+    }
+
+    fn __repr__(&self) -> PyResult<String> {
+        Ok(format!(
+            "Cell(row={}, col={}, val={:?}, owner='/project1/{}')",
+            self.row,
+            self.col,
+            self.val()?,
+            self.dat
+        ))
+    }
+
+    fn __float__(&self) -> PyResult<f64> {
+        let v = self.val()?;
+        v.trim().parse().map_err(|_| {
+            PyValueError::new_err(format!("could not convert cell value {v:?} to float"))
+        })
+    }
+
+    fn __int__(&self) -> PyResult<i64> {
+        let v = self.val()?;
+        let t = v.trim();
+        t.parse::<i64>()
+            .ok()
+            .or_else(|| {
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("invalid literal for int() with cell value {v:?}"))
+            })
+    }
+
+    fn __hash__(&self) -> PyResult<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.val()?.hash(&mut h);
+        Ok(h.finish())
+    }
+
+    /// Compares as its string with a string or a cell, as its number with a number.
+    fn __richcmp__<'py>(
+        &self,
+        py: Python<'py>,
+        other: &Bound<'py, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let mine: Bound<'py, PyAny> =
+            if other.extract::<String>().is_ok() || other.cast::<Cell>().is_ok() {
+                self.val()?.into_pyobject(py)?.into_any()
+            } else {
+                self.number(py)?
+            };
+        let other = match other.cast::<Cell>() {
+            Ok(c) => c.get().val()?.into_pyobject(py)?.into_any(),
+            Err(_) => other.clone(),
+        };
+        if mine.extract::<String>().is_ok() && other.extract::<String>().is_err() {
+            // A text cell and a number are never equal, and do not order.
+            return match op {
+                CompareOp::Eq => Ok(false.into_pyobject(py)?.to_owned().into_any().unbind()),
+                CompareOp::Ne => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
+                _ => Ok(py.NotImplemented()),
+            };
+        }
+        Ok(mine.rich_compare(other, op)?.unbind())
+    }
+
+    fn __add__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.number(py)?.add(o)
+    }
+
+    fn __radd__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        o.add(self.number(py)?)
+    }
+
+    fn __sub__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.number(py)?.sub(o)
+    }
+
+    fn __rsub__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        o.sub(self.number(py)?)
+    }
+
+    fn __mul__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.number(py)?.mul(o)
+    }
+
+    fn __rmul__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        o.mul(self.number(py)?)
+    }
+
+    fn __truediv__<'py>(
+        &self,
+        py: Python<'py>,
+        o: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.number(py)?.div(o)
+    }
+
+    fn __rtruediv__<'py>(
+        &self,
+        py: Python<'py>,
+        o: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        o.div(self.number(py)?)
+    }
+}
