@@ -121,7 +121,10 @@ impl Operator for DatOp {
                 tracing::info!(file = file.unwrap_or_default(), "dat file read");
                 Ok(())
             }
-            Some(Err(e)) => Err(CookError::Other(format!("{e}; the old content is kept"))),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "dat file not read, the old content is kept");
+                Err(CookError::Logged(e))
+            }
         }
     }
 

@@ -951,8 +951,8 @@ impl DatHandle {
     }
 }
 
-/// One cell of a table DAT, by position: `val` is its string, and it converts and compares
-/// as that string (or as the number it holds).
+/// One cell of a table DAT, by position: `val` is its string, and it converts (`str()`,
+/// `float()`, `int()`) and compares as that string.
 #[pyclass(frozen, module = "chopd", name = "Cell")]
 pub struct Cell {
     dat: String,
@@ -983,19 +983,6 @@ impl Cell {
                 )
             })
         })
-    }
-
-    /// The value as Python sees it in arithmetic: an int, else a float, else the string.
-    fn number<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v = self.val()?;
-        let t = v.trim();
-        if let Ok(i) = t.parse::<i64>() {
-            return Ok(i.into_pyobject(py)?.into_any());
-        }
-        if let Ok(f) = t.parse::<f64>() {
-            return Ok(f.into_pyobject(py)?.into_any());
-        }
-        Ok(v.into_pyobject(py)?.into_any())
     }
 }
 
@@ -1101,71 +1088,22 @@ impl Cell {
         Ok(h.finish())
     }
 
-    /// Compares as its string with a string or a cell, as its number with a number.
+    /// Compares as its string, with a string or another cell; anything else is left to
+    /// Python (a number is not equal to a cell: convert with `float()` or `int()`).
     fn __richcmp__<'py>(
         &self,
         py: Python<'py>,
         other: &Bound<'py, PyAny>,
         op: CompareOp,
     ) -> PyResult<Py<PyAny>> {
-        let mine: Bound<'py, PyAny> =
-            if other.extract::<String>().is_ok() || other.cast::<Cell>().is_ok() {
-                self.val()?.into_pyobject(py)?.into_any()
-            } else {
-                self.number(py)?
-            };
-        let other = match other.cast::<Cell>() {
-            Ok(c) => c.get().val()?.into_pyobject(py)?.into_any(),
-            Err(_) => other.clone(),
+        let other: String = match other.cast::<Cell>() {
+            Ok(c) => c.get().val()?,
+            Err(_) => match other.extract::<String>() {
+                Ok(s) => s,
+                Err(_) => return Ok(py.NotImplemented()),
+            },
         };
-        if mine.extract::<String>().is_ok() && other.extract::<String>().is_err() {
-            // A text cell and a number are never equal, and do not order.
-            return match op {
-                CompareOp::Eq => Ok(false.into_pyobject(py)?.to_owned().into_any().unbind()),
-                CompareOp::Ne => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
-                _ => Ok(py.NotImplemented()),
-            };
-        }
-        Ok(mine.rich_compare(other, op)?.unbind())
-    }
-
-    fn __add__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.number(py)?.add(o)
-    }
-
-    fn __radd__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        o.add(self.number(py)?)
-    }
-
-    fn __sub__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.number(py)?.sub(o)
-    }
-
-    fn __rsub__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        o.sub(self.number(py)?)
-    }
-
-    fn __mul__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.number(py)?.mul(o)
-    }
-
-    fn __rmul__<'py>(&self, py: Python<'py>, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        o.mul(self.number(py)?)
-    }
-
-    fn __truediv__<'py>(
-        &self,
-        py: Python<'py>,
-        o: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.number(py)?.div(o)
-    }
-
-    fn __rtruediv__<'py>(
-        &self,
-        py: Python<'py>,
-        o: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        o.div(self.number(py)?)
+        let mine = self.val()?;
+        Ok(mine.into_pyobject(py)?.rich_compare(other, op)?.unbind())
     }
 }
