@@ -112,6 +112,7 @@ fn the_table_and_text_dat_members_give_what_touchdesigner_gives() {
             ("delete_missing", "'tdError'"),
             ("gui_member", "'tdError'"),
             ("gui_attribute", "'tdError'"),
+            ("run", "'tdError'"),
             ("text_type", "('text', 'textDAT', True, False, True)"),
             ("text", r"'first line\nsecond line\n'"),
             ("text_set", "'changed'"),

@@ -208,4 +208,36 @@ mod tests {
             "the header must name chan, path and parameter (found \"chan, path\")"
         );
     }
+
+    #[test]
+    fn a_table_dats_rows_read_as_a_file_does() {
+        let cells = |rows: &[&[&str]]| -> Vec<Vec<String>> {
+            rows.iter()
+                .map(|r| r.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        let rows = export_rows(
+            &cells(&[
+                &["# map", "", ""],
+                &[" Chan", "path", "parameter"],
+                &["", "", ""],
+                &["f1", "/a/", "lvl"],
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(rows, [row("f1", "a", "lvl")]);
+        assert_eq!(
+            export_rows(
+                &cells(&[&["chan", "path", "parameter"], &["x", "a", "b"]]),
+                true
+            )
+            .unwrap_err(),
+            "row 1: chan \"x\" is not a channel index"
+        );
+        assert_eq!(
+            export_rows(&cells(&[&["chan", "path"]]), false).unwrap_err(),
+            "the header must name chan, path and parameter (found \"chan,path\")"
+        );
+    }
 }

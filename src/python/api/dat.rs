@@ -21,6 +21,10 @@ use crate::python::scope::{self, Scope};
 
 use super::runtime::td_error;
 
+/// The error of `run()` on a DAT or a cell (`{}` is the member).
+const NO_RUN: &str = "chopd: {} is not available: delayed scripts are not supported; \
+                      import the DAT as a module (op('x').module) and call its functions";
+
 /// A table or text DAT.
 #[pyclass(frozen, module = "chopd", name = "DAT")]
 pub struct DatHandle {
@@ -841,6 +845,18 @@ impl DatHandle {
         })
     }
 
+    /// TouchDesigner runs a DAT's text as a script, later; chopd has no delayed scripts.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let _ = (args, kwargs);
+        Err(td_error(py, NO_RUN.replace("{}", "DAT.run")))
+    }
+
     fn __repr__(&self) -> String {
         let t = self.op_type().unwrap_or_else(|_| "DAT".into());
         format!("{t}(path='/project1/{}')", self.name)
@@ -1042,6 +1058,18 @@ impl Cell {
             row: r as usize,
             col: c as usize,
         }))
+    }
+
+    /// TouchDesigner runs a cell's text as a script, later; chopd has no delayed scripts.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let _ = (args, kwargs);
+        Err(td_error(py, NO_RUN.replace("{}", "Cell.run")))
     }
 
     fn __str__(&self) -> PyResult<String> {
