@@ -1,28 +1,27 @@
-//! The DAT objects a callback sees: `op('cues')` for a table or text DAT ([`DatHandle`], TD's
-//! `tableDAT`/`textDAT`), its cells ([`Cell`]), a text DAT run as a module (`op('x').module`,
-//! `mod.x`, `mod('x')`).
+//! The DAT object a callback sees: `op('cues')` for a table or text DAT ([`DatHandle`], TD's
+//! `tableDAT`/`textDAT`). Its cells are in [`super::cell`], a text DAT run as a module
+//! (`op('x').module`, `mod.x`, `mod('x')`) in [`super::datmodule`].
 //!
 //! Like operator handles, both are names resolved through the running scope on each use: a
 //! handle kept in a global sees the table as it is now. Reading a DAT in `onCook` is a
 //! dependency of the cook; any script may edit a DAT, and an edit makes its readers cook again.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 
-use pyo3::exceptions::{PyModuleNotFoundError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
 use crate::cook::dat::{DatBody, DatContent, Table, MAX_DAT_BYTES};
 use crate::python::registry;
 use crate::python::scope::{self, Scope};
 
+pub use super::cell::Cell;
+pub use super::datmodule::{module, Mod};
 use super::runtime::td_error;
 
 /// The error of `run()` on a DAT or a cell (`{}` is the member).
-const NO_RUN: &str = "chopd: {} is not available: delayed scripts are not supported; \
+pub(super) const NO_RUN: &str = "chopd: {} is not available: delayed scripts are not supported; \
                       import the DAT as a module (op('x').module) and call its functions";
 
 /// A table or text DAT.
@@ -44,7 +43,7 @@ pub fn lookup(s: &Scope, i: usize) -> PyResult<Option<DatHandle>> {
 }
 
 /// A row or column given by index or by name (its first cell).
-enum Key {
+pub(super) enum Key {
     Index(i64),
     Name(String),
 }
@@ -142,7 +141,7 @@ impl DatHandle {
         ))
     }
 
-    fn read<R>(&self, f: impl FnOnce(&DatContent) -> PyResult<R>) -> PyResult<R> {
+    pub(super) fn read<R>(&self, f: impl FnOnce(&DatContent) -> PyResult<R>) -> PyResult<R> {
         scope::with(|s| {
             let i = s.find(&self.name, &self.idx)?;
             f(s.dat(i)?.ok_or_else(|| self.not_a_dat())?)
@@ -178,7 +177,7 @@ impl DatHandle {
         })
     }
 
-    fn table_mut<R>(
+    pub(super) fn table_mut<R>(
         &self,
         py: Python<'_>,
         what: &str,
@@ -270,85 +269,6 @@ impl DatHandle {
                 Ok(list.into_any().unbind())
             })
             .collect()
-    }
-}
-
-thread_local! {
-    /// Text DATs run as modules, by DAT name: the content version they were made from.
-    static MODULES: RefCell<HashMap<String, (u64, Py<PyModule>)>> = RefCell::new(HashMap::new());
-}
-
-/// `op('x').module`: the text DAT `name`'s text run as a module, made again only when the text
-/// changed. Its globals are a callbacks file's (`op`, `mod`, `absTime`, the `td` names) with
-/// `me` the DAT.
-pub fn module(py: Python<'_>, dat: &DatHandle) -> PyResult<Py<PyModule>> {
-    let (version, text) = dat.read(|d| Ok((d.version, d.text())))?;
-    let cached = MODULES.with(|m| {
-        m.borrow()
-            .get(&dat.name)
-            .filter(|(v, _)| *v == version)
-            .map(|(_, module)| module.clone_ref(py))
-    });
-    if let Some(m) = cached {
-        return Ok(m);
-    }
-    let module = PyModule::new(py, &dat.name)?;
-    let globals = module.dict();
-    let me = Py::new(py, DatHandle::new(&dat.name))?;
-    globals.set_item("me", me)?;
-    super::globals::install_functions(py, &globals)?;
-    super::globals::install_mod(py, &globals)?;
-    super::runtime::install(py, &globals)?;
-    let file = format!("/project1/{}", dat.name);
-    globals.set_item("__file__", &file)?;
-    let builtins = py.import("builtins")?;
-    let code = builtins.getattr("compile")?.call1((text, &file, "exec"))?;
-    builtins.getattr("exec")?.call1((code, &globals))?;
-    let module = module.unbind();
-    MODULES.with(|m| {
-        m.borrow_mut()
-            .insert(dat.name.clone(), (version, module.clone_ref(py)));
-    });
-    Ok(module)
-}
-
-/// `mod`: text DATs as modules, `mod.name` or `mod('name')`, found as `op()` finds operators.
-#[pyclass(frozen, module = "chopd", name = "MOD")]
-pub struct Mod;
-
-impl Mod {
-    fn find(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyModule>> {
-        let arg = pyo3::types::PyString::new(py, name);
-        let found = super::globals::op(py, arg.as_any())?;
-        let dat = found
-            .as_ref()
-            .and_then(|o| o.bind(py).cast::<DatHandle>().ok().map(|d| d.clone()));
-        match dat {
-            Some(d) => module(py, d.get()),
-            None => Err(PyModuleNotFoundError::new_err(format!(
-                "mod: no text DAT \"{name}\" to import"
-            ))),
-        }
-    }
-}
-
-#[pymethods]
-impl Mod {
-    fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyModule>> {
-        if name.starts_with("__") {
-            return Err(pyo3::exceptions::PyAttributeError::new_err(
-                name.to_string(),
-            ));
-        }
-        self.find(py, name)
-    }
-
-    fn __call__(&self, py: Python<'_>, path: &str) -> PyResult<Py<PyModule>> {
-        self.find(py, path)
-    }
-
-    fn __repr__(&self) -> &'static str {
-        "mod"
     }
 }
 
@@ -664,9 +584,9 @@ impl DatHandle {
 
     /// `appendRow(vals=None, nameOrIndex=None, sort=None)`: a row at the end, or after the
     /// given row; returns its index.
-    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[pyo3(name = "appendRow", signature = (vals=None, nameOrIndex=None, sort=None))]
     #[allow(non_snake_case)]
-    fn appendRow(
+    fn append_row(
         &self,
         py: Python<'_>,
         vals: Option<&Bound<'_, PyAny>>,
@@ -682,9 +602,9 @@ impl DatHandle {
     }
 
     /// `insertRow(vals=None, nameOrIndex=0, sort=None)`: a row before the given one.
-    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[pyo3(name = "insertRow", signature = (vals=None, nameOrIndex=None, sort=None))]
     #[allow(non_snake_case)]
-    fn insertRow(
+    fn insert_row(
         &self,
         py: Python<'_>,
         vals: Option<&Bound<'_, PyAny>>,
@@ -699,9 +619,9 @@ impl DatHandle {
         self.table_mut(py, "insertRow()", |t| Ok(t.insert_row(before, vals)))
     }
 
-    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[pyo3(name = "appendCol", signature = (vals=None, nameOrIndex=None, sort=None))]
     #[allow(non_snake_case)]
-    fn appendCol(
+    fn append_col(
         &self,
         py: Python<'_>,
         vals: Option<&Bound<'_, PyAny>>,
@@ -716,9 +636,9 @@ impl DatHandle {
         })
     }
 
-    #[pyo3(signature = (vals=None, nameOrIndex=None, sort=None))]
+    #[pyo3(name = "insertCol", signature = (vals=None, nameOrIndex=None, sort=None))]
     #[allow(non_snake_case)]
-    fn insertCol(
+    fn insert_col(
         &self,
         py: Python<'_>,
         vals: Option<&Bound<'_, PyAny>>,
@@ -964,174 +884,5 @@ impl DatHandle {
                     ),
                 )
             })
-    }
-}
-
-/// One cell of a table DAT, by position: `val` is its string, and it converts (`str()`,
-/// `float()`, `int()`) and compares as that string.
-#[pyclass(frozen, module = "chopd", name = "Cell")]
-pub struct Cell {
-    dat: String,
-    row: usize,
-    col: usize,
-}
-
-impl Cell {
-    fn owner_handle(&self) -> DatHandle {
-        DatHandle::new(&self.dat)
-    }
-
-    fn get_val(&self) -> PyResult<Option<String>> {
-        let (r, c) = (self.row, self.col);
-        self.owner_handle()
-            .read(|d| Ok(d.table().and_then(|t| t.get(r, c)).map(str::to_string)))
-    }
-
-    pub fn val(&self) -> PyResult<String> {
-        self.get_val()?.ok_or_else(|| {
-            Python::attach(|py| {
-                td_error(
-                    py,
-                    format!(
-                        "cell [{}, {}] of \"{}\" no longer exists",
-                        self.row, self.col, self.dat
-                    ),
-                )
-            })
-        })
-    }
-}
-
-#[pymethods]
-impl Cell {
-    #[getter(val)]
-    fn py_val(&self) -> PyResult<String> {
-        self.val()
-    }
-
-    #[setter(val)]
-    fn set_val(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = v.str()?.to_string();
-        let (r, c) = (self.row, self.col);
-        let done = self
-            .owner_handle()
-            .table_mut(py, "Cell.val", |t| Ok(t.set(r, c, v)))?;
-        if done {
-            Ok(())
-        } else {
-            Err(td_error(
-                py,
-                format!("cell [{r}, {c}] of \"{}\" no longer exists", self.dat),
-            ))
-        }
-    }
-
-    #[getter]
-    fn row(&self) -> usize {
-        self.row
-    }
-
-    #[getter]
-    fn col(&self) -> usize {
-        self.col
-    }
-
-    #[getter]
-    fn owner(&self) -> DatHandle {
-        self.owner_handle()
-    }
-
-    #[getter]
-    fn valid(&self) -> bool {
-        self.get_val().is_ok_and(|v| v.is_some())
-    }
-
-    /// The cell `dr` rows and `dc` columns away, or None outside the table.
-    fn offset(&self, dr: i64, dc: i64) -> PyResult<Option<Cell>> {
-        let (r, c) = (self.row as i64 + dr, self.col as i64 + dc);
-        let size = self
-            .owner_handle()
-            .read(|d| Ok(d.table().map_or((0, 0), |t| (t.num_rows(), t.num_cols()))))?;
-        let inside = (0..size.0 as i64).contains(&r) && (0..size.1 as i64).contains(&c);
-        Ok(inside.then(|| Cell {
-            dat: self.dat.clone(),
-            row: r as usize,
-            col: c as usize,
-        }))
-    }
-
-    /// TouchDesigner runs a cell's text as a script, later; chopd has no delayed scripts.
-    #[pyo3(signature = (*args, **kwargs))]
-    fn run(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
-        let _ = (args, kwargs);
-        Err(td_error(py, NO_RUN.replace("{}", "Cell.run")))
-    }
-
-    fn __str__(&self) -> PyResult<String> {
-        self.val()
-    }
-
-    fn __repr__(&self) -> PyResult<String> {
-        Ok(format!(
-            "Cell(row={}, col={}, val={:?}, owner='/project1/{}')",
-            self.row,
-            self.col,
-            self.val()?,
-            self.dat
-        ))
-    }
-
-    fn __float__(&self) -> PyResult<f64> {
-        let v = self.val()?;
-        v.trim().parse().map_err(|_| {
-            PyValueError::new_err(format!("could not convert cell value {v:?} to float"))
-        })
-    }
-
-    fn __int__(&self) -> PyResult<i64> {
-        let v = self.val()?;
-        let t = v.trim();
-        t.parse::<i64>()
-            .ok()
-            .or_else(|| {
-                t.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite())
-                    .map(|f| f as i64)
-            })
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("invalid literal for int() with cell value {v:?}"))
-            })
-    }
-
-    fn __hash__(&self) -> PyResult<u64> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.val()?.hash(&mut h);
-        Ok(h.finish())
-    }
-
-    /// Compares as its string, with a string or another cell; anything else is left to
-    /// Python (a number is not equal to a cell: convert with `float()` or `int()`).
-    fn __richcmp__<'py>(
-        &self,
-        py: Python<'py>,
-        other: &Bound<'py, PyAny>,
-        op: CompareOp,
-    ) -> PyResult<Py<PyAny>> {
-        let other: String = match other.cast::<Cell>() {
-            Ok(c) => c.get().val()?,
-            Err(_) => match other.extract::<String>() {
-                Ok(s) => s,
-                Err(_) => return Ok(py.NotImplemented()),
-            },
-        };
-        let mine = self.val()?;
-        Ok(mine.into_pyobject(py)?.rich_compare(other, op)?.unbind())
     }
 }

@@ -7,8 +7,10 @@
 //! do (an operator has parameters, a parameter has an owner operator), and they stand on the
 //! floor of `python/` (`scope`, `registry`, `pars`), which must never import from here.
 
+pub mod cell;
 pub mod channel;
 pub mod dat;
+pub mod datmodule;
 pub mod globals;
 pub mod numpy;
 pub mod op;
