@@ -578,6 +578,61 @@ mod tests {
     }
 
     #[test]
+    fn a_table_dat_maps_and_a_bad_edit_keeps_the_last_mapping() {
+        use crate::cook::dat::{DatBody, DatContent, Table};
+        let table = |rows: &[&[&str]]| {
+            DatBody::Table(Table::from_rows(
+                rows.iter()
+                    .map(|r| r.iter().map(|s| s.to_string()).collect())
+                    .collect(),
+            ))
+        };
+        let mut dat = DatContent::new(table(&[&["chan", "path", "parameter"], &["a", "p", "q"]]));
+        let mut e = Exporter::new(ExportConfig {
+            method: ExportMethod::DatName(ExportTable {
+                source: TableSource::Dat("map".into()),
+                rows: Vec::new(),
+            }),
+            root: ExportRoot::Destination("console".into()),
+            send: SendMode::OnChange,
+            resend: None,
+        });
+        assert_eq!(e.dat_source(), Some("map"));
+        let mut dests = dests();
+        let mut stats = CookStats::default();
+        let mut run = |e: &mut Exporter, dat: &DatContent| {
+            let warned = e.follow_dat(|n| (n == "map").then_some(dat));
+            e.export(
+                &data(&["a"]),
+                &mut dests,
+                &|_| false,
+                &mut stats,
+                Instant::now(),
+                &mut Vec::new(),
+            );
+            warned
+        };
+        let osc = |a: &str| {
+            Some(Target::Osc {
+                dest: 0,
+                address: a.into(),
+            })
+        };
+        assert_eq!(run(&mut e, &dat), 0);
+        assert_eq!(e.map[0], osc("/show/p/q"));
+        dat.body = table(&[&["chan", "path", "parameter"], &["a", "p2", "q"]]);
+        dat.version += 1;
+        assert_eq!(run(&mut e, &dat), 0);
+        assert_eq!(e.map[0], osc("/show/p2/q"));
+        // An edit that makes no export table: one warning, the mapping stays.
+        dat.body = table(&[&["chan", "path"], &["a", "p3"]]);
+        dat.version += 1;
+        assert_eq!(run(&mut e, &dat), 1);
+        assert_eq!(run(&mut e, &dat), 0);
+        assert_eq!(e.map[0], osc("/show/p2/q"));
+    }
+
+    #[test]
     fn op_root_targets_parameters() {
         let mut e = Exporter::new(ExportConfig {
             method: ExportMethod::AutoName,
