@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cook::dat::{self, DatBody, DatContent, Table, TableFormat};
@@ -59,7 +59,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 /// A running table or text DAT.
 pub struct DatOp {
-    initial: DatBody,
+    /// What the settings hold (shared with them, not copied).
+    initial: Arc<DatBody>,
     file: Option<(PathBuf, FileForm)>,
     /// The file version last read (or tried).
     seen: Option<Stamp>,
@@ -72,7 +73,7 @@ pub struct DatOp {
 }
 
 impl DatOp {
-    pub fn new(initial: DatBody, file: Option<(PathBuf, FileForm)>) -> DatOp {
+    pub fn new(initial: Arc<DatBody>, file: Option<(PathBuf, FileForm)>) -> DatOp {
         let seen = file.as_ref().and_then(|(p, _)| stamp(p));
         DatOp {
             initial,
@@ -106,7 +107,7 @@ impl Operator for DatOp {
         let node = ctx.state();
         if node.dat.is_none() {
             // A node made before this operator had content (never, but cheap to be sure of).
-            node.dat = Some(Box::new(DatContent::new(self.initial.clone())));
+            node.dat = Some(Box::new(DatContent::new((*self.initial).clone())));
             node.changed_frame = frame;
         }
         match self.read.take() {
@@ -133,14 +134,14 @@ impl Operator for DatOp {
     }
 
     fn initial_dat(&self) -> Option<DatContent> {
-        Some(DatContent::new(self.initial.clone()))
+        Some(DatContent::new((*self.initial).clone()))
     }
 
     fn reset(&mut self) {
         // Back to the file (or the config's content): a script's edits are dropped.
         match &self.file {
             Some((path, form)) => self.read = Some(load(path, *form)),
-            None => self.read = Some(Ok(self.initial.clone())),
+            None => self.read = Some(Ok((*self.initial).clone())),
         }
     }
 

@@ -34,7 +34,8 @@ pub struct Raw {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TableConfig {
     pub file: Option<(PathBuf, TableFormat)>,
-    pub table: Arc<Table>,
+    /// The rows as the check read them (a table).
+    pub table: Arc<DatBody>,
 }
 
 impl Kind for TableDat {
@@ -56,11 +57,10 @@ impl Kind for TableDat {
                 let path = cx.dir().join(f.get_ref());
                 let format = r.format.unwrap_or_else(|| TableFormat::of_path(&path));
                 match datfile::load(&path, FileForm::Table(format)) {
-                    Ok(DatBody::Table(t)) => Some(TableConfig {
+                    Ok(body) => Some(TableConfig {
                         file: Some((path, format)),
-                        table: Arc::new(t),
+                        table: Arc::new(body),
                     }),
-                    Ok(DatBody::Text(_)) => None,
                     Err(e) => {
                         cx.d.error(f.span(), format!("table file {e}"));
                         None
@@ -92,7 +92,7 @@ impl Kind for TableDat {
                 }
                 Some(TableConfig {
                     file: None,
-                    table: Arc::new(Table::from_rows(out)),
+                    table: Arc::new(DatBody::Table(Table::from_rows(out))),
                 })
             }
         }
@@ -105,10 +105,7 @@ impl Settings for TableConfig {
             .file
             .as_ref()
             .map(|(p, f)| (p.clone(), FileForm::Table(*f)));
-        Ok(Box::new(DatOp::new(
-            DatBody::Table((*self.table).clone()),
-            file,
-        )))
+        Ok(Box::new(DatOp::new(self.table.clone(), file)))
     }
 
     fn is_table_dat(&self) -> bool {

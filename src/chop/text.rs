@@ -32,7 +32,8 @@ pub struct Raw {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TextConfig {
     pub file: Option<PathBuf>,
-    pub text: Arc<String>,
+    /// The text as the check read it.
+    pub text: Arc<DatBody>,
 }
 
 impl Kind for TextDat {
@@ -53,11 +54,10 @@ impl Kind for TextDat {
             (Some(f), None) => {
                 let path = cx.dir().join(f.get_ref());
                 match datfile::load(&path, FileForm::Text) {
-                    Ok(DatBody::Text(text)) => Some(TextConfig {
+                    Ok(body) => Some(TextConfig {
                         file: Some(path),
-                        text: Arc::new(text),
+                        text: Arc::new(body),
                     }),
-                    Ok(DatBody::Table(_)) => None,
                     Err(e) => {
                         cx.d.error(f.span(), format!("text file {e}"));
                         None
@@ -66,7 +66,7 @@ impl Kind for TextDat {
             }
             (None, None) => Some(TextConfig {
                 file: None,
-                text: Arc::new(String::new()),
+                text: Arc::new(DatBody::Text(String::new())),
             }),
             (None, Some(t)) => {
                 let max = crate::cook::dat::MAX_DAT_BYTES;
@@ -76,7 +76,7 @@ impl Kind for TextDat {
                 }
                 Some(TextConfig {
                     file: None,
-                    text: Arc::new(t.into_inner()),
+                    text: Arc::new(DatBody::Text(t.into_inner())),
                 })
             }
         }
@@ -86,6 +86,6 @@ impl Kind for TextDat {
 impl Settings for TextConfig {
     fn build(&self, _op: &OperatorConfig, _cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
         let file = self.file.clone().map(|p| (p, FileForm::Text));
-        Ok(Box::new(DatOp::new(DatBody::Text((*self.text).clone()), file)))
+        Ok(Box::new(DatOp::new(self.text.clone(), file)))
     }
 }

@@ -94,15 +94,15 @@ fn col_of(t: &Table, k: &Key) -> Option<usize> {
 /// Every index of `names` that one of `keys` picks: an index, or a name pattern.
 fn matching(
     names: &[&str],
-    keys: &Bound<'_, PyTuple>,
+    keys: &[Key],
     case_sensitive: bool,
     len: usize,
 ) -> PyResult<Vec<usize>> {
     let mut out = Vec::new();
-    for k in keys.iter() {
-        match key(&k)? {
+    for k in keys {
+        match k {
             Key::Index(i) => {
-                if let Some(i) = usize::try_from(i).ok().filter(|&i| i < len) {
+                if let Some(i) = usize::try_from(*i).ok().filter(|&i| i < len) {
                     out.push(i);
                 }
             }
@@ -114,7 +114,7 @@ fn matching(
                         s.to_lowercase()
                     }
                 };
-                let hits = registry::with_pattern(&fold(&p), |pat| {
+                let hits = registry::with_pattern(&fold(p), |pat| {
                     (0..names.len())
                         .filter(|&i| pat.matches(&fold(names[i])))
                         .collect::<Vec<_>>()
@@ -214,6 +214,9 @@ impl DatHandle {
         val: bool,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let what = if by_col { "col()" } else { "row()" };
+        // Keys first: a cell given as a key reads its DAT, which cannot happen inside another
+        // read.
+        let keys: Vec<Key> = keys.iter().map(|k| key(&k)).collect::<PyResult<_>>()?;
         let picked: Vec<(usize, Vec<String>)> = self.table(py, what, |t| {
             let names: Vec<&str> = if by_col {
                 (0..t.num_cols())
@@ -229,7 +232,7 @@ impl DatHandle {
             let mut idx = if keys.is_empty() {
                 (0..len).collect()
             } else {
-                matching(&names, keys, case_sensitive, len)?
+                matching(&names, &keys, case_sensitive, len)?
             };
             if first_only {
                 idx.truncate(1);
@@ -806,7 +809,7 @@ impl DatHandle {
         case_sensitive: bool,
         first: bool,
     ) -> PyResult<Vec<Cell>> {
-        let (rk, ck) = (PyTuple::new(py, [r])?, PyTuple::new(py, [c])?);
+        let (rk, ck) = ([key(r)?], [key(c)?]);
         let hits = self.table(py, "cell()", |t| {
             let row_names: Vec<&str> = t
                 .rows()
