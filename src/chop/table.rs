@@ -68,6 +68,9 @@ impl Kind for TableDat {
                 }
             }
             (None, rows) => {
+                if let (Some(_), Some(rows)) = (r.format, rows) {
+                    cx.d.error(rows.span(), "\"format\" says how a \"file\" is read; \"rows\" need none");
+                }
                 let mut out = Vec::new();
                 if let Some(rows) = rows {
                     for row in rows.get_ref() {

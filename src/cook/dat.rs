@@ -320,11 +320,16 @@ pub fn read_file(path: &Path) -> Result<String, String> {
             MAX_DAT_BYTES >> 20
         ));
     }
-    String::from_utf8(bytes).map_err(|e| {
+    let mut text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
         format!("line {line}: not UTF-8 text")
-    })
+    })?;
+    // A byte-order mark some editors write is no part of the first cell or line.
+    if text.starts_with('\u{feff}') {
+        text.drain(..3);
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -348,12 +353,14 @@ mod tests {
     }
 
     #[test]
-    fn bad_utf8_names_its_line() {
+    fn bad_utf8_names_its_line_and_a_bom_is_dropped() {
         let dir = std::env::temp_dir().join(format!("chopd-dat-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("bad.csv");
         std::fs::write(&f, b"a,b\nc,\xff\n").unwrap();
         assert_eq!(read_file(&f).unwrap_err(), "line 2: not UTF-8 text");
+        std::fs::write(&f, "\u{feff}a,b\n").unwrap();
+        assert_eq!(read_file(&f).unwrap(), "a,b\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
