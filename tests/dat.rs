@@ -98,6 +98,10 @@ fn the_table_and_text_dat_members_give_what_touchdesigner_gives() {
             ("insert_col", "(0, ['w', '', ''], 4)"),
             ("delete_col", "3"),
             ("replace_col", "(2, ['z', 'A', ''])"),
+            (
+                "many",
+                "(4, 4, None, None, [['x', 'y', 'z'], ['1', '5', 'A'], ['3', '40', '']])",
+            ),
             ("set_size", "([['x', 'y'], ['1', '5']], False)"),
             ("set_text", "[['p', 'q'], ['r', 's']]"),
             ("cell_val_set", "'P'"),

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::AtomicUsize;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
@@ -17,6 +17,7 @@ use crate::python::registry;
 use crate::python::scope::{self, Scope};
 
 pub use super::cell::Cell;
+use super::datfind::{col_of, key, matching, rc_text, row_of, strings, Key};
 pub use super::datmodule::{module, Mod};
 use super::runtime::td_error;
 
@@ -40,90 +41,6 @@ pub fn lookup(s: &Scope, i: usize) -> PyResult<Option<DatHandle>> {
             name: n.name.clone(),
             idx: AtomicUsize::new(i),
         }))
-}
-
-/// A row or column given by index or by name (its first cell).
-pub(super) enum Key {
-    Index(i64),
-    Name(String),
-}
-
-fn key(k: &Bound<'_, PyAny>) -> PyResult<Key> {
-    if let Ok(s) = k.extract::<String>() {
-        return Ok(Key::Name(s));
-    }
-    if let Ok(c) = k.cast::<Cell>() {
-        return Ok(Key::Name(c.get().val()?));
-    }
-    k.extract::<i64>().map(Key::Index).map_err(|_| {
-        PyTypeError::new_err(format!(
-            "a row or column is an index or a name, not {}",
-            k.get_type().name().map_or("?".into(), |n| n.to_string())
-        ))
-    })
-}
-
-/// Values as TouchDesigner stores them: each `str()`-ed.
-fn strings(vals: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
-    let Some(v) = vals else {
-        return Ok(Vec::new());
-    };
-    if v.is_none() {
-        return Ok(Vec::new());
-    }
-    if v.extract::<String>().is_ok() {
-        return Ok(vec![v.str()?.to_string()]);
-    }
-    v.try_iter()?.map(|x| Ok(x?.str()?.to_string())).collect()
-}
-
-fn row_of(t: &Table, k: &Key) -> Option<usize> {
-    match k {
-        Key::Index(i) => usize::try_from(*i).ok().filter(|&i| i < t.num_rows()),
-        Key::Name(n) => t.row_named(n),
-    }
-}
-
-fn col_of(t: &Table, k: &Key) -> Option<usize> {
-    match k {
-        Key::Index(i) => usize::try_from(*i).ok().filter(|&i| i < t.num_cols()),
-        Key::Name(n) => t.col_named(n),
-    }
-}
-
-/// Every index of `names` that one of `keys` picks: an index, or a name pattern.
-fn matching(
-    names: &[&str],
-    keys: &[Key],
-    case_sensitive: bool,
-    len: usize,
-) -> PyResult<Vec<usize>> {
-    let mut out = Vec::new();
-    for k in keys {
-        match k {
-            Key::Index(i) => {
-                if let Some(i) = usize::try_from(*i).ok().filter(|&i| i < len) {
-                    out.push(i);
-                }
-            }
-            Key::Name(p) => {
-                let fold = |s: &str| {
-                    if case_sensitive {
-                        s.to_string()
-                    } else {
-                        s.to_lowercase()
-                    }
-                };
-                let hits = registry::with_pattern(&fold(p), |pat| {
-                    (0..names.len())
-                        .filter(|&i| pat.matches(&fold(names[i])))
-                        .collect::<Vec<_>>()
-                })?;
-                out.extend(hits);
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl DatHandle {
@@ -165,7 +82,7 @@ impl DatHandle {
         )
     }
 
-    fn table<R>(
+    pub(super) fn table<R>(
         &self,
         py: Python<'_>,
         what: &str,
@@ -191,7 +108,7 @@ impl DatHandle {
         })
     }
 
-    fn cell_at(&self, r: usize, c: usize) -> Cell {
+    pub(super) fn cell_at(&self, r: usize, c: usize) -> Cell {
         Cell {
             dat: self.name.clone(),
             row: r,
@@ -199,7 +116,7 @@ impl DatHandle {
         }
     }
 
-    fn cells_of(&self, v: impl IntoIterator<Item = (usize, usize)>) -> Vec<Cell> {
+    pub(super) fn cells_of(&self, v: impl IntoIterator<Item = (usize, usize)>) -> Vec<Cell> {
         v.into_iter().map(|(r, c)| self.cell_at(r, c)).collect()
     }
 
@@ -668,6 +585,52 @@ impl DatHandle {
         })
     }
 
+    /// `appendCols(list of columns)`: returns the index of the last one.
+    #[pyo3(name = "appendCols")]
+    fn append_cols(&self, py: Python<'_>, cols: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+        let cols: Vec<Vec<String>> = cols
+            .try_iter()?
+            .map(|c| strings(Some(&c?)))
+            .collect::<PyResult<_>>()?;
+        self.table_mut(py, "appendCols()", |t| {
+            Ok(cols.into_iter().map(|c| t.insert_col(usize::MAX, c)).last())
+        })
+    }
+
+    /// `deleteRows(list of nameOrIndex)`: every one is found first, then they go together.
+    #[pyo3(name = "deleteRows")]
+    fn delete_rows(&self, py: Python<'_>, rows: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut idx = rows
+            .try_iter()?
+            .map(|k| self.required_row(py, "deleteRows()", &k?))
+            .collect::<PyResult<Vec<usize>>>()?;
+        idx.sort_unstable();
+        idx.dedup();
+        self.table_mut(py, "deleteRows()", |t| {
+            idx.iter().rev().for_each(|&r| {
+                t.delete_row(r);
+            });
+            Ok(())
+        })
+    }
+
+    /// `deleteCols(list of nameOrIndex)`, as `deleteRows`.
+    #[pyo3(name = "deleteCols")]
+    fn delete_cols(&self, py: Python<'_>, cols: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut idx = cols
+            .try_iter()?
+            .map(|k| self.required_col(py, "deleteCols()", &k?))
+            .collect::<PyResult<Vec<usize>>>()?;
+        idx.sort_unstable();
+        idx.dedup();
+        self.table_mut(py, "deleteCols()", |t| {
+            idx.iter().rev().for_each(|&c| {
+                t.delete_col(c);
+            });
+            Ok(())
+        })
+    }
+
     /// `deleteRow(nameOrIndex)`: a row that is not there is a tdError.
     #[pyo3(name = "deleteRow")]
     fn delete_row(&self, py: Python<'_>, name_or_index: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -793,99 +756,5 @@ impl DatHandle {
 
     fn __hash__(&self) -> u64 {
         registry::op_id(&self.name)
-    }
-}
-
-fn rc_text(rc: &(Bound<'_, PyAny>, Bound<'_, PyAny>)) -> PyResult<String> {
-    Ok(format!("[{}, {}]", rc.0.repr()?, rc.1.repr()?))
-}
-
-impl DatHandle {
-    fn find_cells(
-        &self,
-        py: Python<'_>,
-        r: &Bound<'_, PyAny>,
-        c: &Bound<'_, PyAny>,
-        case_sensitive: bool,
-        first: bool,
-    ) -> PyResult<Vec<Cell>> {
-        let (rk, ck) = ([key(r)?], [key(c)?]);
-        let hits = self.table(py, "cell()", |t| {
-            let row_names: Vec<&str> = t
-                .rows()
-                .iter()
-                .map(|r| r.first().map_or("", |s| s.as_str()))
-                .collect();
-            let col_names: Vec<&str> = (0..t.num_cols())
-                .map(|c| t.get(0, c).unwrap_or(""))
-                .collect();
-            let rows = matching(&row_names, &rk, case_sensitive, t.num_rows())?;
-            let cols = matching(&col_names, &ck, case_sensitive, t.num_cols())?;
-            let mut out = Vec::new();
-            'outer: for &r in &rows {
-                for &c in &cols {
-                    out.push((r, c));
-                    if first {
-                        break 'outer;
-                    }
-                }
-            }
-            Ok(out)
-        })?;
-        Ok(self.cells_of(hits))
-    }
-
-    fn optional_row(
-        &self,
-        py: Python<'_>,
-        what: &str,
-        k: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<usize>> {
-        match k.filter(|k| !k.is_none()) {
-            Some(k) => self.required_row(py, what, k).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn optional_col(
-        &self,
-        py: Python<'_>,
-        what: &str,
-        k: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<usize>> {
-        match k.filter(|k| !k.is_none()) {
-            Some(k) => self.required_col(py, what, k).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn required_row(&self, py: Python<'_>, what: &str, k: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let key = key(k)?;
-        self.table(py, what, |t| Ok(row_of(t, &key)))?
-            .ok_or_else(|| {
-                td_error(
-                    py,
-                    format!(
-                        "{what}: \"{}\" has no row {}",
-                        self.name,
-                        k.repr().map_or(String::new(), |r| r.to_string())
-                    ),
-                )
-            })
-    }
-
-    fn required_col(&self, py: Python<'_>, what: &str, k: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let key = key(k)?;
-        self.table(py, what, |t| Ok(col_of(t, &key)))?
-            .ok_or_else(|| {
-                td_error(
-                    py,
-                    format!(
-                        "{what}: \"{}\" has no column {}",
-                        self.name,
-                        k.repr().map_or(String::new(), |r| r.to_string())
-                    ),
-                )
-            })
     }
 }

@@ -10,6 +10,7 @@
 pub mod cell;
 pub mod channel;
 pub mod dat;
+pub mod datfind;
 pub mod datmodule;
 pub mod globals;
 pub mod numpy;
