@@ -1,7 +1,7 @@
 //! The operator contract, below every operator kind: what a cook sees (the frame, the node
 //! states of the graph, daemon statistics), what it reports (cook statistics, errors), the trait
-//! every kind implements, the channel data model in [`data`], and in [`slice`] the time slices
-//! of queued input that OSC In and MIDI In share.
+//! every kind implements, the channel data model in [`data`], DAT content in [`dat`], and in
+//! [`slice`] the time slices of queued input that OSC In and MIDI In share.
 //!
 //! Nothing here knows a particular kind, the config file or a socket: kinds live in `chop`, the
 //! graph that drives them in `graph`.
