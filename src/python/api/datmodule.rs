@@ -18,7 +18,8 @@ thread_local! {
 /// changed. Its globals are a callbacks file's (`op`, `mod`, `absTime`, the `td` names) with
 /// `me` the DAT.
 pub fn module(py: Python<'_>, dat: &DatHandle) -> PyResult<Py<PyModule>> {
-    let (version, text) = dat.read(|d| Ok((d.version, d.text())))?;
+    // The version alone decides; the text is copied out only to run it.
+    let version = dat.read(|d| Ok(d.version))?;
     let cached = MODULES.with(|m| {
         m.borrow()
             .get(&dat.name)
@@ -28,6 +29,7 @@ pub fn module(py: Python<'_>, dat: &DatHandle) -> PyResult<Py<PyModule>> {
     if let Some(m) = cached {
         return Ok(m);
     }
+    let text = dat.read(|d| Ok(d.text()))?;
     let module = PyModule::new(py, &dat.name)?;
     let globals = module.dict();
     let me = Py::new(py, DatHandle::new(&dat.name))?;
