@@ -165,6 +165,30 @@ fn a_text_dat_is_a_module_until_its_text_changes() {
 }
 
 #[test]
+fn a_reload_that_changes_a_text_dat_runs_its_module_anew() {
+    let rx = OscRx::new();
+    let cfg = |factor: u32| {
+        Config::new()
+            .dest("show", rx.port())
+            .oscin("in", "")
+            .op(
+                "helpers",
+                "text",
+                &format!("text = \"factor = {factor}\\ndef scale(x):\\n    return x * factor\\n\""),
+            )
+            .op("scratch", "text", r#"text = "value = 1\n""#)
+            .script("m", "dat_module.py", r#""in""#, TO_SHOW)
+            .text()
+    };
+    let d = Daemon::start(&cfg(2), &[("dat_module.py", &fixture("dat_module.py"))]);
+    send(d.port("in"), "/x", vec![OscType::Float(1.5)]);
+    rx.wait_value("/show/scaled", |v| v == 3.0);
+    d.rewrite_config(&cfg(10));
+    assert!(d.reload_applied(1).contains("helpers"), "{}", d.log_text());
+    rx.wait_value("/show/scaled", |v| v == 15.0);
+}
+
+#[test]
 fn a_reader_cooks_when_the_file_or_a_script_changes_the_table_and_only_then() {
     let rx = OscRx::new();
     let cfg = Config::new()

@@ -69,6 +69,8 @@ pub struct DatOp {
     reading: Option<mpsc::Receiver<Result<DatBody, String>>>,
     /// A finished read, installed by the next cook.
     read: Option<Result<DatBody, String>>,
+    /// Has cooked since it was built.
+    cooked: bool,
     reloads: u64,
 }
 
@@ -82,6 +84,7 @@ impl DatOp {
             last_poll: Instant::now(),
             reading: None,
             read: None,
+            cooked: false,
             reloads: 0,
         }
     }
@@ -105,9 +108,12 @@ impl Operator for DatOp {
     fn cook(&mut self, ctx: &mut CookCtx, _out: &mut ChopData) -> Result<(), CookError> {
         let frame = ctx.frame.frame;
         let node = ctx.state();
-        if node.dat.is_none() {
-            // A node made before this operator had content (never, but cheap to be sure of).
-            node.dat = Some(Box::new(DatContent::new((*self.initial).clone())));
+        if !std::mem::replace(&mut self.cooked, true) {
+            // New content (a first start, or a reload that built this DAT anew): whatever read
+            // the DAT it replaces cooks again.
+            if node.dat.is_none() {
+                node.dat = Some(Box::new(DatContent::new((*self.initial).clone())));
+            }
             node.changed_frame = frame;
         }
         match self.read.take() {

@@ -50,22 +50,36 @@ pub enum DatBody {
 }
 
 /// The content of one DAT node, with a version that changes on every edit (module caches and
-/// export tables follow it).
+/// export tables follow it). Versions come from one counter for the whole process, so a DAT
+/// rebuilt by a reload never repeats a version its predecessor had.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatContent {
     pub body: DatBody,
     pub version: u64,
 }
 
+fn next_version() -> u64 {
+    static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl DatContent {
     pub fn new(body: DatBody) -> DatContent {
-        DatContent { body, version: 1 }
+        DatContent {
+            body,
+            version: next_version(),
+        }
     }
 
     /// Replaces the body (a file changed): the version moves on.
     pub fn replace(&mut self, body: DatBody) {
         self.body = body;
-        self.version += 1;
+        self.touch();
+    }
+
+    /// Notes an edit of the body: the version moves on.
+    pub fn touch(&mut self) {
+        self.version = next_version();
     }
 
     pub fn table(&self) -> Option<&Table> {

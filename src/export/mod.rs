@@ -621,12 +621,12 @@ mod tests {
         assert_eq!(run(&mut e, &dat), 0);
         assert_eq!(e.map[0], osc("/show/p/q"));
         dat.body = table(&[&["chan", "path", "parameter"], &["a", "p2", "q"]]);
-        dat.version += 1;
+        dat.touch();
         assert_eq!(run(&mut e, &dat), 0);
         assert_eq!(e.map[0], osc("/show/p2/q"));
         // An edit that makes no export table: one warning, the mapping stays.
         dat.body = table(&[&["chan", "path"], &["a", "p3"]]);
-        dat.version += 1;
+        dat.touch();
         assert_eq!(run(&mut e, &dat), 1);
         assert_eq!(run(&mut e, &dat), 0);
         assert_eq!(e.map[0], osc("/show/p2/q"));

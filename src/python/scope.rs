@@ -396,7 +396,7 @@ impl Scope {
             return Ok(None);
         };
         n.changed_frame = frame;
-        d.version += 1;
+        d.touch();
         Ok(Some(d))
     }
 
