@@ -590,6 +590,10 @@ impl Graph {
         for (i, exp) in self.exporters.iter_mut().enumerate() {
             if let Some(exp) = exp {
                 let _in = self.spans[i].enter();
+                let nodes = &self.nodes;
+                let warned =
+                    exp.follow_dat(|d| names.get(d).and_then(|&j| nodes[j].dat.as_deref()));
+                self.nodes[i].stats.warnings += warned;
                 let node = &mut self.nodes[i];
                 exp.export(
                     &node.output,
@@ -650,6 +654,7 @@ impl Part {
     fn new(op: Box<dyn Operator>, cfg: &OperatorConfig, rate: f64) -> Part {
         let mut node = NodeState::new(&cfg.name, cfg.kind, rate);
         node.timeslice = cfg.timeslice;
+        node.dat = op.initial_dat().map(Box::new);
         Part {
             op,
             node,

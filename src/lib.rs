@@ -15,7 +15,8 @@
 //!   time tags) that OSC In, export, the control port and `chopd ctl` share.
 //!
 //! The model:
-//! - [`cook`]: the channel data and the operator contract: what a cook sees and reports.
+//! - [`cook`]: the channel data, DAT content and the operator contract: what a cook sees and
+//!   reports.
 //! - [`config`]: TOML → checked model, every problem reported as `file:line:col`; the contract
 //!   through which operator kinds check their keys and build; the cook order.
 //!

@@ -2,6 +2,7 @@
 
 mod config;
 mod control;
+mod dat;
 mod export;
 mod info;
 mod midi;

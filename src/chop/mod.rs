@@ -24,4 +24,8 @@ kinds! {
     script::Script,
     info::Info,
     base::Base,
+    table::TableDat,
+    text::TextDat,
 }
+
+pub mod datfile;

@@ -328,7 +328,7 @@ impl<'s> Reader<'_, '_, 's> {
         let export = match &common.export {
             Some(e) => {
                 refs.export_root = Some(e.get_ref().root.span());
-                self.export(e.get_ref())
+                self.export(e.get_ref(), &mut refs.export_dat)
             }
             None => None,
         };
@@ -348,7 +348,13 @@ impl<'s> Reader<'_, '_, 's> {
         ))
     }
 
-    fn export(&mut self, e: &raw::Export) -> Option<ExportConfig> {
+    /// Reads an export; a table operator it names (`dat`) goes into `dat_ref`, for the
+    /// whole-config checks.
+    fn export(
+        &mut self,
+        e: &raw::Export,
+        dat_ref: &mut Option<(String, std::ops::Range<usize>)>,
+    ) -> Option<ExportConfig> {
         let root_s = e.root.get_ref();
         let root = match root_s.strip_prefix("op:") {
             Some("/") => ExportRoot::Op(String::new()),
@@ -359,19 +365,39 @@ impl<'s> Reader<'_, '_, 's> {
             .method
             .as_ref()
             .map_or("autoname", |m| m.get_ref().as_str());
-        let table = |me: &mut Self| -> Option<ExportTable> {
-            let Some(t) = &e.table else {
-                me.cx.d.error(
-                    e.root.span(),
-                    format!("export method \"{method_s}\" needs a \"table\" (a CSV file)"),
-                );
-                return None;
+        let mut table = |me: &mut Self| -> Option<ExportTable> {
+            let t = match (&e.table, &e.dat) {
+                (Some(_), Some(d)) => {
+                    me.cx.d.error(
+                        d.span(),
+                        "an export table is a file (\"table\") or a table operator (\"dat\"), not both",
+                    );
+                    return None;
+                }
+                (None, Some(d)) => {
+                    *dat_ref = Some((d.get_ref().clone(), d.span()));
+                    return Some(ExportTable {
+                        source: TableSource::Dat(d.get_ref().clone()),
+                        rows: Vec::new(),
+                    });
+                }
+                (Some(t), None) => t,
+                (None, None) => {
+                    me.cx.d.error(
+                        e.root.span(),
+                        format!("export method \"{method_s}\" needs a \"table\" (a CSV file) or a \"dat\" (a table operator)"),
+                    );
+                    return None;
+                }
             };
             let file = me.cx.dir().join(t.get_ref());
             match std::fs::read_to_string(&file) {
                 Ok(text) => {
                     match super::tables::parse_export_table(&text, method_s == "datindex") {
-                        Ok(rows) => Some(ExportTable { file, rows }),
+                        Ok(rows) => Some(ExportTable {
+                            source: TableSource::File(file),
+                            rows,
+                        }),
                         Err(msg) => {
                             me.cx.d.error(
                                 t.span(),

@@ -29,7 +29,7 @@ pub use checker::Checker;
 pub use diag::{Diagnostic, Severity};
 pub use kind::{Kind, Kinds, OperatorKind};
 pub use model::*;
-pub use tables::{parse_export_table, parse_midi_channels};
+pub use tables::{export_rows, parse_export_table, parse_midi_channels};
 
 use diag::Diagnostics;
 

@@ -218,8 +218,18 @@ pub enum ExportRoot {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExportTable {
-    pub file: PathBuf,
+    pub source: TableSource,
+    /// The rows of a file table; a DAT's rows are read from the DAT while running.
     pub rows: Vec<ExportRow>,
+}
+
+/// Where an export table comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TableSource {
+    /// A CSV file (`table = "map.csv"`), followed by the config watcher.
+    File(PathBuf),
+    /// A table DAT of this daemon (`dat = "NAME"`), re-mapped whenever its content changes.
+    Dat(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -305,6 +315,11 @@ pub trait Settings: DynEq + Debug + Send + Sync {
     /// nothing more.
     fn identity(&self) -> String {
         String::new()
+    }
+
+    /// Whether the operator is a table DAT, which export tables may name (`dat = "NAME"`).
+    fn is_table_dat(&self) -> bool {
+        false
     }
 
     /// Files the running operator reads from its settings that a reload should follow.

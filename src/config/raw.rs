@@ -158,6 +158,9 @@ pub struct Export {
     /// CSV export table (chan,path,parameter[,enable]) for datindex/datname
     #[schemars(with = "Option<String>")]
     pub table: Option<Spanned<String>>,
+    /// A table operator holding the export table instead of a file, for datindex/datname
+    #[schemars(with = "Option<String>")]
+    pub dat: Option<Spanned<String>>,
     /// Send changed values only (default) or every channel every cook
     pub send: Option<SendMode>,
     /// Resend every value this often (ms)

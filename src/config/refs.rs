@@ -16,6 +16,8 @@ pub struct OpRefs {
     pub(super) name: Range<usize>,
     pub(super) inputs: Vec<Range<usize>>,
     pub(super) export_root: Option<Range<usize>>,
+    /// The table operator an export table names (`dat = "NAME"`), and where.
+    pub(super) export_dat: Option<(String, Range<usize>)>,
     reads: Vec<Read>,
     port: Option<Range<usize>>,
 }
@@ -36,6 +38,7 @@ impl OpRefs {
             name,
             inputs,
             export_root: None,
+            export_dat: None,
             reads: Vec::new(),
             port: None,
         }
@@ -162,6 +165,22 @@ pub(super) fn check(d: &mut Diagnostics, config: &Config, spans: &[OpRefs]) -> V
                         r.name,
                         r.hint,
                         suggestion(&r.name, names.iter().copied())
+                    ),
+                ),
+            }
+        }
+        if let Some((dat, at)) = &spans[i].export_dat {
+            match index.get(dat.as_str()) {
+                Some(&j) if config.operators[j].settings.is_table_dat() => {}
+                Some(_) => d.error(
+                    at.clone(),
+                    format!("export \"dat\" names \"{dat}\", which is not a table operator"),
+                ),
+                None => d.error(
+                    at.clone(),
+                    format!(
+                        "export \"dat\" \"{dat}\" is not an operator{}",
+                        suggestion(dat, names.iter().copied())
                     ),
                 ),
             }

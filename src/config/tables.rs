@@ -55,7 +55,7 @@ pub fn parse_export_table(text: &str, by_index: bool) -> Result<Vec<ExportRow>, 
         let start = from + kept[from..].bytes().take_while(|&b| b == b'\n').count();
         1 + newlines.partition_point(|&i| i < start)
     };
-    let mut records = csv::ReaderBuilder::new()
+    let records = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
@@ -65,20 +65,52 @@ pub fn parse_export_table(text: &str, by_index: bool) -> Result<Vec<ExportRow>, 
             let r = r.map_err(|e| e.to_string())?;
             Ok::<_, String>((line_of(r.position()), r))
         });
+    let records = records.map(|r| r.map(|(n, rec)| (n, rec.iter().map(str::to_string).collect())));
+    from_records(records, by_index, "line", |n| {
+        lines
+            .get(n.wrapping_sub(1))
+            .copied()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    })
+}
+
+/// Reads an export table from a table DAT's rows, as [`parse_export_table`] reads a file:
+/// errors name the row by its index (row 0 is the header). Blank rows and rows whose first
+/// cell starts with `#` are skipped.
+pub fn export_rows(cells: &[Vec<String>], by_index: bool) -> Result<Vec<ExportRow>, String> {
+    let records = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let first = r.first().map_or("", |c| c.trim());
+            !(r.iter().all(|c| c.trim().is_empty()) || first.starts_with('#'))
+        })
+        .map(|(i, r)| Ok((i, r.iter().map(|c| c.trim().to_string()).collect())));
+    from_records(records, by_index, "row", |i| {
+        cells.get(i).map_or(String::new(), |r| r.join(","))
+    })
+}
+
+/// The rows of an export table from its records (where each is, and its trimmed cells); `unit`
+/// and `raw` say where a record is for errors.
+fn from_records(
+    mut records: impl Iterator<Item = Result<(usize, Vec<String>), String>>,
+    by_index: bool,
+    unit: &str,
+    raw: impl Fn(usize) -> String,
+) -> Result<Vec<ExportRow>, String> {
     let Some(header) = records.next() else {
         return Err("empty table (needs a header: chan,path,parameter[,enable])".into());
     };
     let (header_line, header) = header?;
-    let cols: Vec<String> = header.iter().map(str::to_ascii_lowercase).collect();
+    let cols: Vec<String> = header.iter().map(|c| c.to_ascii_lowercase()).collect();
     let col = |name: &str| cols.iter().position(|c| c == name);
     let (Some(ci), Some(pi), Some(ri)) = (col("chan"), col("path"), col("parameter")) else {
-        let raw = lines
-            .get(header_line.wrapping_sub(1))
-            .copied()
-            .unwrap_or("");
         return Err(format!(
             "the header must name chan, path and parameter (found \"{}\")",
-            raw.trim()
+            raw(header_line)
         ));
     };
     let ei = col("enable");
@@ -86,30 +118,30 @@ pub fn parse_export_table(text: &str, by_index: bool) -> Result<Vec<ExportRow>, 
     let mut seen = HashSet::new();
     for record in records {
         let (n, cells) = record?;
-        let cell = |i: usize| cells.get(i).unwrap_or("");
+        let cell = |i: usize| cells.get(i).map_or("", String::as_str);
         let chan = cell(ci);
         let chan = if by_index {
             ChanRef::Index(
                 chan.parse()
-                    .map_err(|_| format!("line {n}: chan \"{chan}\" is not a channel index"))?,
+                    .map_err(|_| format!("{unit} {n}: chan \"{chan}\" is not a channel index"))?,
             )
         } else {
             if chan.is_empty() {
-                return Err(format!("line {n}: empty chan"));
+                return Err(format!("{unit} {n}: empty chan"));
             }
             ChanRef::Name(chan.to_string())
         };
         let parameter = cell(ri);
         if parameter.is_empty() {
-            return Err(format!("line {n}: empty parameter"));
+            return Err(format!("{unit} {n}: empty parameter"));
         }
         let enable = match ei.map(cell) {
             None | Some("") | Some("1") | Some("on") | Some("true") => true,
             Some("0") | Some("off") | Some("false") => false,
-            Some(other) => return Err(format!("line {n}: enable \"{other}\" is not 1/0")),
+            Some(other) => return Err(format!("{unit} {n}: enable \"{other}\" is not 1/0")),
         };
         if !seen.insert(format!("{chan:?}")) {
-            return Err(format!("line {n}: channel {chan:?} is mapped twice"));
+            return Err(format!("{unit} {n}: channel {chan:?} is mapped twice"));
         }
         rows.push(ExportRow {
             chan,
@@ -174,6 +206,38 @@ mod tests {
         assert_eq!(
             parse_export_table("# c\n  chan, path  \n", false).unwrap_err(),
             "the header must name chan, path and parameter (found \"chan, path\")"
+        );
+    }
+
+    #[test]
+    fn a_table_dats_rows_read_as_a_file_does() {
+        let cells = |rows: &[&[&str]]| -> Vec<Vec<String>> {
+            rows.iter()
+                .map(|r| r.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        let rows = export_rows(
+            &cells(&[
+                &["# map", "", ""],
+                &[" Chan", "path", "parameter"],
+                &["", "", ""],
+                &["f1", "/a/", "lvl"],
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(rows, [row("f1", "a", "lvl")]);
+        assert_eq!(
+            export_rows(
+                &cells(&[&["chan", "path", "parameter"], &["x", "a", "b"]]),
+                true
+            )
+            .unwrap_err(),
+            "row 1: chan \"x\" is not a channel index"
+        );
+        assert_eq!(
+            export_rows(&cells(&[&["chan", "path"]]), false).unwrap_err(),
+            "the header must name chan, path and parameter (found \"chan,path\")"
         );
     }
 }

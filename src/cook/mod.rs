@@ -1,11 +1,12 @@
 //! The operator contract, below every operator kind: what a cook sees (the frame, the node
 //! states of the graph, daemon statistics), what it reports (cook statistics, errors), the trait
-//! every kind implements, the channel data model in [`data`], and in [`slice`] the time slices
-//! of queued input that OSC In and MIDI In share.
+//! every kind implements, the channel data model in [`data`], DAT content in [`dat`], and in
+//! [`slice`] the time slices of queued input that OSC In and MIDI In share.
 //!
 //! Nothing here knows a particular kind, the config file or a socket: kinds live in `chop`, the
 //! graph that drives them in `graph`.
 
+pub mod dat;
 pub mod data;
 pub mod par;
 pub mod slice;
@@ -84,6 +85,9 @@ pub struct NodeState {
     pub extras: Vec<(&'static str, f64)>,
     /// Set while the operator's time-slice option is on.
     pub timeslice: bool,
+    /// A DAT's rows or text (table and text operators); scripts read and edit it, and a write
+    /// moves `changed_frame` like a change of channels.
+    pub dat: Option<Box<dat::DatContent>>,
 }
 
 impl NodeState {
@@ -97,6 +101,7 @@ impl NodeState {
             changed_frame: 0,
             extras: Vec::new(),
             timeslice: false,
+            dat: None,
         }
     }
 }
@@ -231,6 +236,12 @@ pub trait Operator {
     /// same identity. One that no longer applies (unknown, refused) is dropped quietly: the
     /// config or the script changed since. Default: nothing.
     fn restore_pars(&mut self, _pars: &[(String, KeptPar)]) {}
+
+    /// The content a DAT operator starts with, put into its node when the node is made (a kept
+    /// operator keeps its node and content). Default: none, the operator is no DAT.
+    fn initial_dat(&self) -> Option<dat::DatContent> {
+        None
+    }
 
     /// The network address this operator listens on, if any (for the start line).
     fn bound(&self) -> Option<std::net::SocketAddr> {

@@ -127,7 +127,9 @@ fn watched_files(config: &Config) -> Vec<PathBuf> {
         if let Some(e) = &op.export {
             match &e.method {
                 config::ExportMethod::DatIndex(t) | config::ExportMethod::DatName(t) => {
-                    files.push(t.file.clone())
+                    if let config::TableSource::File(f) = &t.source {
+                        files.push(f.clone())
+                    }
                 }
                 config::ExportMethod::AutoName => {}
             }

@@ -9,7 +9,10 @@ pub mod osc;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use crate::config::{ChanRef, ExportConfig, ExportMethod, ExportRoot, SendMode};
+use crate::config::{
+    ChanRef, ExportConfig, ExportMethod, ExportRoot, ExportRow, SendMode, TableSource,
+};
+use crate::cook::dat::DatContent;
 use crate::cook::{ChopData, CookStats};
 pub use osc::{Destinations, DestinationsDiff, Outbox, Resolved};
 
@@ -65,6 +68,10 @@ pub struct Exporter {
     reported: HashSet<String>,
     next_resend: Option<Instant>,
     built: bool,
+    /// The rows of an export table kept in a table DAT, and the DAT content version they were
+    /// read from (a version that did not read is remembered too, so it is reported once).
+    dat_rows: Vec<ExportRow>,
+    dat_version: Option<u64>,
 }
 
 /// Parameter writes collected during export, applied by the graph to its operators.
@@ -80,6 +87,53 @@ impl Exporter {
             reported: HashSet::new(),
             next_resend: None,
             built: false,
+            dat_rows: Vec::new(),
+            dat_version: None,
+        }
+    }
+
+    /// The table DAT this export's table is kept in, if it is kept in one.
+    pub fn dat_source(&self) -> Option<&str> {
+        match &self.cfg.method {
+            ExportMethod::DatIndex(t) | ExportMethod::DatName(t) => match &t.source {
+                TableSource::Dat(name) => Some(name),
+                TableSource::File(_) => None,
+            },
+            ExportMethod::AutoName => None,
+        }
+    }
+
+    /// Follows the table DAT of [`Exporter::dat_source`] (`find` gives its content): when it
+    /// changed, its rows are read again and the mapping is rebuilt on the next export. Rows
+    /// that do not make an export table keep the previous mapping; returns the warnings to
+    /// count (one per bad version).
+    pub fn follow_dat<'a>(&mut self, find: impl FnOnce(&str) -> Option<&'a DatContent>) -> u64 {
+        let Some(dat) = self.dat_source().map(find) else {
+            return 0;
+        };
+        let version = dat.map_or(0, |d| d.version);
+        if self.dat_version == Some(version) {
+            return 0;
+        }
+        self.dat_version = Some(version);
+        let by_index = matches!(self.cfg.method, ExportMethod::DatIndex(_));
+        let read = match dat.and_then(DatContent::table) {
+            Some(t) => crate::config::export_rows(t.rows(), by_index),
+            None => Err("it is not a table".to_string()),
+        };
+        match read {
+            Ok(rows) => {
+                if rows != self.dat_rows {
+                    self.dat_rows = rows;
+                    self.built = false;
+                }
+                0
+            }
+            Err(e) => {
+                let name = self.dat_source().unwrap_or_default();
+                tracing::warn!("export table in \"{name}\": {e}; the previous mapping stays");
+                1
+            }
         }
     }
 
@@ -141,7 +195,11 @@ impl Exporter {
                     (p, par.to_string())
                 }
                 ExportMethod::DatIndex(t) | ExportMethod::DatName(t) => {
-                    let row = t.rows.iter().find(|r| match &r.chan {
+                    let rows = match t.source {
+                        TableSource::Dat(_) => &self.dat_rows,
+                        TableSource::File(_) => &t.rows,
+                    };
+                    let row = rows.iter().find(|r| match &r.chan {
                         ChanRef::Index(k) => *k == i,
                         ChanRef::Name(n) => n == name,
                     });
@@ -460,7 +518,7 @@ mod tests {
         ];
         let mut e = Exporter::new(ExportConfig {
             method: ExportMethod::DatName(ExportTable {
-                file: "t.csv".into(),
+                source: TableSource::File("t.csv".into()),
                 rows,
             }),
             root: ExportRoot::Destination("console".into()),
@@ -494,7 +552,7 @@ mod tests {
         }];
         let mut e = Exporter::new(ExportConfig {
             method: ExportMethod::DatIndex(ExportTable {
-                file: "t.csv".into(),
+                source: TableSource::File("t.csv".into()),
                 rows,
             }),
             root: ExportRoot::Destination("console".into()),
@@ -517,6 +575,61 @@ mod tests {
                 address: "/show/x/y".into()
             })
         );
+    }
+
+    #[test]
+    fn a_table_dat_maps_and_a_bad_edit_keeps_the_last_mapping() {
+        use crate::cook::dat::{DatBody, DatContent, Table};
+        let table = |rows: &[&[&str]]| {
+            DatBody::Table(Table::from_rows(
+                rows.iter()
+                    .map(|r| r.iter().map(|s| s.to_string()).collect())
+                    .collect(),
+            ))
+        };
+        let mut dat = DatContent::new(table(&[&["chan", "path", "parameter"], &["a", "p", "q"]]));
+        let mut e = Exporter::new(ExportConfig {
+            method: ExportMethod::DatName(ExportTable {
+                source: TableSource::Dat("map".into()),
+                rows: Vec::new(),
+            }),
+            root: ExportRoot::Destination("console".into()),
+            send: SendMode::OnChange,
+            resend: None,
+        });
+        assert_eq!(e.dat_source(), Some("map"));
+        let mut dests = dests();
+        let mut stats = CookStats::default();
+        let mut run = |e: &mut Exporter, dat: &DatContent| {
+            let warned = e.follow_dat(|n| (n == "map").then_some(dat));
+            e.export(
+                &data(&["a"]),
+                &mut dests,
+                &|_| false,
+                &mut stats,
+                Instant::now(),
+                &mut Vec::new(),
+            );
+            warned
+        };
+        let osc = |a: &str| {
+            Some(Target::Osc {
+                dest: 0,
+                address: a.into(),
+            })
+        };
+        assert_eq!(run(&mut e, &dat), 0);
+        assert_eq!(e.map[0], osc("/show/p/q"));
+        dat.body = table(&[&["chan", "path", "parameter"], &["a", "p2", "q"]]);
+        dat.touch();
+        assert_eq!(run(&mut e, &dat), 0);
+        assert_eq!(e.map[0], osc("/show/p2/q"));
+        // An edit that makes no export table: one warning, the mapping stays.
+        dat.body = table(&[&["chan", "path"], &["a", "p3"]]);
+        dat.touch();
+        assert_eq!(run(&mut e, &dat), 1);
+        assert_eq!(run(&mut e, &dat), 0);
+        assert_eq!(e.map[0], osc("/show/p2/q"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::{PyPermissionError, PyRuntimeError};
 use pyo3::prelude::*;
 
+use crate::cook::dat::DatContent;
 use crate::cook::{ChopData, CookCtx, CookStats, DaemonStats, Frame, NodeState};
 
 use super::registry::{self, ScriptShared, ScriptState};
@@ -370,6 +371,33 @@ impl Scope {
                 self.deps.note_node(i, n);
             }
         }
+    }
+
+    /// The DAT content of node `i` (recorded as a read of that node during `onCook`), or
+    /// `None` when the node is no DAT.
+    pub fn dat(&mut self, i: usize) -> PyResult<Option<&DatContent>> {
+        self.record_read(DataRef::Node(i));
+        Ok(self.nodes()?.get(i).and_then(|n| n.dat.as_deref()))
+    }
+
+    /// The DAT content of node `i` to edit. Any script may edit a DAT; the edit moves the
+    /// node's `changed_frame` (readers cook again) and the content's version, but does not
+    /// make the writing script itself dirty (a cook that reads and then writes a table would
+    /// otherwise cook every frame).
+    pub fn dat_mut(&mut self, i: usize) -> PyResult<Option<&mut DatContent>> {
+        let frame = self.frame.map_or(0, |f| f.frame);
+        if let Some(e) = self.deps.nodes.iter_mut().find(|(j, _, _)| *j == i) {
+            e.2 = frame;
+        }
+        let Some(n) = self.nodes_mut()?.get_mut(i) else {
+            return Ok(None);
+        };
+        let Some(d) = n.dat.as_deref_mut() else {
+            return Ok(None);
+        };
+        n.changed_frame = frame;
+        d.touch();
+        Ok(Some(d))
     }
 
     /// Notes that the running cook read a `tdu.Dependency` whose version counter is `v`.

@@ -21,7 +21,7 @@ use super::op::{name_digits, OpHandle};
 use super::par::ParCollection;
 
 /// The network the running code sits in: `fixed`, else the running script's.
-fn network(fixed: &Option<Place>) -> Place {
+pub fn network(fixed: &Option<Place>) -> Place {
     fixed.clone().unwrap_or_else(|| {
         scope::with(|s| Ok(Place::Key(parent_key(&s.owner_name).to_string())))
             .unwrap_or(Place::Key(String::new()))
@@ -59,14 +59,20 @@ pub fn object(py: Python<'_>, place: &Place) -> PyResult<Option<Py<PyAny>>> {
         None => Some(Py::new(py, OpHandle::new(key, None))?.into_any()),
         Some(None) => None,
         Some(Some((_, "base"))) => Some(Py::new(py, Comp::at(place.clone()))?.into_any()),
-        Some(Some((i, _))) => Some(Py::new(py, OpHandle::with_index(key, i, None))?.into_any()),
+        Some(Some((i, _))) => match scope::with(|s| super::dat::lookup(s, i))? {
+            Some(d) => Some(Py::new(py, d)?.into_any()),
+            None => Some(Py::new(py, OpHandle::with_index(key, i, None))?.into_any()),
+        },
     })
 }
 
 /// `op(path)` from inside `from`: an operator object passed in comes back as is; an int is an
 /// `OP.id`.
 pub fn find(py: Python<'_>, from: &Place, what: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-    if what.cast::<OpHandle>().is_ok() || what.cast::<Comp>().is_ok() {
+    if what.cast::<OpHandle>().is_ok()
+        || what.cast::<Comp>().is_ok()
+        || what.cast::<super::dat::DatHandle>().is_ok()
+    {
         return Ok(Some(what.clone().unbind()));
     }
     if let Ok(id) = what.extract::<u64>() {

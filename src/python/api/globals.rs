@@ -1,6 +1,6 @@
 //! Module globals of a callbacks file: `absTime`, `debug(*args)` and `CookLevel`, and (from
 //! `comp`) the finders `op`, `ops`, `parent`, `iop`, `ipar` bound to the Script CHOP's network
-//! and `me`, the callbacks DAT; installed into each callbacks module.
+//! and `me`, the callbacks DAT, and `mod`; installed into each callbacks module.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -164,10 +164,17 @@ pub fn install(
     )?
     .into_any();
     let network = crate::path::Place::Key(crate::path::parent_key(op).to_string());
-    super::comp::install_finders(globals, Some(network), me)?;
+    super::comp::install_finders(globals, Some(network.clone()), me)?;
     install_clock(py, globals)?;
+    install_mod(globals, Some(network))?;
     super::runtime::install(py, globals)?;
     Ok(())
+}
+
+/// `mod`: text DATs as modules (`mod.name`, `mod('name')`), found as `op()` finds operators
+/// from `network` (`None`: the running script's).
+pub fn install_mod(globals: &Bound<'_, PyDict>, network: Option<crate::path::Place>) -> PyResult<()> {
+    globals.set_item("mod", super::datmodule::Mod { network })
 }
 
 /// `debug`, `absTime` and `CookLevel`, which every namespace of chopd's Python gets.

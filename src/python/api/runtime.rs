@@ -20,6 +20,8 @@ use crate::python::{registry, scope};
 
 use super::channel::Channel;
 use super::comp::{Comp, OpFinder, OpsFinder, ParentFinder};
+use super::dat::{Cell, DatHandle};
+use super::datmodule::Mod;
 use super::globals::{self, AbsTime, Time};
 use super::op::OpHandle;
 use super::par::{Page, Par, ParCollection};
@@ -55,6 +57,9 @@ fn names(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
             classes.set_item("ParCollection", py.get_type::<ParCollection>())?;
             classes.set_item("timeCOMP", py.get_type::<Time>())?;
             classes.set_item("AbsTime", py.get_type::<AbsTime>())?;
+            classes.set_item("DAT", py.get_type::<DatHandle>())?;
+            classes.set_item("Cell", py.get_type::<Cell>())?;
+            classes.set_item("MOD", py.get_type::<Mod>())?;
             let funcs = PyDict::new(py);
             // Shared by every module that imports `td`: they follow the running script.
             funcs.set_item("op", OpFinder { network: None })?;
@@ -64,6 +69,7 @@ fn names(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
             funcs.set_item("debug", wrap_pyfunction!(globals::debug, py)?)?;
             funcs.set_item("absTime", Py::new(py, AbsTime)?)?;
             funcs.set_item("CookLevel", crate::python::cook_level_class(py)?)?;
+            funcs.set_item("mod", Mod { network: None })?;
             let names = module(py)?.getattr("setup")?.call1((
                 classes,
                 funcs,
@@ -86,6 +92,18 @@ pub fn install(py: Python<'_>, globals: &Bound<'_, PyDict>) -> PyResult<()> {
         }
     }
     Ok(())
+}
+
+/// A `tdError` with `msg`: TouchDesigner's exception for API misuse, which scripts catch by
+/// that name.
+pub fn td_error(py: Python<'_>, msg: String) -> PyErr {
+    match module(py).and_then(|m| m.getattr("tdError")) {
+        Ok(t) => match t.cast_into::<pyo3::types::PyType>() {
+            Ok(t) => PyErr::from_type(t, msg),
+            Err(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
+        },
+        Err(_) => pyo3::exceptions::PyRuntimeError::new_err(msg),
+    }
 }
 
 /// Rewrites the message of a NameError for a TouchDesigner global chopd lacks, so the log says

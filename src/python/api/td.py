@@ -38,7 +38,6 @@ MISSING_GLOBALS = {
     "licenses": "chopd needs no TouchDesigner licence",
     "families": "chopd runs CHOPs only",
     "sysinfo": "use the os and platform modules",
-    "mod": "DATs as modules are not supported; put shared code in a Python module next to the config and import it",
     "opex": "use op() and test for None",
     "run": "delayed scripts are not supported",
     "runs": "delayed scripts are not supported",
@@ -125,7 +124,7 @@ def _type_name(obj):
 
 
 def _make_types(classes):
-    handle, root = classes["OP"], classes["COMP"]
+    handle, root, dat = classes["OP"], classes["COMP"], classes["DAT"]
     out = {}
 
     def virtual(name, test=None, base=object):
@@ -134,7 +133,7 @@ def _make_types(classes):
         out[name] = c
         return c
 
-    virtual("OP", lambda o: isinstance(o, (handle, root)))
+    virtual("OP", lambda o: isinstance(o, (handle, root, dat)))
     virtual("CHOP", lambda o: isinstance(o, handle))
     for family in ("DAT", "TOP", "SOP", "MAT", "POP"):
         virtual(family)
@@ -161,7 +160,9 @@ def _make_types(classes):
                  "shuffleCHOP trailCHOP holdCHOP").split():
         if name.endswith("CHOP") and name != "CHOP":
             virtual(name, chop_of(name))
-    for name in ("scriptDAT tableDAT textDAT executeDAT chopexecuteDAT datexecuteDAT "
+    for name in ("tableDAT", "textDAT"):
+        virtual(name, lambda o, t=name[:-3]: isinstance(o, dat) and _type_name(o) == t)
+    for name in ("scriptDAT executeDAT chopexecuteDAT datexecuteDAT "
                  "parameterexecuteDAT panelexecuteDAT opexecuteDAT oscinDAT oscoutDAT "
                  "webclientDAT webserverDAT websocketDAT tcpipDAT udpinDAT udpoutDAT "
                  "serialDAT jsonDAT xmlDAT infoDAT evaluateDAT selectDAT nullDAT mergeDAT "
@@ -178,13 +179,14 @@ def _make_types(classes):
         virtual(name)
     for name in "scriptPOP nullPOP".split():
         virtual(name)
-    for name in ("Cell Connector Run Runs MOD Monitors Monitor UI Panes Pane NetworkEditor "
+    for name in ("Connector Run Runs Monitors Monitor UI Panes Pane NetworkEditor "
                  "Undo Preferences Options Licenses License SysInfo Families Attribute "
                  "Point Prim Vertex Peer ParChange Body ArcBall Camera Timecode "
                  "Quaternion Matrix FileInfo ParMenu TableMenu Dependency").split():
         virtual(name)
     # The classes chopd really has: isinstance() and annotations see the real objects.
-    for name in ("Channel", "Par", "ParGroup", "Page", "ParCollection", "timeCOMP", "AbsTime"):
+    for name in ("Channel", "Par", "ParGroup", "Page", "ParCollection", "timeCOMP", "AbsTime",
+                 "DAT", "Cell", "MOD"):
         if name in classes:
             out[name] = classes[name]
     return out
@@ -825,6 +827,6 @@ def setup(classes, funcs, mask, project_info, stamp, version):
     for k in ("textToJSON", "addParameterFromJSONDict", "addParametersFromJSONOp"):
         setattr(tdjson, k, getattr(TDJSON, k))
     _sys.modules["TDJSON"] = tdjson
-    for cls in (classes["OP"], classes["COMP"]):
+    for cls in (classes["OP"], classes["COMP"], classes["DAT"]):
         cls.__getattr__ = _op_getattr
     return names
