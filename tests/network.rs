@@ -18,7 +18,7 @@ fn show_network(dest: u16) -> Config {
 op_shortcut = "Stage"
 iop = { Fader = "faders" }
 pars = { Master = 0.5, Pos = [1, 2, 3], Double = { expr = "me.par.Master * 2" } }
-extensions = [{ object = "__import__('showext').ShowExt(me)", promote = true }]
+extensions = [{ object = "op('./ShowExt').module.ShowExt(me)", promote = true }]
 
 [[operator.par]]
 name = "Master"
@@ -74,6 +74,7 @@ default = "show/faders"
         .control()
         .dest("show", dest)
         .op("show", "base", comp)
+        .op("show/ShowExt", "text", "file = \"showext.py\"")
         .oscin("show/faders", "")
         .script(
             "show/logic",
@@ -83,7 +84,6 @@ default = "show/faders"
         )
         .script("level", "level.py", "", TO_SHOW)
         .info("level_info", "/project1/level", "")
-        .raw("[python]\npath = [\".\"]\n")
 }
 
 fn files() -> Vec<(&'static str, String)> {

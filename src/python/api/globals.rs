@@ -173,7 +173,10 @@ pub fn install(
 
 /// `mod`: text DATs as modules (`mod.name`, `mod('name')`), found as `op()` finds operators
 /// from `network` (`None`: the running script's).
-pub fn install_mod(globals: &Bound<'_, PyDict>, network: Option<crate::path::Place>) -> PyResult<()> {
+pub fn install_mod(
+    globals: &Bound<'_, PyDict>,
+    network: Option<crate::path::Place>,
+) -> PyResult<()> {
     globals.set_item("mod", super::datmodule::Mod { network })
 }
 

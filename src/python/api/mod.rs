@@ -10,10 +10,10 @@
 pub mod cell;
 pub mod channel;
 pub mod comp;
-pub mod expr;
 pub mod dat;
 pub mod datfind;
 pub mod datmodule;
+pub mod expr;
 pub mod globals;
 pub mod numpy;
 pub mod op;
