@@ -18,9 +18,16 @@ macro_rules! kinds {
     };
 }
 
+pub mod shaping;
+
 kinds! {
     oscin::OscIn,
     midiin::MidiIn,
     script::Script,
     info::Info,
+    math::Math,
+    lag::Lag,
+    limit::Limit,
+    filter::Filter,
+    logic::Logic,
 }
