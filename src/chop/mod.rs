@@ -30,4 +30,11 @@ kinds! {
     limit::Limit,
     filter::Filter,
     logic::Logic,
+    trigger::Trigger,
+    speed::Speed,
+    slope::Slope,
+    count::Count,
+    hold::Hold,
+    delay::Delay,
+    trail::Trail,
 }
