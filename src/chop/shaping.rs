@@ -11,8 +11,10 @@
 //! frames), and one output sample.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -26,6 +28,7 @@ use crate::cook::{
     Operator, ParValue, SrSelect,
 };
 use crate::pattern::Pattern;
+use crate::python::registry::{self, ScriptShared, ScriptState};
 
 /// One shaping kind: its TouchDesigner parameters and its cook.
 pub trait Shape: Default + 'static {
@@ -197,12 +200,18 @@ pub fn limit(x: f64, kind: u8, min: f64, max: f64) -> f64 {
 pub const LIMIT_TYPES: &[&str] = &["off", "clamp", "loop", "zigzag"];
 
 /// The keys of a shaping operator: TouchDesigner's parameters in `pars`.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, bound = "")]
 pub struct Raw<S> {
     pars: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
     #[serde(skip)]
     _kind: PhantomData<fn() -> S>,
+}
+
+impl<S> std::fmt::Debug for Raw<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Raw").field("pars", &self.pars).finish()
+    }
 }
 
 /// The schema lists every parameter of the kind, with its label, page, default and menu tokens.
@@ -383,18 +392,19 @@ fn to_parval(v: &toml::Value) -> Option<ParValue> {
 }
 
 impl<S: Shape> Settings for ShapeConfig<S> {
-    fn build(&self, op: &OperatorConfig, _cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
-        Ok(Box::new(ShapeOp::<S>::new(op, &self.pars)))
+    fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
+        Ok(Box::new(ShapeOp::<S>::new(op, cx.rate, &self.pars)))
     }
 }
 
-/// The running operator of every shaping kind.
+/// The running operator of every shaping kind. Its parameters are registered under the
+/// operator's name in the Python registry, so a script reads and writes `op('lag1').par.lag1`
+/// as it does a Script CHOP's; the control port and exports come in through `set_par`.
 pub struct ShapeOp<S> {
-    pars: ParSet,
+    shared: ScriptState,
     /// `pars.version` the shape was last configured with.
     seen: Option<u64>,
     shape: S,
-    pulses: Vec<String>,
     scope: Pattern,
     srselect: SrSelect,
     /// Last finite value of each output channel, by index (what replaces a NaN).
@@ -402,39 +412,37 @@ pub struct ShapeOp<S> {
 }
 
 impl<S: Shape> ShapeOp<S> {
-    pub fn new(op: &OperatorConfig, init: &[(String, ParValue)]) -> ShapeOp<S> {
+    pub fn new(op: &OperatorConfig, rate: f64, init: &[(String, ParValue)]) -> ShapeOp<S> {
+        let mut shared = ScriptShared::new(&op.name, false, op.timeslice, rate);
         let mut pars = ParSet::builtin(S::defs());
         pars.set_init(init);
+        pars.setting_up = true;
         for (name, v) in init {
             // Checked already: every name exists and every value fits.
-            if let Some(d) = pars.get_mut(name) {
-                d.val = v.clone();
-                d.fresh = false;
+            if let Err(e) = pars.set(name, v) {
+                tracing::warn!("parameter {name}: {e}");
             }
         }
+        pars.setting_up = false;
+        shared.pars = pars;
+        let shared = Rc::new(RefCell::new(shared));
+        registry::register(&shared);
         ShapeOp {
-            pars,
+            shared,
             seen: None,
             shape: S::default(),
-            pulses: Vec::new(),
             scope: op.scope.clone(),
             srselect: op.srselect,
             good: Vec::new(),
         }
     }
 
-    /// The shape, for tests.
-    pub fn shape(&self) -> &S {
-        &self.shape
-    }
-
     /// Replaces NaN and infinity with the channel's last finite value (0 at first); returns
     /// how many were replaced.
     fn sanitize(&mut self, out: &mut ChopData) -> usize {
-        let chans = out.num_chans();
-        self.good.resize(chans, 0.0);
+        self.good.resize(out.num_chans(), 0.0);
         let mut bad = 0;
-        for c in 0..chans {
+        for c in 0..out.num_chans() {
             let held = &mut self.good[c];
             for v in out.chan_mut(c) {
                 if v.is_finite() {
@@ -449,17 +457,28 @@ impl<S: Shape> ShapeOp<S> {
     }
 }
 
+impl<S> Drop for ShapeOp<S> {
+    fn drop(&mut self) {
+        registry::unregister(&self.shared);
+    }
+}
+
 impl<S: Shape> Operator for ShapeOp<S> {
     fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
-        self.seen != Some(self.pars.version) || !self.pulses.is_empty() || self.shape.busy()
+        let s = self.shared.borrow();
+        self.seen != Some(s.pars.version) || !s.pending_pulses.is_empty() || self.shape.busy()
     }
 
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
-        if self.seen != Some(self.pars.version) {
-            self.shape.configure(&self.pars);
-            self.seen = Some(self.pars.version);
-        }
-        for p in std::mem::take(&mut self.pulses) {
+        let pulses = {
+            let mut s = self.shared.borrow_mut();
+            if self.seen != Some(s.pars.version) {
+                self.shape.configure(&s.pars);
+                self.seen = Some(s.pars.version);
+            }
+            std::mem::take(&mut s.pending_pulses)
+        };
+        for p in pulses {
             self.shape.pulse(&p);
         }
         let sliced = ctx.nodes[ctx.me]
@@ -486,7 +505,8 @@ impl<S: Shape> Operator for ShapeOp<S> {
     }
 
     fn set_par(&mut self, name: &str, value: ParValue) -> Result<(), String> {
-        match self.pars.get(name).map(|d| d.style) {
+        let style = self.shared.borrow().pars.get(name).map(|d| d.style);
+        match style {
             Some(ParStyle::Pulse) => {
                 let on = match &value {
                     ParValue::Float(f) => *f != 0.0,
@@ -497,15 +517,16 @@ impl<S: Shape> Operator for ShapeOp<S> {
                 }
                 Ok(())
             }
-            Some(_) => self.pars.set(name, &value).map(drop),
+            Some(_) => self.shared.borrow_mut().pars.set(name, &value).map(drop),
             None => Err(format!("{} has no parameter \"{name}\"", S::NAME)),
         }
     }
 
     fn pulse_par(&mut self, name: &str) -> Result<(), String> {
-        match self.pars.get(name).map(|d| d.style) {
+        let mut s = self.shared.borrow_mut();
+        match s.pars.get(name).map(|d| d.style) {
             Some(ParStyle::Pulse) => {
-                self.pulses.push(name.to_string());
+                s.pending_pulses.push(name.to_string());
                 Ok(())
             }
             Some(_) => Err(format!(
@@ -517,15 +538,15 @@ impl<S: Shape> Operator for ShapeOp<S> {
     }
 
     fn par_defs(&self) -> Vec<ParDef> {
-        self.pars.pars().to_vec()
+        self.shared.borrow().pars.pars().to_vec()
     }
 
     fn runtime_pars(&self) -> KeptPars {
-        self.pars.runtime_values()
+        self.shared.borrow().pars.runtime_values()
     }
 
     fn restore_pars(&mut self, pars: &[(String, KeptPar)]) {
-        self.pars.restore(pars);
+        self.shared.borrow_mut().pars.restore(pars);
     }
 
     fn reset(&mut self) {
