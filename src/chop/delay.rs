@@ -5,7 +5,7 @@
 //! much has arrived, the first sample stands for the time before it. Memory is bounded:
 //! channels × delay samples may not pass [`MAX_SAMPLES`]; a longer delay is a cook error.
 
-use crate::chop::shaping::{self, layout, Chans, Shape, ShapeConfig, ShapeCx};
+use crate::chop::shaping::{self, Chans, Shape, ShapeConfig, ShapeCx};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind};
 use crate::cook::par::{ParDef, ParSet};
@@ -117,7 +117,7 @@ impl Shape for DelayShape {
             cx.frame.step.max(1) as usize
         };
         self.chans.follow(input, cx.scope);
-        layout(out, input.names(), len, Some(input));
+        self.chans.layout.fit(out, input, len);
         for c in 0..input.num_chans() {
             let src = input.chan(c);
             let src = &src[src.len() - len..];

@@ -43,6 +43,8 @@ pub struct FilterState {
     ring: Vec<f32>,
     pos: usize,
     filled: usize,
+    /// Sum of the ring (box).
+    sum: f64,
     /// One Euro: started, the last estimate and the smoothed slope.
     started: bool,
     x: f64,
@@ -104,15 +106,30 @@ impl FilterShape {
                 ..FilterState::default()
             };
         }
+        let boxed = self.kind == 0;
         for _ in 0..copies.min(n) {
+            if boxed && s.filled == n {
+                s.sum -= s.ring[s.pos] as f64;
+            }
             s.ring[s.pos] = x;
-            s.pos = (s.pos + 1) % n;
+            s.sum += x as f64;
+            s.pos += 1;
+            if s.pos == n {
+                s.pos = 0;
+                // A running sum drifts: once a lap, it is summed again.
+                s.sum = s.ring.iter().map(|&v| v as f64).sum();
+            }
             s.filled = (s.filled + 1).min(n);
         }
+        if boxed {
+            return s.sum / s.filled.max(1) as f64;
+        }
+        // Ages 0, 1, … run backwards from pos − 1: two contiguous runs of the ring.
+        let (newer, older) = s.ring.split_at(s.pos);
+        let mut ages = newer.iter().rev().chain(older.iter().rev()).take(s.filled);
         let (mut sum, mut wsum) = (0.0, 0.0);
-        for age in 0..s.filled {
-            let w = self.weights[age];
-            sum += w * s.ring[(s.pos + n - 1 - age) % n] as f64;
+        for (w, &v) in self.weights.iter().zip(&mut ages) {
+            sum += w * v as f64;
             wsum += w;
         }
         if wsum > 0.0 {

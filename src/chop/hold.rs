@@ -5,7 +5,7 @@
 //! turns on; with `whileon` it follows input 0 while on. Before its first sample, a channel
 //! holds 0. Without input 1, input 0 passes through.
 
-use crate::chop::shaping::{self, layout, Chans, Shape, ShapeConfig, ShapeCx};
+use crate::chop::shaping::{self, Chans, Shape, ShapeConfig, ShapeCx};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind};
 use crate::cook::par::{ParDef, ParSet};
@@ -60,7 +60,7 @@ impl Shape for HoldShape {
         };
         let len = cx.len();
         self.chans.follow(input, cx.scope);
-        layout(out, input.names(), len, Some(input));
+        self.chans.layout.fit(out, input, len);
         let trig = cx.inputs.get(1).filter(|t| t.num_chans() > 0);
         for c in 0..input.num_chans() {
             let src = input.chan(c);

@@ -49,7 +49,12 @@ pub struct LagShape {
 }
 
 impl LagShape {
-    fn step(&self, s: &mut LagState, x: f64, dt: f64) -> f64 {
+    /// The share of the distance a step of `dt` covers, up and down.
+    fn coefficients(&self, dt: f64) -> [f64; 2] {
+        self.lag.map(|t| if t <= 0.0 { 1.0 } else { 1.0 - 10f64.powf(-dt / t) })
+    }
+
+    fn step(&self, s: &mut LagState, x: f64, dt: f64, coef: [f64; 2]) -> f64 {
         if !s.started {
             *s = LagState {
                 started: true,
@@ -64,13 +69,7 @@ impl LagShape {
             x > s.l
         };
         let d = usize::from(!up);
-        let t = self.lag[d];
-        let a = if t <= 0.0 {
-            1.0
-        } else {
-            1.0 - 10f64.powf(-dt / t)
-        };
-        let mut mv = (x - s.l) * a;
+        let mut mv = (x - s.l) * coef[d];
         if let Some(m) = self.maxslope {
             mv = mv.clamp(-m[1] * dt, m[0] * dt);
         }
@@ -137,9 +136,10 @@ impl Shape for LagShape {
     fn cook(&mut self, cx: &ShapeCx, out: &mut ChopData) -> Result<(), CookError> {
         let mut chans = std::mem::take(&mut self.chans);
         let mut moving = false;
+        let coef = self.coefficients(cx.dt());
         run_filter(cx, &mut chans, out, |s, x, dt| {
             let x = x as f64;
-            let y = self.step(s, x, dt);
+            let y = self.step(s, x, dt, coef);
             moving |= (y - x).abs() > 1e-6;
             y as f32
         });

@@ -6,7 +6,7 @@
 //! zigzag: mirror back at each bound); `quantvalue` snaps it to `valueoffset + k · valuestep`
 //! (floor, ceil or round of `(x − valueoffset) / valuestep`).
 
-use crate::chop::shaping::{self, layout, limit, Shape, ShapeConfig, ShapeCx, LIMIT_TYPES};
+use crate::chop::shaping::{self, limit, Layout, Shape, ShapeConfig, ShapeCx, LIMIT_TYPES};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind};
 use crate::cook::par::{ParDef, ParSet};
@@ -35,6 +35,7 @@ pub struct LimitShape {
     quant: u8,
     step: f64,
     offset: f64,
+    layout: Layout,
 }
 
 impl LimitShape {
@@ -94,7 +95,7 @@ impl Shape for LimitShape {
             return Ok(());
         };
         let len = cx.len();
-        layout(out, input.names(), len, Some(input));
+        self.layout.fit(out, input, len);
         let all = cx.scope.is_all();
         for c in 0..input.num_chans() {
             let src = input.chan(c);

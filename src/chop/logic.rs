@@ -140,7 +140,7 @@ impl Shape for LogicShape {
         let mut chans = std::mem::take(&mut self.chans);
         chans.follow(input, cx.scope);
         if cx.inputs.len() == 1 && self.chanop == 0 {
-            layout(out, input.names(), len, Some(input));
+            chans.layout.fit(out, input, len);
             for c in 0..input.num_chans() {
                 let src = input.chan(c);
                 let src = &src[src.len() - len..];

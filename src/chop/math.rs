@@ -7,7 +7,7 @@
 //! channels, others' of the same name); `postop`; then `(x + preoff) * gain + postoff`; then
 //! `fromrange` → `torange`; then `integer`. Without `chopop`, several inputs are merged.
 
-use crate::chop::shaping::{self, layout, Shape, ShapeConfig, ShapeCx};
+use crate::chop::shaping::{self, layout, Layout, Shape, ShapeConfig, ShapeCx};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind};
 use crate::cook::par::{ParDef, ParSet};
@@ -46,6 +46,7 @@ pub struct MathShape {
     integer: u8,
     /// Output channel names of the last general cook (reused when unchanged).
     names: Vec<String>,
+    layout: Layout,
 }
 
 fn unary(op: u8, x: f64) -> f64 {
@@ -109,12 +110,35 @@ impl MathShape {
         }
     }
 
+    /// Inputs combined channel by channel, paired by index, every channel in scope: no
+    /// allocation.
+    fn cook_by_index(&mut self, cx: &ShapeCx, out: &mut ChopData) {
+        let len = cx.len();
+        let Some(widest) = cx.inputs.iter().max_by_key(|d| d.num_chans()) else {
+            return;
+        };
+        self.layout.fit(out, widest, len);
+        for c in 0..widest.num_chans() {
+            for j in 0..len {
+                let xs = cx.inputs.iter().filter(|d| d.num_chans() > 0).map(|d| {
+                    let ch = d.chan(c % d.num_chans());
+                    unary(
+                        self.preop,
+                        ch[(ch.len() + j).saturating_sub(len).min(ch.len() - 1)] as f64,
+                    )
+                });
+                let v = self.finish(combine(self.chopop, xs));
+                out.chan_mut(c)[j] = v as f32;
+            }
+        }
+    }
+
     /// The general path: combining channels or inputs, or merging several inputs.
     fn cook_general(&mut self, cx: &ShapeCx, out: &mut ChopData) {
         let len = cx.len();
         let at = |d: &ChopData, c: usize, j: usize| -> f64 {
             let ch = d.chan(c);
-            ch[(ch.len() - len + j).min(ch.len() - 1)] as f64
+            ch[(ch.len() + j).saturating_sub(len).min(ch.len() - 1)] as f64
         };
         // Each input as (name, samples) after preop and chanop; only input 0's scoped channels.
         let mut per_input: Vec<Vec<(String, Vec<f64>)>> = Vec::new();
@@ -255,13 +279,19 @@ impl Shape for MathShape {
             out.clear();
             return Ok(());
         };
+        if cx.inputs.len() > 1 && self.chanop == 0 && self.chopop != 0 && !self.by_name {
+            if cx.scope.is_all() {
+                self.cook_by_index(cx, out);
+                return Ok(());
+            }
+        }
         if cx.inputs.len() > 1 || self.chanop != 0 {
             self.cook_general(cx, out);
             return Ok(());
         }
         // One input, channel by channel: the common case, with no allocation.
         let len = cx.len();
-        layout(out, input.names(), len, Some(input));
+        self.layout.fit(out, input, len);
         let all = cx.scope.is_all();
         for c in 0..input.num_chans() {
             let src = input.chan(c);
@@ -341,6 +371,15 @@ mod tests {
         let mut merge: MathShape = shape(&[]);
         let out = cook(&mut merge, &frame(1, 1, 60.0), &[&a, &b], false);
         assert_eq!(out.names(), ["x", "y", "k"]);
+    }
+
+    #[test]
+    fn a_shorter_input_holds_its_last_sample_against_a_sliced_one() {
+        let a = data(60.0, &[("x", &[1.0, 2.0, 3.0])]);
+        let b = data(60.0, &[("k", &[10.0])]);
+        let mut add: MathShape = shape(&[("chopop", s("add"))]);
+        let out = cook(&mut add, &frame(3, 3, 60.0), &[&a, &b], true);
+        assert_eq!(out.chan(0), [11.0, 12.0, 13.0]);
     }
 
     #[test]

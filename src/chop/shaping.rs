@@ -111,19 +111,49 @@ pub fn layout(out: &mut ChopData, names: &[String], len: usize, like: Option<&Ch
     }
 }
 
+/// The layout ids of an operator's input 0 and output at its last cook: while both are the
+/// same, the output already has the input's channels and nothing needs comparing.
+#[derive(Debug, Default)]
+pub struct Layout {
+    input: u64,
+    out: u64,
+}
+
+impl Layout {
+    /// Gives `out` input 0's channels (compared and rebuilt only when a layout changed), `len`
+    /// samples, and the input's rate and end.
+    pub fn fit(&mut self, out: &mut ChopData, input: &ChopData, len: usize) {
+        if self.input != input.layout_id() || self.out != out.layout_id() {
+            layout(out, input.names(), len, Some(input));
+            (self.input, self.out) = (input.layout_id(), out.layout_id());
+        } else {
+            out.set_num_samples(len);
+            out.rate = input.rate;
+            out.start = input.end() + 1 - len as i64;
+        }
+    }
+}
+
 /// Per-channel state of a filter over input 0, by channel name: kept when channels move or
 /// come and go, with the scope decided once per layout.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Chans<S> {
     names: Vec<String>,
+    /// Layout id of the input `names` were taken from.
+    of: u64,
     pub states: Vec<S>,
     pub scoped: Vec<bool>,
+    pub layout: Layout,
 }
 
 impl<S: Default> Chans<S> {
     /// Follows `input`'s channels; a channel of a known name keeps its state, a new one starts
     /// from `S::default()`.
     pub fn follow(&mut self, input: &ChopData, scope: &Pattern) {
+        if self.of == input.layout_id() && self.states.len() == input.num_chans() {
+            return;
+        }
+        self.of = input.layout_id();
         if self.names.as_slice() == input.names() {
             return;
         }
@@ -145,6 +175,7 @@ impl<S: Default> Chans<S> {
         self.names.clear();
         self.states.clear();
         self.scoped.clear();
+        self.of = 0;
     }
 }
 
@@ -162,7 +193,7 @@ pub fn run_filter<S: Default>(
     };
     chans.follow(input, cx.scope);
     let len = cx.len();
-    layout(out, chans.names(), len, Some(input));
+    chans.layout.fit(out, input, len);
     let dt = cx.dt();
     for c in 0..input.num_chans() {
         let src = input.chan(c);
@@ -623,6 +654,99 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cook::DaemonStats;
+
+    fn built(kind_and_pars: &str) -> (crate::config::OperatorConfig, Box<dyn Operator>) {
+        let src = format!(
+            "[[operator]]\nname = \"in\"\ntype = \"oscin\"\nport = 0\nlocal_address = \"127.0.0.1\"\n\
+             [[operator]]\nname = \"op1\"\ninputs = [\"in\"]\n{kind_and_pars}\n"
+        );
+        let c = crate::config::check_str(std::path::Path::new("t.toml"), &src, crate::chop::KINDS)
+            .unwrap();
+        let cfg = c.operators[1].clone();
+        let cx = BuildCtx {
+            rate: 60.0,
+            max_slice: std::time::Duration::from_millis(200),
+            own_port: Default::default(),
+        };
+        let op = cfg.settings.build(&cfg, &cx).unwrap();
+        (cfg, op)
+    }
+
+    /// Cooks `op` once on an input of one channel `a` holding `x`; returns the output and the
+    /// operator's warnings.
+    fn cook_once(op: &mut dyn Operator, x: f32) -> (ChopData, u64) {
+        let mut input = NodeState::new("in", "oscin", 60.0);
+        input.output.append_with("a", &[x]);
+        let mut me = NodeState::new("op1", "x", 60.0);
+        me.inputs = vec![0];
+        let mut nodes = vec![input, me];
+        let names: HashMap<String, usize> = [("in".into(), 0), ("op1".into(), 1)].into();
+        let daemon = DaemonStats::default();
+        let f = testing::frame(1, 1, 60.0);
+        let mut out = ChopData::new(60.0);
+        let mut ctx = CookCtx {
+            frame: &f,
+            me: 1,
+            nodes: &mut nodes,
+            names: &names,
+            daemon: &daemon,
+        };
+        op.cook(&mut ctx, &mut out).unwrap();
+        (out, nodes[1].stats.warnings)
+    }
+
+    #[test]
+    fn parameters_are_set_kept_and_restored_and_pulses_are_pulses() {
+        let (_cfg, mut op) = built("type = \"lag\"\npars = { lag1 = 0.5 }");
+        let val = |op: &dyn Operator, n: &str| {
+            op.par_defs()
+                .into_iter()
+                .find(|d| d.name == n)
+                .map(|d| d.val)
+                .unwrap()
+        };
+        assert_eq!(val(op.as_ref(), "lag1"), ParValue::Float(0.5));
+        assert!(
+            op.runtime_pars().is_empty(),
+            "the config's values are not runtime changes"
+        );
+        op.set_par("lag2", ParValue::Float(2.0)).unwrap();
+        op.set_par("lag1", ParValue::Float(-3.0)).unwrap();
+        assert_eq!(
+            val(op.as_ref(), "lag1"),
+            ParValue::Float(0.0),
+            "clamped at 0"
+        );
+        assert!(op
+            .set_par("lagmethod", ParValue::Str("mag".into()))
+            .unwrap_err()
+            .contains("no entry \"mag\""));
+        assert!(op.set_par("gian", ParValue::Float(1.0)).is_err());
+        assert!(op.pulse_par("lag1").unwrap_err().contains("not a pulse"));
+        let kept = op.runtime_pars();
+        let (_cfg, mut again) = built("type = \"lag\"\npars = { lag1 = 0.5 }");
+        again.restore_pars(&kept);
+        assert_eq!(val(again.as_ref(), "lag2"), ParValue::Float(2.0));
+        assert!(again.wants_cook(&testing::frame(1, 1, 60.0), &[]));
+        let (_cfg, mut count) = built("type = \"count\"");
+        assert_eq!(cook_once(count.as_mut(), 1.0).0.chan(0), [1.0]);
+        count.set_par("reset", ParValue::Float(1.0)).unwrap();
+        assert!(count.wants_cook(&testing::frame(2, 1, 60.0), &[]));
+        assert_eq!(
+            cook_once(count.as_mut(), 1.0).0.chan(0),
+            [1.0],
+            "counted again after the reset"
+        );
+    }
+
+    #[test]
+    fn nan_becomes_the_last_good_value_and_a_warning() {
+        let (_cfg, mut op) = built("type = \"math\"\npars = { preop = \"inv\" }");
+        assert_eq!(cook_once(op.as_mut(), 0.5).0.chan(0), [2.0]);
+        let (out, warnings) = cook_once(op.as_mut(), 0.0);
+        assert_eq!((out.chan(0), warnings), (&[2.0][..], 1));
+    }
 
     #[test]
     fn limit_types() {
