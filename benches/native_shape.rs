@@ -264,7 +264,7 @@ fn main() {
         let py = script(case.python, "py");
         let np = script(case.numpy, "np");
         let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}µs"));
-        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}x", v / native));
+        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}x", v / native));
         println!(
             "{:<8} {:<48} {:>7.2}µs {:>11} {:>11} {:>8} {:>8}",
             case.kind,

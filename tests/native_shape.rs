@@ -171,3 +171,34 @@ fn check_names_the_bad_parameter_and_token_with_their_position() {
     );
     assert!(err.contains("did you mean \"amp\"?"), "{err}");
 }
+
+#[test]
+fn a_script_reads_and_writes_a_native_operators_parameters() {
+    let rx = OscRx::new();
+    let script = r#"
+def onCook(scriptOp):
+    scriptOp.clear()
+    m = op('math1')
+    scriptOp.appendChan('gain')[0] = m.par.gain.eval()
+    scriptOp.appendChan('menu')[0] = 1 if m.par.preop.isMenu else 0
+    if m.par.postoff.eval() == 0:
+        m.par.postoff = 0.25
+"#;
+    let cfg = Config::new()
+        .dest("show", rx.port())
+        .oscin("faders", "")
+        .op(
+            "math1",
+            "math",
+            &format!(
+                "inputs = [\"faders\"]\npars = {{ gain = 2 }}\n{}",
+                export("show")
+            ),
+        )
+        .script("reader", "reader.py", "", &export("show"));
+    let d = Daemon::start(&cfg.text(), &[("reader.py", script)]);
+    rx.wait_value("/show/gain", |v| v == 2.0);
+    rx.wait_value("/show/menu", |v| v == 1.0);
+    send(d.port("faders"), "/level", vec![OscType::Float(1.0)]);
+    rx.wait_value("/show/level", |v| (v - 2.25).abs() < 1e-6);
+}

@@ -47,6 +47,8 @@ pub struct MathShape {
     /// Output channel names of the last general cook (reused when unchanged).
     names: Vec<String>,
     layout: Layout,
+    /// Scratch for combining inputs.
+    acc: Vec<f64>,
 }
 
 fn unary(op: u8, x: f64) -> f64 {
@@ -118,6 +120,46 @@ impl MathShape {
             return;
         };
         self.layout.fit(out, widest, len);
+        let n = widest.num_chans() * len;
+        if cx.inputs.iter().all(|d| d.samples().len() == n) {
+            // Same channels and lengths everywhere: one flat pass per input.
+            let mut acc = std::mem::take(&mut self.acc);
+            acc.clear();
+            acc.resize(n, 0.0);
+            for (k, d) in cx.inputs.iter().enumerate() {
+                for (a, &x) in acc.iter_mut().zip(d.samples()) {
+                    let x = unary(self.preop, x as f64);
+                    *a = if k == 0 {
+                        if self.chopop == 8 {
+                            x * x
+                        } else {
+                            x
+                        }
+                    } else {
+                        match self.chopop {
+                            1 | 5 => *a + x,
+                            2 => *a - x,
+                            3 => *a * x,
+                            4 => *a / x,
+                            6 => a.min(x),
+                            7 => a.max(x),
+                            _ => *a + x * x,
+                        }
+                    };
+                }
+            }
+            let k = cx.inputs.len() as f64;
+            for (o, &a) in out.samples_mut().iter_mut().zip(&acc) {
+                let a = match self.chopop {
+                    5 => a / k,
+                    8 => a.sqrt(),
+                    _ => a,
+                };
+                *o = self.finish(a) as f32;
+            }
+            self.acc = acc;
+            return;
+        }
         for c in 0..widest.num_chans() {
             for j in 0..len {
                 let xs = cx.inputs.iter().filter(|d| d.num_chans() > 0).map(|d| {
@@ -293,6 +335,13 @@ impl Shape for MathShape {
         let len = cx.len();
         self.layout.fit(out, input, len);
         let all = cx.scope.is_all();
+        if all && len == input.num_samples() {
+            // Every channel, every sample: one flat pass.
+            for (o, &x) in out.samples_mut().iter_mut().zip(input.samples()) {
+                *o = self.finish(unary(self.preop, x as f64)) as f32;
+            }
+            return Ok(());
+        }
         for c in 0..input.num_chans() {
             let src = input.chan(c);
             let src = &src[src.len() - len..];

@@ -143,6 +143,8 @@ pub struct Chans<S> {
     of: u64,
     pub states: Vec<S>,
     pub scoped: Vec<bool>,
+    /// Every channel is in scope.
+    pub all: bool,
     pub layout: Layout,
 }
 
@@ -165,6 +167,7 @@ impl<S: Default> Chans<S> {
             .map(|n| old.remove(n).unwrap_or_default())
             .collect();
         self.scoped = self.names.iter().map(|n| scope.matches(n)).collect();
+        self.all = self.scoped.iter().all(|&s| s);
     }
 
     pub fn names(&self) -> &[String] {
@@ -195,6 +198,18 @@ pub fn run_filter<S: Default>(
     let len = cx.len();
     chans.layout.fit(out, input, len);
     let dt = cx.dt();
+    if len == 1 && input.num_samples() == 1 && chans.all {
+        // One sample a channel, every channel in scope: one flat pass.
+        for ((o, &x), st) in out
+            .samples_mut()
+            .iter_mut()
+            .zip(input.samples())
+            .zip(&mut chans.states)
+        {
+            *o = f(st, x, dt);
+        }
+        return;
+    }
     for c in 0..input.num_chans() {
         let src = input.chan(c);
         let dst = out.chan_mut(c);
@@ -469,11 +484,21 @@ impl<S: Shape> ShapeOp<S> {
     }
 
     /// Replaces NaN and infinity with the channel's last finite value (0 at first); returns
-    /// how many were replaced.
+    /// how many were replaced. The common case, all finite, is one pass over the samples.
     fn sanitize(&mut self, out: &mut ChopData) -> usize {
-        self.good.resize(out.num_chans(), 0.0);
+        let (chans, len) = (out.num_chans(), out.num_samples());
+        if out.samples().iter().all(|v| v.is_finite()) {
+            self.good.clear();
+            if len == 1 {
+                self.good.extend_from_slice(out.samples());
+            } else {
+                self.good.extend((0..chans).map(|c| out.last(c)));
+            }
+            return 0;
+        }
+        self.good.resize(chans, 0.0);
         let mut bad = 0;
-        for c in 0..out.num_chans() {
+        for c in 0..chans {
             let held = &mut self.good[c];
             for v in out.chan_mut(c) {
                 if v.is_finite() {
