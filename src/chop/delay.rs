@@ -110,7 +110,7 @@ impl Shape for DelayShape {
                 input.num_chans()
             )));
         }
-        let len = cx.len();
+        let len = cx.out_len();
         let copies = if cx.sliced {
             1
         } else {

@@ -58,7 +58,7 @@ impl Shape for HoldShape {
             out.clear();
             return Ok(());
         };
-        let len = cx.len();
+        let len = cx.out_len();
         self.chans.follow(input, cx.scope);
         self.chans.layout.fit(out, input, len);
         let trig = cx.inputs.get(1).filter(|t| t.num_chans() > 0);

@@ -94,7 +94,7 @@ impl Shape for LimitShape {
             out.clear();
             return Ok(());
         };
-        let len = cx.len();
+        let len = cx.out_len();
         self.layout.fit(out, input, len);
         let all = cx.scope.is_all();
         if all && len == input.num_samples() {

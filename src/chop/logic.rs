@@ -136,11 +136,23 @@ impl Shape for LogicShape {
             out.clear();
             return Ok(());
         };
-        let len = cx.len();
+        let len = cx.out_len();
         let mut chans = std::mem::take(&mut self.chans);
         chans.follow(input, cx.scope);
         if cx.inputs.len() == 1 && self.chanop == 0 {
             chans.layout.fit(out, input, len);
+            if chans.all && len == 1 && input.num_samples() == 1 {
+                for ((o, &x), e) in out
+                    .samples_mut()
+                    .iter_mut()
+                    .zip(input.samples())
+                    .zip(&mut chans.states)
+                {
+                    *o = f32::from(u8::from(self.pre(self.binary(x), Some(e))));
+                }
+                self.chans = chans;
+                return Ok(());
+            }
             for c in 0..input.num_chans() {
                 let src = input.chan(c);
                 let src = &src[src.len() - len..];

@@ -115,8 +115,10 @@ impl MathShape {
     /// Inputs combined channel by channel, paired by index, every channel in scope: no
     /// allocation.
     fn cook_by_index(&mut self, cx: &ShapeCx, out: &mut ChopData) {
-        let len = cx.len();
-        let Some(widest) = cx.inputs.iter().max_by_key(|d| d.num_chans()) else {
+        let len = cx.out_len();
+        // The output is named after the first of the inputs with the most channels.
+        let most = cx.inputs.iter().map(|d| d.num_chans()).max().unwrap_or(0);
+        let Some(widest) = cx.inputs.iter().find(|d| d.num_chans() == most) else {
             return;
         };
         self.layout.fit(out, widest, len);
@@ -126,26 +128,21 @@ impl MathShape {
             let mut acc = std::mem::take(&mut self.acc);
             acc.clear();
             acc.resize(n, 0.0);
+            let pre = self.preop;
             for (k, d) in cx.inputs.iter().enumerate() {
-                for (a, &x) in acc.iter_mut().zip(d.samples()) {
-                    let x = unary(self.preop, x as f64);
-                    *a = if k == 0 {
-                        if self.chopop == 8 {
-                            x * x
-                        } else {
-                            x
-                        }
-                    } else {
-                        match self.chopop {
-                            1 | 5 => *a + x,
-                            2 => *a - x,
-                            3 => *a * x,
-                            4 => *a / x,
-                            6 => a.min(x),
-                            7 => a.max(x),
-                            _ => *a + x * x,
-                        }
-                    };
+                let xs = d.samples().iter().map(|&x| unary(pre, x as f64));
+                let pairs = acc.iter_mut().zip(xs);
+                // One loop per operation, so that the loop body has no branch.
+                match (k, self.chopop) {
+                    (0, 8) => pairs.for_each(|(a, x)| *a = x * x),
+                    (0, _) => pairs.for_each(|(a, x)| *a = x),
+                    (_, 1 | 5) => pairs.for_each(|(a, x)| *a += x),
+                    (_, 2) => pairs.for_each(|(a, x)| *a -= x),
+                    (_, 3) => pairs.for_each(|(a, x)| *a *= x),
+                    (_, 4) => pairs.for_each(|(a, x)| *a /= x),
+                    (_, 6) => pairs.for_each(|(a, x)| *a = a.min(x)),
+                    (_, 7) => pairs.for_each(|(a, x)| *a = a.max(x)),
+                    _ => pairs.for_each(|(a, x)| *a += x * x),
                 }
             }
             let k = cx.inputs.len() as f64;
@@ -177,7 +174,7 @@ impl MathShape {
 
     /// The general path: combining channels or inputs, or merging several inputs.
     fn cook_general(&mut self, cx: &ShapeCx, out: &mut ChopData) {
-        let len = cx.len();
+        let len = cx.out_len();
         let at = |d: &ChopData, c: usize, j: usize| -> f64 {
             let ch = d.chan(c);
             ch[(ch.len() + j).saturating_sub(len).min(ch.len() - 1)] as f64
@@ -321,18 +318,17 @@ impl Shape for MathShape {
             out.clear();
             return Ok(());
         };
-        if cx.inputs.len() > 1 && self.chanop == 0 && self.chopop != 0 && !self.by_name {
-            if cx.scope.is_all() {
-                self.cook_by_index(cx, out);
-                return Ok(());
-            }
+        let by_index = self.chanop == 0 && self.chopop != 0 && !self.by_name;
+        if cx.inputs.len() > 1 && by_index && cx.scope.is_all() {
+            self.cook_by_index(cx, out);
+            return Ok(());
         }
         if cx.inputs.len() > 1 || self.chanop != 0 {
             self.cook_general(cx, out);
             return Ok(());
         }
         // One input, channel by channel: the common case, with no allocation.
-        let len = cx.len();
+        let len = cx.out_len();
         self.layout.fit(out, input, len);
         let all = cx.scope.is_all();
         if all && len == input.num_samples() {

@@ -76,7 +76,7 @@ impl ShapeCx<'_> {
     }
 
     /// Output length: input 0's when it is time-sliced, else one sample.
-    pub fn len(&self) -> usize {
+    pub fn out_len(&self) -> usize {
         match (self.sliced, self.inputs.first()) {
             (true, Some(i)) => i.num_samples(),
             _ => 1,
@@ -195,7 +195,7 @@ pub fn run_filter<S: Default>(
         return;
     };
     chans.follow(input, cx.scope);
-    let len = cx.len();
+    let len = cx.out_len();
     chans.layout.fit(out, input, len);
     let dt = cx.dt();
     if len == 1 && input.num_samples() == 1 && chans.all {
