@@ -7,6 +7,7 @@ mod export;
 mod info;
 mod midi;
 mod network;
+mod native_shape;
 mod osc;
 mod reliability;
 mod reload;

@@ -18,6 +18,8 @@ macro_rules! kinds {
     };
 }
 
+pub mod shaping;
+
 kinds! {
     oscin::OscIn,
     midiin::MidiIn,
@@ -26,6 +28,18 @@ kinds! {
     base::Base,
     table::TableDat,
     text::TextDat,
+    math::Math,
+    lag::Lag,
+    limit::Limit,
+    filter::Filter,
+    logic::Logic,
+    trigger::Trigger,
+    speed::Speed,
+    slope::Slope,
+    count::Count,
+    hold::Hold,
+    delay::Delay,
+    trail::Trail,
 }
 
 pub mod datfile;

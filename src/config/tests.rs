@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::chop::oscin::config::DEFAULT_RECEIVE_BUFFER;
-use crate::chop::{info, midiin, oscin, script, KINDS};
+use crate::chop::{info, math, midiin, oscin, script, KINDS};
 
 fn check_str(path: &Path, src: &str) -> Result<Config, Vec<Diagnostic>> {
     super::check_str(path, src, KINDS)
@@ -251,6 +251,7 @@ fn schema_matches_the_parser() {
         accepted::<midiin::config::Raw>(),
         accepted::<script::config::Raw>(),
         accepted::<info::InfoRaw>(),
+        accepted::<<math::Math as Kind>::Raw>(),
     ];
     for (k, own) in kinds.iter().zip(own) {
         let mut expect: Vec<String> = raw::COMMON_KEYS
@@ -311,6 +312,9 @@ fn schema_ranges_are_the_checkers() {
         "info" => "op = \"/\"".to_string(),
         "base" => String::new(),
         "table" | "text" => String::new(),
+        // The shaping kinds need no key: every parameter has TouchDesigner's default.
+        "math" | "lag" | "limit" | "filter" | "logic" | "trigger" | "speed" | "slope" | "count"
+        | "hold" | "delay" | "trail" => String::new(),
         other => panic!("give kind \"{other}\" its minimal keys here"),
     };
     let mut probed = 0;
@@ -389,4 +393,65 @@ fn schema_ranges_are_the_checkers() {
         });
     }
     assert!(probed >= 15, "only {probed} ranges probed");
+}
+
+#[test]
+fn shaping_parameters_are_touchdesigners_with_did_you_mean() {
+    let src = r#"
+[[operator]]
+name = "lag1"
+type = "lag"
+pars = { lag1 = 0.5, lagg2 = 1, lagmethod = "ampp" }
+
+[[operator]]
+name = "math1"
+type = "math"
+inputs = ["lag1"]
+pars = { gain = "loud", fromrange = [0, 127, 5], reset = 1 }
+
+[[operator]]
+name = "filter1"
+type = "filter"
+pars = { type = "oneeuro", width = -1, cutoff = 2 }
+"#;
+    assert_eq!(
+        errors(src),
+        [
+            "show.toml:5:22: error: lag has no parameter \"lagg2\"; did you mean \"lag2\"?",
+            "show.toml:5:45: error: menu parameter \"lagmethod\" has no entry \"ampp\" (menuNames: value, amp); did you mean \"amp\"?",
+            "show.toml:11:17: error: parameter \"gain\" needs a number, got \"loud\"",
+            "show.toml:11:37: error: parameter \"fromrange\" must be a number or a list of 2 numbers",
+            "show.toml:11:50: error: math has no parameter \"reset\"",
+        ]
+    );
+    // A group's list sets its members; a value below a clamped minimum is clamped, as
+    // TouchDesigner does.
+    let c = ok(r#"
+[[operator]]
+name = "math1"
+type = "math"
+pars = { fromrange = [0, 127], torange = 2 }
+
+[[operator]]
+name = "filter1"
+type = "filter"
+pars = { width = -1 }
+"#);
+    let m: &crate::chop::shaping::ShapeConfig<crate::chop::math::MathShape> =
+        c.operators[0].settings().unwrap();
+    let v = |n: &str| {
+        m.pars
+            .iter()
+            .find(|p| p.0 == n)
+            .map(|p| p.1.clone())
+            .unwrap()
+    };
+    assert_eq!(v("fromrange2"), crate::cook::ParValue::Float(127.0));
+    assert_eq!(v("torange1"), crate::cook::ParValue::Float(2.0));
+    let f: &crate::chop::shaping::ShapeConfig<crate::chop::filter::FilterShape> =
+        c.operators[1].settings().unwrap();
+    assert_eq!(
+        f.pars,
+        [("width".to_string(), crate::cook::ParValue::Float(0.0))]
+    );
 }
