@@ -18,9 +18,14 @@ macro_rules! kinds {
     };
 }
 
+pub mod native;
+#[cfg(test)]
+pub mod testing;
+
 kinds! {
     oscin::OscIn,
     midiin::MidiIn,
     script::Script,
     info::Info,
+    constant::Constant,
 }
