@@ -40,14 +40,11 @@ impl Kind for Constant {
 
     fn check(cx: &mut Checker, r: ParsRaw, _refs: &mut OpRefs) -> Option<NativeConfig> {
         let pars = check_pars(cx, Self::NAME, &defs(), native::no_alias, &r.pars);
-        for (key, value) in r.pars.iter().flatten() {
-            let is_name = key.get_ref().starts_with("name") || key.get_ref().ends_with("name");
-            if let (true, Some(s)) = (is_name, value.get_ref().as_str()) {
-                if let Err(e) = expand(s) {
-                    cx.d.error(value.span(), format!("constant: {e}"));
-                }
-            }
-        }
+        let names: Vec<String> = (0..SLOTS)
+            .flat_map(|i| [format!("name{i}"), format!("const{i}name")])
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        native::check_names(cx, Self::NAME, &r.pars, &names);
         Some(NativeConfig::new(Self::NAME, pars, build))
     }
 }

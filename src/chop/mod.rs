@@ -28,4 +28,5 @@ kinds! {
     script::Script,
     info::Info,
     constant::Constant,
+    lfo::Lfo,
 }

@@ -110,6 +110,21 @@ pub fn check_pars(
     out
 }
 
+/// Checks that the name lists among `keys` of `raw` expand (`chan[1-4]`), reporting at the
+/// value's position.
+pub fn check_names(cx: &mut Checker, kind: &str, raw: &Option<RawPars>, keys: &[&str]) {
+    for (key, value) in raw.iter().flatten() {
+        if let (true, Some(s)) = (
+            keys.contains(&key.get_ref().as_str()),
+            value.get_ref().as_str(),
+        ) {
+            if let Err(e) = expand(s) {
+                cx.d.error(value.span(), format!("{kind}: {e}"));
+            }
+        }
+    }
+}
+
 /// No alias: every parameter has one name.
 pub fn no_alias(_: &str) -> Option<String> {
     None
