@@ -29,4 +29,5 @@ kinds! {
     info::Info,
     constant::Constant,
     lfo::Lfo,
+    noise::Noise,
 }
