@@ -30,4 +30,5 @@ kinds! {
     constant::Constant,
     lfo::Lfo,
     noise::Noise,
+    timer::Timer,
 }

@@ -195,6 +195,11 @@ impl Pars {
         }
     }
 
+    /// The state Python handles resolve to (a callback's scope needs it).
+    pub fn shared(&self) -> &ScriptState {
+        &self.shared
+    }
+
     /// True once after each change of a value (the first call included): read them again.
     pub fn changed(&mut self) -> bool {
         let v = self.shared.borrow().pars.version;
