@@ -31,4 +31,5 @@ kinds! {
     lfo::Lfo,
     noise::Noise,
     timer::Timer,
+    select::Select,
 }

@@ -459,6 +459,175 @@ impl Guard {
     }
 }
 
+/// TouchDesigner's rename: `from` and `to` are lists of terms, paired by position (brackets
+/// expanded first, so `t[xyz]` → `r[xyz]` pairs `tx` with `rx`…). A name takes the first `from`
+/// term it matches (`*` any run, `?` one character); each `*` and `?` of the `to` term is
+/// filled with what the same wildcard of `from` matched, in order. A `to` list shorter than
+/// `from` reuses its last term; names no term matches keep their name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Renamer {
+    pairs: Vec<(Vec<char>, String)>,
+}
+
+impl Renamer {
+    pub fn new(from: &str, to: &str) -> Result<Renamer, String> {
+        let from = expand_terms(from)?;
+        let to = expand_terms(to)?;
+        let Some(last) = to.last() else {
+            return Ok(Renamer::default());
+        };
+        let pairs = from
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (f.chars().collect(), to.get(i).unwrap_or(last).clone()))
+            .collect();
+        Ok(Renamer { pairs })
+    }
+
+    /// Whether it renames nothing (`*` to `*`, or empty).
+    pub fn is_identity(&self) -> bool {
+        self.pairs.is_empty() || self.pairs.iter().all(|(f, t)| f == &['*'] && t == "*")
+    }
+
+    pub fn rename(&self, name: &str) -> String {
+        let n: Vec<char> = name.chars().collect();
+        for (from, to) in &self.pairs {
+            let mut caps = Vec::new();
+            if glob(from, &n, &mut caps) {
+                let mut caps = caps.into_iter();
+                let mut out = String::new();
+                for c in to.chars() {
+                    match c {
+                        '*' | '?' => out.push_str(&caps.next().unwrap_or_default()),
+                        c => out.push(c),
+                    }
+                }
+                return crate::cook::sanitize_name(&out);
+            }
+        }
+        name.to_string()
+    }
+}
+
+/// Terms with their brackets expanded, wildcards kept (`expand` would make them `_`).
+fn expand_terms(list: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for word in list.split_whitespace() {
+        if word.contains('[') {
+            // Expand with placeholders for the wildcards, then put them back.
+            let masked = word.replace('*', "\u{1}").replace('?', "\u{2}");
+            for n in expand_raw(&masked)? {
+                out.push(n.replace('\u{1}', "*").replace('\u{2}', "?"));
+            }
+        } else {
+            out.push(word.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// [`expand`] without making the names legal.
+fn expand_raw(word: &str) -> Result<Vec<String>, String> {
+    let mut names = vec![String::new()];
+    let mut rest = word;
+    while let Some(open) = rest.find('[') {
+        let close = rest[open..]
+            .find(']')
+            .map(|c| open + c)
+            .ok_or_else(|| format!("unclosed \"[\" in \"{word}\""))?;
+        let parts =
+            bracket(&rest[open + 1..close]).ok_or_else(|| format!("cannot expand \"{word}\""))?;
+        if names.len().saturating_mul(parts.len()) > MAX_NAMES {
+            return Err(format!("\"{word}\" expands to more than {MAX_NAMES} names"));
+        }
+        let lit = &rest[..open];
+        names = names
+            .iter()
+            .flat_map(|n| parts.iter().map(move |p| format!("{n}{lit}{p}")))
+            .collect();
+        rest = &rest[close + 1..];
+    }
+    Ok(names.into_iter().map(|n| n + rest).collect())
+}
+
+/// Matches `name` against `pat` (`*`, `?`, literals), recording each wildcard's text.
+fn glob(pat: &[char], name: &[char], caps: &mut Vec<String>) -> bool {
+    match pat.first() {
+        None => name.is_empty(),
+        Some('*') => {
+            // Shortest first, so a later literal anchors as early as it can.
+            for k in 0..=name.len() {
+                caps.push(name[..k].iter().collect());
+                if glob(&pat[1..], &name[k..], caps) {
+                    return true;
+                }
+                caps.pop();
+            }
+            false
+        }
+        Some('?') if !name.is_empty() => {
+            caps.push(name[0].to_string());
+            if glob(&pat[1..], &name[1..], caps) {
+                return true;
+            }
+            caps.pop();
+            false
+        }
+        Some(c) => name.first() == Some(c) && glob(&pat[1..], &name[1..], caps),
+    }
+}
+
+/// The channels one cook takes from an input, worked out again only when the input's names
+/// change: which input channels, under which output names.
+#[derive(Debug, Default)]
+pub struct Picks {
+    /// The input names these picks were made for.
+    seen: Vec<String>,
+    pub from: Vec<usize>,
+    pub names: Vec<String>,
+}
+
+impl Picks {
+    /// Whether `input`'s names differ from those of the last [`Picks::set`].
+    pub fn stale(&self, input: &ChopData) -> bool {
+        self.seen.as_slice() != input.names()
+    }
+
+    pub fn set(&mut self, input: &ChopData, from: Vec<usize>, names: Vec<String>) {
+        self.seen = input.names().to_vec();
+        self.from = from;
+        self.names = names;
+    }
+
+    /// Forgets the input, so the next cook picks again (a parameter changed).
+    pub fn clear(&mut self) {
+        self.seen.clear();
+        self.seen.push("\u{0}".into());
+    }
+
+    /// Writes the picked channels of `input` to `out` (its rate, start and length).
+    pub fn copy(&self, input: &ChopData, out: &mut ChopData) {
+        if out.names() != self.names.as_slice() {
+            out.clear();
+            for n in &self.names {
+                out.append_chan(n);
+            }
+        }
+        out.set_num_samples(input.num_samples());
+        out.rate = input.rate;
+        out.start = input.start;
+        for (k, &i) in self.from.iter().enumerate() {
+            out.chan_mut(k).copy_from_slice(input.chan(i));
+        }
+    }
+}
+
+/// The operator a `chop` parameter names: a plain name, or TouchDesigner's path under
+/// `/project1/`.
+pub fn op_name(path: &str) -> &str {
+    path.strip_prefix("/project1/").unwrap_or(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,6 +644,19 @@ mod tests {
         assert!(expand("c[1-3").is_err());
         assert!(expand("c[1-100000000]").is_err());
         assert_eq!(expand("").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rename_pairs_terms_and_fills_wildcards() {
+        let r = Renamer::new("t[xyz] chan*", "r[xyz] out*").unwrap();
+        assert_eq!(r.rename("ty"), "ry");
+        assert_eq!(r.rename("chan12"), "out12");
+        assert_eq!(r.rename("other"), "other");
+        let r = Renamer::new("*_?", "*/?").unwrap();
+        assert_eq!(r.rename("fader_3"), "fader/3");
+        assert!(Renamer::new("*", "*").unwrap().is_identity());
+        let r = Renamer::new("a b c", "z").unwrap();
+        assert_eq!(r.rename("c"), "z");
     }
 
     #[test]
