@@ -32,4 +32,5 @@ kinds! {
     noise::Noise,
     timer::Timer,
     select::Select,
+    rename::Rename,
 }

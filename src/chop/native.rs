@@ -353,6 +353,7 @@ pub const MAX_NAMES: usize = 10_000;
 /// several brackets multiply. Names are made legal (`sanitize_name`).
 pub fn expand(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for word in list.split_whitespace() {
         let mut names = vec![String::new()];
         let mut rest = word;
@@ -593,8 +594,25 @@ impl Picks {
         self.seen.as_slice() != input.names()
     }
 
-    pub fn set(&mut self, input: &ChopData, from: Vec<usize>, names: Vec<String>) {
+    /// Takes the picks for `input`: channel `from[k]` under `names[k]`. Of several picks under
+    /// one name the last wins, as appending a channel of an existing name replaces it.
+    pub fn set(&mut self, input: &ChopData, mut from: Vec<usize>, mut names: Vec<String>) {
         self.seen = input.names().to_vec();
+        let mut last = std::collections::HashMap::with_capacity(names.len());
+        for (k, n) in names.iter().enumerate() {
+            last.insert(n.as_str(), k);
+        }
+        if last.len() < names.len() {
+            let keep: Vec<bool> = names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| last[n.as_str()] == k)
+                .collect();
+            let mut it = keep.iter();
+            from.retain(|_| *it.next().unwrap_or(&true));
+            let mut it = keep.iter();
+            names.retain(|_| *it.next().unwrap_or(&true));
+        }
         self.from = from;
         self.names = names;
     }
