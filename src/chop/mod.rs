@@ -33,4 +33,6 @@ kinds! {
     timer::Timer,
     select::Select,
     rename::Rename,
+    merge::Merge,
+    switch::Switch,
 }
