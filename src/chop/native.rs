@@ -353,37 +353,15 @@ pub const MAX_NAMES: usize = 10_000;
 /// several brackets multiply. Names are made legal (`sanitize_name`).
 pub fn expand(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
     for word in list.split_whitespace() {
-        let mut names = vec![String::new()];
-        let mut rest = word;
-        while let Some(open) = rest.find('[') {
-            let close = rest[open..]
-                .find(']')
-                .map(|c| open + c)
-                .ok_or_else(|| format!("unclosed \"[\" in \"{word}\""))?;
-            let (lit, inside) = (&rest[..open], &rest[open + 1..close]);
-            let parts = bracket(inside)
-                .ok_or_else(|| format!("cannot expand \"[{inside}]\" in \"{word}\""))?;
-            if names
-                .len()
-                .saturating_mul(parts.len())
-                .saturating_add(out.len())
-                > MAX_NAMES
-            {
-                return Err(format!("\"{word}\" expands to more than {MAX_NAMES} names"));
+        for n in expand_raw(word)? {
+            let n = crate::cook::sanitize_name(&n);
+            // A name given twice is one channel.
+            if seen.insert(n.clone()) {
+                out.push(n);
             }
-            names = names
-                .iter()
-                .flat_map(|n| parts.iter().map(move |p| format!("{n}{lit}{p}")))
-                .collect();
-            rest = &rest[close + 1..];
         }
-        out.extend(
-            names
-                .into_iter()
-                .map(|n| crate::cook::sanitize_name(&(n + rest))),
-        );
         if out.len() > MAX_NAMES {
             return Err(format!("more than {MAX_NAMES} names"));
         }
