@@ -35,4 +35,5 @@ kinds! {
     rename::Rename,
     merge::Merge,
     switch::Switch,
+    pattern::PatternKind,
 }

@@ -80,7 +80,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// A value in −1…1 for lattice point `i` of stream `key`.
-fn lattice(key: u64, i: i64) -> f64 {
+pub fn lattice(key: u64, i: i64) -> f64 {
     let h = mix(key ^ mix(i as u64));
     (h >> 11) as f64 / (1u64 << 52) as f64 - 1.0
 }
