@@ -6,7 +6,7 @@
 //! parameters here and always hold the same value: writing either moves both. A name may
 //! expand to several channels (`t[xyz]`, `chan[1-8]`), each holding the slot's value.
 
-use crate::chop::native::{self, check_pars, expand, Guard, NativeConfig, ParsRaw, Pars};
+use crate::chop::native::{self, check_pars, expand, Guard, Layout, NativeConfig, ParsRaw, Pars};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind, OperatorConfig};
 use crate::cook::par::ParDef;
@@ -69,6 +69,7 @@ pub struct ConstantOp {
     timeslice: bool,
     dirty: bool,
     guard: Guard,
+    lay: Layout,
 }
 
 impl ConstantOp {
@@ -92,6 +93,7 @@ impl ConstantOp {
             timeslice: op.timeslice,
             dirty: true,
             guard: Guard::default(),
+            lay: Layout::default(),
         };
         c.write_both(&slots);
         c.apply(slots);
@@ -140,6 +142,7 @@ impl ConstantOp {
             of_slot.retain(|_| *it.next().unwrap_or(&true));
             self.names = names;
             self.of_slot = of_slot;
+            self.lay.invalidate();
         }
         self.slots = slots;
     }
@@ -148,18 +151,25 @@ impl ConstantOp {
     fn read(&mut self) {
         let mut slots = self.slots.clone();
         let mut moved = false;
+        // By position: `defs` lays the slots out as const0name, const0value, … then name0,
+        // value0, … (no lookups by name, this runs on every change).
         self.pars.with(|set| {
+            let pars = set.pars();
+            let text = |k: usize| match &pars[k].val {
+                ParValue::Str(s) => s.as_str(),
+                ParValue::Float(_) => "",
+            };
             for (i, s) in slots.iter_mut().enumerate() {
-                for n in [format!("name{i}"), format!("const{i}name")] {
-                    let v = set.text(&n);
-                    if v != s.name {
-                        s.name = v.to_string();
+                let (new, old) = (2 * i, 2 * SLOTS + 2 * i);
+                for k in [old, new] {
+                    if text(k) != s.name {
+                        s.name = text(k).to_string();
                         moved = true;
                         break;
                     }
                 }
-                for n in [format!("value{i}"), format!("const{i}value")] {
-                    let v = set.num(&n);
+                for k in [old + 1, new + 1] {
+                    let v = pars[k].num();
                     if v != s.value {
                         s.value = v;
                         moved = true;
@@ -187,7 +197,7 @@ impl Operator for ConstantOp {
         }
         self.dirty = false;
         let (n, start) = native::slice(ctx.frame, self.timeslice);
-        native::layout(out, &self.names, n, start, ctx.frame.rate);
+        self.lay.apply(out, &self.names, n, start, ctx.frame.rate);
         for (k, &slot) in self.of_slot.iter().enumerate() {
             out.chan_mut(k).fill(self.slots[slot].value as f32);
         }

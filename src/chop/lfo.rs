@@ -7,7 +7,7 @@
 //! `offset + amp · wave(frac(frequency · n / rate + phase))`. Input 1 (reset) restarts every
 //! channel at the start of the wave when its first channel goes from ≤ 0 to > 0.
 
-use crate::chop::native::{self, check_pars, expand, Guard, NativeConfig, ParsRaw, Pars};
+use crate::chop::native::{self, check_pars, expand, Guard, Layout, NativeConfig, ParsRaw, Pars};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind, OperatorConfig};
 use crate::cook::par::ParDef;
@@ -58,6 +58,9 @@ fn build(op: &OperatorConfig, cx: &BuildCtx, c: &NativeConfig) -> Box<dyn Operat
         phase: Vec::new(),
         reset_was_on: false,
         guard: Guard::default(),
+        lay: Layout::default(),
+        in_layout: 0,
+        names_dirty: true,
     })
 }
 
@@ -101,7 +104,7 @@ struct Settings {
 /// Where a channel is in its wave: at sample `s0` it was at `x0` cycles, and it moves `fr`
 /// cycles a second since. Kept as an anchor rather than a running sum, so that with a steady
 /// frequency the position of sample `s` is `fr · s / rate` to the last bit, however long it runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Cycle {
     x0: f64,
     s0: i64,
@@ -124,6 +127,11 @@ pub struct LfoOp {
     phase: Vec<Option<Cycle>>,
     reset_was_on: bool,
     guard: Guard,
+    lay: Layout,
+    /// Input 0's layout when `names` were taken from it (0: no input).
+    in_layout: u64,
+    /// `channelname` changed: take the names again.
+    names_dirty: bool,
 }
 
 impl LfoOp {
@@ -141,6 +149,7 @@ impl LfoOp {
             }),
         });
         self.p = p;
+        self.names_dirty = true;
     }
 }
 
@@ -161,13 +170,19 @@ impl Operator for LfoOp {
         // the last one is output.
         let advance = if self.timeslice { 1 } else { frame.step.max(1) };
         let octave = ctx.input(0);
-        let names: &[String] = octave.map_or(&self.p.names, |o| o.names());
-        if names != self.names.as_slice() {
-            self.names = names.to_vec();
-            self.phase.clear();
+        let id = octave.map_or(0, |o| o.layout_id());
+        if self.names_dirty || id != self.in_layout {
+            let names: &[String] = octave.map_or(&self.p.names, |o| o.names());
+            if names != self.names.as_slice() {
+                self.names = names.to_vec();
+                self.phase.clear();
+                self.lay.invalidate();
+            }
+            self.in_layout = id;
+            self.names_dirty = false;
         }
         self.phase.resize(self.names.len(), None);
-        native::layout(out, &self.names, n, start, rate);
+        self.lay.apply(out, &self.names, n, start, rate);
 
         let reset = ctx
             .input(1)
@@ -178,6 +193,7 @@ impl Operator for LfoOp {
 
         let p = &self.p;
         let octave = ctx.input(0);
+        let mut prev: Option<Cycle> = None;
         for (k, ch) in self.phase.iter_mut().enumerate() {
             let oct = octave.map_or(0.0, |o| o.last(k) as f64);
             let fr = p.frequency * oct.exp2();
@@ -189,6 +205,13 @@ impl Operator for LfoOp {
                 *c = Cycle { x0: c.at(start - advance, rate).rem_euclid(1.0), s0: start - advance, fr };
             }
             let c = *c;
+            // Channels in step (no octave input: all of them) share their samples.
+            if k > 0 && prev == Some(c) {
+                let (done, rest) = out.samples_mut().split_at_mut(k * n);
+                rest[..n].copy_from_slice(&done[(k - 1) * n..]);
+                continue;
+            }
+            prev = Some(c);
             for (j, v) in out.chan_mut(k).iter_mut().enumerate() {
                 let s = start + j as i64;
                 let x = c.at(s, rate) + p.phase;

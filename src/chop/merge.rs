@@ -39,6 +39,7 @@ fn build(op: &OperatorConfig, cx: &BuildCtx, c: &NativeConfig) -> Box<dyn Operat
         seen: Vec::new(),
         plan: Vec::new(),
         names: Vec::new(),
+        lay: native::Layout::default(),
     })
 }
 
@@ -46,17 +47,18 @@ pub struct MergeOp {
     pars: Pars,
     srselect: SrSelect,
     last_wins: bool,
-    /// Each input's names when the plan was made.
-    seen: Vec<Vec<String>>,
+    /// Each input's layout when the plan was made.
+    seen: Vec<u64>,
     /// Output channel k is channel `.1` of input `.0`.
     plan: Vec<(usize, usize)>,
     names: Vec<String>,
+    lay: native::Layout,
 }
 
 impl MergeOp {
     fn stale(&self, inputs: &[Cow<'_, ChopData>]) -> bool {
         self.seen.len() != inputs.len()
-            || self.seen.iter().zip(inputs).any(|(s, d)| s.as_slice() != d.names())
+            || self.seen.iter().zip(inputs).any(|(s, d)| *s != d.layout_id())
     }
 
     fn plan(&mut self, inputs: &[Cow<'_, ChopData>]) {
@@ -76,7 +78,8 @@ impl MergeOp {
                 }
             }
         }
-        self.seen = inputs.iter().map(|d| d.names().to_vec()).collect();
+        self.seen = inputs.iter().map(|d| d.layout_id()).collect();
+        self.lay.invalidate();
         self.plan = plan;
         self.names = names;
     }
@@ -102,7 +105,7 @@ impl Operator for MergeOp {
             self.plan(&inputs);
         }
         let len = inputs.iter().map(|d| d.num_samples()).max().unwrap_or(1);
-        native::layout(out, &self.names, len, first.start, first.rate);
+        self.lay.apply(out, &self.names, len, first.start, first.rate);
         for (k, &(d, i)) in self.plan.iter().enumerate() {
             let src = inputs[d].chan(i);
             let dst = out.chan_mut(k);

@@ -331,18 +331,32 @@ pub fn slice(frame: &Frame, timeslice: bool) -> (usize, i64) {
     (n as usize, frame.frame - n + 1)
 }
 
-/// Sizes `out` for a generator's cook: `names` in order (rebuilt only when they differ),
-/// `n` samples from `start`, at `rate`.
-pub fn layout(out: &mut ChopData, names: &[String], n: usize, start: i64, rate: f64) {
-    if out.names() != names {
-        out.clear();
-        for name in names {
-            out.append_chan(name);
-        }
+/// Lays out a generator's output: `names` in order, `n` samples from `start`, at `rate`. It
+/// remembers the layout it made ([`ChopData::layout_id`]), so while neither the names (the
+/// operator calls [`Layout::invalidate`] when they change) nor the output's channels changed,
+/// nothing is compared or rebuilt.
+#[derive(Debug, Default)]
+pub struct Layout {
+    out: u64,
+}
+
+impl Layout {
+    pub fn invalidate(&mut self) {
+        self.out = 0;
     }
-    out.set_num_samples(n);
-    out.start = start;
-    out.rate = rate;
+
+    pub fn apply(&mut self, out: &mut ChopData, names: &[String], n: usize, start: i64, rate: f64) {
+        if out.layout_id() != self.out && out.names() != names {
+            out.clear();
+            for name in names {
+                out.append_chan(name);
+            }
+        }
+        self.out = out.layout_id();
+        out.set_num_samples(n);
+        out.start = start;
+        out.rate = rate;
+    }
 }
 
 /// The most names one expansion may give (`chan[1-100000000]` is refused, not allocated).
@@ -556,26 +570,27 @@ fn glob(pat: &[char], name: &[char], caps: &mut Vec<String>) -> bool {
     }
 }
 
-/// The channels one cook takes from an input, worked out again only when the input's names
-/// change: which input channels, under which output names.
+/// The channels one cook takes from an input, worked out again only when the input's channels
+/// change (its [`ChopData::layout_id`]): which input channels, under which output names.
 #[derive(Debug, Default)]
 pub struct Picks {
-    /// The input names these picks were made for.
-    seen: Vec<String>,
+    /// The input layout these picks were made for (0: none yet).
+    seen: u64,
     pub from: Vec<usize>,
     pub names: Vec<String>,
+    out: Layout,
 }
 
 impl Picks {
-    /// Whether `input`'s names differ from those of the last [`Picks::set`].
+    /// Whether `input`'s channels changed since the last [`Picks::set`].
     pub fn stale(&self, input: &ChopData) -> bool {
-        self.seen.as_slice() != input.names()
+        self.seen != input.layout_id()
     }
 
     /// Takes the picks for `input`: channel `from[k]` under `names[k]`. Of several picks under
     /// one name the last wins, as appending a channel of an existing name replaces it.
     pub fn set(&mut self, input: &ChopData, mut from: Vec<usize>, mut names: Vec<String>) {
-        self.seen = input.names().to_vec();
+        self.seen = input.layout_id();
         let mut last = std::collections::HashMap::with_capacity(names.len());
         for (k, n) in names.iter().enumerate() {
             last.insert(n.as_str(), k);
@@ -593,25 +608,23 @@ impl Picks {
         }
         self.from = from;
         self.names = names;
+        self.out.invalidate();
     }
 
     /// Forgets the input, so the next cook picks again (a parameter changed).
     pub fn clear(&mut self) {
-        self.seen.clear();
-        self.seen.push("\u{0}".into());
+        self.seen = 0;
     }
 
     /// Writes the picked channels of `input` to `out` (its rate, start and length).
-    pub fn copy(&self, input: &ChopData, out: &mut ChopData) {
-        if out.names() != self.names.as_slice() {
-            out.clear();
-            for n in &self.names {
-                out.append_chan(n);
-            }
-        }
-        out.set_num_samples(input.num_samples());
-        out.rate = input.rate;
-        out.start = input.start;
+    pub fn copy(&mut self, input: &ChopData, out: &mut ChopData) {
+        self.out.apply(
+            out,
+            &self.names,
+            input.num_samples(),
+            input.start,
+            input.rate,
+        );
         for (k, &i) in self.from.iter().enumerate() {
             out.chan_mut(k).copy_from_slice(input.chan(i));
         }

@@ -11,7 +11,7 @@
 //! by the sum of the amplitudes so it stays within −1…1. `random` is white noise: every sample
 //! is drawn anew.
 
-use crate::chop::native::{self, check_pars, expand, Guard, NativeConfig, ParsRaw, Pars};
+use crate::chop::native::{self, check_pars, expand, Guard, Layout, NativeConfig, ParsRaw, Pars};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind, OperatorConfig};
 use crate::cook::par::ParDef;
@@ -69,6 +69,7 @@ fn build(op: &OperatorConfig, cx: &BuildCtx, c: &NativeConfig) -> Box<dyn Operat
         p: Settings::default(),
         timeslice: op.timeslice,
         guard: Guard::default(),
+        lay: Layout::default(),
     })
 }
 
@@ -147,6 +148,7 @@ pub struct NoiseOp {
     p: Settings,
     timeslice: bool,
     guard: Guard,
+    lay: Layout,
 }
 
 impl NoiseOp {
@@ -173,6 +175,7 @@ impl NoiseOp {
         let total: f64 = (0..=p.harmon).map(|h| p.gain.powi(h as i32)).sum();
         p.norm = if total > 0.0 { 1.0 / total } else { 1.0 };
         self.p = p;
+        self.lay.invalidate();
     }
 }
 
@@ -187,7 +190,7 @@ impl Operator for NoiseOp {
         }
         let rate = ctx.frame.rate;
         let (n, start) = native::slice(ctx.frame, self.timeslice);
-        native::layout(out, &self.p.names, n, start, rate);
+        self.lay.apply(out, &self.p.names, n, start, rate);
         for c in 0..self.p.names.len() {
             for (j, v) in out.chan_mut(c).iter_mut().enumerate() {
                 *v = self.p.at(c, start + j as i64, rate) as f32;

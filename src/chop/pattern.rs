@@ -105,7 +105,7 @@ impl Operator for PatternOp {
             Ok(n) => self.names = n,
             Err(e) => tracing::warn!("pattern: channelname: {e}"),
         }
-        native::layout(out, &self.names, len.max(1), 0, ctx.frame.rate);
+        native::Layout::default().apply(out, &self.names, len.max(1), 0, ctx.frame.rate);
         for c in 0..self.names.len() {
             let key = noise::key(seed, c);
             for (i, v) in out.chan_mut(c).iter_mut().enumerate() {

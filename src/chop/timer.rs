@@ -189,6 +189,7 @@ pub struct TimerOp {
     cb: Option<Loaded>,
     events: Vec<Event>,
     guard: Guard,
+    names: Vec<String>,
 }
 
 struct Loaded {
@@ -219,6 +220,7 @@ impl TimerOp {
             cb,
             events: Vec::new(),
             guard: Guard::default(),
+            names: CHANNELS.iter().map(|s| s.to_string()).collect(),
         })
     }
 
@@ -337,9 +339,12 @@ impl Operator for TimerOp {
         if self.pars.changed() {
             self.read(rate);
         }
-        let names: Vec<String> = CHANNELS.iter().map(|s| s.to_string()).collect();
+        if out.num_chans() != CHANNELS.len() {
+            out.clear();
+        }
+        let names: &[String] = &self.names;
         let (n, start) = native::slice(&frame, self.timeslice);
-        native::layout(out, &names, n, start, rate);
+        native::Layout::default().apply(out, names, n, start, rate);
         // Pulses land at the start of this cook's span; every frame since the last cook is
         // stepped, each a sample.
         for p in self.pars.take_pulses() {

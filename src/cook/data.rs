@@ -20,6 +20,16 @@ pub struct ChopData {
     names: Vec<String>,
     index: HashMap<String, usize>,
     data: Vec<f32>,
+    /// Changes whenever the names may have (a fresh number from one counter), so that an
+    /// operator can tell "same channels as last cook" without comparing every name.
+    layout: u64,
+}
+
+/// The source of [`ChopData::layout_id`] numbers: never the same twice in a process.
+static LAYOUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_layout() -> u64 {
+    LAYOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Equal when rate, start, names and samples are; `index` is derived from `names` and would only
@@ -50,7 +60,14 @@ impl ChopData {
             names: Vec::new(),
             index: HashMap::new(),
             data: Vec::new(),
+            layout: next_layout(),
         }
+    }
+
+    /// A number that stays the same as long as the channel names do: two reads giving the
+    /// same number saw the same names, in the same order (a clone shares its original's).
+    pub fn layout_id(&self) -> u64 {
+        self.layout
     }
 
     pub fn num_chans(&self) -> usize {
@@ -106,6 +123,7 @@ impl ChopData {
 
     /// Removes every channel; keeps rate, start and length.
     pub fn clear(&mut self) {
+        self.layout = next_layout();
         self.names.clear();
         self.index.clear();
         self.data.clear();
@@ -119,6 +137,7 @@ impl ChopData {
             return i;
         }
         let i = self.names.len();
+        self.layout = next_layout();
         self.names.push(name.to_string());
         self.index.insert(name.to_string(), i);
         self.data.resize(self.data.len() + self.len, 0.0);
@@ -140,6 +159,7 @@ impl ChopData {
     }
 
     pub fn remove_chan(&mut self, i: usize) {
+        self.layout = next_layout();
         let name = self.names.remove(i);
         self.index.remove(&name);
         self.data.drain(i * self.len..(i + 1) * self.len);
@@ -173,10 +193,11 @@ impl ChopData {
         self.rate = other.rate;
         self.start = other.start;
         self.len = other.len;
-        if self.names != other.names {
+        if self.layout != other.layout && self.names != other.names {
             self.names.clone_from(&other.names);
             self.index.clone_from(&other.index);
         }
+        self.layout = other.layout;
         self.data.clone_from(&other.data);
     }
 
