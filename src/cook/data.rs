@@ -6,8 +6,16 @@
 //! (`srselect`) with linear resampling. No I/O, no operator logic.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::pattern::Pattern;
+
+/// Source of layout ids: every change of a `ChopData`'s channel names takes a fresh one.
+static NEXT_LAYOUT: AtomicU64 = AtomicU64::new(1);
+
+fn fresh_layout() -> u64 {
+    NEXT_LAYOUT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Channels of one operator. Invariant: `data.len() == names.len() * len`.
 #[derive(Clone, Debug)]
@@ -20,16 +28,10 @@ pub struct ChopData {
     names: Vec<String>,
     index: HashMap<String, usize>,
     data: Vec<f32>,
-    /// Changes whenever the names may have (a fresh number from one counter), so that an
-    /// operator can tell "same channels as last cook" without comparing every name.
+    /// Names this data's channel names, whatever its samples: two `ChopData` with the same id
+    /// have the same names (a copy carries the id along with the names), so a cook can tell
+    /// an unchanged layout without comparing a thousand names.
     layout: u64,
-}
-
-/// The source of [`ChopData::layout_id`] numbers: never the same twice in a process.
-static LAYOUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-fn next_layout() -> u64 {
-    LAYOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Equal when rate, start, names and samples are; `index` is derived from `names` and would only
@@ -40,7 +42,7 @@ impl PartialEq for ChopData {
             && self.start == other.start
             && self.len == other.len
             && self.data == other.data
-            && self.names == other.names
+            && (self.layout == other.layout || self.names == other.names)
     }
 }
 
@@ -60,12 +62,11 @@ impl ChopData {
             names: Vec::new(),
             index: HashMap::new(),
             data: Vec::new(),
-            layout: next_layout(),
+            layout: fresh_layout(),
         }
     }
 
-    /// A number that stays the same as long as the channel names do: two reads giving the
-    /// same number saw the same names, in the same order (a clone shares its original's).
+    /// The id of the current channel names ([`ChopData`]'s `layout`): equal ids, equal names.
     pub fn layout_id(&self) -> u64 {
         self.layout
     }
@@ -123,10 +124,10 @@ impl ChopData {
 
     /// Removes every channel; keeps rate, start and length.
     pub fn clear(&mut self) {
-        self.layout = next_layout();
         self.names.clear();
         self.index.clear();
         self.data.clear();
+        self.layout = fresh_layout();
     }
 
     /// Appends a channel filled with zeros and returns its index. A channel of the same name is
@@ -137,7 +138,7 @@ impl ChopData {
             return i;
         }
         let i = self.names.len();
-        self.layout = next_layout();
+        self.layout = fresh_layout();
         self.names.push(name.to_string());
         self.index.insert(name.to_string(), i);
         self.data.resize(self.data.len() + self.len, 0.0);
@@ -159,8 +160,8 @@ impl ChopData {
     }
 
     pub fn remove_chan(&mut self, i: usize) {
-        self.layout = next_layout();
         let name = self.names.remove(i);
+        self.layout = fresh_layout();
         self.index.remove(&name);
         self.data.drain(i * self.len..(i + 1) * self.len);
         for (j, n) in self.names.iter().enumerate().skip(i) {
@@ -203,7 +204,7 @@ impl ChopData {
 
     /// True when both hold the same channel names in the same order.
     pub fn same_layout(&self, other: &ChopData) -> bool {
-        self.names == other.names
+        self.layout == other.layout || self.names == other.names
     }
 
     /// Appends the channels of `input` outside `scope` that this data does not already name —
@@ -367,6 +368,32 @@ mod tests {
         assert_eq!(d.index_of("b"), Some(0));
         assert_eq!(d.index_of("a"), None);
         assert_eq!(d.samples().len(), 3);
+    }
+
+    #[test]
+    fn a_layout_id_changes_with_the_names_and_travels_with_a_copy() {
+        let mut a = ChopData::new(60.0);
+        a.append_chan("x");
+        let id = a.layout_id();
+        a.chan_mut(0)[0] = 2.0;
+        a.append_chan("x");
+        assert_eq!(
+            a.layout_id(),
+            id,
+            "samples and a replaced channel keep the layout"
+        );
+        let mut b = ChopData::new(60.0);
+        b.copy_from(&a);
+        assert_eq!(b.layout_id(), id);
+        assert_eq!(a.clone().layout_id(), id);
+        a.append_chan("y");
+        assert_ne!(a.layout_id(), id);
+        b.copy_from(&a);
+        assert_eq!((b.names(), b.layout_id()), (a.names(), a.layout_id()));
+        b.remove_chan(0);
+        assert_ne!(b.layout_id(), a.layout_id());
+        b.clear();
+        assert_ne!(b.layout_id(), a.layout_id());
     }
 
     #[test]
