@@ -5,6 +5,7 @@ mod control;
 mod export;
 mod info;
 mod midi;
+mod native;
 mod osc;
 mod reliability;
 mod reload;
