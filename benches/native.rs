@@ -215,7 +215,7 @@ fn main() {
         let cell =
             |v: Option<(f64, f64)>| v.map_or("-".to_string(), |(m, p)| format!("{m:.2} ({p:.2})"));
         let ratio =
-            |v: Option<(f64, f64)>| v.map_or("-".to_string(), |(m, _)| format!("{:.0}x", m / med));
+            |v: Option<(f64, f64)>| v.map_or("-".to_string(), |(m, _)| format!("{:.1}x", m / med));
         println!(
             "{:<10} {:>18} {:>8} {:>18} {:>18} {:>9} {:>9}",
             c.kind,

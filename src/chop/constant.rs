@@ -102,8 +102,13 @@ impl ConstantOp {
 
     /// Writes every slot under both spellings.
     fn write_both(&self, slots: &[Slot]) {
+        self.write_slots(slots, &vec![true; slots.len()]);
+    }
+
+    /// Writes the slots marked in `which` under both spellings.
+    fn write_slots(&self, slots: &[Slot], which: &[bool]) {
         self.pars.edit(|set| {
-            for (i, s) in slots.iter().enumerate() {
+            for (i, s) in slots.iter().enumerate().filter(|(i, _)| which[*i]) {
                 for n in [format!("name{i}"), format!("const{i}name")] {
                     let _ = set.set(&n, &ParValue::Str(s.name.clone()));
                 }
@@ -179,7 +184,8 @@ impl ConstantOp {
             }
         });
         if moved {
-            self.write_both(&slots);
+            let which: Vec<bool> = slots.iter().zip(&self.slots).map(|(a, b)| a != b).collect();
+            self.write_slots(&slots, &which);
             self.pars.changed();
         }
         self.apply(slots);

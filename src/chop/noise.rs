@@ -70,6 +70,7 @@ fn build(op: &OperatorConfig, cx: &BuildCtx, c: &NativeConfig) -> Box<dyn Operat
         timeslice: op.timeslice,
         guard: Guard::default(),
         lay: Layout::default(),
+        cells: Vec::new(),
     })
 }
 
@@ -96,6 +97,35 @@ pub fn gradient(key: u64, x: f64) -> f64 {
     2.0 * (g0 * f + (g1 * (f - 1.0) - g0 * f) * u)
 }
 
+/// The two lattice values around the last `x` of one channel's base octave: a cell lasts a
+/// whole period, so most samples hash nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Cell {
+    i: i64,
+    g0: f64,
+    g1: f64,
+}
+
+impl Default for Cell {
+    fn default() -> Cell {
+        Cell { i: i64::MIN, g0: 0.0, g1: 0.0 }
+    }
+}
+
+impl Cell {
+    /// [`gradient`]`(key, x)`, the same value, hashing only when `x` left the cell.
+    pub fn at(&mut self, key: u64, x: f64) -> f64 {
+        let fl = x.floor();
+        let i = fl as i64;
+        if i != self.i {
+            *self = Cell { i, g0: lattice(key, i), g1: lattice(key, i + 1) };
+        }
+        let f = x - fl;
+        let u = f * f * (3.0 - 2.0 * f);
+        2.0 * (self.g0 * f + (self.g1 * (f - 1.0) - self.g0 * f) * u)
+    }
+}
+
 /// The stream of one channel under one seed.
 pub fn key(seed: f64, chan: usize) -> u64 {
     mix(seed.to_bits() ^ mix(chan as u64 + 1))
@@ -120,14 +150,15 @@ struct Settings {
 
 impl Settings {
     /// The noise of channel `c` at sample `s`.
-    fn at(&self, c: usize, s: i64, rate: f64) -> f64 {
+    fn at(&self, c: usize, s: i64, rate: f64, cell: &mut Cell) -> f64 {
         let key = self.keys[c];
         let n = if self.random {
             lattice(key, s)
         } else {
             let x = s as f64 / rate / self.period;
-            let (mut sum, mut a, mut fq) = (0.0, 1.0, 1.0);
-            for h in 0..=self.harmon {
+            // The base octave from the channel's cached lattice cell.
+            let (mut sum, mut a, mut fq) = (cell.at(key, x), self.gain, self.spread);
+            for h in 1..=self.harmon {
                 sum += a * gradient(key ^ u64::from(h), x * fq);
                 a *= self.gain;
                 fq *= self.spread;
@@ -149,6 +180,8 @@ pub struct NoiseOp {
     timeslice: bool,
     guard: Guard,
     lay: Layout,
+    /// Per channel: the lattice cell of the base octave.
+    cells: Vec<Cell>,
 }
 
 impl NoiseOp {
@@ -176,6 +209,7 @@ impl NoiseOp {
         p.norm = if total > 0.0 { 1.0 / total } else { 1.0 };
         self.p = p;
         self.lay.invalidate();
+        self.cells.clear();
     }
 }
 
@@ -191,9 +225,10 @@ impl Operator for NoiseOp {
         let rate = ctx.frame.rate;
         let (n, start) = native::slice(ctx.frame, self.timeslice);
         self.lay.apply(out, &self.p.names, n, start, rate);
-        for c in 0..self.p.names.len() {
+        self.cells.resize(self.p.names.len(), Cell::default());
+        for (c, cell) in self.cells.iter_mut().enumerate() {
             for (j, v) in out.chan_mut(c).iter_mut().enumerate() {
-                *v = self.p.at(c, start + j as i64, rate) as f32;
+                *v = self.p.at(c, start + j as i64, rate, cell) as f32;
             }
         }
         if self.guard.clean(out) {

@@ -364,7 +364,8 @@ impl Par {
     }
     #[getter(isCustom)]
     fn is_custom(&self) -> bool {
-        true
+        // Custom names start with a capital; a native kind's built-in ones are lowercase.
+        crate::cook::par::check_name(&self.name).is_ok()
     }
 
     #[getter(menuNames)]
