@@ -33,7 +33,10 @@ fn osc_in_through_select_rename_and_switch_to_export() {
     c.ok("/chopd/op/sw/par/index", vec![OscType::Int(0)]);
     rx.wait_value("/show/level1", |v| v == -1.0);
     assert!(c
-        .err("/chopd/op/sel/par/channamez", vec![OscType::String("x".into())])
+        .err(
+            "/chopd/op/sel/par/channamez",
+            vec![OscType::String("x".into())]
+        )
         .contains("no parameter"));
 }
 
@@ -43,7 +46,11 @@ fn an_export_to_op_drives_a_constant_and_the_lfo_runs_from_it() {
     let cfg = Config::new()
         .dest("show", rx.port())
         .oscin("in", r#"export = { method = "autoname", root = "op:c" }"#)
-        .op("c", "constant", &format!("pars = {{ name0 = \"speed\" }}\n{TO_SHOW}"))
+        .op(
+            "c",
+            "constant",
+            &format!("pars = {{ name0 = \"speed\" }}\n{TO_SHOW}"),
+        )
         .op(
             "l",
             "lfo",
@@ -68,7 +75,11 @@ fn a_script_reads_and_writes_native_parameters() {
         .control()
         .dest("show", rx.port())
         .op("l", "lfo", "pars = { frequency = 1.5 }")
-        .op("c", "constant", &format!("pars = {{ name0 = \"twice\" }}\n{TO_SHOW}"))
+        .op(
+            "c",
+            "constant",
+            &format!("pars = {{ name0 = \"twice\" }}\n{TO_SHOW}"),
+        )
         .script("s", "s.py", "\"l\"", TO_SHOW);
     let d = Daemon::start(&cfg.text(), &[("s.py", script)]);
     rx.expect("/show/freq", 1.5);
@@ -86,7 +97,11 @@ fn a_timer_cue_started_from_the_control_port_runs_its_callbacks() {
     let cfg = Config::new()
         .control()
         .dest("show", rx.port())
-        .op("c", "constant", &format!("pars = {{ name0 = \"cue\" }}\n{TO_SHOW}"))
+        .op(
+            "c",
+            "constant",
+            &format!("pars = {{ name0 = \"cue\" }}\n{TO_SHOW}"),
+        )
         .op(
             "t",
             "timer",
