@@ -18,7 +18,10 @@ macro_rules! kinds {
     };
 }
 
+pub mod native;
 pub mod shaping;
+#[cfg(test)]
+pub mod testing;
 
 kinds! {
     oscin::OscIn,
@@ -40,6 +43,15 @@ kinds! {
     hold::Hold,
     delay::Delay,
     trail::Trail,
+    constant::Constant,
+    lfo::Lfo,
+    noise::Noise,
+    timer::Timer,
+    select::Select,
+    rename::Rename,
+    merge::Merge,
+    switch::Switch,
+    pattern::PatternKind,
 }
 
 pub mod datfile;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::chop::oscin::config::DEFAULT_RECEIVE_BUFFER;
-use crate::chop::{info, math, midiin, oscin, script, KINDS};
+use crate::chop::{base, constant, info, math, midiin, oscin, script, table, text, KINDS};
 
 fn check_str(path: &Path, src: &str) -> Result<Config, Vec<Diagnostic>> {
     super::check_str(path, src, KINDS)
@@ -246,27 +246,39 @@ fn schema_matches_the_parser() {
     let kinds = schema["properties"]["operator"]["items"]["oneOf"]
         .as_array()
         .unwrap();
-    let own = [
-        accepted::<oscin::config::Raw>(),
-        accepted::<midiin::config::Raw>(),
-        accepted::<script::config::Raw>(),
-        accepted::<info::InfoRaw>(),
-        accepted::<<math::Math as Kind>::Raw>(),
+    // Each kind's own keys, by its type name; every kind in the schema must be listed here.
+    let own: Vec<(&str, Vec<String>)> = vec![
+        ("oscin", accepted::<oscin::config::Raw>()),
+        ("midiin", accepted::<midiin::config::Raw>()),
+        ("script", accepted::<script::config::Raw>()),
+        ("info", accepted::<info::InfoRaw>()),
+        ("base", accepted::<<base::Base as Kind>::Raw>()),
+        ("table", accepted::<<table::TableDat as Kind>::Raw>()),
+        ("text", accepted::<<text::TextDat as Kind>::Raw>()),
+        ("math", accepted::<<math::Math as Kind>::Raw>()),
+        ("constant", accepted::<<constant::Constant as Kind>::Raw>()),
     ];
-    for (k, own) in kinds.iter().zip(own) {
+    let mut checked = 0;
+    for k in kinds {
+        let name = k["properties"]["type"]["const"].as_str().unwrap();
+        let Some((_, own)) = own.iter().find(|(n, _)| *n == name) else {
+            // Native kinds share one raw shape (`pars`), checked through math and constant.
+            assert!(
+                k["properties"].get("pars").is_some(),
+                "give kind \"{name}\" its keys here"
+            );
+            continue;
+        };
+        checked += 1;
         let mut expect: Vec<String> = raw::COMMON_KEYS
             .iter()
             .map(|s| s.to_string())
-            .chain(own)
+            .chain(own.iter().cloned())
             .collect();
         expect.sort();
-        assert_eq!(
-            schema_keys(k),
-            expect,
-            "{}",
-            k["properties"]["type"]["const"]
-        );
+        assert_eq!(schema_keys(k), expect, "{name}");
     }
+    assert_eq!(checked, own.len());
     let mut dest = accepted::<raw::Destination>();
     dest.sort();
     let mut d: Vec<String> = schema["properties"]["destinations"]["additionalProperties"]
@@ -315,6 +327,9 @@ fn schema_ranges_are_the_checkers() {
         // The shaping kinds need no key: every parameter has TouchDesigner's default.
         "math" | "lag" | "limit" | "filter" | "logic" | "trigger" | "speed" | "slope" | "count"
         | "hold" | "delay" | "trail" => String::new(),
+        // Native kinds need no key: every parameter has TouchDesigner's default.
+        "constant" | "lfo" | "noise" | "timer" | "select" | "merge" | "rename" | "switch"
+        | "pattern" => String::new(),
         other => panic!("give kind \"{other}\" its minimal keys here"),
     };
     let mut probed = 0;

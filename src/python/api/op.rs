@@ -731,6 +731,8 @@ impl OpHandle {
                     .pars
                     .pars()
                     .iter()
+                    // A native kind's built-in parameters (lowercase names) are not custom.
+                    .filter(|p| crate::cook::par::check_name(&p.name).is_ok())
                     .map(|p| par::Par::new(&self.name, &p.name))
                     .collect()
             })
