@@ -6,6 +6,7 @@ mod export;
 mod info;
 mod midi;
 mod osc;
+mod oscquery;
 mod reliability;
 mod reload;
 mod script;

@@ -160,16 +160,20 @@ pub(crate) async fn apply(
         out.extend(refusal("/", why, c));
     }
     let mut parsed = Vec::new();
+    let mut paths = Vec::new();
     for (path, auth, r) in writes {
         c.writes.fetch_add(1, Relaxed);
         match r {
             Err(why) => out.extend(refusal(&path, why, c)),
-            Ok(req) => parsed.push(Parsed {
-                addr: control_addr(&req),
-                // A connection that gave the token is authorized for every message it sends.
-                auth: if conn == Auth::Good { conn } else { auth },
-                request: Ok(req),
-            }),
+            Ok(req) => {
+                paths.push(path);
+                parsed.push(Parsed {
+                    addr: control_addr(&req),
+                    // A connection that gave the token is authorized for every message it sends.
+                    auth: if conn == Auth::Good { conn } else { auth },
+                    request: Ok(req),
+                })
+            }
         }
     }
     if parsed.is_empty() {
@@ -184,9 +188,15 @@ pub(crate) async fn apply(
         &shared.failed,
     )
     .await;
-    for group in replies {
+    for (mut group, path) in replies.into_iter().zip(paths) {
         if group.iter().any(|m| m.addr.ends_with("/error")) {
             c.writes_refused.fetch_add(1, Relaxed);
+            // Named by the path the client wrote, not the control port's address.
+            for m in &mut group {
+                if let Some(a) = m.args.first_mut() {
+                    *a = OscType::String(path.clone());
+                }
+            }
             out.extend(group);
         }
     }
