@@ -70,6 +70,15 @@ fn http(port: u16, request: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// Waits (bounded by `TIMEOUT`) until `cond` holds, looking every 20 ms.
+fn poll(mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn get(port: u16, target: &str) -> (u16, String) {
     http(
         port,
@@ -380,17 +389,9 @@ fn writes_over_the_websocket_and_osc_set_parameters_and_refuse_with_reasons() {
         "/project1/knobs/par/Gain",
         vec![OscType::Float(2.0)],
     );
-    // The write reaches the cook thread before a later frame; the export then follows x.
-    let mut v = 0.0;
-    let end = Instant::now() + TIMEOUT;
-    while v != 1.0 && Instant::now() < end {
-        send(inp, "/x", vec![OscType::Float(0.5)]);
-        v = rx
-            .try_until(Duration::from_millis(200), |m| m.addr == "/show/x")
-            .ok()
-            .map_or(0.0, |m| float(&m.args[0]));
-    }
-    assert_eq!(v, 1.0, "Gain 2 × x 0.5");
+    poll(|| json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0] == 2.0);
+    send(inp, "/x", vec![OscType::Float(0.5)]);
+    rx.wait_value("/show/x", |v| v == 1.0);
     assert_eq!(
         json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0],
         2.0
@@ -410,8 +411,7 @@ fn writes_over_the_websocket_and_osc_set_parameters_and_refuse_with_reasons() {
         "/project1/knobs/par/On",
         vec![OscType::Bool(true)],
     );
-    let end = Instant::now() + TIMEOUT;
-    while json(port, "/project1/knobs/par/On?VALUE")["VALUE"][0] != true && Instant::now() < end {}
+    poll(|| json(port, "/project1/knobs/par/On?VALUE")["VALUE"][0] == true);
     assert_eq!(
         json(port, "/project1/knobs/par/Mode?VALUE")["VALUE"][0],
         "fast"
@@ -510,8 +510,7 @@ fn only_the_control_allow_list_and_token_may_write() {
         "/project1/knobs/par/Gain",
         vec![OscType::Float(2.0)],
     );
-    let end = Instant::now() + TIMEOUT;
-    while json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0] != 2.0 && Instant::now() < end {}
+    poll(|| json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0] == 2.0);
     assert_eq!(
         json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0],
         2.0
@@ -522,8 +521,7 @@ fn only_the_control_allow_list_and_token_may_write() {
         &format!("/chopd/auth/{token}/project1/knobs/par/Gain"),
         vec![OscType::Float(3.0)],
     );
-    let end = Instant::now() + TIMEOUT;
-    while json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0] != 3.0 && Instant::now() < end {}
+    poll(|| json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0] == 3.0);
     assert_eq!(
         json(port, "/project1/knobs/par/Gain?VALUE")["VALUE"][0],
         3.0
@@ -597,7 +595,7 @@ fn a_client_that_stops_reading_is_dropped_and_the_clock_goes_on() {
         .raw(OQ);
     let d = start(&config, &[("many.py", oq_fixture("many.py"))]);
     let port = oq_port(&d);
-    // A client that LISTENs to 2,000 channels changing every frame and never reads.
+    // A client that LISTENs to 500 channels changing every frame and never reads.
     let mut stalled = connect(port, "");
     if let MaybeTlsStream::Plain(s) = stalled.get_ref() {
         let sock = socket2::SockRef::from(s);

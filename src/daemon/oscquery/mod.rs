@@ -155,6 +155,8 @@ impl OscQuery {
             .map_err(|_| anyhow::anyhow!("the cook thread is busy or stopped"))?;
         let (policy_tx, policy_rx) = watch::channel(control.map(Policy::of));
         let (close_tx, close_rx) = oneshot::channel();
+        // The first namespace is served before the start line says `ready`.
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
         let cfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name("oscquery".into())
@@ -166,8 +168,13 @@ impl OscQuery {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!("oscquery: start its runtime: {e}"),
                 };
-                rt.block_on(serve(cfg, tcp, udp, snaps, policy_rx, ctx, close_rx));
+                rt.block_on(serve(
+                    cfg, tcp, udp, snaps, policy_rx, ctx, close_rx, first_tx,
+                ));
             })?;
+        if first_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            tracing::warn!("oscquery: no snapshot from the cook thread yet; serving anyway");
+        }
         tracing::info!(kind = "oscquery", addr = %http, osc = %osc, "listening");
         Ok(OscQuery {
             http,
@@ -195,6 +202,7 @@ impl Drop for OscQuery {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     cfg: OscQueryConfig,
     tcp: std::net::TcpListener,
@@ -203,6 +211,7 @@ async fn serve(
     policy: watch::Receiver<Option<Policy>>,
     ctx: Ctx,
     close: oneshot::Receiver<()>,
+    first: std::sync::mpsc::Sender<()>,
 ) {
     let (tcp, udp) = match (
         tokio::net::TcpListener::from_std(tcp),
@@ -240,7 +249,7 @@ async fn serve(
         None
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let hub = tokio::spawn(hub(snaps, view_tx, shared.clone(), stop_rx.clone()));
+    let hub = tokio::spawn(hub(snaps, view_tx, shared.clone(), stop_rx.clone(), first));
     let writes = tokio::spawn(writes::serve_udp(udp, shared.clone(), stop_rx.clone()));
     let app = axum::Router::new()
         .fallback(handle)
@@ -270,7 +279,9 @@ async fn hub(
     view: watch::Sender<Arc<View>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    first: std::sync::mpsc::Sender<()>,
 ) {
+    let mut first = Some(first);
     let mut index = view.borrow().index.clone();
     let mut last: Option<Arc<Snap>> = None;
     loop {
@@ -298,6 +309,9 @@ async fn hub(
             index: index.clone(),
             snap,
         }));
+        if let Some(f) = first.take() {
+            let _ = f.send(());
+        }
     }
 }
 
