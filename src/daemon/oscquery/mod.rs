@@ -15,7 +15,7 @@ pub mod mdns;
 pub mod namespace;
 pub mod snapshot;
 pub mod writes;
-mod ws;
+pub mod ws;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

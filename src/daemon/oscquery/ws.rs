@@ -18,7 +18,7 @@ use super::namespace::{Index, Leaf, Val};
 use super::{writes, Shared, MAX_CLIENTS, MAX_LISTEN, MAX_WS_MESSAGE, SEND_BOUND};
 use crate::osc;
 
-pub(super) fn upgrade(
+pub(crate) fn upgrade(
     ws: WebSocketUpgrade,
     shared: Arc<Shared>,
     peer: SocketAddr,
