@@ -77,7 +77,7 @@ fn cook_thread(
     let mut ready = Some((ready, notes));
     let mut last_stats = Instant::now();
     let stop = shared.stop.clone();
-    let mut observers: Vec<Box<dyn FnMut(&Graph) + Send>> = Vec::new();
+    let mut observers: Vec<super::Observer> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let Some(tick) = clock.wait(|| !stop.load(Ordering::Relaxed)) else {
             break;

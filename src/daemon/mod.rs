@@ -61,8 +61,11 @@ pub enum Command {
     With(Box<dyn FnOnce(&mut Graph) + Send>),
     /// Look at the graph after every frame from now on (the OSCQuery server's snapshots). The
     /// observer must not block: it hands over and returns.
-    Observe(Box<dyn FnMut(&Graph) + Send>),
+    Observe(Observer),
 }
+
+/// Something that looks at the graph after every frame (see `Command::Observe`).
+pub type Observer = Box<dyn FnMut(&Graph) + Send>;
 
 /// What the control plane acts on, whoever asked.
 pub enum Event {

@@ -20,6 +20,9 @@ use crate::daemon::control::{self, Peer};
 use crate::daemon::request::{self, Auth, Parsed, Request, MAX_REQUESTS_PER_PACKET};
 use crate::osc;
 
+/// One parsed write: the path written, how it presented the token, what it asks or why not.
+pub type Write = (String, Auth, Result<Request, String>);
+
 /// Parses a packet of writes against the namespace: for each message (at most
 /// `MAX_REQUESTS_PER_PACKET`), the path written and the request or why not. `/chopd/auth/TOKEN`
 /// before a path presents the token (UDP has no other way); the second value says whether it
@@ -28,7 +31,7 @@ pub fn parse_writes(
     ix: &Index,
     bytes: &[u8],
     token: Option<&str>,
-) -> Result<(Vec<(String, Auth, Result<Request, String>)>, usize), osc::DecodeError> {
+) -> Result<(Vec<Write>, usize), osc::DecodeError> {
     let msgs = osc::messages(osc::decode(bytes)?);
     let excess = msgs.len().saturating_sub(MAX_REQUESTS_PER_PACKET);
     let out = msgs
