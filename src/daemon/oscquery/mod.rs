@@ -524,3 +524,6 @@ fn host_info(s: &Shared) -> Value {
         "EXTENSIONS": ext,
     })
 }
+
+#[cfg(test)]
+mod tests;
