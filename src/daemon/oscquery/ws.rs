@@ -2,7 +2,7 @@
 //! listens to streamed as binary OSC bundles (only what changed, once per frame it keeps up
 //! with), the namespace's PATH_ADDED/REMOVED/CHANGED, and writes as binary OSC frames.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -70,11 +70,24 @@ pub fn parse_command(text: &str) -> Result<WsCommand, String> {
 /// The paths one client listens to and what it was last sent.
 struct Listening {
     /// What was listened to (a container stands for every leaf below it).
-    asked: Vec<String>,
+    asked: HashSet<String>,
     leaves: HashMap<String, (Option<Leaf>, Option<Val>)>,
 }
 
 impl Listening {
+    /// Adds one LISTEN: only its own leaves are looked up (a flood of LISTENs stays linear).
+    fn add(&mut self, ix: &Index, path: String) {
+        for (p, l) in ix.leaves_under(&path) {
+            self.leaves.entry(p).or_insert((Some(l), None));
+        }
+        if !ix.exists(&path) {
+            // Kept: the path may come (PATH_ADDED) and is then streamed.
+            self.leaves.entry(path.clone()).or_insert((None, None));
+        }
+        self.asked.insert(path);
+    }
+
+    /// Looks every LISTEN up again (a new structure, an IGNORE).
     fn resolve(&mut self, ix: &Index) {
         let mut leaves = HashMap::new();
         for a in &self.asked {
@@ -83,7 +96,6 @@ impl Listening {
                 leaves.insert(p, (Some(l), last));
             }
             if !ix.exists(a) {
-                // Kept: the path may come (PATH_ADDED) and is then streamed.
                 leaves.entry(a.clone()).or_insert((None, None));
             }
         }
@@ -97,7 +109,7 @@ async fn session(mut socket: WebSocket, shared: &Shared, peer: SocketAddr, token
     let mut events = shared.events.subscribe();
     let mut index = view.borrow().index.clone();
     let mut listening = Listening {
-        asked: Vec::new(),
+        asked: HashSet::new(),
         leaves: HashMap::new(),
     };
     let mut packer = osc::Packer::new(MAX_WS_MESSAGE);
@@ -110,12 +122,11 @@ async fn session(mut socket: WebSocket, shared: &Shared, peer: SocketAddr, token
                             if listening.asked.len() >= MAX_LISTEN {
                                 c.listen_ignored.fetch_add(1, Relaxed);
                             } else if !listening.asked.contains(&p) {
-                                listening.asked.push(p);
-                                listening.resolve(&index);
+                                listening.add(&index, p);
                             }
                         }
                         Ok(WsCommand::Ignore(p)) => {
-                            listening.asked.retain(|a| *a != p);
+                            listening.asked.remove(&p);
                             listening.resolve(&index);
                         }
                         Err(_) => {
