@@ -373,8 +373,21 @@ fn listen_streams_a_channel_as_osc_arrives_and_announces_it_first() {
     // Malformed commands are ignored and counted, the session goes on.
     ws.send(Message::Text("{not json".into())).unwrap();
     command(&mut ws, "EXPLODE", "/project1");
+    // A flood of LISTENs: past the bound they are ignored and counted (y is the one kept).
+    for i in 0..10_100 {
+        command(&mut ws, "LISTEN", &format!("/project1/flood/{i}"));
+    }
+    // A write's error reply comes after every command sent before it has been read.
+    write_error(&mut ws, "/project1/nothere", vec![OscType::Float(1.0)]);
     let counters = json(port, "/_chopd/counters");
-    assert!(counters["malformed"].as_u64().unwrap() >= 1, "{counters}");
+    assert_eq!(counters["malformed"], 2, "{counters}");
+    assert_eq!(counters["listen_ignored"], 10_100 - 9_999, "{counters}");
+    send(inp, "/y", vec![OscType::Float(2.0)]);
+    until(
+        &mut ws,
+        || {},
+        |g| osc_value(g, "/project1/in/chan/y") == Some(OscType::Float(2.0)),
+    );
 }
 
 #[test]
