@@ -150,6 +150,15 @@ fn the_token_prefix_is_judged_and_stripped() {
     let (w, _) = parse_writes(&ix, &m("/project1/s/par/Gain"), t).unwrap();
     assert_eq!(w[0].1, Auth::None);
     assert!(parse_writes(&ix, &[1, 2, 3], t).is_err());
+    // A misspelt prefix never has the token echoed back (found by the fuzz target).
+    let (w, _) = parse_writes(
+        &ix,
+        &m("/c.opd/auth/0123456789abcdef/project1/s/par/Gain"),
+        t,
+    )
+    .unwrap();
+    assert_eq!(w[0].0, "/c.opd/auth/TOKEN/project1/s/par/Gain");
+    assert!(w[0].2.is_err());
 }
 
 #[test]

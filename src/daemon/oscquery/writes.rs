@@ -49,6 +49,11 @@ pub fn parse_writes(
                 (m.addr.clone(), Auth::None)
             };
             let r = write(ix, &path, &m.args);
+            // A token anywhere else in the address (a misspelt prefix) is never echoed back.
+            let path = match token {
+                Some(t) if path.contains(t) => path.replace(t, "TOKEN"),
+                _ => path,
+            };
             (path, auth, r)
         })
         .collect();
