@@ -121,6 +121,9 @@ fn writes_become_control_requests_or_say_why_not() {
     assert!(e("/project1/s/chan/x", vec![OscType::Float(1.0)]).contains("read-only"));
     assert!(e("/project1/s/par", vec![OscType::Float(1.0)]).contains("container"));
     assert!(e("/nope", vec![]).contains("no such path"));
+    // A long value is not echoed whole (found by the fuzz target).
+    let long = "x".repeat(10_000);
+    assert!(e("/project1/s/par/Gain", vec![OscType::String(long)]).len() < 200);
 }
 
 #[test]

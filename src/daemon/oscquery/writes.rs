@@ -112,11 +112,27 @@ pub fn write(ix: &Index, path: &str, args: &[OscType]) -> Result<Request, String
             }
             // The type is checked here so that a wrong one is refused with its reason before
             // it travels; the operator converts and clamps the value as for any `set`.
-            d.coerce(&value)?;
+            d.coerce(&value).map_err(clip)?;
             Ok(Request::Set(op.name.clone(), d.name.clone(), value))
         }
         _ => Err("read-only".into()),
     }
+}
+
+/// Longest reason a refusal carries: one quoting a long string value is cut, so a reply stays
+/// small whatever was sent.
+const MAX_REASON: usize = 160;
+
+fn clip(mut why: String) -> String {
+    if why.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        why.truncate(end);
+        why.push('…');
+    }
+    why
 }
 
 /// The control port's address of a request, for its reply and log.
