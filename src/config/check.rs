@@ -44,6 +44,7 @@ impl<'s> Reader<'_, '_, 's> {
             rss_warn_mb: None,
             state_dir: None,
             control: None,
+            oscquery: None,
             python_path: Vec::new(),
             destinations: BTreeMap::new(),
             operators: Vec::new(),
@@ -93,6 +94,11 @@ impl<'s> Reader<'_, '_, 's> {
                 "control" => {
                     if let Some(c) = de::<raw::Control>(self.cx.d, value, "[control]", &[]) {
                         config.control = self.control(c);
+                    }
+                }
+                "oscquery" => {
+                    if let Some(q) = de::<raw::OscQuery>(self.cx.d, value, "[oscquery]", &[]) {
+                        config.oscquery = self.oscquery(q);
                     }
                 }
                 "python" => {
@@ -189,6 +195,33 @@ impl<'s> Reader<'_, '_, 's> {
             token,
             full_replies,
             socket,
+        })
+    }
+
+    fn oscquery(&mut self, q: raw::OscQuery) -> Option<OscQueryConfig> {
+        let ip = match &q.address {
+            Some(a) => self.cx.ip(a)?,
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let name = match &q.name {
+            Some(n) => {
+                let s = n.get_ref().trim();
+                // The name is a DNS-SD instance label: at most 63 bytes, printable.
+                if s.is_empty() || s.len() > 63 || s.chars().any(char::is_control) {
+                    self.cx.d.error(
+                        n.span(),
+                        "the OSCQuery name is 1 to 63 bytes without control characters",
+                    );
+                    return None;
+                }
+                s.to_string()
+            }
+            None => "chopd".to_string(),
+        };
+        Some(OscQueryConfig {
+            addr: SocketAddr::new(ip, q.port.unwrap_or(DEFAULT_OSCQUERY_PORT)),
+            name,
+            announce: q.announce.unwrap_or(false),
         })
     }
 

@@ -47,6 +47,8 @@ pub struct Config {
     /// config's directory); `None`: `$STATE_DIRECTORY`, else nothing is kept.
     pub state_dir: Option<PathBuf>,
     pub control: Option<ControlConfig>,
+    /// The OSCQuery server, when the config has `[oscquery]`.
+    pub oscquery: Option<OscQueryConfig>,
     /// Site directories added to Python's path (a venv's site-packages).
     pub python_path: Vec<PathBuf>,
     pub destinations: BTreeMap<String, Destination>,
@@ -70,6 +72,19 @@ pub struct ControlConfig {
     /// The local administration socket, when the config names one.
     pub socket: Option<PathBuf>,
 }
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OscQueryConfig {
+    /// HTTP and websocket (TCP); OSC writes (UDP) on the same port when it is free.
+    pub addr: SocketAddr,
+    /// Shown to clients (`HOST_INFO` `NAME`) and announced.
+    pub name: String,
+    /// Announce over mDNS/DNS-SD.
+    pub announce: bool,
+}
+
+/// The OSCQuery server listens on loopback, port 9010, unless the config says otherwise.
+pub const DEFAULT_OSCQUERY_PORT: u16 = 9010;
 
 /// Length of a control token, in characters.
 pub const TOKEN_LEN: Bounds = Bounds::new(16, 128);

@@ -21,6 +21,7 @@ pub const TOP_KEYS: &[&str] = &[
     "rss_warn_mb",
     "state_dir",
     "control",
+    "oscquery",
     "python",
     "destinations",
     "operator",
@@ -49,6 +50,8 @@ pub struct Top {
     pub state_dir: Option<String>,
     /// OSC control port
     pub control: Option<Control>,
+    /// OSCQuery server: discovery, live values and a web page over HTTP and websocket
+    pub oscquery: Option<OscQuery>,
     pub python: Option<Python>,
     /// OSC destinations, by name
     pub destinations: Option<BTreeMap<String, Destination>>,
@@ -78,6 +81,22 @@ pub struct Control {
     /// Path of the local administration socket (default: chopd.sock in the runtime directory)
     #[schemars(with = "Option<String>")]
     pub socket: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OscQuery {
+    /// Address to listen on (default 127.0.0.1)
+    #[schemars(with = "Option<String>")]
+    pub address: Option<Spanned<String>>,
+    /// TCP port of HTTP and websocket, and UDP port of OSC writes when free (0: any free
+    /// port, logged; default 9010)
+    pub port: Option<u16>,
+    /// Name shown to clients and announced (default "chopd")
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// Announce _oscjson._tcp and _osc._udp over mDNS/DNS-SD (default false)
+    pub announce: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default, schemars::JsonSchema)]

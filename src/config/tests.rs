@@ -470,3 +470,28 @@ pars = { width = -1 }
         [("width".to_string(), crate::cook::ParValue::Float(0.0))]
     );
 }
+
+#[test]
+fn oscquery_is_off_without_its_section_and_checked_with_it() {
+    let op = "[[operator]]\nname = \"a\"\ntype = \"info\"\nop = \"/\"\n";
+    assert!(ok(op).oscquery.is_none());
+    let q = ok(&format!("[oscquery]\n{op}")).oscquery.unwrap();
+    assert_eq!(q.addr, "127.0.0.1:9010".parse().unwrap());
+    assert_eq!((q.name.as_str(), q.announce), ("chopd", false));
+    let q = ok(&format!(
+        "[oscquery]\nport = 0\naddress = \"0.0.0.0\"\nname = \"stage left\"\nannounce = true\n{op}"
+    ))
+    .oscquery
+    .unwrap();
+    assert_eq!(q.addr, "0.0.0.0:0".parse().unwrap());
+    assert_eq!((q.name.as_str(), q.announce), ("stage left", true));
+    assert_eq!(
+        errors(&format!("[oscquery]\nname = \"\"\n{op}")),
+        ["show.toml:2:8: error: the OSCQuery name is 1 to 63 bytes without control characters"]
+    );
+    let e = errors(&format!("[oscquery]\nprot = 1\n{op}"));
+    assert!(
+        e[0].starts_with("show.toml:2:1: error:") && e[0].contains("prot"),
+        "{e:?}"
+    );
+}

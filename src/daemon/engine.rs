@@ -77,6 +77,7 @@ fn cook_thread(
     let mut ready = Some((ready, notes));
     let mut last_stats = Instant::now();
     let stop = shared.stop.clone();
+    let mut observers: Vec<super::Observer> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let Some(tick) = clock.wait(|| !stop.load(Ordering::Relaxed)) else {
             break;
@@ -95,6 +96,7 @@ fn cook_thread(
                     let _ = reply.send(result);
                 }
                 Command::With(f) => f(&mut graph),
+                Command::Observe(f) => observers.push(f),
             }
         }
         let frame = Frame {
@@ -121,6 +123,9 @@ fn cook_thread(
         }
         if let Some(k) = &mut keeper {
             k.tick(&graph, started);
+        }
+        for o in &mut observers {
+            o(&graph);
         }
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         if let Some((tx, notes)) = ready.take() {

@@ -5,7 +5,7 @@ use crate::config::{Cidr, Config, Diagnostic, Severity};
 
 /// Warnings for what a config opens beyond this host: a control port or an OSC In bound past
 /// loopback with no allow-list, or one that allows every address, or a control port whose
-/// mutating requests need no token. `chopd check`, the start and each reload print them.
+/// mutating requests need no token, or an OSCQuery server past loopback. `chopd check`, the start and each reload print them.
 pub fn exposure(config: &Config) -> Vec<Diagnostic> {
     let src = std::fs::read_to_string(&config.file).unwrap_or_default();
     let file = config.file.display().to_string();
@@ -49,6 +49,20 @@ pub fn exposure(config: &Config) -> Vec<Diagnostic> {
                 ));
             }
         }
+    }
+    if let Some(q) = config
+        .oscquery
+        .as_ref()
+        .filter(|q| !q.addr.ip().is_loopback())
+    {
+        out.push(at(
+            "[oscquery]",
+            format!(
+                "the OSCQuery server listens on {}: every host that reaches it reads the show \
+                 (writes follow [control] allow and token)",
+                q.addr
+            ),
+        ));
     }
     for op in &config.operators {
         let Some(o) = op.settings.as_any().downcast_ref::<OscInConfig>() else {

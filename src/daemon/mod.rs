@@ -15,6 +15,7 @@
 //! - [`local`]: the local administration socket (the control port's requests, file permissions
 //!   instead of addresses and tokens).
 //! - [`memory`]: the resident memory (`rss_mb`) and its warning.
+//! - [`oscquery`]: the OSCQuery server (namespace, LISTEN, writes, mDNS, the web page).
 //! - [`notify`]: sd_notify and the heartbeat check that feeds the watchdog.
 //! - [`state`]: the show state kept across restarts (runtime-set parameters, `store()`).
 //! - [`watch`]: polling the config and the files it names.
@@ -26,6 +27,7 @@ pub mod exposure;
 pub mod local;
 pub mod memory;
 pub mod notify;
+pub mod oscquery;
 pub mod request;
 pub mod state;
 pub mod status;
@@ -57,7 +59,13 @@ pub enum Command {
     Reload(Box<Config>, oneshot::Sender<ReloadResult>),
     /// Run a closure against the graph on the cook thread (control port queries and actions).
     With(Box<dyn FnOnce(&mut Graph) + Send>),
+    /// Look at the graph after every frame from now on (the OSCQuery server's snapshots). The
+    /// observer must not block: it hands over and returns.
+    Observe(Observer),
 }
+
+/// Something that looks at the graph after every frame (see `Command::Observe`).
+pub type Observer = Box<dyn FnMut(&Graph) + Send>;
 
 /// What the control plane acts on, whoever asked.
 pub enum Event {
@@ -228,6 +236,8 @@ struct Plane<'a> {
     control_ctx: control::Ctx,
     /// Removed on a clean stop (dropping it removes the file).
     local: Option<local::LocalSocket>,
+    /// `[oscquery]`, as it was at the start (a restart moves it).
+    oscquery: Option<oscquery::OscQuery>,
     rate: f64,
     /// The running operators, by name.
     ops: Vec<String>,
@@ -252,6 +262,7 @@ impl<'a> Plane<'a> {
         let watch = config.watch;
         let files = watched_files(&config);
         let (rate, ops, control_cfg) = (config.rate, op_names(&config), config.control.clone());
+        let config_oscquery = config.oscquery.clone();
         let notifier = Notifier::from_env();
         let (cook, thread, mut notes) = engine::start(config, shared.clone())?;
         // The last note lists the bound addresses, for the start line.
@@ -286,7 +297,20 @@ impl<'a> Plane<'a> {
                 return Err(e);
             }
         };
+        let oscquery = match config_oscquery
+            .as_ref()
+            .map(|q| oscquery::OscQuery::start(q, control_cfg.as_ref(), control_ctx.clone(), &cook))
+        {
+            Some(Ok(q)) => Some(q),
+            Some(Err(e)) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                let _ = thread.join();
+                return Err(e);
+            }
+            None => None,
+        };
         let plane = Plane {
+            oscquery,
             path,
             beat: Heartbeat::new(shared.heartbeat.load(Ordering::Relaxed), Instant::now()),
             shared,
@@ -315,6 +339,12 @@ impl<'a> Plane<'a> {
                 listening.push_str(", ");
             }
             listening.push_str(&format!("control on {}", c.local));
+        }
+        if let Some(q) = &self.oscquery {
+            if !listening.is_empty() {
+                listening.push_str(", ");
+            }
+            listening.push_str(&format!("oscquery on {}", q.http));
         }
         tracing::info!(
             "chopd {} running {} ({} operators, {} fps){}{}",
@@ -500,6 +530,9 @@ impl<'a> Plane<'a> {
                 match &result {
                     Ok(notes) => {
                         self.apply_control(control.as_ref());
+                        if let Some(q) = &self.oscquery {
+                            q.set_control(control.as_ref());
+                        }
                         tracing::info!(
                             reload = "applied",
                             changed = %notes.join(", "),
@@ -720,6 +753,7 @@ impl<'a> Plane<'a> {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.control = None;
         self.local = None;
+        self.oscquery = None;
         let (done_tx, done_rx) = oneshot::channel();
         // Joined on a helper thread so the wait can be bounded and a second signal heard.
         std::thread::spawn(move || {

@@ -113,7 +113,7 @@ pub fn parse_packet(
 /// `/chopd/auth/TOKEN/rest` → (`/chopd/rest`, whether TOKEN is the token). A repeated prefix
 /// is stripped too (every one must hold the token), so that no address handed on, echoed in a
 /// reply or logged, starts with a token.
-fn strip_auth(addr: &str, token: Option<&str>) -> (String, Auth) {
+pub(crate) fn strip_auth(addr: &str, token: Option<&str>) -> (String, Auth) {
     let mut addr = addr.to_string();
     let mut auth = Auth::None;
     while let Some(rest) = addr.strip_prefix(AUTH) {
@@ -130,7 +130,7 @@ fn strip_auth(addr: &str, token: Option<&str>) -> (String, Auth) {
 
 /// Compares without stopping at the first difference, so timing does not tell how much of a
 /// guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
