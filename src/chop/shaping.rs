@@ -767,7 +767,7 @@ mod tests {
 
     #[test]
     fn nan_becomes_the_last_good_value_and_a_warning() {
-        let (_cfg, mut op) = built("type = \"math\"\npars = { preop = \"inv\" }");
+        let (_cfg, mut op) = built("type = \"math\"\npars = { preop = \"inverse\" }");
         assert_eq!(cook_once(op.as_mut(), 0.5).0.chan(0), [2.0]);
         let (out, warnings) = cook_once(op.as_mut(), 0.0);
         assert_eq!((out.chan(0), warnings), (&[2.0][..], 1));
