@@ -116,7 +116,7 @@ fn nan_and_infinity_never_reach_an_export() {
             "math1",
             "math",
             &format!(
-                "inputs = [\"faders\"]\npars = {{ preop = \"inv\" }}\n{}",
+                "inputs = [\"faders\"]\npars = {{ preop = \"inverse\" }}\n{}",
                 export("show")
             ),
         );

@@ -2,13 +2,13 @@
 //! limits, and resets by a pulse or by a second input.
 //!
 //! A channel is on above `threshup` and off again below `threshdown` (the same threshold while
-//! `threshold` is on). Each of `offtoon`, `whileon`, `ontooff` and `whileoff` says what happens
+//! `threshold` is on). Each of `offtoon`, `on` (while on), `ontooff` and `off` (while off) says what happens
 //! then: `none`, `inc` (+1), `dec` (−1) or `reset`; `while…` act on every step, and after dropped
 //! frames once per frame missed. The count starts at, and resets to, `resetvalue`, and is kept
-//! within `limitmin`…`limitmax` by `limittype` (clamp, loop, zigzag). Input 1 resets as
+//! within `limitmin`…`limitmax` by `output` (loop, clamp, one of each, zigzag). Input 1 resets as
 //! `resetcondition` says (its channel of the same index, repeating, once per cook).
 
-use crate::chop::shaping::{self, limit, run_filter, Chans, Shape, ShapeConfig, ShapeCx, LIMIT_TYPES};
+use crate::chop::shaping::{self, limit, run_filter, Chans, Shape, ShapeConfig, ShapeCx};
 use crate::chop::speed::{reset_input, CONDITIONS};
 use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind};
@@ -31,6 +31,25 @@ impl Kind for Count {
 
 const ACTIONS: &[&str] = &["none", "inc", "dec", "reset"];
 
+/// The `output` (Limit) menu: off, loop, clamp (`min`), loop below and clamp above (`lc`),
+/// clamp below and loop above (`cl`), zigzag.
+const OUTPUT: &[&str] = &["off", "loop", "min", "lc", "cl", "zigzag"];
+
+/// The count `n` kept within `min…max` as the `output` menu entry `kind` says.
+fn keep(n: f64, kind: u8, min: f64, max: f64) -> f64 {
+    let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
+    match kind {
+        1 => limit(n, 2, lo, hi),
+        2 => limit(n, 1, lo, hi),
+        3 if n > hi => hi,
+        3 => limit(n, 2, lo, hi),
+        4 if n < lo => lo,
+        4 => limit(n, 2, lo, hi),
+        5 => limit(n, 3, lo, hi),
+        _ => n,
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 pub struct Counter {
     started: bool,
@@ -42,7 +61,7 @@ pub struct Counter {
 pub struct CountShape {
     up: f64,
     down: f64,
-    /// Actions of offtoon, whileon, ontooff, whileoff.
+    /// Actions of offtoon, on (while on), ontooff, off (while off).
     act: [u8; 4],
     kind: u8,
     min: f64,
@@ -70,18 +89,27 @@ impl Shape for CountShape {
 
     fn defs() -> Vec<ParDef> {
         vec![
-            ParDef::toggle("threshold", "Count", true).label("Off = On Threshold"),
+            ParDef::toggle("threshold", "Count", true).label("Release = Trigger Threshold"),
             ParDef::float("threshup", "Count", 0.5)
                 .range(0.0, 1.0)
-                .label("On Threshold"),
+                .label("Trigger Threshold"),
             ParDef::float("threshdown", "Count", 0.5)
                 .range(0.0, 1.0)
-                .label("Off Threshold"),
+                .label("Release Threshold"),
             ParDef::menu("offtoon", "Count", ACTIONS, "inc").label("Off to On"),
-            ParDef::menu("whileon", "Count", ACTIONS, "none").label("While On"),
+            ParDef::menu("on", "Count", ACTIONS, "none").label("While On"),
             ParDef::menu("ontooff", "Count", ACTIONS, "none").label("On to Off"),
-            ParDef::menu("whileoff", "Count", ACTIONS, "none").label("While Off"),
-            ParDef::menu("limittype", "Count", LIMIT_TYPES, "off").label("Limit Type"),
+            ParDef::menu("off", "Count", ACTIONS, "none").label("While Off"),
+            ParDef::menu("output", "Count", OUTPUT, "off")
+                .label("Limit")
+                .labels(&[
+                    "Off",
+                    "Loop Min/Max",
+                    "Clamp Min/Max",
+                    "Loop Min, Clamp Max",
+                    "Clamp Min, Loop Max",
+                    "Zigzag Min/Max",
+                ]),
             ParDef::float("limitmin", "Count", 0.0)
                 .range(0.0, 10.0)
                 .label("Limit Minimum"),
@@ -91,7 +119,7 @@ impl Shape for CountShape {
             ParDef::menu("resetcondition", "Count", CONDITIONS, "offtoon")
                 .label("Reset Condition"),
             ParDef::float("resetvalue", "Count", 0.0).label("Reset Value"),
-            ParDef::pulse("reset", "Count").label("Reset"),
+            ParDef::pulse("resetpulse", "Count").label("Reset Pulse"),
         ]
     }
 
@@ -102,8 +130,8 @@ impl Shape for CountShape {
         } else {
             p.num("threshdown")
         };
-        self.act = ["offtoon", "whileon", "ontooff", "whileoff"].map(|n| p.num(n) as u8);
-        self.kind = p.num("limittype") as u8;
+        self.act = ["offtoon", "on", "ontooff", "off"].map(|n| p.num(n) as u8);
+        self.kind = p.num("output") as u8;
         self.min = p.num("limitmin");
         self.max = p.num("limitmax");
         self.cond = p.num("resetcondition") as u8;
@@ -142,7 +170,7 @@ impl Shape for CountShape {
                 (false, false) => self.apply(s.n, self.act[3], frames),
             };
             s.on = on;
-            s.n = limit(n, self.kind, self.min, self.max);
+            s.n = keep(n, self.kind, self.min, self.max);
             busy |= self.act[if on { 1 } else { 3 }] != 0;
             s.n as f32
         });
@@ -179,15 +207,21 @@ mod tests {
     fn counts_turns_on_with_limits() {
         let mut c: CountShape = shape(&[]);
         assert_eq!(run(&mut c, &[0.0, 1.0, 1.0, 0.0, 1.0]), [0.0, 1.0, 1.0, 1.0, 2.0]);
-        let mut l: CountShape = shape(&[("limittype", s("loop")), ("limitmax", f(2.0))]);
+        let mut l: CountShape = shape(&[("output", s("loop")), ("limitmax", f(2.0))]);
         assert_eq!(run(&mut l, &[1.0, 0.0, 1.0, 0.0, 1.0]), [1.0, 1.0, 0.0, 0.0, 1.0]);
-        c.pulse("reset");
+        c.pulse("resetpulse");
         assert_eq!(run(&mut c, &[1.0]), [1.0]);
+        // Clamp above, loop below; loop above, clamp below.
+        assert_eq!(keep(5.0, 3, 0.0, 2.0), 2.0);
+        assert_eq!(keep(-0.5, 3, 0.0, 2.0), 1.5);
+        assert_eq!(keep(2.5, 4, 0.0, 2.0), 0.5);
+        assert_eq!(keep(-3.0, 4, 0.0, 2.0), 0.0);
+        assert_eq!(keep(3.0, 2, 0.0, 2.0), 2.0);
     }
 
     #[test]
     fn while_on_counts_frames_even_dropped_ones() {
-        let mut c: CountShape = shape(&[("offtoon", s("none")), ("whileon", s("inc"))]);
+        let mut c: CountShape = shape(&[("offtoon", s("none")), ("on", s("inc"))]);
         let one = data(60.0, &[("a", &[1.0])]);
         assert_eq!(cook(&mut c, &frame(1, 1, 60.0), &[&one], false).chan(0), [0.0]);
         assert_eq!(cook(&mut c, &frame(2, 1, 60.0), &[&one], false).chan(0), [1.0]);

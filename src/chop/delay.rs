@@ -84,7 +84,7 @@ impl Shape for DelayShape {
                 .range(0.0, 10.0)
                 .clamp_min(0.0)
                 .label("Delay"),
-            ParDef::pulse("reset", "Delay").label("Reset"),
+            ParDef::pulse("resetpulse", "Delay").label("Reset Pulse"),
         ]
     }
 

@@ -2,8 +2,8 @@
 //! seconds wide, or with the One Euro filter (little lag when the value moves fast, strong
 //! smoothing when it moves slowly); `effect` blends the filtered value with the input.
 //!
-//! The windows work on the stream as it arrives, so they look back only: `box` is the mean of
-//! the last `width` seconds, `lhgauss` weighs the newest sample most (σ = width / 3), `gauss` is
+//! The windows work on the stream as it arrives, so they look back only: `box` (and `halfbox`) is the mean of
+//! the last `width` seconds, `halfgauss` weighs the newest sample most (σ = width / 3), `gauss` is
 //! the symmetric Gaussian over the last `width` seconds (σ = width / 6), which is late by half
 //! the width. After dropped frames the held input fills the frames missed.
 //!
@@ -53,7 +53,7 @@ pub struct FilterState {
 
 #[derive(Default)]
 pub struct FilterShape {
-    /// 0 box, 1 gauss, 2 lhgauss, 3 oneeuro.
+    /// 0 box, 1 gauss, 2 halfgauss, 3 oneeuro.
     kind: u8,
     width: f64,
     effect: f64,
@@ -152,13 +152,23 @@ impl FilterShape {
     }
 }
 
+/// TouchDesigner's tokens, in its order up to `halfbox`; its `edge`, `sharpen`, `despike` and
+/// `ramp` are not offered, so `oneeuro` is index 4 here.
+const TYPES: &[&str] = &["gauss", "halfgauss", "box", "halfbox", "oneeuro"];
+
 impl Shape for FilterShape {
     const NAME: &'static str = "filter";
 
     fn defs() -> Vec<ParDef> {
         vec![
-            ParDef::menu("type", "Filter", &["box", "gauss", "lhgauss", "oneeuro"], "gauss")
-                .labels(&["Box", "Gaussian", "Left Half Gaussian", "One Euro"])
+            ParDef::menu("type", "Filter", TYPES, "gauss")
+                .labels(&[
+                    "Gaussian",
+                    "Left Half Gaussian",
+                    "Box",
+                    "Left Half Box",
+                    "One Euro",
+                ])
                 .label("Type"),
             ParDef::float("width", "Filter", 0.1)
                 .range(0.0, 1.0)
@@ -180,12 +190,13 @@ impl Shape for FilterShape {
                 .range(0.0, 10.0)
                 .clamp_min(0.0)
                 .label("Slope Cutoff Frequency (Hz)"),
-            ParDef::pulse("reset", "Filter").label("Reset"),
+            ParDef::pulse("resetpulse", "Filter").label("Reset Pulse"),
         ]
     }
 
     fn configure(&mut self, p: &ParSet) {
-        self.kind = p.num("type") as u8;
+        // Menu index → kind: `box` and `halfbox` are the same here (the window looks back).
+        self.kind = [1, 2, 0, 0, 3][(p.num("type") as usize).min(4)];
         self.width = p.num("width");
         self.effect = p.num("effect");
         self.cutoff = p.num("cutoff");
@@ -262,7 +273,7 @@ mod tests {
 
     #[test]
     fn gaussians_weigh_by_age() {
-        let mut l: FilterShape = shape(&[("type", s("lhgauss")), ("width", f(0.1))]);
+        let mut l: FilterShape = shape(&[("type", s("halfgauss")), ("width", f(0.1))]);
         let step = data(40.0, &[("a", &[0.0, 0.0, 0.0, 1.0])]);
         let y = cook(&mut l, &frame(4, 4, 40.0), &[&step], true).chan(0)[3] as f64;
         // Weights exp(−½(i·3/4)²) for ages 0..3; the newest (age 0) is the 1.

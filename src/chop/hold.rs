@@ -45,7 +45,6 @@ impl Shape for HoldShape {
             ParDef::menu("sample", "Hold", &["offtoon", "whileon"], "offtoon")
                 .labels(&["Off to On", "While On"])
                 .label("Sample"),
-            ParDef::pulse("reset", "Hold").label("Reset"),
         ]
     }
 

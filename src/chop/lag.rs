@@ -4,8 +4,8 @@
 //! Per step of `dt` seconds, with `T` the lag of the direction the input moves in (up: the
 //! value rises, or with `lagmethod = "amp"` moves away from zero): the lagged value `l` moves
 //! by `(x − l) · (1 − 10^(−dt/T))`, so it covers 90 % of a step in `T` seconds, as
-//! TouchDesigner describes its lag. `clampslope` limits that move to `maxslope · dt`,
-//! `clampaccel` the change of its speed to `maxaccel · dt`. The output is
+//! TouchDesigner describes its lag. `clamp` limits that move to `slope · dt`,
+//! `aclamp` the change of its speed to `accel · dt`. The output is
 //! `l + overshoot · (x − l)`: 0 is a plain lag, above 1 the output shoots past the change and
 //! settles back. A first sample starts the lag at the input.
 
@@ -33,7 +33,7 @@ impl Kind for Lag {
 pub struct LagState {
     started: bool,
     l: f64,
-    /// Speed of the last move, per second (for `clampaccel`).
+    /// Speed of the last move, per second (for `aclamp`).
     v: f64,
 }
 
@@ -88,7 +88,9 @@ impl Shape for LagShape {
 
     fn defs() -> Vec<ParDef> {
         vec![
-            ParDef::menu("lagmethod", "Lag", &["value", "amp"], "value").label("Method"),
+            ParDef::menu("lagmethod", "Lag", &["value", "amp"], "value")
+                .label("Method")
+                .labels(&["Lag Value", "Lag Amplitude"]),
             ParDef::float("lag1", "Lag", 0.2)
                 .range(0.0, 1.0)
                 .clamp_min(0.0)
@@ -103,21 +105,21 @@ impl Shape for LagShape {
             ParDef::float("overshoot2", "Lag", 0.0)
                 .range(0.0, 1.0)
                 .label("Overshoot"),
-            ParDef::toggle("clampslope", "Lag", false).label("Clamp Slope"),
-            ParDef::float("maxslope1", "Lag", 1.0)
+            ParDef::toggle("clamp", "Lag", false).label("Clamp Slope"),
+            ParDef::float("slope1", "Lag", 1.0)
                 .range(0.0, 10.0)
                 .clamp_min(0.0)
                 .label("Max Slope"),
-            ParDef::float("maxslope2", "Lag", 1.0)
+            ParDef::float("slope2", "Lag", 1.0)
                 .range(0.0, 10.0)
                 .clamp_min(0.0)
                 .label("Max Slope"),
-            ParDef::toggle("clampaccel", "Lag", false).label("Clamp Acceleration"),
-            ParDef::float("maxaccel1", "Lag", 1.0)
+            ParDef::toggle("aclamp", "Lag", false).label("Clamp Acceleration"),
+            ParDef::float("accel1", "Lag", 1.0)
                 .range(0.0, 10.0)
                 .clamp_min(0.0)
                 .label("Max Acceleration"),
-            ParDef::float("maxaccel2", "Lag", 1.0)
+            ParDef::float("accel2", "Lag", 1.0)
                 .range(0.0, 10.0)
                 .clamp_min(0.0)
                 .label("Max Acceleration"),
@@ -129,8 +131,8 @@ impl Shape for LagShape {
         self.amp = p.text("lagmethod") == "amp";
         self.lag = pair("lag1", "lag2");
         self.overshoot = pair("overshoot1", "overshoot2");
-        self.maxslope = (p.num("clampslope") != 0.0).then(|| pair("maxslope1", "maxslope2"));
-        self.maxaccel = (p.num("clampaccel") != 0.0).then(|| pair("maxaccel1", "maxaccel2"));
+        self.maxslope = (p.num("clamp") != 0.0).then(|| pair("slope1", "slope2"));
+        self.maxaccel = (p.num("aclamp") != 0.0).then(|| pair("accel1", "accel2"));
     }
 
     fn cook(&mut self, cx: &ShapeCx, out: &mut ChopData) -> Result<(), CookError> {
@@ -195,8 +197,8 @@ mod tests {
     fn slope_clamp_and_overshoot() {
         let mut l: LagShape = shape(&[
             ("lag1", f(0.0)),
-            ("clampslope", f(1.0)),
-            ("maxslope1", f(6.0)),
+            ("clamp", f(1.0)),
+            ("slope1", f(6.0)),
         ]);
         let zero = data(60.0, &[("a", &[0.0])]);
         let one = data(60.0, &[("a", &[1.0])]);

@@ -16,7 +16,7 @@ use crate::cook::{BuildCtx, ChopData, CookCtx, CookError, Frame, NodeState, Oper
 pub struct Lfo;
 
 /// The waveforms, by TouchDesigner's tokens.
-pub const WAVES: &[&str] = &["sin", "gauss", "tri", "ramp", "square", "pulse"];
+pub const WAVES: &[&str] = &["sin", "normal", "tri", "ramp", "square", "pulse"];
 
 fn defs() -> Vec<ParDef> {
     vec![

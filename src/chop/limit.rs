@@ -3,8 +3,8 @@
 //!
 //! Per sample, in this order: `positive` takes the absolute value; `type` brings the value into
 //! `min`…`max` (clamp: cut at the bounds; loop: wrap around, `min + (x − min) mod (max − min)`;
-//! zigzag: mirror back at each bound); `quantvalue` snaps it to `valueoffset + k · valuestep`
-//! (floor, ceil or round of `(x − valueoffset) / valuestep`).
+//! zigzag: mirror back at each bound); `quantvalue` snaps it to `voffset + k · vstep`
+//! (ceiling, floor or round of `(x − voffset) / vstep`).
 
 use crate::chop::shaping::{self, limit, Layout, Shape, ShapeConfig, ShapeCx, LIMIT_TYPES};
 use crate::config::refs::OpRefs;
@@ -47,8 +47,8 @@ impl LimitShape {
         }
         let k = (x - self.offset) / self.step;
         let k = match self.quant {
-            1 => k.floor(),
-            2 => k.ceil(),
+            1 => k.ceil(),
+            2 => k.floor(),
             _ => k.round(),
         };
         self.offset + k * self.step
@@ -68,12 +68,13 @@ impl Shape for LimitShape {
                 .range(-1.0, 1.0)
                 .label("Maximum"),
             ParDef::toggle("positive", "Limit", false).label("Positive Only"),
-            ParDef::menu("quantvalue", "Limit", &["off", "floor", "ceil", "round"], "off")
-                .label("Quantize Value"),
-            ParDef::float("valuestep", "Limit", 1.0)
+            ParDef::menu("quantvalue", "Limit", &["off", "ceiling", "floor", "round"], "off")
+                .label("Quantize Value")
+                .labels(&["Off", "Ceiling", "Floor", "Round"]),
+            ParDef::float("vstep", "Limit", 1.0)
                 .range(0.0, 1.0)
                 .label("Value Step"),
-            ParDef::float("valueoffset", "Limit", 0.0)
+            ParDef::float("voffset", "Limit", 0.0)
                 .range(0.0, 1.0)
                 .label("Value Offset"),
         ]
@@ -85,8 +86,8 @@ impl Shape for LimitShape {
         self.max = p.num("max");
         self.positive = p.num("positive") != 0.0;
         self.quant = p.num("quantvalue") as u8;
-        self.step = p.num("valuestep");
-        self.offset = p.num("valueoffset");
+        self.step = p.num("vstep");
+        self.offset = p.num("voffset");
     }
 
     fn cook(&mut self, cx: &ShapeCx, out: &mut ChopData) -> Result<(), CookError> {
@@ -147,13 +148,13 @@ mod tests {
         let q = [
             ("positive", f(1.0)),
             ("quantvalue", s("round")),
-            ("valuestep", f(0.25)),
+            ("vstep", f(0.25)),
         ];
         assert_eq!(run(&q, &[-0.3, 0.1, 0.9]), [0.25, 0.0, 1.0]);
         let fl = [
             ("quantvalue", s("floor")),
-            ("valuestep", f(0.5)),
-            ("valueoffset", f(0.1)),
+            ("vstep", f(0.5)),
+            ("voffset", f(0.1)),
         ];
         assert_eq!(run(&fl, &[0.5, 0.7]), [0.1, 0.6]);
     }

@@ -1,10 +1,10 @@
 //! Logic CHOP: turns channels into on/off (0 or 1) and combines them.
 //!
 //! Per sample: `convert` makes each input value binary (`nonzero`: on when not 0; `pos`: on when
-//! above 0; `bound`: on when within `bounds1`…`bounds2`); `preop` then transforms each channel
-//! (`not`; `offtoon` / `ontooff`: on for the one sample where it turns on / off; `whileon`,
-//! `whileoff`; `toggle`: flips at each turn on); `chanop` combines the channels of each input
-//! (`and`, `or`, `xor`, `nand`, `nor`), `chopop` the inputs, channels paired by index (repeating
+//! above 0; `bound`: on when within `boundmin`…`boundmax`); `preop` then transforms each channel
+//! (`invert`; `rise` / `fall`: on for the one sample where it turns on / off; `toggle`: flips at
+//! each turn on); `chanop` combines the channels of each input (`and`, `or`, `xor`, `nand`,
+//! `nor`, `eqv`: on when all agree), `chopop` the inputs, channels paired by index (repeating
 //! up to the longest input) or by name. Without `chopop`, several inputs are merged.
 
 use crate::chop::shaping::{self, layout, Chans, Shape, ShapeConfig, ShapeCx};
@@ -27,10 +27,8 @@ impl Kind for Logic {
     }
 }
 
-const PREOP: &[&str] = &[
-    "off", "not", "offtoon", "whileon", "ontooff", "whileoff", "toggle",
-];
-const COMBINE: &[&str] = &["off", "and", "or", "xor", "nand", "nor"];
+const PREOP: &[&str] = &["off", "invert", "toggle", "rise", "fall"];
+const COMBINE: &[&str] = &["off", "and", "or", "xor", "nand", "nor", "eqv"];
 
 /// Per channel of input 0: its previous binary value and the toggle state.
 #[derive(Default, Clone, Copy)]
@@ -64,6 +62,7 @@ fn fold(op: u8, xs: impl Iterator<Item = bool>) -> bool {
         3 => odd,
         4 => !all,
         5 => !any,
+        6 => all || !any,
         _ => any,
     }
 }
@@ -84,18 +83,14 @@ impl LogicShape {
     /// `preop` on one binary sample; `edge` is the channel's state (input 0 only).
     fn pre(&self, on: bool, edge: Option<&mut Edge>) -> bool {
         let Some(e) = edge else {
-            return if self.preop == 1 || self.preop == 5 {
-                !on
-            } else {
-                on
-            };
+            return if self.preop == 1 { !on } else { on };
         };
         let was = std::mem::replace(&mut e.prev, on);
         match self.preop {
-            1 | 5 => !on,
-            2 => on && !was,
+            1 => !on,
+            3 => on && !was,
             4 => !on && was,
-            6 => {
+            2 => {
                 if on && !was {
                     e.toggled = !e.toggled;
                 }
@@ -112,19 +107,28 @@ impl Shape for LogicShape {
     fn defs() -> Vec<ParDef> {
         vec![
             ParDef::menu("convert", "Logic", &["nonzero", "pos", "bound"], "nonzero")
-                .label("Convert Input"),
-            ParDef::float("bounds1", "Logic", 0.0).label("Bounds"),
-            ParDef::float("bounds2", "Logic", 1.0).label("Bounds"),
-            ParDef::menu("preop", "Logic", PREOP, "off").label("Channel Pre OP"),
+                .label("Convert Input")
+                .labels(&[
+                    "Off When Zero",
+                    "Off When Zero Or Less",
+                    "Off When Outside Bounds",
+                ]),
+            ParDef::float("boundmin", "Logic", 0.0).label("Bounds"),
+            ParDef::float("boundmax", "Logic", 1.0).label("Bounds"),
+            ParDef::menu("preop", "Logic", PREOP, "off")
+                .label("Channel Pre OP")
+                .labels(&["Off", "Invert", "Toggle", "Rising Edge", "Falling Edge"]),
             ParDef::menu("chanop", "Logic", COMBINE, "off").label("Combine Channels"),
             ParDef::menu("chopop", "Logic", COMBINE, "off").label("Combine CHOPs"),
-            ParDef::menu("match", "Logic", &["index", "name"], "index").label("Match by"),
+            ParDef::menu("match", "Logic", &["index", "name"], "index")
+                .label("Match by")
+                .labels(&["Channel Number", "Channel Name"]),
         ]
     }
 
     fn configure(&mut self, p: &ParSet) {
         self.convert = p.num("convert") as u8;
-        self.bounds = (p.num("bounds1"), p.num("bounds2"));
+        self.bounds = (p.num("boundmin"), p.num("boundmax"));
         self.preop = p.num("preop") as u8;
         self.chanop = p.num("chanop") as u8;
         self.chopop = p.num("chopop") as u8;
@@ -279,12 +283,12 @@ mod tests {
         assert_eq!(run(&[]), [1.0, 0.0, 1.0, 1.0]);
         assert_eq!(run(&[("convert", s("pos"))]), [0.0, 0.0, 1.0, 1.0]);
         assert_eq!(run(&[("convert", s("bound"))]), [0.0, 1.0, 1.0, 0.0]);
-        assert_eq!(run(&[("preop", s("not"))]), [0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(run(&[("preop", s("invert"))]), [0.0, 1.0, 0.0, 0.0]);
     }
 
     #[test]
     fn edges_keep_state_across_cooks_and_dropped_frames() {
-        let mut on: LogicShape = shape(&[("preop", s("offtoon"))]);
+        let mut on: LogicShape = shape(&[("preop", s("rise"))]);
         let mut tog: LogicShape = shape(&[("preop", s("toggle"))]);
         let mut got = (Vec::new(), Vec::new());
         for (k, x) in [0.0, 1.0, 1.0, 0.0, 1.0].into_iter().enumerate() {
@@ -312,5 +316,8 @@ mod tests {
         assert_eq!(out.samples(), [1.0, 1.0]);
         let mut nor: LogicShape = shape(&[("chopop", s("nor"))]);
         assert_eq!(cook(&mut nor, &frame(1, 1, 60.0), &[&a, &b], false).samples(), [0.0, 0.0]);
+        // Equivalence: on where every input agrees.
+        let mut eqv: LogicShape = shape(&[("chopop", s("eqv"))]);
+        assert_eq!(cook(&mut eqv, &frame(1, 1, 60.0), &[&a, &b], false).samples(), [1.0, 0.0]);
     }
 }

@@ -27,7 +27,7 @@ impl Kind for Math {
     }
 }
 
-const UNARY: &[&str] = &["off", "neg", "pos", "root", "square", "inv"];
+const UNARY: &[&str] = &["off", "negate", "pos", "root", "square", "inverse"];
 const COMBINE: &[&str] = &["off", "add", "sub", "mul", "div", "avg", "min", "max", "len"];
 const INTEGER: &[&str] = &["off", "ceiling", "floor", "round"];
 
@@ -281,7 +281,9 @@ impl Shape for MathShape {
             ParDef::menu("chanop", "OP", COMBINE, "off").label("Combine Channels"),
             ParDef::menu("chopop", "OP", COMBINE, "off").label("Combine CHOPs"),
             ParDef::menu("postop", "OP", UNARY, "off").label("Channel Post OP"),
-            ParDef::menu("match", "OP", &["index", "name"], "index").label("Match by"),
+            ParDef::menu("match", "OP", &["index", "name"], "index")
+                .label("Match by")
+                .labels(&["Channel Number", "Channel Name"]),
             ParDef::menu("integer", "OP", INTEGER, "off").label("Integer"),
             ParDef::float("preoff", "Mult-Add", 0.0)
                 .range(-1.0, 1.0)
@@ -384,10 +386,10 @@ mod tests {
 
     #[test]
     fn pre_and_post_ops() {
-        let mut m: MathShape = shape(&[("preop", s("neg")), ("postop", s("square"))]);
+        let mut m: MathShape = shape(&[("preop", s("negate")), ("postop", s("square"))]);
         let a = data(60.0, &[("a", &[3.0])]);
         assert_eq!(cook(&mut m, &frame(1, 1, 60.0), &[&a], false).chan(0), [9.0]);
-        let mut m: MathShape = shape(&[("preop", s("pos")), ("postop", s("inv"))]);
+        let mut m: MathShape = shape(&[("preop", s("pos")), ("postop", s("inverse"))]);
         let a = data(60.0, &[("a", &[-4.0])]);
         assert_eq!(cook(&mut m, &frame(1, 1, 60.0), &[&a], false).chan(0), [0.25]);
     }
@@ -429,7 +431,7 @@ mod tests {
 
     #[test]
     fn division_by_zero_is_left_to_the_sanitizer() {
-        let mut m: MathShape = shape(&[("preop", s("inv"))]);
+        let mut m: MathShape = shape(&[("preop", s("inverse"))]);
         let a = data(60.0, &[("a", &[0.0])]);
         let out = cook(&mut m, &frame(1, 1, 60.0), &[&a], false);
         assert!(!out.chan(0)[0].is_finite());

@@ -16,7 +16,7 @@ pub struct Merge;
 fn defs() -> Vec<ParDef> {
     vec![ParDef::menu("duplicate", "Merge", &["first", "last"], "first")
         .label("Duplicate Names")
-        .labels(&["Use First Occurrence", "Use Last Occurrence"])]
+        .labels(&["Keep First", "Keep Last"])]
 }
 
 impl Kind for Merge {

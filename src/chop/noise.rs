@@ -7,7 +7,7 @@
 //! seed give the same values at the same time.
 //!
 //! `n` is smooth gradient noise (peaks about `period` seconds apart) plus `harmon` harmonics,
-//! each `spread` times the frequency and `gain` times the amplitude of the one before, divided
+//! each `spread` times the frequency and `rough` times the amplitude of the one before, divided
 //! by the sum of the amplitudes so it stays within −1…1. `random` is white noise: every sample
 //! is drawn anew.
 
@@ -39,7 +39,7 @@ fn defs() -> Vec<ParDef> {
             .clamp_min(0.0)
             .clamp_max(32.0),
         ParDef::float("spread", "Noise", 2.0).label("Harmonic Spread").range(1.0, 4.0),
-        ParDef::float("gain", "Noise", 0.7).label("Harmonic Gain").range(0.0, 1.0),
+        ParDef::float("rough", "Noise", 0.5).label("Roughness").range(0.0, 1.0),
         ParDef::float("exp", "Noise", 1.0)
             .label("Exponent")
             .range(0.0, 4.0)
@@ -193,7 +193,7 @@ impl NoiseOp {
             period: s.num("period"),
             harmon: s.num("harmon") as u32,
             spread: s.num("spread"),
-            gain: s.num("gain"),
+            gain: s.num("rough"),
             exp: s.num("exp"),
             amp: s.num("amp"),
             offset: s.num("offset"),
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn harmonics_stay_within_amp_and_exponent_shapes() {
-        let mut r = noise("harmon = 4, gain = 0.9, type = \"harmonic\"", "");
+        let mut r = noise("harmon = 4, rough = 0.9, type = \"harmonic\"", "");
         for n in 1..200 {
             r.frame(n);
             assert!(r.val("n", "chan1").abs() <= 1.0);

@@ -1,7 +1,8 @@
 //! Pattern CHOP: a static curve of `length` samples (not moving with time), for lookup tables,
-//! steps and ramps: sample `i` of `length` is `offset + amp · wave(frac(cycles · i / length +
-//! phase))`, with the LFO CHOP's waves (plus `const`, always 1, and `random`, seeded). It
-//! cooks only when a parameter changes.
+//! steps and ramps: sample `i` of `length` is `offset + amp · wave(frac(numcycles · i / length +
+//! phase))`, with the LFO CHOP's sine, triangle, ramp and square, plus `const` (always 1), `cos`,
+//! `rampsamples` (the sample's index within its cycle), `pulse` (1 where a cycle starts) and
+//! `random` (seeded). It cooks only when a parameter changes.
 
 use crate::chop::lfo::wave;
 use crate::chop::native::{self, check_pars, expand, Guard, NativeConfig, ParsRaw, Pars};
@@ -13,23 +14,46 @@ use crate::cook::{BuildCtx, ChopData, CookCtx, CookError, Frame, NodeState, Oper
 
 pub struct PatternKind;
 
-/// The shapes, by TouchDesigner's tokens: the LFO's waves first, in its order.
-pub const TYPES: &[&str] = &["sin", "gauss", "tri", "ramp", "square", "const", "random"];
+/// The shapes, by TouchDesigner's tokens, in its order (its `randomcycle` and later are not
+/// offered).
+pub const TYPES: &[&str] = &[
+    "const",
+    "sin",
+    "cos",
+    "tri",
+    "ramp",
+    "rampsamples",
+    "square",
+    "pulse",
+    "random",
+];
 
 /// The longest pattern, samples.
 pub const MAX_LENGTH: f64 = 1_000_000.0;
 
 fn defs() -> Vec<ParDef> {
     vec![
-        ParDef::menu("type", "Pattern", TYPES, "sin")
+        ParDef::menu("wavetype", "Pattern", TYPES, "sin")
             .label("Type")
-            .labels(&["Sine", "Gaussian", "Triangle", "Ramp", "Square", "Constant", "Random"]),
+            .labels(&[
+                "Constant",
+                "Sine",
+                "Cosine",
+                "Triangle",
+                "Ramp",
+                "Ramp Samples",
+                "Square",
+                "Pulse",
+                "Random",
+            ]),
         ParDef::int("length", "Pattern", 20)
             .label("Length")
             .range(1.0, 100.0)
             .clamp_min(1.0)
             .clamp_max(MAX_LENGTH),
-        ParDef::float("cycles", "Pattern", 1.0).label("Cycles").range(0.0, 10.0),
+        ParDef::float("numcycles", "Pattern", 1.0)
+            .label("Number of Cycles")
+            .range(0.0, 10.0),
         ParDef::float("phase", "Pattern", 0.0).label("Phase").range(0.0, 1.0),
         ParDef::float("bias", "Pattern", 0.0)
             .label("Bias")
@@ -73,11 +97,28 @@ pub struct PatternOp {
 /// Sample `i` of a pattern of `len` samples.
 #[allow(clippy::too_many_arguments)]
 pub fn sample(kind: &str, i: usize, len: usize, cycles: f64, phase: f64, bias: f64, key: u64) -> f64 {
-    let x = (cycles * i as f64 / len as f64 + phase).rem_euclid(1.0);
+    let at = |i: f64| cycles * i / len as f64 + phase;
+    let t = at(i as f64);
+    let x = t.rem_euclid(1.0);
     match kind {
         "const" => 1.0,
+        "cos" => (std::f64::consts::TAU * x).cos(),
+        "rampsamples" if cycles > 0.0 => (x * len as f64 / cycles).floor(),
+        "rampsamples" => i as f64,
+        "pulse" => {
+            let start = if i == 0 {
+                x == 0.0
+            } else {
+                t.floor() != at(i as f64 - 1.0).floor()
+            };
+            f64::from(u8::from(start))
+        }
         "random" => noise::lattice(key, i as i64),
-        k => wave(TYPES.iter().position(|t| *t == k).unwrap_or(0), x, bias),
+        // The LFO's waves: 0 sine, 2 triangle, 3 ramp, 4 square.
+        "tri" => wave(2, x, bias),
+        "ramp" => wave(3, x, bias),
+        "square" => wave(4, x, bias),
+        _ => wave(0, x, bias),
     }
 }
 
@@ -90,9 +131,9 @@ impl Operator for PatternOp {
         self.pars.changed();
         let (kind, len, cycles, phase, bias, amp, offset, seed, names) = self.pars.with(|s| {
             (
-                s.text("type").to_string(),
+                s.text("wavetype").to_string(),
                 s.num("length") as usize,
-                s.num("cycles"),
+                s.num("numcycles"),
                 s.num("phase"),
                 s.num("bias"),
                 s.num("amp"),
@@ -129,23 +170,32 @@ mod tests {
     #[test]
     fn a_ramp_of_length_samples_and_cycles() {
         let mut r = Rig::new(
-            "[[operator]]\nname = \"p\"\ntype = \"pattern\"\npars = { type = \"ramp\", length = 4, cycles = 2, amp = 2, offset = 1 }\n",
+            "[[operator]]\nname = \"p\"\ntype = \"pattern\"\npars = { wavetype = \"ramp\", length = 4, numcycles = 2, amp = 2, offset = 1 }\n",
         );
         r.frame(1);
         let o = r.out("p");
         assert_eq!((o.num_samples(), o.start), (4, 0));
         assert_eq!(o.chan(0), [1.0, 2.0, 1.0, 2.0]);
-        r.set("p", "type", ParValue::Str("square".into()));
-        r.set("p", "cycles", ParValue::Float(1.0));
+        r.set("p", "wavetype", ParValue::Str("square".into()));
+        r.set("p", "numcycles", ParValue::Float(1.0));
         r.frame(2);
         assert_eq!(r.out("p").chan(0), [3.0, 3.0, -1.0, -1.0]);
+        r.set("p", "wavetype", ParValue::Str("rampsamples".into()));
+        r.set("p", "amp", ParValue::Float(1.0));
+        r.set("p", "offset", ParValue::Float(0.0));
+        r.frame(3);
+        assert_eq!(r.out("p").chan(0), [0.0, 1.0, 2.0, 3.0]);
+        r.set("p", "wavetype", ParValue::Str("pulse".into()));
+        r.set("p", "numcycles", ParValue::Float(2.0));
+        r.frame(4);
+        assert_eq!(r.out("p").chan(0), [1.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]
     fn a_sine_pattern_and_a_seeded_random_one() {
         let mut r = Rig::new(
             "[[operator]]\nname = \"p\"\ntype = \"pattern\"\npars = { length = 8 }\n\
-             [[operator]]\nname = \"q\"\ntype = \"pattern\"\npars = { type = \"random\", length = 8, seed = 5, channelname = \"a b\" }\n",
+             [[operator]]\nname = \"q\"\ntype = \"pattern\"\npars = { wavetype = \"random\", length = 8, seed = 5, channelname = \"a b\" }\n",
         );
         r.frame(1);
         for (i, v) in r.out("p").chan(0).iter().enumerate() {
@@ -159,8 +209,8 @@ mod tests {
 
     #[test]
     fn length_is_clamped_and_tokens_checked() {
-        let e = check_err("[[operator]]\nname = \"p\"\ntype = \"pattern\"\npars = { type = \"saw\" }\n");
-        assert!(e.contains("t.toml:4:17: error: pattern: menu parameter \"type\" has no entry \"saw\""), "{e}");
+        let e = check_err("[[operator]]\nname = \"p\"\ntype = \"pattern\"\npars = { wavetype = \"saw\" }\n");
+        assert!(e.contains("t.toml:4:21: error: pattern: menu parameter \"wavetype\" has no entry \"saw\""), "{e}");
         let mut r = Rig::new("[[operator]]\nname = \"p\"\ntype = \"pattern\"\npars = { length = 0 }\n");
         r.frame(1);
         assert_eq!(r.out("p").num_samples(), 1);

@@ -42,7 +42,7 @@ pub trait Shape: Default + 'static {
     fn cook(&mut self, cx: &ShapeCx, out: &mut ChopData) -> Result<(), CookError>;
     /// A pulse parameter was pressed (`reset`…); the default operator forgets its state.
     fn pulse(&mut self, name: &str) {
-        if name == "reset" {
+        if name == "resetpulse" {
             self.reset();
         }
     }
@@ -756,7 +756,7 @@ mod tests {
         assert!(again.wants_cook(&testing::frame(1, 1, 60.0), &[]));
         let (_cfg, mut count) = built("type = \"count\"");
         assert_eq!(cook_once(count.as_mut(), 1.0).0.chan(0), [1.0]);
-        count.set_par("reset", ParValue::Float(1.0)).unwrap();
+        count.set_par("resetpulse", ParValue::Float(1.0)).unwrap();
         assert!(count.wants_cook(&testing::frame(2, 1, 60.0), &[]));
         assert_eq!(
             cook_once(count.as_mut(), 1.0).0.chan(0),
@@ -767,7 +767,7 @@ mod tests {
 
     #[test]
     fn nan_becomes_the_last_good_value_and_a_warning() {
-        let (_cfg, mut op) = built("type = \"math\"\npars = { preop = \"inv\" }");
+        let (_cfg, mut op) = built("type = \"math\"\npars = { preop = \"inverse\" }");
         assert_eq!(cook_once(op.as_mut(), 0.5).0.chan(0), [2.0]);
         let (out, warnings) = cook_once(op.as_mut(), 0.0);
         assert_eq!((out.chan(0), warnings), (&[2.0][..], 1));

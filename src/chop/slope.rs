@@ -1,5 +1,5 @@
-//! Slope CHOP: the rate of change of channels: their velocity (first order), acceleration
-//! (second) or jerk (third), per second.
+//! Slope CHOP: the rate of change of channels: `type` `slope` (velocity), `accel`
+//! (acceleration) or `slacc` (acceleration of the slope, jerk), per second.
 //!
 //! Per step of `dt` seconds: `d₁ = (x − x_prev) / dt`, and each higher order the same of the
 //! order below. A first sample gives 0. After dropped frames, the change spreads over the whole
@@ -45,14 +45,14 @@ impl Shape for SlopeShape {
 
     fn defs() -> Vec<ParDef> {
         vec![
-            ParDef::menu("order", "Slope", &["first", "second", "third"], "first")
-                .labels(&["First (Velocity)", "Second (Acceleration)", "Third (Jerk)"])
-                .label("Order"),
+            ParDef::menu("type", "Slope", &["slope", "accel", "slacc"], "slope")
+                .labels(&["Slope", "Acceleration", "Acceleration Of Slope"])
+                .label("Type"),
         ]
     }
 
     fn configure(&mut self, p: &ParSet) {
-        self.order = p.num("order") as usize + 1;
+        self.order = p.num("type") as usize + 1;
     }
 
     fn cook(&mut self, cx: &ShapeCx, out: &mut ChopData) -> Result<(), CookError> {
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn acceleration_of_a_sliced_parabola() {
-        let mut sl: SlopeShape = shape(&[("order", s("second"))]);
+        let mut sl: SlopeShape = shape(&[("type", s("accel"))]);
         // x = t² at 10 samples per second: acceleration 2 once two differences exist.
         let xs: Vec<f32> = (0..5).map(|i| (i as f32 / 10.0).powi(2)).collect();
         let a = data(10.0, &[("a", &xs)]);

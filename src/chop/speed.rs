@@ -25,8 +25,8 @@ impl Kind for Speed {
     }
 }
 
-/// When input 1 resets: 0 offtoon, 1 whileon, 2 ontooff, 3 whileoff.
-pub const CONDITIONS: &[&str] = &["offtoon", "whileon", "ontooff", "whileoff"];
+/// When input 1 resets: 0 offtoon, 1 on (while on), 2 ontooff, 3 off (while off).
+pub const CONDITIONS: &[&str] = &["offtoon", "on", "ontooff", "off"];
 
 /// Whether a reset input with `cond` fires, given its previous and current on state.
 pub fn fires(cond: u8, was: bool, on: bool) -> bool {
@@ -78,10 +78,10 @@ impl Shape for SpeedShape {
             ParDef::float("max", "Speed", 1.0)
                 .range(-1.0, 1.0)
                 .label("Maximum"),
-            ParDef::menu("resetcondition", "Speed", CONDITIONS, "whileon")
+            ParDef::menu("resetcondition", "Speed", CONDITIONS, "on")
                 .label("Reset Condition"),
             ParDef::float("resetvalue", "Speed", 0.0).label("Reset Value"),
-            ParDef::pulse("reset", "Speed").label("Reset"),
+            ParDef::pulse("resetpulse", "Speed").label("Reset Pulse"),
         ]
     }
 
@@ -156,7 +156,7 @@ mod tests {
         assert!(close(cook(&mut sp, &frame(2, 1, 10.0), &[&v, &off], false).chan(0)[0], 0.1));
         // While on: back to the reset value before this cook's step.
         assert!(close(cook(&mut sp, &frame(3, 1, 10.0), &[&v, &on], false).chan(0)[0], 0.8));
-        sp.pulse("reset");
+        sp.pulse("resetpulse");
         assert!(close(cook(&mut sp, &frame(4, 1, 10.0), &[&v], false).chan(0)[0], 0.8));
     }
 }

@@ -44,7 +44,7 @@ impl Shape for TrailShape {
                 .range(0.0, 10.0)
                 .clamp_min(0.0)
                 .label("Window Length"),
-            ParDef::pulse("reset", "Trail").label("Reset"),
+            ParDef::pulse("resetpulse", "Trail").label("Reset Pulse"),
         ]
     }
 
@@ -111,7 +111,7 @@ impl Shape for TrailShape {
     }
 
     fn pulse(&mut self, name: &str) {
-        if name == "reset" {
+        if name == "resetpulse" {
             self.reset();
         }
     }
@@ -161,7 +161,7 @@ mod tests {
         run(&mut t, 8, 3, 8.0, &mut out);
         assert_eq!(out.chan(0), [5.0, 8.0, 8.0, 8.0]);
         assert_eq!(out.start, 5);
-        t.pulse("reset");
+        t.pulse("resetpulse");
         run(&mut t, 9, 1, 9.0, &mut out);
         assert_eq!(out.chan(0), [9.0]);
     }

@@ -6,9 +6,9 @@
 //! then, at `t` seconds: 0 for `delay`; a ramp from 0 to `peak` over `attack`; `peak` for
 //! `peaklen`; a ramp to `sustain` over `decay`; then `sustain`. It releases when the input comes
 //! back below `threshdown` (the trigger threshold when `threshold` is on), but not before
-//! `minlength` seconds, nor before the sustain has lasted `minsustain` when `complete` is on;
+//! `mintrigger` seconds, nor before the sustain has lasted `minsustain` when `complete` is on;
 //! the release ramps from the value reached to 0 over `release`. Ramps follow their shape:
-//! `linear`, `easein` (t²), `easeout` (1 − (1 − t)²), `easeinout` (3t² − 2t³).
+//! `linear`, `easein` (t²), `easeout` (1 − (1 − t)²), `halfcos` (ease in ease out, 3t² − 2t³).
 
 use crate::chop::shaping::{self, run_filter, Chans, Shape, ShapeConfig, ShapeCx};
 use crate::config::refs::OpRefs;
@@ -30,7 +30,7 @@ impl Kind for Trigger {
     }
 }
 
-const SHAPES: &[&str] = &["linear", "easein", "easeout", "easeinout"];
+const SHAPES: &[&str] = &["linear", "easein", "easeout", "halfcos"];
 
 fn shaped(kind: u8, t: f64) -> f64 {
     let t = t.clamp(0.0, 1.0);
@@ -163,27 +163,27 @@ impl Shape for TriggerShape {
             ParDef::float("threshdown", "Trigger", 0.5)
                 .range(0.0, 1.0)
                 .label("Release Threshold"),
-            secs("retrigger", 0.0, "Re-trigger Delay"),
-            secs("minlength", 0.0, "Min Trigger Length"),
+            secs("retrigger", 0.0, "Re-Trigger Delay"),
+            secs("mintrigger", 0.0, "Min Trigger Length"),
             ParDef::menu("triggeron", "Trigger", &["increase", "decrease"], "increase")
                 .label("Trigger On"),
             secs("delay", 0.0, "Delay Length"),
             secs("attack", 0.1, "Attack Length"),
-            ParDef::menu("attackshape", "Trigger", SHAPES, "linear").label("Attack Shape"),
+            ParDef::menu("ashape", "Trigger", SHAPES, "linear").label("Attack Shape"),
             ParDef::float("peak", "Trigger", 1.0)
                 .range(0.0, 1.0)
                 .label("Peak Level"),
             secs("peaklen", 0.0, "Peak Length"),
             secs("decay", 0.1, "Decay Length"),
-            ParDef::menu("decayshape", "Trigger", SHAPES, "linear").label("Decay Shape"),
+            ParDef::menu("dshape", "Trigger", SHAPES, "linear").label("Decay Shape"),
             ParDef::float("sustain", "Trigger", 0.5)
                 .range(0.0, 1.0)
                 .label("Sustain Level"),
             secs("minsustain", 0.0, "Min Sustain Length"),
             secs("release", 0.2, "Release Length"),
-            ParDef::menu("releaseshape", "Trigger", SHAPES, "linear").label("Release Shape"),
+            ParDef::menu("rshape", "Trigger", SHAPES, "linear").label("Release Shape"),
             ParDef::toggle("complete", "Trigger", false).label("Complete Envelope"),
-            ParDef::pulse("reset", "Trigger").label("Reset"),
+            ParDef::pulse("resetpulse", "Trigger").label("Reset Pulse"),
         ]
     }
 
@@ -196,18 +196,18 @@ impl Shape for TriggerShape {
         };
         self.decrease = p.text("triggeron") == "decrease";
         self.retrigger = p.num("retrigger");
-        self.minlength = p.num("minlength");
+        self.minlength = p.num("mintrigger");
         self.delay = p.num("delay");
         self.attack = p.num("attack");
-        self.attackshape = p.num("attackshape") as u8;
+        self.attackshape = p.num("ashape") as u8;
         self.peak = p.num("peak");
         self.peaklen = p.num("peaklen");
         self.decay = p.num("decay");
-        self.decayshape = p.num("decayshape") as u8;
+        self.decayshape = p.num("dshape") as u8;
         self.sustain = p.num("sustain");
         self.minsustain = p.num("minsustain");
         self.release = p.num("release");
-        self.releaseshape = p.num("releaseshape") as u8;
+        self.releaseshape = p.num("rshape") as u8;
         self.complete = p.num("complete") != 0.0;
     }
 
@@ -280,7 +280,7 @@ mod tests {
     fn complete_envelope_and_ease() {
         let mut t: TriggerShape = shape(&[
             ("attack", f(0.2)),
-            ("attackshape", s("easein")),
+            ("ashape", s("easein")),
             ("decay", f(0.0)),
             ("sustain", f(1.0)),
             ("release", f(0.1)),
