@@ -7,7 +7,7 @@
 //!   4 websocket clients LISTEN to all of them (each gets every value of every frame as binary
 //!   OSC). Against the same show with `[oscquery]` and no client.
 //! - **idle page**: a show with an OSC In of 8 channels and no traffic; one client does what an
-//!   open page does (LISTEN to /project1 and /chopd, GET /_chopd/log every 2 s). Against the
+//!   open page does (LISTEN to /project1 and the clock's statistics, GET /_chopd/log every 2 s). Against the
 //!   same show with no client.
 //!
 //! Prints per run the process's CPU (% of one core) and the oscquery thread's, then medians and
@@ -63,6 +63,16 @@ fn oq_port(c: &Chopd) -> u16 {
         .unwrap();
     addr.rsplit(':').next().unwrap().parse().unwrap()
 }
+
+/// What the web page LISTENs to (page.html, `connect`).
+const PAGE_LISTENS: &[&str] = &[
+    "/project1",
+    "/chopd/rate",
+    "/chopd/dropped_frames",
+    "/chopd/lateness_p50",
+    "/chopd/lateness_p99",
+    "/chopd/rss_mb",
+];
 
 /// A client that LISTENs to `paths` and reads everything until `stop`; counts bytes.
 fn client(port: u16, paths: &[&str], poll_log: bool, stop: Arc<AtomicBool>, bytes: Arc<AtomicU64>) {
@@ -201,14 +211,14 @@ fn main() {
     );
     let show = format!("rate = 60\n{oq}\n[[operator]]\nname = \"in\"\ntype = \"oscin\"\nport = 0\nlocal_address = \"127.0.0.1\"\n");
     println!(
-        "== an idle open page (one client as the page: LISTEN /project1 and /chopd, log every 2 s)"
+        "== an idle open page (one client as the page: LISTEN what it shows, log every 2 s)"
     );
     let base: Vec<Run> = (0..runs)
         .map(|_| run(&show, &[], 0, &[], false, secs))
         .collect();
     let (b, _) = report("no page", &base);
     let page: Vec<Run> = (0..runs)
-        .map(|_| run(&show, &[], 1, &["/project1", "/chopd"], true, secs))
+        .map(|_| run(&show, &[], 1, PAGE_LISTENS, true, secs))
         .collect();
     let (p, t) = report("open page", &page);
     println!(
