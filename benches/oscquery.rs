@@ -210,9 +210,7 @@ fn main() {
         f - b
     );
     let show = format!("rate = 60\n{oq}\n[[operator]]\nname = \"in\"\ntype = \"oscin\"\nport = 0\nlocal_address = \"127.0.0.1\"\n");
-    println!(
-        "== an idle open page (one client as the page: LISTEN what it shows, log every 2 s)"
-    );
+    println!("== an idle open page (one client as the page: LISTEN what it shows, log every 2 s)");
     let base: Vec<Run> = (0..runs)
         .map(|_| run(&show, &[], 0, &[], false, secs))
         .collect();
