@@ -290,19 +290,23 @@ impl DatHandle {
         Ok(value)
     }
 
-    #[pyo3(signature = (key, default=None))]
+    /// A stored value, searching the components above as every operator's `fetch` does.
+    #[pyo3(signature = (key, *default, search=true, storeDefault=false))]
+    #[allow(non_snake_case)]
     fn fetch<'py>(
         &self,
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
-        default: Option<Bound<'py, PyAny>>,
+        default: &Bound<'py, pyo3::types::PyTuple>,
+        search: bool,
+        storeDefault: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match registry::storage(py, &self.name).get_item(key)? {
-            Some(v) => Ok(v),
-            None => {
-                default.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
-            }
-        }
+        let chain = super::comp::storage_chain(&self.name);
+        super::comp::fetch_or(py, &chain, search, storeDefault, key, default.iter().next())
+    }
+
+    fn unstore(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        super::comp::unstore_in(&registry::storage(py, &self.name), key)
     }
 
     /// Rows of a table; lines of a text DAT.
