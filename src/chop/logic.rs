@@ -199,47 +199,13 @@ impl Shape for LogicShape {
             }
             per_input.push(list);
         }
-        let combined: Vec<(String, Vec<bool>)> = if self.chopop == 0 || per_input.len() < 2 {
-            per_input.into_iter().flatten().collect()
-        } else if self.by_name {
-            per_input[0]
-                .iter()
-                .map(|(name, v0)| {
-                    let others: Vec<&Vec<bool>> = per_input[1..]
-                        .iter()
-                        .filter_map(|l| l.iter().find(|(n, _)| n == name).map(|(_, v)| v))
-                        .collect();
-                    let v = (0..len)
-                        .map(|j| {
-                            fold(
-                                self.chopop,
-                                std::iter::once(v0[j]).chain(others.iter().map(|o| o[j])),
-                            )
-                        })
-                        .collect();
-                    (name.clone(), v)
-                })
-                .collect()
-        } else {
-            let most = per_input.iter().map(Vec::len).max().unwrap_or(0);
-            let namer = per_input.iter().find(|l| l.len() == most).cloned();
-            (0..most)
-                .map(|c| {
-                    let v = (0..len)
-                        .map(|j| {
-                            fold(
-                                self.chopop,
-                                per_input
-                                    .iter()
-                                    .filter(|l| !l.is_empty())
-                                    .map(|l| l[c % l.len()].1[j]),
-                            )
-                        })
-                        .collect();
-                    (namer.as_ref().map_or(String::new(), |l| l[c].0.clone()), v)
-                })
-                .collect()
-        };
+        let combined = super::shaping::combine_inputs(
+            per_input,
+            self.chopop != 0,
+            self.by_name,
+            len,
+            |it| fold(self.chopop, it),
+        );
         let mut names: Vec<String> = combined.iter().map(|(n, _)| n.clone()).collect();
         let passed: Vec<usize> = (0..input.num_chans())
             .filter(|&c| !chans.scoped[c] && !names.iter().any(|n| n == input.name(c)))

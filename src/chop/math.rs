@@ -200,48 +200,13 @@ impl MathShape {
             }
             per_input.push(list);
         }
-        let combined: Vec<(String, Vec<f64>)> = if self.chopop == 0 || per_input.len() < 2 {
-            per_input.into_iter().flatten().collect()
-        } else if self.by_name {
-            per_input[0]
-                .iter()
-                .map(|(name, v0)| {
-                    let others: Vec<&Vec<f64>> = per_input[1..]
-                        .iter()
-                        .filter_map(|l| l.iter().find(|(n, _)| n == name).map(|(_, v)| v))
-                        .collect();
-                    let v = (0..len)
-                        .map(|j| {
-                            combine(
-                                self.chopop,
-                                std::iter::once(v0[j]).chain(others.iter().map(|o| o[j])),
-                            )
-                        })
-                        .collect();
-                    (name.clone(), v)
-                })
-                .collect()
-        } else {
-            let most = per_input.iter().map(Vec::len).max().unwrap_or(0);
-            let namer = per_input.iter().find(|l| l.len() == most).cloned();
-            (0..most)
-                .map(|c| {
-                    let v = (0..len)
-                        .map(|j| {
-                            combine(
-                                self.chopop,
-                                per_input
-                                    .iter()
-                                    .filter(|l| !l.is_empty())
-                                    .map(|l| l[c % l.len()].1[j]),
-                            )
-                        })
-                        .collect();
-                    let name = namer.as_ref().map_or(String::new(), |l| l[c].0.clone());
-                    (name, v)
-                })
-                .collect()
-        };
+        let combined = super::shaping::combine_inputs(
+            per_input,
+            self.chopop != 0,
+            self.by_name,
+            len,
+            |it| combine(self.chopop, it),
+        );
         let mut names: Vec<String> = combined.iter().map(|(n, _)| n.clone()).collect();
         // Input 0's channels outside the scope pass through, in place of nothing.
         let input0 = cx.inputs.first();

@@ -676,6 +676,58 @@ pub mod testing {
     }
 }
 
+/// One input's channels, each with its samples, as Math and Logic combine them.
+pub type Named<T> = Vec<(String, Vec<T>)>;
+
+/// TouchDesigner's "Combine CHOPs": with no operation or one input, every input's channels
+/// side by side; otherwise channel by channel across the inputs, matched by name (the first
+/// input's names) or by index (the widest input names them; narrower ones repeat), each sample
+/// folded with `fold`.
+pub fn combine_inputs<T: Copy>(
+    per_input: Vec<Named<T>>,
+    combine: bool,
+    by_name: bool,
+    len: usize,
+    fold: impl Fn(&mut dyn Iterator<Item = T>) -> T,
+) -> Named<T> {
+    if !combine || per_input.len() < 2 {
+        return per_input.into_iter().flatten().collect();
+    }
+    if by_name {
+        return per_input[0]
+            .iter()
+            .map(|(name, v0)| {
+                let others: Vec<&Vec<T>> = per_input[1..]
+                    .iter()
+                    .filter_map(|l| l.iter().find(|(n, _)| n == name).map(|(_, v)| v))
+                    .collect();
+                let v = (0..len)
+                    .map(|j| fold(&mut std::iter::once(v0[j]).chain(others.iter().map(|o| o[j]))))
+                    .collect();
+                (name.clone(), v)
+            })
+            .collect();
+    }
+    let most = per_input.iter().map(Vec::len).max().unwrap_or(0);
+    let namer = per_input.iter().position(|l| l.len() == most);
+    (0..most)
+        .map(|c| {
+            let v = (0..len)
+                .map(|j| {
+                    fold(
+                        &mut per_input
+                            .iter()
+                            .filter(|l| !l.is_empty())
+                            .map(|l| l[c % l.len()].1[j]),
+                    )
+                })
+                .collect();
+            let name = namer.map_or(String::new(), |k| per_input[k][c].0.clone());
+            (name, v)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
