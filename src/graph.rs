@@ -422,7 +422,8 @@ impl Graph {
             let Some(m) = self.mirrors[i].as_mut() else {
                 continue;
             };
-            let w = m.take_writes(&self.ops[i].par_defs());
+            let op = &self.ops[i];
+            let w = m.take_writes(|| op.par_defs());
             if w.set.is_empty() && w.pulses.is_empty() {
                 continue;
             }

@@ -44,13 +44,14 @@ impl Mirror {
     }
 
     /// The values and pulses scripts set since the last call, against the operator's `current`
-    /// parameters (only values that differ).
-    pub fn take_writes(&mut self, current: &[ParDef]) -> Writes {
+    /// parameters (only values that differ; asked for only when something was written).
+    pub fn take_writes(&mut self, current: impl FnOnce() -> Vec<ParDef>) -> Writes {
         let mut s = self.shared.borrow_mut();
         let pulses = std::mem::take(&mut s.pending_pulses);
         if s.pars.version == self.seen && pulses.is_empty() {
             return Writes::default();
         }
+        let current = current();
         let set = s
             .pars
             .pars()
@@ -104,7 +105,7 @@ mod tests {
     #[test]
     fn writes_come_out_once_and_refresh_shows_the_operator() {
         let mut m = Mirror::new("mirror_test_a", defs(9000.0), 60.0).unwrap();
-        assert_eq!(m.take_writes(&defs(9000.0)), Writes::default());
+        assert_eq!(m.take_writes(|| defs(9000.0)), Writes::default());
         let shared = registry::lookup("mirror_test_a").unwrap();
         shared
             .borrow_mut()
@@ -112,10 +113,10 @@ mod tests {
             .set("port", &ParValue::Float(9001.0))
             .unwrap();
         shared.borrow_mut().pending_pulses.push("resetpulse".into());
-        let w = m.take_writes(&defs(9000.0));
+        let w = m.take_writes(|| defs(9000.0));
         assert_eq!(w.set, vec![("port".to_string(), ParValue::Float(9001.0))]);
         assert_eq!(w.pulses, vec!["resetpulse".to_string()]);
-        assert_eq!(m.take_writes(&defs(9000.0)), Writes::default());
+        assert_eq!(m.take_writes(|| defs(9000.0)), Writes::default());
         let before = shared.borrow().pars.version;
         m.refresh(defs(9002.0));
         assert!(shared.borrow().pars.version > before);
