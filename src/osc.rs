@@ -220,6 +220,35 @@ pub fn encode_message(buf: &mut Vec<u8>, address: &str, arg: Arg) {
     while (buf.len() - start) % 4 != 0 {
         buf.push(0);
     }
+    encode_arg(buf, arg);
+}
+
+/// An address encoded once (NUL-terminated and padded to 4 bytes), for one sent again and again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Address(Box<[u8]>);
+
+impl Address {
+    pub fn new(address: &str) -> Address {
+        let mut b = Vec::with_capacity(address.len() + 4);
+        b.extend_from_slice(address.as_bytes());
+        b.push(0);
+        b.resize(b.len().next_multiple_of(4), 0);
+        Address(b.into_boxed_slice())
+    }
+
+    /// Its bytes on the wire.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Appends `address arg` like [`encode_message`], from an address encoded once.
+pub fn encode_at(buf: &mut Vec<u8>, address: &Address, arg: Arg) {
+    buf.extend_from_slice(&address.0);
+    encode_arg(buf, arg);
+}
+
+fn encode_arg(buf: &mut Vec<u8>, arg: Arg) {
     match arg {
         Arg::Float(v) => {
             buf.extend_from_slice(b",f\0\0");
@@ -286,6 +315,12 @@ impl Packer {
     /// Queues a hand-encoded message.
     pub fn push(&mut self, address: &str, arg: Arg) {
         encode_message(&mut self.buf, address, arg);
+        self.ends.push(self.buf.len());
+    }
+
+    /// Queues `address arg` from an address encoded once.
+    pub fn push_at(&mut self, address: &Address, arg: Arg) {
+        encode_at(&mut self.buf, address, arg);
         self.ends.push(self.buf.len());
     }
 
@@ -357,6 +392,19 @@ mod tests {
         let m = rosc_message(&b);
         assert_eq!(m.addr, "/show/tx");
         assert_eq!(m.args, vec![OscType::Float(0.5)]);
+    }
+
+    #[test]
+    fn an_address_encoded_once_gives_the_same_bytes() {
+        for a in ["/", "/a", "/abc", "/abcd", "/project1/many/chan/c10"] {
+            for arg in [Arg::Float(0.25), Arg::Int(-3), Arg::Double(2.5)] {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                encode_message(&mut x, a, arg);
+                encode_at(&mut y, &Address::new(a), arg);
+                assert_eq!(x, y, "{a} {arg:?}");
+                assert_eq!(Address::new(a).bytes().len() % 4, 0);
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::namespace::{Index, Leaf, Val};
+use super::snapshot::Snap;
 use super::{writes, Shared, MAX_CLIENTS, MAX_LISTEN, MAX_WS_MESSAGE, SEND_BOUND};
 use crate::osc;
 
@@ -35,7 +36,9 @@ pub(crate) fn upgrade(
             .into_response();
     }
     let token = token.map(str::to_string);
-    ws.max_message_size(MAX_WS_MESSAGE)
+    // Clients send short commands and writes: a small read buffer (it is cleared on every read).
+    ws.read_buffer_size(4096)
+        .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .on_upgrade(move |socket| async move {
             session(socket, &shared, peer, token).await;
@@ -67,39 +70,94 @@ pub fn parse_command(text: &str) -> Result<WsCommand, String> {
     }
 }
 
-/// The paths one client listens to and what it was last sent.
+/// One leaf a client listens to: its address encoded once, and what it was last sent.
+struct Entry {
+    path: String,
+    address: osc::Address,
+    /// `None` while the path does not exist (it may come: PATH_ADDED).
+    leaf: Option<Leaf>,
+    last: Option<Val>,
+}
+
+/// The paths one client listens to.
+#[derive(Default)]
 struct Listening {
     /// What was listened to (a container stands for every leaf below it).
     asked: HashSet<String>,
-    leaves: HashMap<String, (Option<Leaf>, Option<Val>)>,
+    entries: Vec<Entry>,
+    /// Where each path is in `entries`.
+    at: HashMap<String, usize>,
 }
 
 impl Listening {
+    fn entry(&mut self, path: String, leaf: Option<Leaf>, last: Option<Val>) {
+        if self.at.contains_key(&path) {
+            return;
+        }
+        self.at.insert(path.clone(), self.entries.len());
+        self.entries.push(Entry {
+            address: osc::Address::new(&path),
+            path,
+            leaf,
+            last,
+        });
+    }
+
     /// Adds one LISTEN: only its own leaves are looked up (a flood of LISTENs stays linear).
     fn add(&mut self, ix: &Index, path: String) {
         for (p, l) in ix.leaves_under(&path) {
-            self.leaves.entry(p).or_insert((Some(l), None));
+            self.entry(p, Some(l), None);
         }
         if !ix.exists(&path) {
             // Kept: the path may come (PATH_ADDED) and is then streamed.
-            self.leaves.entry(path.clone()).or_insert((None, None));
+            self.entry(path.clone(), None, None);
         }
         self.asked.insert(path);
     }
 
-    /// Looks every LISTEN up again (a new structure, an IGNORE).
+    /// Looks every LISTEN up again (a new structure, an IGNORE); what was sent is kept.
     fn resolve(&mut self, ix: &Index) {
-        let mut leaves = HashMap::new();
-        for a in &self.asked {
+        let mut old = std::mem::take(self);
+        let mut last = |p: &str| old.at.get(p).and_then(|&i| old.entries[i].last.take());
+        for a in &old.asked {
             for (p, l) in ix.leaves_under(a) {
-                let last = self.leaves.get(&p).and_then(|(_, v)| v.clone());
-                leaves.insert(p, (Some(l), last));
+                let v = last(&p);
+                self.entry(p, Some(l), v);
             }
             if !ix.exists(a) {
-                leaves.entry(a.clone()).or_insert((None, None));
+                self.entry(a.clone(), None, None);
             }
         }
-        self.leaves = leaves;
+        self.asked = old.asked;
+    }
+
+    /// Queues every value that changed since it was last sent.
+    fn changed(&mut self, ix: &Index, snap: &Snap, packer: &mut osc::Packer) {
+        for e in &mut self.entries {
+            let Some(leaf) = e.leaf else { continue };
+            let now = ix.value(leaf, snap);
+            if e.last.as_ref() == Some(&now) {
+                continue;
+            }
+            match &now {
+                Val::F(f) if !f.is_finite() => continue,
+                Val::F(f) => packer.push_at(&e.address, osc::Arg::Float(*f)),
+                Val::I(i) => packer.push_at(
+                    &e.address,
+                    osc::Arg::Int((*i).clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+                ),
+                Val::B(b) => packer.push_message(OscMessage {
+                    addr: e.path.clone(),
+                    args: vec![OscType::Bool(*b)],
+                }),
+                Val::S(s) => packer.push_message(OscMessage {
+                    addr: e.path.clone(),
+                    args: vec![OscType::String(s.to_string())],
+                }),
+                Val::None => continue,
+            }
+            e.last = Some(now);
+        }
     }
 }
 
@@ -108,10 +166,7 @@ async fn session(mut socket: WebSocket, shared: &Shared, peer: SocketAddr, token
     let mut view = shared.view.clone();
     let mut events = shared.events.subscribe();
     let mut index = view.borrow().index.clone();
-    let mut listening = Listening {
-        asked: HashSet::new(),
-        leaves: HashMap::new(),
-    };
+    let mut listening = Listening::default();
     let mut packer = osc::Packer::new(MAX_WS_MESSAGE);
     loop {
         let out: Vec<Message> = tokio::select! {
@@ -165,22 +220,7 @@ async fn session(mut socket: WebSocket, shared: &Shared, peer: SocketAddr, token
                     index = v.index.clone();
                     listening.resolve(&index);
                 }
-                for (path, (leaf, last)) in listening.leaves.iter_mut() {
-                    let Some(leaf) = *leaf else { continue };
-                    let now = index.value(leaf, &v.snap);
-                    if last.as_ref() == Some(&now) || now == Val::None {
-                        continue;
-                    }
-                    match &now {
-                        Val::F(f) if !f.is_finite() => continue,
-                        Val::F(f) => packer.push(path, osc::Arg::Float(*f)),
-                        Val::I(i) => packer.push(path, osc::Arg::Int((*i).clamp(i32::MIN as i64, i32::MAX as i64) as i32)),
-                        Val::B(b) => packer.push_message(OscMessage { addr: path.clone(), args: vec![OscType::Bool(*b)] }),
-                        Val::S(s) => packer.push_message(OscMessage { addr: path.clone(), args: vec![OscType::String(s.to_string())] }),
-                        Val::None => continue,
-                    }
-                    *last = Some(now);
-                }
+                listening.changed(&index, &v.snap, &mut packer);
                 let mut frames = Vec::new();
                 packer.drain(osc::IMMEDIATELY, osc::Lone::Bundled, |p, _| frames.push(Message::Binary(p.to_vec().into())));
                 frames
