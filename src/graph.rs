@@ -424,11 +424,16 @@ impl Graph {
             };
             let op = &self.ops[i];
             let w = m.take_writes(|| op.par_defs());
-            if w.set.is_empty() && w.pulses.is_empty() {
+            if w.set.is_empty() && w.pulses.is_empty() && w.midi.is_empty() {
                 continue;
             }
             let span = self.spans[i].clone();
             let _in = span.enter();
+            for msg in &w.midi {
+                if let Err(e) = self.ops[i].send_midi(msg) {
+                    tracing::warn!("a script sent MIDI: {e}");
+                }
+            }
             for (name, value) in w.set {
                 if let Err(e) = self.ops[i].set_par(&name, value) {
                     tracing::warn!("a script set parameter \"{name}\": {e}");

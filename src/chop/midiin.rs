@@ -19,11 +19,13 @@
 //! value for that frame and rests the next. When the device vanishes, held notes are released
 //! (no note-off can come any more); controllers keep their values.
 
-mod cancel;
+pub(crate) mod cancel;
 #[cfg(feature = "jack")]
-mod jack;
+pub(crate) mod jack;
+pub mod names;
 mod parse;
-mod ports;
+pub(crate) mod ports;
+pub mod ring;
 
 pub use parse::{Event, Mapper, StreamParser, Update};
 pub use ports::{list_ports, DeviceMatcher, Level, Selection, Unavailable, BACKEND};
@@ -111,7 +113,7 @@ impl MidiInOp {
             .name(format!("midiin-{}", op.name))
             .spawn(move || scanner.run(interval, !scanned, stop_rx))
             .map_err(|e| format!("midiin \"{}\": cannot start the port scanner: {e}", op.name))?;
-        register_scanner(thread);
+        register_thread(thread);
         Ok(MidiInOp {
             name: op.name.clone(),
             timeslice: op.timeslice,
@@ -191,7 +193,7 @@ impl MidiInOp {
 /// trip: the cook thread must not wait for it).
 static SCANNERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 
-fn register_scanner(thread: JoinHandle<()>) {
+pub(crate) fn register_thread(thread: JoinHandle<()>) {
     // A poisoned lock only means a panic elsewhere while pushing; the list is still usable.
     let mut list = SCANNERS.lock().unwrap_or_else(|e| e.into_inner());
     list.retain(|t| !t.is_finished());

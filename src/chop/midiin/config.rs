@@ -133,6 +133,23 @@ impl Default for MidiInConfig {
 }
 
 
+impl MidiInConfig {
+    /// The prefix and base names channels are named with.
+    pub fn names(&self) -> super::names::Names {
+        super::names::Names {
+            prefix: self.prefix.clone(),
+            base: [
+                self.notename.clone(),
+                self.controlname.clone(),
+                self.polyname.clone(),
+                self.pressurename.clone(),
+                self.pitchname.clone(),
+                self.programname.clone(),
+            ],
+        }
+    }
+}
+
 impl Kind for MidiIn {
     const NAME: &'static str = "midiin";
     const SUMMARY: &'static str = "MIDI In: a MIDI port → channels";

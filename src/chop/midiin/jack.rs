@@ -50,7 +50,7 @@ use jack_sys as j;
 use super::cancel::uncancellable;
 
 /// JACK's type name for MIDI ports.
-const MIDI_TYPE: &CStr = c"8 bit raw midi";
+pub(crate) const MIDI_TYPE: &CStr = c"8 bit raw midi";
 
 /// Events between two scans. A scan interval sees a handful (a replug is two or three); a
 /// patchbay session rewiring everything at once may see hundreds. Beyond this they are lost and
@@ -192,15 +192,15 @@ pub enum Unopened {
 
 /// One JACK client of ours. It is the first field of its owner, so that it is closed (on drop)
 /// before the callbacks' arguments, the owner's later fields, are freed.
-struct Client {
-    ptr: *mut j::jack_client_t,
+pub(crate) struct Client {
+    pub(crate) ptr: *mut j::jack_client_t,
     /// Set by the shutdown callback: the server is gone, the client must be closed and opened
     /// anew.
     dead: Box<AtomicBool>,
 }
 
 impl Client {
-    fn open(name: &str) -> Result<Client, Unopened> {
+    pub(crate) fn open(name: &str) -> Result<Client, Unopened> {
         let c_name = CString::new(name).map_err(|_| Unopened::NoServer)?;
         if DEAD.load(Ordering::Relaxed) > 0 {
             return Err(Unopened::Closing);
@@ -226,7 +226,7 @@ impl Client {
         Ok(Client { ptr, dead })
     }
 
-    fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         !self.dead.load(Ordering::Relaxed)
     }
 }
@@ -386,6 +386,15 @@ impl JackLister {
 
     /// MIDI output ports (what an input connects to), with their UUIDs.
     pub fn ports(&self) -> Vec<(String, u64)> {
+        self.ports_of(j::JackPortIsOutput)
+    }
+
+    /// MIDI input ports (what a MIDI Out connects to), with their UUIDs.
+    pub fn input_ports(&self) -> Vec<(String, u64)> {
+        self.ports_of(j::JackPortIsInput)
+    }
+
+    fn ports_of(&self, flags: ::libc::c_uint) -> Vec<(String, u64)> {
         if !self.alive() {
             return Vec::new();
         }
@@ -397,7 +406,7 @@ impl JackLister {
                 self.client.ptr,
                 ptr::null(),
                 MIDI_TYPE.as_ptr(),
-                j::JackPortIsOutput as ::libc::c_ulong,
+                flags as ::libc::c_ulong,
             );
             if list.is_null() {
                 return out;

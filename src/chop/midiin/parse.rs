@@ -197,18 +197,7 @@ impl StreamParser {
     }
 }
 
-/// The channel kinds of MIDI In, in the order of TouchDesigner's base-name parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Note = 0,
-    Control = 1,
-    Poly = 2,
-    Pressure = 3,
-    Pitch = 4,
-    Program = 5,
-}
-
-const KINDS: usize = 6;
+use super::names::{norm, pitch, Addr, Kind, Names, KINDS};
 /// Slots per kind: 16 MIDI channels × 128 numbers.
 const SLOTS: usize = 16 * 128;
 const NONE: u32 = u32::MAX;
@@ -230,9 +219,7 @@ pub struct Update {
 pub struct Mapper {
     channels: [bool; 16],
     norm: MidiNorm,
-    /// Base names by [`Kind`].
-    prefix: String,
-    base: [String; KINDS],
+    names_cfg: Names,
     /// Controllers read as 14-bit MSB (n) / LSB (n + 32) pairs.
     highres: [bool; 32],
     /// Last MSB/LSB of every 14-bit pair, per MIDI channel.
@@ -257,15 +244,7 @@ impl Mapper {
         Mapper {
             channels: cfg.channels,
             norm: cfg.norm,
-            prefix: cfg.prefix.clone(),
-            base: [
-                cfg.notename.clone(),
-                cfg.controlname.clone(),
-                cfg.polyname.clone(),
-                cfg.pressurename.clone(),
-                cfg.pitchname.clone(),
-                cfg.programname.clone(),
-            ],
+            names_cfg: cfg.names(),
             highres,
             pair: [[(0, 0); 32]; 16],
             slot: vec![NONE; KINDS * SLOTS],
@@ -308,13 +287,8 @@ impl Mapper {
             return i as usize;
         }
         let i = self.names.len();
-        let base = &self.base[kind as usize];
-        let name = match kind {
-            Kind::Pressure | Kind::Pitch | Kind::Program => {
-                format!("{}{}{}", self.prefix, ch + 1, base)
-            }
-            _ => format!("{}{}{}{}", self.prefix, ch + 1, base, num),
-        };
+        let num = if kind.numbered() { num & 0x7F } else { 0 };
+        let name = self.names_cfg.format(Addr { kind, ch, num });
         self.names.push(name);
         self.kinds.push(kind);
         self.slot[key] = i as u32;
@@ -397,33 +371,6 @@ impl Mapper {
             }
         };
         Some(Update { chan, value, rest })
-    }
-}
-
-fn norm(mode: MidiNorm, v: f32, max: f32) -> f32 {
-    match mode {
-        MidiNorm::ZeroToOne => v / max,
-        MidiNorm::MinusOneToOne => v / max * 2.0 - 1.0,
-        MidiNorm::Off => v,
-        // "≥ 64 → 1" for 7-bit values; the same half-way point for 14-bit ones.
-        MidiNorm::OnOff => {
-            if v >= (max + 1.0) / 2.0 {
-                1.0
-            } else {
-                0.0
-            }
-        }
-    }
-}
-
-/// Pitch wheel −1..1 with 8192 → 0 exactly; the two halves have different sizes (8192 steps
-/// down, 8191 up) so both ends reach ±1.
-fn pitch(v: u16) -> f32 {
-    let d = f32::from(v) - 8192.0;
-    if d >= 0.0 {
-        d / 8191.0
-    } else {
-        d / 8192.0
     }
 }
 
