@@ -71,7 +71,7 @@ mod without_jack {
 }
 
 #[cfg(feature = "jack")]
-mod with_jack {
+pub mod with_jack {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 

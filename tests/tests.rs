@@ -6,6 +6,7 @@ mod dat;
 mod export;
 mod info;
 mod midi;
+mod midiout;
 mod native;
 mod native_shape;
 mod network;
