@@ -60,8 +60,15 @@ impl Producer {
     /// Queues `msg`; false (and nothing queued) when there is no room for it now, or it is
     /// longer than [`max_message`](Self::max_message) or empty.
     pub fn push(&mut self, msg: &[u8]) -> bool {
+        self.push_parts(&[msg])
+    }
+
+    /// Queues the concatenation of `parts` as one message (a tag before the bytes, with no
+    /// copy to put them together); as [`push`](Self::push) otherwise.
+    pub fn push_parts(&mut self, parts: &[&[u8]]) -> bool {
         let q = &*self.0;
-        if msg.is_empty() || msg.len() > self.max_message() {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len == 0 || len > self.max_message() {
             return false;
         }
         let w = q.written.load(Ordering::Relaxed);
@@ -69,7 +76,7 @@ impl Producer {
         let free = q.cap() - (w - r);
         let at = w & q.mask;
         let to_end = q.cap() - at;
-        let need = HEAD + msg.len();
+        let need = HEAD + len;
         let (skip, start) = if need <= to_end { (0, at) } else { (to_end, 0) };
         if skip + need > free {
             return false;
@@ -79,8 +86,12 @@ impl Producer {
             if skip >= HEAD {
                 self.put(at, &WRAP.to_le_bytes());
             }
-            self.put(start, &(msg.len() as u16).to_le_bytes());
-            self.put(start + HEAD, msg);
+            self.put(start, &(len as u16).to_le_bytes());
+            let mut k = start + HEAD;
+            for p in parts {
+                self.put(k, p);
+                k += p.len();
+            }
         }
         q.written.store(w + skip + need, Ordering::Release);
         true
