@@ -208,6 +208,11 @@ impl MidiInOp {
         self.log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Messages wait in the log.
+    pub fn has_log(&self) -> bool {
+        self.log.as_ref().is_some_and(|l| !l.is_empty())
+    }
+
     /// The MIDI port connected to now ("" when none).
     pub fn port_name(&self) -> String {
         self.shared

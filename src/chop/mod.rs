@@ -26,6 +26,7 @@ pub mod testing;
 kinds! {
     oscin::OscIn,
     midiin::MidiIn,
+    midiindat::MidiInDat,
     midiout::MidiOut,
     script::Script,
     info::Info,

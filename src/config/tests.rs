@@ -251,6 +251,7 @@ fn schema_matches_the_parser() {
         ("oscin", accepted::<oscin::config::Raw>()),
         ("midiin", accepted::<midiin::config::Raw>()),
         ("midiout", accepted::<crate::chop::midiout::config::Raw>()),
+        ("midiindat", accepted::<crate::chop::midiindat::Raw>()),
         ("script", accepted::<script::config::Raw>()),
         ("info", accepted::<info::InfoRaw>()),
         ("base", accepted::<<base::Base as Kind>::Raw>()),
@@ -329,7 +330,7 @@ fn schema_ranges_are_the_checkers() {
     let script = "tests/fixtures/scripts/idle.py";
     let minimal = |kind: &str| match kind {
         "oscin" => "port = 0".to_string(),
-        "midiin" | "midiout" => "device = \"x\"".to_string(),
+        "midiin" | "midiout" | "midiindat" => "device = \"x\"".to_string(),
         "script" => format!(
             "callbacks = \"{}\"",
             Path::new(env!("CARGO_MANIFEST_DIR")).join(script).display()
