@@ -7,6 +7,7 @@ mod export;
 mod info;
 mod midi;
 mod midiout;
+mod midisync;
 mod native;
 mod native_shape;
 mod network;
