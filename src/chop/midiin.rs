@@ -297,7 +297,11 @@ impl MidiInOp {
     pub fn fold(&mut self, ev: Event) {
         self.folded += 1;
         if self.log.is_some() {
-            self.record(Logged::Voice(ev));
+            // The DAT keeps messages, not channels.
+            if self.mapper.accepts(ev) {
+                self.record(Logged::Voice(ev));
+            }
+            return;
         }
         if let Some(u) = self.mapper.map(ev) {
             if u.chan >= self.values.len() {
@@ -627,6 +631,27 @@ mod tests {
                 .map(<[f32]>::to_vec)
                 .unwrap_or_default()
         }
+    }
+
+    #[test]
+    fn clock_and_timecode_channels_follow_the_midi_ones() {
+        let mut r = Run::new(&cfg(), false);
+        r.op.system(Sys::Start, 0);
+        for k in 0..25u64 {
+            r.op.system(Sys::Clock, 1_000_000 + k * 20_833);
+        }
+        assert!(r.frame(&[0xB0, 7, 127], 1));
+        let names: Vec<&str> = r.out.names().iter().map(String::as_str).collect();
+        assert_eq!(names, ["ch1c7", "running", "bpm", "beat", "bar", "songposition"]);
+        assert_eq!(r.get("running"), [1.0]);
+        assert!((r.get("bpm")[0] - 120.0).abs() < 0.01);
+        assert_eq!(r.get("beat"), [2.0]);
+        assert!(!r.frame(&[], 1), "nothing new: no cook");
+        r.op.system(Sys::QuarterFrame(0x05), 0);
+        assert!(r.frame(&[], 1));
+        assert_eq!(r.out.num_chans(), 12);
+        assert_eq!(r.get("fps"), [30.0]);
+        assert_eq!(r.get("timecode"), [0.0], "no whole time yet");
     }
 
     #[test]

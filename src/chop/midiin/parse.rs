@@ -47,6 +47,19 @@ pub enum Event {
     },
 }
 
+/// The MIDI channel (0–15) of an event.
+fn channel(ev: Event) -> u8 {
+    match ev {
+        Event::NoteOff { ch, .. }
+        | Event::NoteOn { ch, .. }
+        | Event::PolyPressure { ch, .. }
+        | Event::Control { ch, .. }
+        | Event::Program { ch, .. }
+        | Event::Pressure { ch, .. }
+        | Event::Pitch { ch, .. } => ch,
+    }
+}
+
 /// Data bytes that follow a channel voice status byte (0x80–0xEF).
 fn data_len(status: u8) -> usize {
     match status & 0xF0 {
@@ -441,23 +454,22 @@ impl Mapper {
         norm(self.norm, f32::from(v), 16383.0)
     }
 
+    /// Whether the MIDI channel filter lets `ev` through (counting it in `filtered` if not).
+    pub fn accepts(&mut self, ev: Event) -> bool {
+        let ok = self.channels[usize::from(channel(ev) & 0x0F)];
+        if !ok {
+            self.filtered += 1;
+        }
+        ok
+    }
+
     /// Maps one event; `None` when the MIDI channel filter drops it or it changes no channel
     /// by itself.
     pub fn map(&mut self, ev: Event) -> Option<Update> {
-        let ch = match ev {
-            Event::NoteOff { ch, .. }
-            | Event::NoteOn { ch, .. }
-            | Event::PolyPressure { ch, .. }
-            | Event::Control { ch, .. }
-            | Event::Program { ch, .. }
-            | Event::Pressure { ch, .. }
-            | Event::Pitch { ch, .. } => ch,
-        };
-        if !self.channels[usize::from(ch & 0x0F)] {
-            self.filtered += 1;
+        if !self.accepts(ev) {
             return None;
         }
-        let ch = ch & 0x0F;
+        let ch = channel(ev) & 0x0F;
         let (chan, value, rest) = match ev {
             Event::NoteOn { note, vel, .. } if vel > 0 => {
                 let v = if self.norm == MidiNorm::OnOff {

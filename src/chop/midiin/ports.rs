@@ -672,6 +672,9 @@ impl Scanner {
         drop(link);
         self.shared.connected.store(false, Relaxed);
         self.shared.epoch.fetch_add(1, Relaxed);
+        if let Ok(mut p) = self.shared.port.lock() {
+            p.clear();
+        }
         // Blocking send: only waits when the cook thread has stopped folding (queue full), and
         // fails at once when the operator is gone.
         let _ = self.tx.send(Wire::Disconnected);
