@@ -305,6 +305,7 @@ mod with_jack {
     const CALLBACKS: &str = "\
 def onReceiveMIDI(dat, rowIndex, message, channel, index, value, input, bytes):
     if message == 'System Exclusive':
+        op('seen').par.value4 = dat.numRows
         op('seen').par.value0 = len(bytes)
         op('seen').par.value1 = bytes[2]
         op('seen').par.value2 = 1 if dat[rowIndex, 'type'].val == 'sysex' else -1
@@ -318,7 +319,7 @@ def onReceiveMIDI(dat, rowIndex, message, channel, index, value, input, bytes):
              [[operator]]\nname = \"loginfo\"\ntype = \"info\"\nop = \"log\"\n\
              export = {{ root = \"log\" }}\n\
              [[operator]]\nname = \"seen\"\ntype = \"constant\"\n\
-             pars = {{ name0 = \"len\", name1 = \"id\", name2 = \"row\", name3 = \"input\" }}\n\
+             pars = {{ name0 = \"len\", name1 = \"id\", name2 = \"row\", name3 = \"input\", name4 = \"rows\" }}\n\
              export = {{ root = \"seen\" }}\n\
              [destinations.log]\nhost = \"127.0.0.1\"\nport = {p}\nprefix = \"/log\"\n\
              [destinations.seen]\nhost = \"127.0.0.1\"\nport = {p}\nprefix = \"/seen\"\n",
@@ -336,6 +337,10 @@ def onReceiveMIDI(dat, rowIndex, message, channel, index, value, input, bytes):
         let src = TimedSource::new(&unique("sysex"));
         let rx = OscRx::new();
         let mut d = sysex_daemon(&src, &rx);
+        // Eight controllers: the table keeps the newest `maxlines` (5) under its header.
+        let ccs: Vec<Vec<u8>> = (1..=8).map(|v| vec![0xB0, 20, v]).collect();
+        let ccs: Vec<&[u8]> = ccs.iter().map(Vec::as_slice).collect();
+        deliver(&src, &rx, &ccs, &[("/show/ch1c20", 8.0 / 127.0, 1e-6)]);
         let msg: Vec<u8> = [0xF0, 0x7D, 0x2A]
             .into_iter()
             .chain((0..100).map(|k| k as u8))
@@ -350,6 +355,7 @@ def onReceiveMIDI(dat, rowIndex, message, channel, index, value, input, bytes):
                 ("/seen/id", 42.0, 0.0),
                 ("/seen/row", 1.0, 0.0),
                 ("/seen/input", 1.0, 0.0),
+                ("/seen/rows", 6.0, 0.0),
             ],
         );
         rx.wait_value("/log/sysex_in", |v| v >= 1.0);
