@@ -1,60 +1,33 @@
 //! A bounded single-producer single-consumer queue of MIDI messages of any length (SysEx
 //! included), lock-free and allocation-free once made: what passes MIDI between the cook thread
-//! and JACK's realtime thread (or a sender thread) in either direction. Each message lies whole
-//! and contiguous in the buffer (a length, then its bytes), so the consumer reads it in place;
-//! a message that would cross the buffer's end starts again at its beginning.
+//! and JACK's realtime thread (or a sender thread) in either direction. Built on `rtrb`'s byte
+//! ring: each message is a 2-byte length and its bytes, written and committed as one chunk, so
+//! the consumer never sees half a message.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-/// Length marker: the rest of the buffer is unused, the next message is at its start.
-const WRAP: u16 = u16::MAX;
 /// The length prefix of each message.
 const HEAD: usize = 2;
 
-struct Inner {
-    buf: Box<[UnsafeCell<u8>]>,
-    mask: usize,
-    /// Bytes written (producer) and read (consumer), ever: positions, not indices.
-    written: AtomicUsize,
-    read: AtomicUsize,
-}
-
-// SAFETY: the producer only writes bytes in `[written, read + cap)` and publishes them with a
-// release store of `written`; the consumer only reads bytes in `[read, written)` and frees them
-// with a release store of `read`. No byte is touched by both at once.
-unsafe impl Sync for Inner {}
-unsafe impl Send for Inner {}
-
-impl Inner {
-    fn cap(&self) -> usize {
-        self.mask + 1
-    }
-}
-
 /// The writing end.
-pub struct Producer(Arc<Inner>);
-/// The reading end.
-pub struct Consumer(Arc<Inner>);
+pub struct Producer(rtrb::Producer<u8>);
 
-/// A queue of `bytes` bytes (rounded up to a power of two, at least 64). The longest message it
-/// takes is a little under half of that.
+/// The reading end, with room to put together a message that wraps around the ring's end.
+pub struct Consumer {
+    q: rtrb::Consumer<u8>,
+    scratch: Box<[u8]>,
+}
+
+/// A queue of `bytes` bytes (at least 64).
 pub fn ring(bytes: usize) -> (Producer, Consumer) {
-    let cap = bytes.max(64).next_power_of_two();
-    let inner = Arc::new(Inner {
-        buf: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
-        mask: cap - 1,
-        written: AtomicUsize::new(0),
-        read: AtomicUsize::new(0),
-    });
-    (Producer(inner.clone()), Consumer(inner))
+    let (p, q) = rtrb::RingBuffer::new(bytes.max(64));
+    let p = Producer(p);
+    let scratch = vec![0; p.max_message()].into_boxed_slice();
+    (p, Consumer { q, scratch })
 }
 
 impl Producer {
     /// The longest message [`push`](Self::push) can ever take.
     pub fn max_message(&self) -> usize {
-        (self.0.cap() / 2 - HEAD).min(usize::from(WRAP) - 1)
+        (self.0.buffer().capacity() - HEAD).min(usize::from(u16::MAX))
     }
 
     /// Queues `msg`; false (and nothing queued) when there is no room for it now, or it is
@@ -66,44 +39,17 @@ impl Producer {
     /// Queues the concatenation of `parts` as one message (a tag before the bytes, with no
     /// copy to put them together); as [`push`](Self::push) otherwise.
     pub fn push_parts(&mut self, parts: &[&[u8]]) -> bool {
-        let q = &*self.0;
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len == 0 || len > self.max_message() {
             return false;
         }
-        let w = q.written.load(Ordering::Relaxed);
-        let r = q.read.load(Ordering::Acquire);
-        let free = q.cap() - (w - r);
-        let at = w & q.mask;
-        let to_end = q.cap() - at;
-        let need = HEAD + len;
-        let (skip, start) = if need <= to_end { (0, at) } else { (to_end, 0) };
-        if skip + need > free {
+        let Ok(chunk) = self.0.write_chunk_uninit(HEAD + len) else {
             return false;
-        }
-        // SAFETY: every byte written here is free (see `Inner`).
-        unsafe {
-            if skip >= HEAD {
-                self.put(at, &WRAP.to_le_bytes());
-            }
-            self.put(start, &(len as u16).to_le_bytes());
-            let mut k = start + HEAD;
-            for p in parts {
-                self.put(k, p);
-                k += p.len();
-            }
-        }
-        q.written.store(w + skip + need, Ordering::Release);
+        };
+        let bytes = (len as u16).to_le_bytes().into_iter();
+        let n = chunk.fill_from_iter(bytes.chain(parts.iter().flat_map(|p| p.iter().copied())));
+        debug_assert_eq!(n, HEAD + len);
         true
-    }
-
-    /// # Safety
-    /// `[at, at + bytes.len())` lies in the buffer and is free.
-    unsafe fn put(&self, at: usize, bytes: &[u8]) {
-        for (i, &b) in bytes.iter().enumerate() {
-            // SAFETY: see above.
-            unsafe { *self.0.buf[at + i].get() = b };
-        }
     }
 }
 
@@ -112,44 +58,33 @@ impl Consumer {
     /// removed (a full JACK buffer leaves it for the next period). `None` when the queue is
     /// empty. Never blocks, never allocates.
     pub fn pop_with(&mut self, take: impl FnOnce(&[u8]) -> bool) -> Option<bool> {
-        let q = &*self.0;
-        let mut r = q.read.load(Ordering::Relaxed);
-        let w = q.written.load(Ordering::Acquire);
-        loop {
-            if r == w {
-                q.read.store(r, Ordering::Release);
-                return None;
+        let len = {
+            let head = self.q.read_chunk(HEAD).ok()?;
+            let (a, b) = head.as_slices();
+            let mut h = a.iter().chain(b);
+            usize::from(u16::from_le_bytes([*h.next()?, *h.next()?]))
+        };
+        // The producer commits a message whole, so all of it is there.
+        let chunk = self.q.read_chunk(HEAD + len).ok()?;
+        let (a, b) = chunk.as_slices();
+        let used = if a.len() >= HEAD + len {
+            take(&a[HEAD..HEAD + len])
+        } else {
+            let msg = &mut self.scratch[..len];
+            for (d, s) in msg.iter_mut().zip(a.iter().chain(b).skip(HEAD)) {
+                *d = *s;
             }
-            let at = r & q.mask;
-            let to_end = q.cap() - at;
-            if to_end < HEAD {
-                r += to_end;
-                continue;
-            }
-            // SAFETY: `[r, w)` is written and ours to read (see `Inner`).
-            let len = unsafe { u16::from_le_bytes([*q.buf[at].get(), *q.buf[at + 1].get()]) };
-            if len == WRAP {
-                r += to_end;
-                continue;
-            }
-            let len = usize::from(len);
-            // SAFETY: as above; `UnsafeCell<u8>` has the layout of `u8`, and the message's
-            // bytes are contiguous.
-            let msg = unsafe {
-                std::slice::from_raw_parts(q.buf[at + HEAD].get() as *const u8, len)
-            };
-            let used = take(msg);
-            if used {
-                r += HEAD + len;
-            }
-            q.read.store(r, Ordering::Release);
-            return Some(used);
+            take(msg)
+        };
+        if used {
+            chunk.commit_all();
         }
+        Some(used)
     }
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.0.read.load(Ordering::Relaxed) == self.0.written.load(Ordering::Acquire)
+        self.q.is_empty()
     }
 }
 
@@ -188,8 +123,8 @@ mod tests {
     #[test]
     fn full_queue_refuses_and_a_refused_take_keeps_the_message() {
         let (mut p, mut c) = ring(64);
-        assert_eq!(p.max_message(), 30);
-        assert!(!p.push(&[0; 31]));
+        assert_eq!(p.max_message(), 62);
+        assert!(!p.push(&[0; 63]));
         assert!(!p.push(&[]));
         assert!(p.push(&[1; 30]));
         assert!(p.push(&[2; 30]));
