@@ -81,7 +81,12 @@ enum Fate {
 impl Graph {
     /// Builds the graph of `config` from scratch.
     pub fn build(config: &Config) -> Result<(Graph, Vec<String>), Vec<String>> {
-        let dests = Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>())
+        let mut dests =
+            Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>())
+                .map_err(|e| vec![e])?;
+        dests
+            .midi
+            .reconcile(&config.midi_destinations)
             .map_err(|e| vec![e])?;
         let own_port = OwnPort::default();
         let cx = build_ctx(config, &own_port);
@@ -129,6 +134,11 @@ impl Graph {
     /// carry on with their state, sockets and channels; the rest are built anew. Returns what
     /// changed. On any error the running graph goes on as it was, and the errors are returned.
     pub fn reload(&mut self, config: &Config) -> Result<Vec<String>, Vec<String>> {
+        let midi_changed = self
+            .dests
+            .midi
+            .reconcile(&config.midi_destinations)
+            .map_err(|e| vec![e])?;
         let diff = self.diff(config)?;
         let mut notes = Vec::new();
         let mut old: Vec<Option<Part>> = self.take_parts().into_iter().map(Some).collect();
@@ -162,6 +172,12 @@ impl Graph {
         let remap = (!diff.destinations.is_unchanged()).then_some(diff.destinations.remap);
         self.dests.replace(diff.resolved);
         self.install(config, parts, remap.as_deref());
+        if midi_changed {
+            notes.push("MIDI destinations changed".into());
+            for e in self.exporters.iter_mut().flatten() {
+                e.invalidate();
+            }
+        }
         Ok(notes)
     }
 
@@ -424,11 +440,16 @@ impl Graph {
             };
             let op = &self.ops[i];
             let w = m.take_writes(|| op.par_defs());
-            if w.set.is_empty() && w.pulses.is_empty() {
+            if w.set.is_empty() && w.pulses.is_empty() && w.midi.is_empty() {
                 continue;
             }
             let span = self.spans[i].clone();
             let _in = span.enter();
+            for msg in &w.midi {
+                if let Err(e) = self.ops[i].send_midi(msg) {
+                    tracing::warn!("a script sent MIDI: {e}");
+                }
+            }
             for (name, value) in w.set {
                 if let Err(e) = self.ops[i].set_par(&name, value) {
                     tracing::warn!("a script set parameter \"{name}\": {e}");

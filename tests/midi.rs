@@ -71,7 +71,7 @@ mod without_jack {
 }
 
 #[cfg(feature = "jack")]
-mod with_jack {
+pub mod with_jack {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
@@ -283,16 +283,21 @@ mod with_jack {
             &[&[0x90, 61, 127], &[0x80, 61, 0]],
             &[("/show/ch1n61", 1.0), ("/show/ch1n61", 0.0)],
         );
-        // SysEx and clock are ignored (counted), nothing breaks.
+        // SysEx and clock are counted (and make the clock channels), active sensing and tune
+        // request are ignored (counted); nothing breaks.
         src.deliver(
             &rx,
             &[
                 &[0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7],
                 &[0xF8],
+                &[0xFE],
+                &[0xF6],
                 &[0xB0, 7, 127],
             ],
             &[("/show/ch1c7", 1.0)],
         );
+        rx.wait_value("/info/sysex_in", |v| v >= 1.0);
+        rx.wait_value("/info/clock_ticks", |v| v >= 1.0);
         rx.wait_value("/info/ignored", |v| v >= 2.0);
         // On-change export: a rising drop counter would show up here.
         let later = rx.drain(Duration::from_millis(100));

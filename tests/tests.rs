@@ -6,6 +6,8 @@ mod dat;
 mod export;
 mod info;
 mod midi;
+mod midiout;
+mod midisync;
 mod native;
 mod native_shape;
 mod network;

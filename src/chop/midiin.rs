@@ -19,13 +19,16 @@
 //! value for that frame and rests the next. When the device vanishes, held notes are released
 //! (no note-off can come any more); controllers keep their values.
 
-mod cancel;
+pub(crate) mod cancel;
 #[cfg(feature = "jack")]
-mod jack;
+pub(crate) mod jack;
+pub mod names;
 mod parse;
-mod ports;
+pub(crate) mod ports;
+pub mod ring;
+pub mod sync;
 
-pub use parse::{Event, Mapper, StreamParser, Update};
+pub use parse::{Event, Mapper, Msg, StreamParser, Sys, Update, SYSEX_MAX};
 pub use ports::{list_ports, DeviceMatcher, Level, Selection, Unavailable, BACKEND};
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -41,11 +44,28 @@ use crate::config::OperatorConfig;
 pub mod config;
 pub use config::{MidiIn, MidiInConfig, MidiNorm};
 use ports::{ScanState, Scanner, PortState, Wire};
+use sync::{BeatClock, Mtc, CLOCK_CHANNELS, MTC_CHANNELS};
 
 /// Events waiting for the cook thread. A fast controller sweep is ~1000 messages/s; 16k holds
 /// several seconds of that from every control at once, or a 250 ms stall of a full DIN-speed
 /// stream (3125 bytes/s) many times over. Beyond it messages are dropped and counted.
 const QUEUE: usize = 16_384;
+
+/// The SysEx ring between the MIDI callback and the cook thread: four of the longest SysEx.
+const SYSEX_RING: usize = 4 * SYSEX_MAX;
+
+/// A message as the MIDI In DAT logs it (only kept when an operator asks for the log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Logged {
+    Voice(Event),
+    Sys(Sys),
+    Sysex(Vec<u8>),
+}
+
+/// Messages logged in one frame at most (and SysEx bytes among them): a flood beyond it is
+/// counted in `log_dropped`, not kept.
+const LOG_MAX: usize = 4096;
+const LOG_BYTES: usize = 1 << 20;
 
 pub struct MidiInOp {
     name: String,
@@ -70,11 +90,23 @@ pub struct MidiInOp {
     /// Scratch for the cook: per channel, the last raised value of a pulse seen this frame.
     peak: Vec<Option<f32>>,
     layout_changed: bool,
+    /// A clock or timecode message arrived since the last cook.
+    sync_changed: bool,
     /// Messages the cook thread folded (the queue's other end counts `messages`).
     folded: u64,
     /// The device went away since the last frame: `connected` shows 0 for this frame even when
     /// the scanner has reconnected already (a replug shorter than a frame would not show at all).
     dropped_out: bool,
+    /// SysEx bytes, each behind the `Wire::Sysex` that names it.
+    sysex_rx: ring::Consumer,
+    clock: BeatClock,
+    mtc: Mtc,
+    /// Every message of this frame, for the MIDI In DAT; `None` for the CHOP.
+    log: Option<Vec<Logged>>,
+    log_bytes: usize,
+    pub log_dropped: u64,
+    /// A dropped SysEx was logged (once per operator).
+    sysex_drop_logged: bool,
 }
 
 impl MidiInOp {
@@ -88,7 +120,8 @@ impl MidiInOp {
         max_slice: Duration,
     ) -> Result<MidiInOp, String> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let mut scanner = Scanner::new(&op.name, &cfg.device, tx);
+        let (sysex_tx, sysex_rx) = ring::ring(SYSEX_RING);
+        let mut scanner = Scanner::new(&op.name, &cfg.device, tx, sysex_tx);
         let scanned = cfg.required;
         if cfg.required {
             let why = match scanner.scan() {
@@ -111,16 +144,38 @@ impl MidiInOp {
             .name(format!("midiin-{}", op.name))
             .spawn(move || scanner.run(interval, !scanned, stop_rx))
             .map_err(|e| format!("midiin \"{}\": cannot start the port scanner: {e}", op.name))?;
-        register_scanner(thread);
-        Ok(MidiInOp {
-            name: op.name.clone(),
-            timeslice: op.timeslice,
+        register_thread(thread);
+        Ok(MidiInOp::with_queue(
+            &op.name,
+            op.timeslice,
+            cfg,
+            (rx, sysex_rx),
+            shared,
+            stop_tx,
+            max_slice,
+        ))
+    }
+
+    /// The operator on the cook thread's ends of the queues (what unit tests make without a
+    /// MIDI system).
+    fn with_queue(
+        name: &str,
+        timeslice: bool,
+        cfg: &MidiInConfig,
+        (queue, sysex_rx): (Receiver<Wire>, ring::Consumer),
+        shared: Arc<PortState>,
+        stop: SyncSender<()>,
+        max_slice: Duration,
+    ) -> MidiInOp {
+        MidiInOp {
+            name: name.to_string(),
+            timeslice,
             queued: cfg.queued,
             preserve_pulses: cfg.preserve_pulses,
             mapper: Mapper::new(cfg),
-            queue: rx,
+            queue,
             shared,
-            _stop: stop_tx,
+            _stop: stop,
             pending: Vec::new(),
             max_slice,
             slices: SliceQueue::default(),
@@ -129,9 +184,105 @@ impl MidiInOp {
             pulsing: Vec::new(),
             peak: Vec::new(),
             layout_changed: false,
+            sync_changed: false,
             folded: 0,
             dropped_out: false,
-        })
+            sysex_rx,
+            clock: BeatClock::new(cfg.beats_per_bar),
+            mtc: Mtc::default(),
+            log: None,
+            log_bytes: 0,
+            log_dropped: 0,
+            sysex_drop_logged: false,
+        }
+    }
+
+    /// Keeps every message of a frame for [`take_log`](Self::take_log) (the MIDI In DAT).
+    pub fn keep_log(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// The messages since the last call, in arrival order (empty without [`keep_log`]).
+    pub fn take_log(&mut self) -> Vec<Logged> {
+        self.log_bytes = 0;
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Messages wait in the log.
+    pub fn has_log(&self) -> bool {
+        self.log.as_ref().is_some_and(|l| !l.is_empty())
+    }
+
+    /// The MIDI port connected to now ("" when none).
+    pub fn port_name(&self) -> String {
+        self.shared
+            .port
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    fn record(&mut self, m: Logged) {
+        let Some(log) = &mut self.log else { return };
+        let bytes = match &m {
+            Logged::Sysex(b) => b.len(),
+            _ => 3,
+        };
+        if log.len() >= LOG_MAX || self.log_bytes + bytes > LOG_BYTES {
+            self.log_dropped += 1;
+            return;
+        }
+        self.log_bytes += bytes;
+        log.push(m);
+    }
+
+    /// A clock, transport or timecode message.
+    fn system(&mut self, s: Sys, t: u64) {
+        let seen = (self.clock.seen, self.mtc.seen);
+        match s {
+            Sys::QuarterFrame(d) => self.mtc.quarter(d),
+            _ => {
+                self.clock.on(s, t);
+            }
+        }
+        if seen != (self.clock.seen, self.mtc.seen) {
+            self.layout_changed = true;
+        }
+        self.sync_changed = true;
+        self.record(Logged::Sys(s));
+    }
+
+    /// Takes the SysEx tagged `seq` out of the ring (and the ones before it whose notice the
+    /// full queue lost).
+    fn sysex(&mut self, seq: u32) {
+        let mut got: Option<Vec<u8>> = None;
+        let mut full = None;
+        let keep = self.log.is_some();
+        loop {
+            let mut found = false;
+            let popped = self.sysex_rx.pop_with(|m| {
+                if m.len() >= 4 && u32::from_le_bytes([m[0], m[1], m[2], m[3]]) == seq {
+                    found = true;
+                    full = sync::full_frame(&m[4..]);
+                    if keep {
+                        got = Some(m[4..].to_vec());
+                    }
+                }
+                true
+            });
+            if found || popped.is_none() {
+                break;
+            }
+        }
+        if let Some(f) = full {
+            let seen = self.mtc.seen;
+            self.mtc.full(f);
+            self.layout_changed |= !seen;
+            self.sync_changed = true;
+        }
+        if let Some(b) = got {
+            self.record(Logged::Sysex(b));
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -145,6 +296,13 @@ impl MidiInOp {
     /// Folds one event; public so tests (and benchmarks) can drive the operator without a port.
     pub fn fold(&mut self, ev: Event) {
         self.folded += 1;
+        if self.log.is_some() {
+            // The DAT keeps messages, not channels.
+            if self.mapper.accepts(ev) {
+                self.record(Logged::Voice(ev));
+            }
+            return;
+        }
         if let Some(u) = self.mapper.map(ev) {
             if u.chan >= self.values.len() {
                 // A new channel: it starts at rest (its first update follows at once).
@@ -177,11 +335,19 @@ impl MidiInOp {
             let Ok(w) = self.queue.try_recv() else { break };
             match w {
                 Wire::Midi(ev) => self.fold(ev),
+                Wire::Sys(s, t) => self.system(s, t),
+                Wire::Sysex(seq) => self.sysex(seq),
                 Wire::Disconnected => {
                     self.dropped_out = true;
                     self.release_notes();
+                    self.clock.restart_tempo();
+                    self.mtc.restart();
                 }
             }
+        }
+        if !self.sysex_drop_logged && self.shared.sysex_dropped.load(Relaxed) > 0 {
+            self.sysex_drop_logged = true;
+            tracing::warn!(op = %self.name, "midiin \"{}\": a SysEx was dropped: longer than {SYSEX_MAX} bytes, cut short by another message before its end byte (F7), or cut off by the device going away; later ones are only counted (sysex_dropped)", self.name);
         }
     }
 }
@@ -191,7 +357,7 @@ impl MidiInOp {
 /// trip: the cook thread must not wait for it).
 static SCANNERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 
-fn register_scanner(thread: JoinHandle<()>) {
+pub(crate) fn register_thread(thread: JoinHandle<()>) {
     // A poisoned lock only means a panic elsewhere while pushing; the list is still usable.
     let mut list = SCANNERS.lock().unwrap_or_else(|e| e.into_inner());
     list.retain(|t| !t.is_finished());
@@ -218,7 +384,10 @@ pub fn close_all(timeout: Duration) {
 impl Operator for MidiInOp {
     fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
         self.drain();
-        !self.pending.is_empty() || self.layout_changed || !self.pulsing.is_empty()
+        !self.pending.is_empty()
+            || self.layout_changed
+            || !self.pulsing.is_empty()
+            || self.sync_changed
     }
 
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
@@ -246,6 +415,10 @@ impl Operator for MidiInOp {
             ("reconnects", f(&s.reconnects)),
             ("matches", f(&s.matches)),
             ("slice_drops", self.slices.dropped as f64),
+            ("sysex_in", f(&s.sysex_in)),
+            ("sysex_dropped", f(&s.sysex_dropped)),
+            ("clock_ticks", self.clock.ticks as f64),
+            ("mtc_quarter_frames", self.mtc.quarter_frames as f64),
         ]);
     }
 
@@ -312,10 +485,15 @@ impl MidiInOp {
         };
 
         let names = self.mapper.names();
-        if out.names() != names {
+        let sync: Vec<&str> = self.sync_names().collect();
+        let n = names.len();
+        let same = out.num_chans() == n + sync.len()
+            && out.names()[..n] == *names
+            && out.names()[n..].iter().zip(&sync).all(|(a, b)| a == b);
+        if !same {
             out.clear();
-            for n in names {
-                out.append_chan(n);
+            for c in names.iter().map(String::as_str).chain(sync.iter().copied()) {
+                out.append_chan(c);
             }
         }
         out.rate = frame.rate;
@@ -351,8 +529,30 @@ impl MidiInOp {
                 }
             }
         }
+        // The clock and timecode channels hold their value over the slice.
+        let mut k = n;
+        if self.clock.seen {
+            for v in self.clock.values() {
+                out.chan_mut(k).fill(v);
+                k += 1;
+            }
+        }
+        if self.mtc.seen {
+            for v in self.mtc.values() {
+                out.chan_mut(k).fill(v);
+                k += 1;
+            }
+        }
         self.pending.clear();
         self.layout_changed = false;
+        self.sync_changed = false;
+    }
+
+    /// The names of the clock and timecode channels there are (after the MIDI channels).
+    fn sync_names(&self) -> impl Iterator<Item = &'static str> {
+        let clock = if self.clock.seen { &CLOCK_CHANNELS[..] } else { &[] };
+        let mtc = if self.mtc.seen { &MTC_CHANNELS[..] } else { &[] };
+        clock.iter().chain(mtc).copied()
     }
 }
 
@@ -373,26 +573,16 @@ mod tests {
     fn op(cfg: &MidiInConfig, timeslice: bool) -> MidiInOp {
         let (_tx, rx) = mpsc::sync_channel(4);
         let (stop, _) = mpsc::sync_channel(1);
-        MidiInOp {
-            name: "m".into(),
+        let (_, sysex) = ring::ring(64);
+        MidiInOp::with_queue(
+            "m",
             timeslice,
-            queued: cfg.queued,
-            preserve_pulses: cfg.preserve_pulses,
-            mapper: Mapper::new(cfg),
-            queue: rx,
-            shared: Arc::new(PortState::default()),
-            _stop: stop,
-            pending: Vec::new(),
-            max_slice: Duration::from_millis(200),
-            slices: SliceQueue::default(),
-            values: Vec::new(),
-            rest: Vec::new(),
-            pulsing: Vec::new(),
-            peak: Vec::new(),
-            layout_changed: false,
-            folded: 0,
-            dropped_out: false,
-        }
+            cfg,
+            (rx, sysex),
+            Arc::new(PortState::default()),
+            stop,
+            Duration::from_millis(200),
+        )
     }
 
     struct Run {
@@ -441,6 +631,27 @@ mod tests {
                 .map(<[f32]>::to_vec)
                 .unwrap_or_default()
         }
+    }
+
+    #[test]
+    fn clock_and_timecode_channels_follow_the_midi_ones() {
+        let mut r = Run::new(&cfg(), false);
+        r.op.system(Sys::Start, 0);
+        for k in 0..25u64 {
+            r.op.system(Sys::Clock, 1_000_000 + k * 20_833);
+        }
+        assert!(r.frame(&[0xB0, 7, 127], 1));
+        let names: Vec<&str> = r.out.names().iter().map(String::as_str).collect();
+        assert_eq!(names, ["ch1c7", "running", "bpm", "beat", "bar", "songposition"]);
+        assert_eq!(r.get("running"), [1.0]);
+        assert!((r.get("bpm")[0] - 120.0).abs() < 0.01);
+        assert_eq!(r.get("beat"), [2.0]);
+        assert!(!r.frame(&[], 1), "nothing new: no cook");
+        r.op.system(Sys::QuarterFrame(0x05), 0);
+        assert!(r.frame(&[], 1));
+        assert_eq!(r.out.num_chans(), 12);
+        assert_eq!(r.get("fps"), [30.0]);
+        assert_eq!(r.get("timecode"), [0.0], "no whole time yet");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod testing;
 kinds! {
     oscin::OscIn,
     midiin::MidiIn,
+    midiindat::MidiInDat,
+    midiout::MidiOut,
     script::Script,
     info::Info,
     base::Base,

@@ -47,6 +47,7 @@ impl<'s> Reader<'_, '_, 's> {
             oscquery: None,
             python_path: Vec::new(),
             destinations: BTreeMap::new(),
+            midi_destinations: BTreeMap::new(),
             operators: Vec::new(),
             order: Vec::new(),
             warnings: Vec::new(),
@@ -110,7 +111,11 @@ impl<'s> Reader<'_, '_, 's> {
                             .collect();
                     }
                 }
-                "destinations" => self.destinations(value, &mut config.destinations),
+                "destinations" => self.destinations(
+                    value,
+                    &mut config.destinations,
+                    &mut config.midi_destinations,
+                ),
                 "operator" => match value.into_inner() {
                     DeValue::Array(items) => ops_raw.extend(items),
                     _ => self.cx.d.error(
@@ -229,6 +234,7 @@ impl<'s> Reader<'_, '_, 's> {
         &mut self,
         value: Spanned<DeValue<'s>>,
         out: &mut BTreeMap<String, Destination>,
+        midi: &mut BTreeMap<String, std::sync::Arc<dyn Settings>>,
     ) {
         let span = value.span();
         let DeValue::Table(table) = value.into_inner() else {
@@ -241,6 +247,10 @@ impl<'s> Reader<'_, '_, 's> {
         for (name, value) in table {
             let name = name.get_ref().to_string();
             let what = format!("destination \"{name}\"");
+            let value = match self.midi_destination(&name, &what, value, midi) {
+                Some(osc) => osc,
+                None => continue,
+            };
             let Some(r) = de::<raw::Destination>(self.cx.d, value, &what, &[]) else {
                 continue;
             };
@@ -286,6 +296,49 @@ impl<'s> Reader<'_, '_, 's> {
                 },
             );
         }
+    }
+
+    /// A `type = "midi"` destination: its keys are those of the `midiout` kind, checked by it
+    /// and kept as its settings in `midi_destinations`; `None` then. Any other destination is
+    /// handed back without its `type` (`"osc"`, the default) for the OSC checks.
+    fn midi_destination(
+        &mut self,
+        name: &str,
+        what: &str,
+        value: Spanned<DeValue<'s>>,
+        midi: &mut BTreeMap<String, std::sync::Arc<dyn Settings>>,
+    ) -> Option<Spanned<DeValue<'s>>> {
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            self.cx.d.error(span, format!("{what} must be a table"));
+            return None;
+        };
+        let mut own = DeTable::new();
+        let mut is_midi = false;
+        for (k, v) in table {
+            if k.get_ref() != "type" {
+                own.insert(k, v);
+                continue;
+            }
+            match v.get_ref().as_str() {
+                Some("midi") => is_midi = true,
+                Some("osc") => {}
+                _ => self.cx.d.error(
+                    v.span(),
+                    format!("{what}: \"type\" is \"osc\" (the default) or \"midi\""),
+                ),
+            }
+        }
+        let own = Spanned::new(span, DeValue::Table(own));
+        if !is_midi {
+            return Some(own);
+        }
+        let kind = self.kinds.iter().find(|k| k.name() == "midiout")?;
+        let mut refs = OpRefs::new(0..0, Vec::new());
+        if let Some(settings) = kind.check(self.cx, own, what, &[], &mut refs) {
+            midi.insert(name.to_string(), settings);
+        }
+        None
     }
 
     fn operator(&mut self, item: Spanned<DeValue<'s>>) -> Option<(OperatorConfig, OpRefs)> {

@@ -52,6 +52,9 @@ pub struct Config {
     /// Site directories added to Python's path (a venv's site-packages).
     pub python_path: Vec<PathBuf>,
     pub destinations: BTreeMap<String, Destination>,
+    /// `[destinations.NAME] type = "midi"`: the `midiout` kind's settings (its keys and checks;
+    /// the export layer sends through them).
+    pub midi_destinations: BTreeMap<String, Arc<dyn Settings>>,
     /// In file order.
     pub operators: Vec<OperatorConfig>,
     /// Indices into `operators`, each after every operator it depends on (its inputs and what it

@@ -187,7 +187,10 @@ pub(super) fn check(d: &mut Diagnostics, config: &Config, spans: &[OpRefs]) -> V
         }
         if let (Some(export), Some(root_span)) = (&op.export, spans[i].export_root.clone()) {
             match &export.root {
-                ExportRoot::Destination(dest) if !config.destinations.contains_key(dest) => {
+                ExportRoot::Destination(dest)
+                    if !config.destinations.contains_key(dest)
+                        && !config.midi_destinations.contains_key(dest) =>
+                {
                     let known: Vec<&str> = config.destinations.keys().map(String::as_str).collect();
                     d.error(
                         root_span,

@@ -47,6 +47,33 @@ pub fn schema(kinds: &Kinds) -> Value {
         "description": "The operators, written [[operator]]",
         "items": { "oneOf": items },
     });
+    // A destination is OSC (the default) or, with `type = "midi"`, a MIDI Out's keys.
+    let osc = &mut top["properties"]["destinations"]["additionalProperties"];
+    if let (Some(p), Some(midi)) = (
+        osc["properties"].as_object_mut(),
+        kinds.iter().find(|k| k.name() == "midiout"),
+    ) {
+        p.insert(
+            "type".into(),
+            json!({ "enum": ["osc"], "description": "OSC over UDP (the default)" }),
+        );
+        let own = midi.schema(&mut generator).to_value();
+        let mut props = own["properties"].as_object().cloned().unwrap_or_default();
+        props.insert(
+            "type".into(),
+            json!({ "const": "midi", "description": "A MIDI port: exported channels named ch1c7, ch1n60, … become MIDI messages" }),
+        );
+        let mut required = vec![json!("type")];
+        required.extend(own["required"].as_array().cloned().unwrap_or_default());
+        let midi = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": required,
+            "properties": props,
+        });
+        let osc_schema = osc.take();
+        *osc = json!({ "oneOf": [osc_schema, midi] });
+    }
     if let Some(t) = top.as_object_mut() {
         // The Rust doc of the type is for contributors, not for the editor's tooltip.
         t.remove("description");

@@ -250,6 +250,8 @@ fn schema_matches_the_parser() {
     let own: Vec<(&str, Vec<String>)> = vec![
         ("oscin", accepted::<oscin::config::Raw>()),
         ("midiin", accepted::<midiin::config::Raw>()),
+        ("midiout", accepted::<crate::chop::midiout::config::Raw>()),
+        ("midiindat", accepted::<crate::chop::midiindat::Raw>()),
         ("script", accepted::<script::config::Raw>()),
         ("info", accepted::<info::InfoRaw>()),
         ("base", accepted::<<base::Base as Kind>::Raw>()),
@@ -281,15 +283,27 @@ fn schema_matches_the_parser() {
     assert_eq!(checked, own.len());
     let mut dest = accepted::<raw::Destination>();
     dest.sort();
-    let mut d: Vec<String> = schema["properties"]["destinations"]["additionalProperties"]
-        ["properties"]
+    let dests = &schema["properties"]["destinations"]["additionalProperties"]["oneOf"];
+    let mut d: Vec<String> = dests[0]["properties"]
         .as_object()
         .unwrap()
         .keys()
+        .filter(|k| *k != "type")
         .cloned()
         .collect();
     d.sort();
     assert_eq!(d, dest);
+    let mut midi: Vec<String> = dests[1]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "type")
+        .cloned()
+        .collect();
+    midi.sort();
+    let mut want = accepted::<crate::chop::midiout::config::Raw>();
+    want.sort();
+    assert_eq!(midi, want);
     let mut exp = accepted::<raw::Export>();
     exp.sort();
     let export = &kinds[0]["properties"]["export"];
@@ -316,7 +330,7 @@ fn schema_ranges_are_the_checkers() {
     let script = "tests/fixtures/scripts/idle.py";
     let minimal = |kind: &str| match kind {
         "oscin" => "port = 0".to_string(),
-        "midiin" => "device = \"x\"".to_string(),
+        "midiin" | "midiout" | "midiindat" => "device = \"x\"".to_string(),
         "script" => format!(
             "callbacks = \"{}\"",
             Path::new(env!("CARGO_MANIFEST_DIR")).join(script).display()
@@ -377,7 +391,7 @@ fn schema_ranges_are_the_checkers() {
         format!("[control]\n{k} = {v}\n{info}")
     });
     probe(
-        &top["destinations"]["additionalProperties"]["properties"],
+        &top["destinations"]["additionalProperties"]["oneOf"][0]["properties"],
         &|k, v| {
             let base = [("host", "\"127.0.0.1\""), ("port", "9")];
             let keys: String = base

@@ -222,6 +222,13 @@ impl Table {
         }
     }
 
+    /// Deletes `n` rows from row `from` on (fewer when the table ends first).
+    pub fn drop_rows(&mut self, from: usize, n: usize) {
+        let from = from.min(self.rows.len());
+        let to = from.saturating_add(n).min(self.rows.len());
+        self.rows.drain(from..to);
+    }
+
     pub fn delete_col(&mut self, c: usize) -> bool {
         if c >= self.cols {
             return false;

@@ -173,6 +173,22 @@ pub enum CookError {
     Logged(String),
 }
 
+/// A MIDI message a script sent through a MIDI Out (`python::api::midi`), made into bytes by
+/// the operator, which knows its normalisation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptMidi {
+    /// Sent as they are.
+    Bytes(Vec<u8>),
+    /// A channel voice message: `status` with its channel, the index (note, controller) for the
+    /// kinds that have one, and the value in the operator's `norm` (pitch bend: −1..1; `None`:
+    /// note-on at full velocity, note-off at 0).
+    Level {
+        status: u8,
+        index: Option<u8>,
+        value: Option<f64>,
+    },
+}
+
 /// The contract of every operator kind. All methods run on the cook thread.
 pub trait Operator {
     /// Called once per frame before cooking, in topological order: fold queued input traffic,
@@ -250,6 +266,12 @@ pub trait Operator {
 
     /// Resets the operator (`reset_channels`-style: drop channels, clear state).
     fn reset(&mut self) {}
+
+    /// Sends one MIDI message a script made (`op('midiout1').sendControl(…)`). Only MIDI Out
+    /// has this.
+    fn send_midi(&mut self, _msg: &ScriptMidi) -> Result<(), String> {
+        Err("this operator is no MIDI Out".into())
+    }
 
     /// Called on the cook thread once per frame after exports, with the frame's wall time
     /// left; operators with background work to hand over (file watching, reconnection) do it

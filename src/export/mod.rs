@@ -4,6 +4,7 @@
 //! The mapping is rebuilt only when the channel list changes (that bumps `export_sernum`); the
 //! per-frame work is one comparison per channel and an encode per value sent.
 
+pub mod midi;
 pub mod osc;
 
 use std::collections::HashSet;
@@ -23,6 +24,11 @@ pub enum Target {
     Osc { dest: usize, address: String },
     /// An operator of this daemon (by name) and its parameter.
     Par { op: String, par: String },
+    /// Index into the MIDI destinations and the message slot the channel stands for.
+    Midi {
+        dest: usize,
+        addr: crate::chop::midiin::names::Addr,
+    },
 }
 
 /// Splits a channel name by "Channel Name is Path:Parameter": `/` and `:` both separate, the
@@ -170,6 +176,12 @@ impl Exporter {
         self.built = false;
     }
 
+    /// The MIDI destinations changed (reload): the mapping is resolved again on the next
+    /// export.
+    pub fn invalidate(&mut self) {
+        self.built = false;
+    }
+
     /// Builds the channel → target mapping. `op_exists` resolves operator names for `op:` roots.
     fn build(
         &mut self,
@@ -213,10 +225,17 @@ impl Exporter {
                 }
             };
             let target = match &self.cfg.root {
-                ExportRoot::Destination(d) => dests.index_of(d).map(|dest| Target::Osc {
-                    dest,
-                    address: osc_address(dests.prefix(dest), &path, &parameter),
-                }),
+                ExportRoot::Destination(d) => match dests.index_of(d) {
+                    Some(dest) => Some(Target::Osc {
+                        dest,
+                        address: osc_address(dests.prefix(dest), &path, &parameter),
+                    }),
+                    // A MIDI destination: the parameter part is the MIDI name (`ch1c7`).
+                    None => dests.midi.index_of(d).and_then(|dest| {
+                        let addr = dests.midi.addr(dest, &parameter)?;
+                        Some(Target::Midi { dest, addr })
+                    }),
+                },
                 ExportRoot::Op(root) => {
                     // Operators are one flat namespace: the last path segment names the
                     // operator, or the root operator itself when the path is empty.
@@ -303,6 +322,7 @@ impl Exporter {
             match target {
                 Target::Osc { dest, address } => dests.push(*dest, address, v),
                 Target::Par { op, par } => par_writes.push((op.clone(), par.clone(), v)),
+                Target::Midi { dest, addr } => dests.midi.set(*dest, *addr, v),
             }
         }
     }
@@ -312,7 +332,7 @@ impl Exporter {
     pub fn par_targets(&self) -> impl Iterator<Item = (&str, &str)> {
         self.map.iter().flatten().filter_map(|t| match t {
             Target::Par { op, par } => Some((op.as_str(), par.as_str())),
-            Target::Osc { .. } => None,
+            Target::Osc { .. } | Target::Midi { .. } => None,
         })
     }
 }

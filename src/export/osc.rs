@@ -12,6 +12,8 @@ use crate::osc::{self, Arg, Lone, Packer};
 pub struct Destinations {
     socket: UdpSocket,
     list: Vec<Dest>,
+    /// `type = "midi"` destinations (`export::midi`).
+    pub midi: super::midi::MidiDestinations,
     pub packets_out: u64,
     pub messages_out: u64,
     pub send_errors: u64,
@@ -125,6 +127,7 @@ impl Destinations {
         Ok(Destinations {
             socket,
             list: Destinations::resolve(list)?.0,
+            midi: Default::default(),
             packets_out: 0,
             messages_out: 0,
             send_errors: 0,
@@ -230,12 +233,14 @@ impl Destinations {
     /// most `max_packet` bytes (a message too big for any bundle goes alone).
     pub fn flush(&mut self) {
         let now = SystemTime::now();
+        self.midi.flush();
         let Destinations {
             socket,
             list,
             packets_out,
             messages_out,
             send_errors,
+            ..
         } = self;
         for d in list {
             if d.out.is_empty() {

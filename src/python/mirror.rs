@@ -26,6 +26,8 @@ pub struct Mirror {
 pub struct Writes {
     pub set: Vec<(String, ParValue)>,
     pub pulses: Vec<String>,
+    /// Messages sent through a MIDI Out's `send…` methods, in order.
+    pub midi: Vec<crate::cook::ScriptMidi>,
 }
 
 impl Mirror {
@@ -48,8 +50,12 @@ impl Mirror {
     pub fn take_writes(&mut self, current: impl FnOnce() -> Vec<ParDef>) -> Writes {
         let mut s = self.shared.borrow_mut();
         let pulses = std::mem::take(&mut s.pending_pulses);
+        let midi = std::mem::take(&mut s.midi_sent);
         if s.pars.version == self.seen && pulses.is_empty() {
-            return Writes::default();
+            return Writes {
+                midi,
+                ..Writes::default()
+            };
         }
         let current = current();
         let set = s
@@ -61,7 +67,7 @@ impl Mirror {
             .map(|d| (d.name.clone(), d.val.clone()))
             .collect();
         self.seen = s.pars.version;
-        Writes { set, pulses }
+        Writes { set, pulses, midi }
     }
 
     /// Shows the operator's parameters as they are now; scripts that read them cook again

@@ -40,6 +40,9 @@ pub struct ScriptShared {
     pub timeslice_request: Option<bool>,
     /// `op.cook(force=True)` from another script: cook on the next frame.
     pub cook_request: bool,
+    /// MIDI messages scripts sent through a MIDI Out's `send…` methods, handed to it after the
+    /// cook that sent them (bounded: see `python::api::midi`).
+    pub midi_sent: Vec<crate::cook::ScriptMidi>,
 }
 
 impl ScriptShared {
@@ -60,6 +63,7 @@ impl ScriptShared {
             no_samples: false,
             timeslice_request: None,
             cook_request: false,
+            midi_sent: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub struct MidiIn;
 /// Controllers that can be the MSB of a 14-bit pair (their LSB is controller + 32).
 pub const HIGHRES: Bounds = Bounds::new(0, 31);
 pub const SCAN_MS: Bounds = Bounds::new(50, 60_000);
+pub const BEATS_PER_BAR: Bounds = Bounds::new(1, 32);
 
 /// How 7- and 14-bit values become channel values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
@@ -78,6 +79,9 @@ pub struct Raw {
     /// How often ports are scanned for hot-plug (ms)
     #[schemars(with = "Option<i64>", range(min = SCAN_MS.min, max = SCAN_MS.max))]
     pub scan_ms: Option<Spanned<i64>>,
+    /// Beats (quarter notes) of a bar, for the MIDI clock's `beat` and `bar` channels
+    #[schemars(with = "Option<i64>", range(min = BEATS_PER_BAR.min, max = BEATS_PER_BAR.max))]
+    pub beats_per_bar: Option<Spanned<i64>>,
 }
 
 /// A controller whose value is the MSB of a 14-bit pair.
@@ -107,6 +111,8 @@ pub struct MidiInConfig {
     pub queued: bool,
     /// How often the port list is scanned for hot-plug.
     pub scan: Duration,
+    /// Quarter notes a bar, for the clock's `beat` and `bar`.
+    pub beats_per_bar: u32,
 }
 
 /// TouchDesigner's defaults: every channel, `ch` + `n`/`c`/`a`/`pr`/`pw`/`pc` names, 0–1.
@@ -128,10 +134,28 @@ impl Default for MidiInConfig {
             preserve_pulses: true,
             queued: false,
             scan: Duration::from_millis(500),
+            beats_per_bar: 4,
         }
     }
 }
 
+
+impl MidiInConfig {
+    /// The prefix and base names channels are named with.
+    pub fn names(&self) -> super::names::Names {
+        super::names::Names {
+            prefix: self.prefix.clone(),
+            base: [
+                self.notename.clone(),
+                self.controlname.clone(),
+                self.polyname.clone(),
+                self.pressurename.clone(),
+                self.pitchname.clone(),
+                self.programname.clone(),
+            ],
+        }
+    }
+}
 
 impl Kind for MidiIn {
     const NAME: &'static str = "midiin";
@@ -177,6 +201,8 @@ impl Kind for MidiIn {
             preserve_pulses: r.preserve_pulses.unwrap_or(true),
             queued: r.queued.unwrap_or(false),
             scan,
+            beats_per_bar: cx.ranged_or(&r.beats_per_bar, "beats_per_bar", BEATS_PER_BAR, 4)
+                as u32,
         })
     }
 }

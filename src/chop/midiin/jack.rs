@@ -50,7 +50,7 @@ use jack_sys as j;
 use super::cancel::uncancellable;
 
 /// JACK's type name for MIDI ports.
-const MIDI_TYPE: &CStr = c"8 bit raw midi";
+pub(crate) const MIDI_TYPE: &CStr = c"8 bit raw midi";
 
 /// Events between two scans. A scan interval sees a handful (a replug is two or three); a
 /// patchbay session rewiring everything at once may see hundreds. Beyond this they are lost and
@@ -192,15 +192,15 @@ pub enum Unopened {
 
 /// One JACK client of ours. It is the first field of its owner, so that it is closed (on drop)
 /// before the callbacks' arguments, the owner's later fields, are freed.
-struct Client {
-    ptr: *mut j::jack_client_t,
+pub(crate) struct Client {
+    pub(crate) ptr: *mut j::jack_client_t,
     /// Set by the shutdown callback: the server is gone, the client must be closed and opened
     /// anew.
     dead: Box<AtomicBool>,
 }
 
 impl Client {
-    fn open(name: &str) -> Result<Client, Unopened> {
+    pub(crate) fn open(name: &str) -> Result<Client, Unopened> {
         let c_name = CString::new(name).map_err(|_| Unopened::NoServer)?;
         if DEAD.load(Ordering::Relaxed) > 0 {
             return Err(Unopened::Closing);
@@ -226,7 +226,7 @@ impl Client {
         Ok(Client { ptr, dead })
     }
 
-    fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         !self.dead.load(Ordering::Relaxed)
     }
 }
@@ -386,6 +386,15 @@ impl JackLister {
 
     /// MIDI output ports (what an input connects to), with their UUIDs.
     pub fn ports(&self) -> Vec<(String, u64)> {
+        self.ports_of(j::JackPortIsOutput)
+    }
+
+    /// MIDI input ports (what a MIDI Out connects to), with their UUIDs.
+    pub fn input_ports(&self) -> Vec<(String, u64)> {
+        self.ports_of(j::JackPortIsInput)
+    }
+
+    fn ports_of(&self, flags: ::libc::c_uint) -> Vec<(String, u64)> {
         if !self.alive() {
             return Vec::new();
         }
@@ -397,7 +406,7 @@ impl JackLister {
                 self.client.ptr,
                 ptr::null(),
                 MIDI_TYPE.as_ptr(),
-                j::JackPortIsOutput as ::libc::c_ulong,
+                flags as ::libc::c_ulong,
             );
             if list.is_null() {
                 return out;
@@ -466,17 +475,34 @@ fn cstrings(a: &str, b: &str) -> Result<(CString, CString), String> {
 
 /// What the input's process callback owns: boxed so its address stays put for it.
 struct Input<F> {
+    client: *mut j::jack_client_t,
     port: *mut j::jack_port_t,
+    /// Frames per second, for event times in µs.
+    rate: u64,
+    /// JACK's frame time (32 bits, it wraps after a day at 48 kHz) made 64 bits: the frames
+    /// counted up to the start of the last period seen, and that period's 32-bit frame time.
+    frames: u64,
+    last: Option<u32>,
     on_bytes: F,
 }
 
-/// JACK's realtime thread, once per period: hands each MIDI event of the period to `on_bytes`.
-/// Nothing here allocates, locks or blocks, and it cannot be cut off half way.
-unsafe extern "C" fn process<F: FnMut(&[u8])>(nframes: j::jack_nframes_t, arg: *mut c_void) -> c_int {
+/// JACK's realtime thread, once per period: hands each MIDI event of the period, with its
+/// time (µs on JACK's frame clock, sample-accurate), to `on_bytes`. Nothing here allocates,
+/// locks or blocks, and it cannot be cut off half way.
+unsafe extern "C" fn process<F: FnMut(u64, &[u8])>(
+    nframes: j::jack_nframes_t,
+    arg: *mut c_void,
+) -> c_int {
     uncancellable(|| {
         // SAFETY: `arg` is the `Input<F>` of `JackInput::open`, freed only after the client is
         // closed; only this thread touches it while the client is active.
         let input = unsafe { &mut *(arg as *mut Input<F>) };
+        // SAFETY: the client is ours and open while its process callback runs.
+        let now = unsafe { j::jack_last_frame_time(input.client) };
+        if let Some(last) = input.last {
+            input.frames += u64::from(now.wrapping_sub(last));
+        }
+        input.last = Some(now);
         // SAFETY: the port belongs to this client; the buffer is valid for this period.
         let buf = unsafe { j::jack_port_get_buffer(input.port, nframes) };
         if buf.is_null() {
@@ -486,7 +512,9 @@ unsafe extern "C" fn process<F: FnMut(&[u8])>(nframes: j::jack_nframes_t, arg: *
         for i in 0..unsafe { j::jack_midi_get_event_count(buf) } {
             let mut ev = j::jack_midi_event_t::default();
             if unsafe { j::jack_midi_event_get(&mut ev, buf, i) } == 0 && !ev.buffer.is_null() {
-                (input.on_bytes)(unsafe { std::slice::from_raw_parts(ev.buffer, ev.size) });
+                let at = input.frames + u64::from(ev.time);
+                let us = (u128::from(at) * 1_000_000 / u128::from(input.rate)) as u64;
+                (input.on_bytes)(us, unsafe { std::slice::from_raw_parts(ev.buffer, ev.size) });
             }
         }
     });
@@ -507,15 +535,16 @@ pub struct JackInput {
 unsafe impl Send for JackInput {}
 
 struct SendInput<F>(Input<F>);
-// SAFETY: the port pointer is only used by the process callback, on JACK's thread.
+// SAFETY: the client and port pointers are only used by the process callback, on JACK's thread.
 unsafe impl<F: Send> Send for SendInput<F> {}
 
 impl JackInput {
     /// Opens client `client` with the MIDI input `port` and starts it; `on_bytes` runs on JACK's
-    /// realtime thread for every MIDI event and must neither block nor allocate.
+    /// realtime thread for every MIDI event, with its time in µs, and must neither block nor
+    /// allocate.
     pub fn open<F>(client: &str, port: &str, on_bytes: F) -> Result<JackInput, String>
     where
-        F: FnMut(&[u8]) + Send + 'static,
+        F: FnMut(u64, &[u8]) + Send + 'static,
     {
         quiet();
         let c_port = CString::new(port).map_err(|_| format!("port name \"{port}\" contains a NUL byte"))?;
@@ -536,7 +565,16 @@ impl JackInput {
         if p.is_null() {
             return Err(format!("cannot register the JACK input port \"{port}\""));
         }
-        let mut input = Box::new(SendInput(Input { port: p, on_bytes }));
+        // SAFETY: `client` is open.
+        let rate = unsafe { j::jack_get_sample_rate(client.ptr) }.max(1) as u64;
+        let mut input = Box::new(SendInput(Input {
+            client: client.ptr,
+            port: p,
+            rate,
+            frames: 0,
+            last: None,
+            on_bytes,
+        }));
         let arg = &mut input.0 as *mut Input<F> as *mut c_void;
         // SAFETY: the callback's argument lives until after `jack_client_close` (see `Client`);
         // the callback is set before activation, as JACK requires.

@@ -47,6 +47,19 @@ pub enum Event {
     },
 }
 
+/// The MIDI channel (0–15) of an event.
+fn channel(ev: Event) -> u8 {
+    match ev {
+        Event::NoteOff { ch, .. }
+        | Event::NoteOn { ch, .. }
+        | Event::PolyPressure { ch, .. }
+        | Event::Control { ch, .. }
+        | Event::Program { ch, .. }
+        | Event::Pressure { ch, .. }
+        | Event::Pitch { ch, .. } => ch,
+    }
+}
+
 /// Data bytes that follow a channel voice status byte (0x80–0xEF).
 fn data_len(status: u8) -> usize {
     match status & 0xF0 {
@@ -87,30 +100,82 @@ fn event(status: u8, d0: u8, d1: u8) -> Event {
     }
 }
 
-/// What a byte did to the parser, for counting.
+/// A system message that carries no MIDI channel but drives the clock and timecode channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sys {
+    /// Timing clock (0xF8), 24 a quarter note.
+    Clock,
+    /// 0xFA: the song starts from its beginning.
+    Start,
+    /// 0xFB: the song goes on from where it stopped (or from a song position).
+    Continue,
+    /// 0xFC.
+    Stop,
+    /// 0xF2: the position in MIDI beats (sixteenth notes, six clocks each).
+    SongPosition(u16),
+    /// 0xF1: one MIDI Time Code quarter frame, its data byte.
+    QuarterFrame(u8),
+}
+
+/// What a byte did to the parser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parsed {
     /// A complete channel voice message.
     Event(Event),
-    /// The byte belongs to a message still incomplete.
+    /// A clock, transport or timecode message.
+    System(Sys),
+    /// A SysEx ended with 0xF7: its bytes (0xF0 … 0xF7) are [`StreamParser::sysex`].
+    Sysex,
+    /// A SysEx was dropped: longer than the parser's bound, or cut short by another status
+    /// byte before its 0xF7. Reported once per message.
+    SysexDropped,
+    /// The byte belongs to a message still incomplete (or to a dropped SysEx).
     Partial,
-    /// A system message (SysEx, clock, active sensing, …) or a stray data byte ended here: it
-    /// carries no channel and is ignored.
+    /// A message no channel is made of (active sensing, tune request, song select, reset) or a
+    /// stray data byte ended here.
     Ignored,
 }
 
+/// One complete message, as [`StreamParser::feed`] hands them on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Msg<'a> {
+    Voice(Event),
+    Sys(Sys),
+    /// The whole SysEx, 0xF0 to 0xF7.
+    Sysex(&'a [u8]),
+    SysexDropped,
+}
+
+/// The longest SysEx kept, 0xF0 and 0xF7 included: a long device dump (a synth's
+/// whole patch bank is a few KiB to a few tens of KiB).
+pub const SYSEX_MAX: usize = 32_768;
+
 /// A MIDI 1.0 byte-stream parser. Keeps running status across messages (and across calls),
-/// lets real-time bytes (0xF8–0xFF) interleave anywhere without breaking a message, skips SysEx
-/// and system common messages.
-#[derive(Clone, Debug, Default)]
+/// lets real-time bytes (0xF8–0xFF) interleave anywhere without breaking a message, collects
+/// SysEx up to a bound in a buffer allocated once, and decodes the system messages clocks and
+/// timecode need.
+#[derive(Clone, Debug)]
 pub struct StreamParser {
     /// Running status: the last channel voice status byte, 0 when none.
     status: u8,
     data: [u8; 2],
     have: usize,
     in_sysex: bool,
-    /// Data bytes still to skip after a system common message (song position, …).
+    /// The SysEx being collected, 0xF0 first; never grows past its capacity.
+    sysex: Vec<u8>,
+    sysex_max: usize,
+    /// The SysEx in progress passed the bound: its bytes are skipped up to its end.
+    over: bool,
+    /// The system common status whose data bytes are being read (0xF1–0xF3), 0 when none.
+    common: u8,
+    /// Data bytes still to read after `common`.
     skip: usize,
+}
+
+impl Default for StreamParser {
+    fn default() -> Self {
+        StreamParser::with_sysex_max(SYSEX_MAX)
+    }
 }
 
 impl StreamParser {
@@ -118,21 +183,72 @@ impl StreamParser {
         StreamParser::default()
     }
 
+    /// A parser that keeps SysEx messages of up to `max` bytes (0xF0 and 0xF7 included, at
+    /// least 3); longer ones are dropped. The buffer is allocated here, once.
+    pub fn with_sysex_max(max: usize) -> StreamParser {
+        let max = max.max(3);
+        StreamParser {
+            status: 0,
+            data: [0; 2],
+            have: 0,
+            in_sysex: false,
+            sysex: Vec::with_capacity(max),
+            sysex_max: max,
+            over: false,
+            common: 0,
+            skip: 0,
+        }
+    }
+
+    /// The last complete SysEx (valid right after [`Parsed::Sysex`]).
+    pub fn sysex(&self) -> &[u8] {
+        &self.sysex
+    }
+
+    /// Forgets everything in progress (the device went away): no half message survives into
+    /// the next connection. True when a SysEx was cut off by it.
+    pub fn reset(&mut self) -> bool {
+        let cut = self.in_sysex && !self.over;
+        self.status = 0;
+        self.have = 0;
+        self.in_sysex = false;
+        self.over = false;
+        self.common = 0;
+        self.skip = 0;
+        self.sysex.clear();
+        cut
+    }
+
     pub fn push(&mut self, b: u8) -> Parsed {
         if b >= 0xF8 {
             // Real-time: may appear between any two bytes and changes nothing else.
-            return Parsed::Ignored;
+            return match b {
+                0xF8 => Parsed::System(Sys::Clock),
+                0xFA => Parsed::System(Sys::Start),
+                0xFB => Parsed::System(Sys::Continue),
+                0xFC => Parsed::System(Sys::Stop),
+                _ => Parsed::Ignored,
+            };
         }
         if b >= 0x80 {
             self.have = 0;
             self.skip = 0;
+            self.common = 0;
+            let mut cut = false;
             if self.in_sysex {
                 self.in_sysex = false;
+                let over = std::mem::take(&mut self.over);
                 if b == 0xF7 {
-                    return Parsed::Ignored;
+                    if over {
+                        return Parsed::Partial;
+                    }
+                    self.sysex.push(0xF7);
+                    return Parsed::Sysex;
                 }
+                // Any other status byte ends a SysEx: one without its 0xF7 is incomplete.
+                cut = !over;
             }
-            return match b {
+            let parsed = match b {
                 0x80..=0xEF => {
                     self.status = b;
                     Parsed::Partial
@@ -140,6 +256,8 @@ impl StreamParser {
                 0xF0 => {
                     self.status = 0;
                     self.in_sysex = true;
+                    self.sysex.clear();
+                    self.sysex.push(0xF0);
                     Parsed::Partial
                 }
                 _ => {
@@ -150,6 +268,7 @@ impl StreamParser {
                         0xF2 => 2,
                         _ => 0,
                     };
+                    self.common = b;
                     if self.skip == 0 {
                         Parsed::Ignored
                     } else {
@@ -157,17 +276,35 @@ impl StreamParser {
                     }
                 }
             };
+            return if cut { Parsed::SysexDropped } else { parsed };
         }
         // A data byte.
         if self.in_sysex {
-            return Parsed::Partial;
+            if self.over {
+                return Parsed::Partial;
+            }
+            // Room is kept for the 0xF7.
+            if self.sysex.len() + 1 < self.sysex_max {
+                self.sysex.push(b);
+                return Parsed::Partial;
+            }
+            self.over = true;
+            return Parsed::SysexDropped;
         }
         if self.skip > 0 {
+            self.data[self.have] = b;
+            self.have += 1;
             self.skip -= 1;
-            return if self.skip == 0 {
-                Parsed::Ignored
-            } else {
-                Parsed::Partial
+            if self.skip > 0 {
+                return Parsed::Partial;
+            }
+            self.have = 0;
+            return match self.common {
+                0xF1 => Parsed::System(Sys::QuarterFrame(self.data[0])),
+                0xF2 => Parsed::System(Sys::SongPosition(
+                    u16::from(self.data[0]) | (u16::from(self.data[1]) << 7),
+                )),
+                _ => Parsed::Ignored,
             };
         }
         if self.status == 0 {
@@ -182,33 +319,36 @@ impl StreamParser {
         Parsed::Event(event(self.status, self.data[0], self.data[1]))
     }
 
-    /// Feeds `bytes`, calling `emit` for every complete event; returns how many system or stray
-    /// bytes ended an ignored message.
-    pub fn feed(&mut self, bytes: &[u8], mut emit: impl FnMut(Event)) -> usize {
+    /// Feeds `bytes`, calling `emit` for every complete message; returns how many ignored
+    /// messages or stray bytes ended.
+    pub fn feed_all(&mut self, bytes: &[u8], mut emit: impl FnMut(Msg<'_>)) -> usize {
         let mut ignored = 0;
         for &b in bytes {
             match self.push(b) {
-                Parsed::Event(e) => emit(e),
+                Parsed::Event(e) => emit(Msg::Voice(e)),
+                Parsed::System(s) => emit(Msg::Sys(s)),
+                Parsed::Sysex => emit(Msg::Sysex(&self.sysex)),
+                Parsed::SysexDropped => emit(Msg::SysexDropped),
                 Parsed::Ignored => ignored += 1,
                 Parsed::Partial => {}
             }
         }
         ignored
     }
+
+    /// Feeds `bytes`, calling `emit` for every channel voice event; returns how many other
+    /// messages (system ones included) or stray bytes ended.
+    pub fn feed(&mut self, bytes: &[u8], mut emit: impl FnMut(Event)) -> usize {
+        let mut other = 0;
+        let ignored = self.feed_all(bytes, |m| match m {
+            Msg::Voice(e) => emit(e),
+            _ => other += 1,
+        });
+        ignored + other
+    }
 }
 
-/// The channel kinds of MIDI In, in the order of TouchDesigner's base-name parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Note = 0,
-    Control = 1,
-    Poly = 2,
-    Pressure = 3,
-    Pitch = 4,
-    Program = 5,
-}
-
-const KINDS: usize = 6;
+use super::names::{norm, pitch, Addr, Kind, Names, KINDS};
 /// Slots per kind: 16 MIDI channels × 128 numbers.
 const SLOTS: usize = 16 * 128;
 const NONE: u32 = u32::MAX;
@@ -230,9 +370,7 @@ pub struct Update {
 pub struct Mapper {
     channels: [bool; 16],
     norm: MidiNorm,
-    /// Base names by [`Kind`].
-    prefix: String,
-    base: [String; KINDS],
+    names_cfg: Names,
     /// Controllers read as 14-bit MSB (n) / LSB (n + 32) pairs.
     highres: [bool; 32],
     /// Last MSB/LSB of every 14-bit pair, per MIDI channel.
@@ -257,15 +395,7 @@ impl Mapper {
         Mapper {
             channels: cfg.channels,
             norm: cfg.norm,
-            prefix: cfg.prefix.clone(),
-            base: [
-                cfg.notename.clone(),
-                cfg.controlname.clone(),
-                cfg.polyname.clone(),
-                cfg.pressurename.clone(),
-                cfg.pitchname.clone(),
-                cfg.programname.clone(),
-            ],
+            names_cfg: cfg.names(),
             highres,
             pair: [[(0, 0); 32]; 16],
             slot: vec![NONE; KINDS * SLOTS],
@@ -308,13 +438,8 @@ impl Mapper {
             return i as usize;
         }
         let i = self.names.len();
-        let base = &self.base[kind as usize];
-        let name = match kind {
-            Kind::Pressure | Kind::Pitch | Kind::Program => {
-                format!("{}{}{}", self.prefix, ch + 1, base)
-            }
-            _ => format!("{}{}{}{}", self.prefix, ch + 1, base, num),
-        };
+        let num = if kind.numbered() { num & 0x7F } else { 0 };
+        let name = self.names_cfg.format(Addr { kind, ch, num });
         self.names.push(name);
         self.kinds.push(kind);
         self.slot[key] = i as u32;
@@ -329,23 +454,22 @@ impl Mapper {
         norm(self.norm, f32::from(v), 16383.0)
     }
 
+    /// Whether the MIDI channel filter lets `ev` through (counting it in `filtered` if not).
+    pub fn accepts(&mut self, ev: Event) -> bool {
+        let ok = self.channels[usize::from(channel(ev) & 0x0F)];
+        if !ok {
+            self.filtered += 1;
+        }
+        ok
+    }
+
     /// Maps one event; `None` when the MIDI channel filter drops it or it changes no channel
     /// by itself.
     pub fn map(&mut self, ev: Event) -> Option<Update> {
-        let ch = match ev {
-            Event::NoteOff { ch, .. }
-            | Event::NoteOn { ch, .. }
-            | Event::PolyPressure { ch, .. }
-            | Event::Control { ch, .. }
-            | Event::Program { ch, .. }
-            | Event::Pressure { ch, .. }
-            | Event::Pitch { ch, .. } => ch,
-        };
-        if !self.channels[usize::from(ch & 0x0F)] {
-            self.filtered += 1;
+        if !self.accepts(ev) {
             return None;
         }
-        let ch = ch & 0x0F;
+        let ch = channel(ev) & 0x0F;
         let (chan, value, rest) = match ev {
             Event::NoteOn { note, vel, .. } if vel > 0 => {
                 let v = if self.norm == MidiNorm::OnOff {
@@ -397,33 +521,6 @@ impl Mapper {
             }
         };
         Some(Update { chan, value, rest })
-    }
-}
-
-fn norm(mode: MidiNorm, v: f32, max: f32) -> f32 {
-    match mode {
-        MidiNorm::ZeroToOne => v / max,
-        MidiNorm::MinusOneToOne => v / max * 2.0 - 1.0,
-        MidiNorm::Off => v,
-        // "≥ 64 → 1" for 7-bit values; the same half-way point for 14-bit ones.
-        MidiNorm::OnOff => {
-            if v >= (max + 1.0) / 2.0 {
-                1.0
-            } else {
-                0.0
-            }
-        }
-    }
-}
-
-/// Pitch wheel −1..1 with 8192 → 0 exactly; the two halves have different sizes (8192 steps
-/// down, 8191 up) so both ends reach ±1.
-fn pitch(v: u16) -> f32 {
-    let d = f32::from(v) - 8192.0;
-    if d >= 0.0 {
-        d / 8191.0
-    } else {
-        d / 8192.0
     }
 }
 
@@ -500,6 +597,87 @@ mod tests {
             }]
         );
         assert_eq!(ignored, 3);
+    }
+
+    /// Bytes → messages, SysEx as owned bytes.
+    fn msgs(p: &mut StreamParser, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        p.feed_all(bytes, |m| {
+            out.push(match m {
+                Msg::Voice(e) => format!("{e:?}"),
+                Msg::Sys(s) => format!("{s:?}"),
+                Msg::Sysex(b) => format!("sysex {b:02X?}"),
+                Msg::SysexDropped => "dropped".to_string(),
+            })
+        });
+        out
+    }
+
+    #[test]
+    fn sysex_whole_across_calls_with_realtime_inside() {
+        let mut p = StreamParser::new();
+        assert!(msgs(&mut p, &[0xF0, 0x7D, 0x01]).is_empty());
+        // A clock between two SysEx bytes is its own message and leaves the SysEx whole.
+        assert_eq!(
+            msgs(&mut p, &[0x02, 0xF8, 0x03, 0xF7, 0xB0, 7, 1]),
+            [
+                "Clock",
+                "sysex [F0, 7D, 01, 02, 03, F7]",
+                "Control { ch: 0, num: 7, value: 1 }"
+            ]
+        );
+    }
+
+    #[test]
+    fn sysex_beyond_the_bound_or_cut_short_is_dropped_once() {
+        let mut p = StreamParser::with_sysex_max(8);
+        // 8 bytes with F0 and F7: kept.
+        let mut ok = vec![0xF0, 1, 2, 3, 4, 5, 6, 0xF7];
+        assert_eq!(msgs(&mut p, &ok), ["sysex [F0, 01, 02, 03, 04, 05, 06, F7]"]);
+        // One more data byte: dropped when the bound is passed, once, and nothing at its F7.
+        ok.insert(1, 9);
+        let mut long = ok.clone();
+        long.extend([7; 100]);
+        long.push(0xF7);
+        assert_eq!(msgs(&mut p, &long), ["dropped"]);
+        // Without its F7: the next status byte ends it, and is itself parsed.
+        assert_eq!(
+            msgs(&mut p, &[0xF0, 1, 2, 0x90, 60, 100]),
+            ["dropped", "NoteOn { ch: 0, note: 60, vel: 100 }"]
+        );
+        // A stray F7 is ignored.
+        assert_eq!(p.feed_all(&[0xF7], |_| {}), 1);
+    }
+
+    #[test]
+    fn reset_leaves_no_half_message() {
+        let mut p = StreamParser::new();
+        msgs(&mut p, &[0xF0, 1, 2]);
+        assert!(p.reset(), "a SysEx was cut off");
+        // The rest of the old SysEx are stray bytes now; nothing half-made comes out.
+        assert!(msgs(&mut p, &[3, 4, 0xF7]).is_empty());
+        msgs(&mut p, &[0x90, 60]);
+        assert!(!p.reset());
+        assert!(msgs(&mut p, &[100]).is_empty(), "running status is gone too");
+    }
+
+    #[test]
+    fn clock_transport_song_position_and_quarter_frames() {
+        let mut p = StreamParser::new();
+        assert_eq!(
+            msgs(
+                &mut p,
+                &[0xFA, 0xF8, 0xFC, 0xFB, 0xF2, 0x10, 0x01, 0xF1, 0x35, 0xFE, 0xF3, 2]
+            ),
+            [
+                "Start",
+                "Clock",
+                "Stop",
+                "Continue",
+                "SongPosition(144)",
+                "QuarterFrame(53)"
+            ]
+        );
     }
 
     #[test]

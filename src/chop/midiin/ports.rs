@@ -31,13 +31,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[cfg(not(feature = "jack"))]
 use midir::{MidiInput, MidiInputConnection};
 
-use super::parse::{Event, StreamParser};
+use super::parse::{Event, Msg, StreamParser, Sys};
+use super::ring;
 use crate::pattern::Pattern;
 
 /// How well a port matched the `device` string.
@@ -190,9 +191,9 @@ pub fn open(client: &str) -> Result<MidiInput, Unavailable> {
     }
     match MidiInput::new(client) {
         Ok(mut mi) => {
-            // SysEx, clock and active sensing carry no channel: don't even wake us for them
-            // (the parser ignores them in any case).
-            mi.ignore(midir::Ignore::All);
+            // SysEx, clock and timecode are used; active sensing (every 300 ms from many
+            // devices) is not: don't even wake us for it.
+            mi.ignore(midir::Ignore::ActiveSense);
             Ok(mi)
         }
         Err(e) => Err(Unavailable::Alsa(e.to_string())),
@@ -276,6 +277,11 @@ pub fn list_ports() -> Result<Vec<String>, Unavailable> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wire {
     Midi(Event),
+    /// A clock, transport or timecode message and when it arrived (µs on the MIDI system's
+    /// clock: only differences mean anything).
+    Sys(Sys, u64),
+    /// A SysEx, whose bytes wait in the SysEx ring tagged with this number.
+    Sysex(u32),
     /// The device went away: held notes can never receive their note-off.
     Disconnected,
 }
@@ -288,34 +294,103 @@ pub struct PortState {
     pub available: AtomicBool,
     /// Channel voice messages received.
     pub messages: AtomicU64,
-    /// System messages (SysEx, clock, …) received and ignored.
+    /// System messages nothing is made of (active sensing, tune request, …) and stray bytes.
     pub ignored: AtomicU64,
-    /// Messages lost because the cook thread's queue was full.
+    /// Messages lost because the cook thread's queue (or the SysEx ring) was full.
     pub dropped: AtomicU64,
+    /// Complete SysEx messages received.
+    pub sysex_in: AtomicU64,
+    /// SysEx messages dropped: longer than the bound, cut short by another status byte, or
+    /// cut off by the device going away.
+    pub sysex_dropped: AtomicU64,
+    /// Moves on at every disconnection: the MIDI callback then forgets any half message.
+    pub epoch: AtomicU64,
     pub connects: AtomicU64,
     /// Connections after the first one.
     pub reconnects: AtomicU64,
     /// Ports that matched `device` at the best level at the last scan (> 1: ambiguous).
     pub matches: AtomicU64,
+    /// The name of the port connected to ("" when none), for the MIDI In DAT's callbacks.
+    pub port: Mutex<String>,
+}
+
+/// The sending end of the SysEx ring and the tag of the last SysEx sent. Shared by the
+/// callbacks of successive connections (one at a time runs), each taking it with `try_lock`:
+/// it is never waited for.
+pub struct SysexTx {
+    pub ring: ring::Producer,
+    pub seq: u32,
 }
 
 /// What the MIDI callback owns: it runs on midir's thread (ALSA) or JACK's realtime thread, so
-/// it only parses and pushes into the bounded queue — no allocation, no lock, no log.
+/// it only parses and pushes into the bounded queues — no allocation, no waiting, no log.
 struct Callback {
     parser: StreamParser,
     tx: SyncSender<Wire>,
     shared: Arc<PortState>,
+    sysex: Arc<Mutex<SysexTx>>,
+    /// `shared.epoch` when this callback last ran.
+    epoch: u64,
 }
 
-fn on_midi(_stamp: u64, bytes: &[u8], cb: &mut Callback) {
-    let Callback { parser, tx, shared } = cb;
-    let ignored = parser.feed(bytes, |e| {
-        shared.messages.fetch_add(1, Relaxed);
-        match tx.try_send(Wire::Midi(e)) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => {
-                shared.dropped.fetch_add(1, Relaxed);
+impl Callback {
+    fn new(scanner: &Scanner) -> Callback {
+        Callback {
+            parser: StreamParser::new(),
+            tx: scanner.tx.clone(),
+            shared: scanner.shared.clone(),
+            sysex: scanner.sysex.clone(),
+            epoch: scanner.shared.epoch.load(Relaxed),
+        }
+    }
+}
+
+fn on_midi(stamp: u64, bytes: &[u8], cb: &mut Callback) {
+    let Callback {
+        parser,
+        tx,
+        shared,
+        sysex,
+        epoch,
+    } = cb;
+    let now = shared.epoch.load(Relaxed);
+    if now != *epoch {
+        // The device went away since the last bytes: what was in progress belongs to it.
+        *epoch = now;
+        if parser.reset() {
+            shared.sysex_dropped.fetch_add(1, Relaxed);
+        }
+    }
+    let send = |w: Wire| match tx.try_send(w) {
+        Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+        Err(TrySendError::Full(_)) => {
+            shared.dropped.fetch_add(1, Relaxed);
+        }
+    };
+    let ignored = parser.feed_all(bytes, |m| match m {
+        Msg::Voice(e) => {
+            shared.messages.fetch_add(1, Relaxed);
+            send(Wire::Midi(e));
+        }
+        Msg::Sys(s) => send(Wire::Sys(s, stamp)),
+        Msg::Sysex(bytes) => {
+            shared.sysex_in.fetch_add(1, Relaxed);
+            let queued = sysex.try_lock().ok().and_then(|mut q| {
+                let seq = q.seq.wrapping_add(1);
+                q.ring.push_parts(&[&seq.to_le_bytes(), bytes]).then(|| {
+                    q.seq = seq;
+                    seq
+                })
+            });
+            match queued {
+                Some(seq) => send(Wire::Sysex(seq)),
+                None => {
+                    shared.dropped.fetch_add(1, Relaxed);
+                }
             }
+        }
+        Msg::SysexDropped => {
+            shared.sysex_dropped.fetch_add(1, Relaxed);
         }
     });
     if ignored > 0 {
@@ -339,6 +414,7 @@ pub struct Scanner {
     #[cfg(feature = "jack")]
     closer: super::jack::Closer,
     tx: SyncSender<Wire>,
+    sysex: Arc<Mutex<SysexTx>>,
     pub shared: Arc<PortState>,
     /// Log state, so that each change is logged once.
     logged_unavailable: Option<Unavailable>,
@@ -384,7 +460,12 @@ pub enum ScanState {
 }
 
 impl Scanner {
-    pub fn new(op: &str, device: &Pattern, tx: SyncSender<Wire>) -> Scanner {
+    pub fn new(
+        op: &str,
+        device: &Pattern,
+        tx: SyncSender<Wire>,
+        sysex: ring::Producer,
+    ) -> Scanner {
         Scanner {
             op: op.to_string(),
             device: DeviceMatcher::new(device),
@@ -395,6 +476,10 @@ impl Scanner {
             #[cfg(feature = "jack")]
             closer: Default::default(),
             tx,
+            sysex: Arc::new(Mutex::new(SysexTx {
+                ring: sysex,
+                seq: 0,
+            })),
             shared: Arc::new(PortState::default()),
             logged_unavailable: None,
             logged_missing: false,
@@ -557,6 +642,9 @@ impl Scanner {
     /// Records a new connection to `port`, counts it and logs it.
     fn connected(&mut self, port: Port, link: Link) {
         let name = port.name.clone();
+        if let Ok(mut p) = self.shared.port.lock() {
+            p.clone_from(&name);
+        }
         self.conn = Some((port, link));
         self.shared.connected.store(true, Relaxed);
         let n = self.shared.connects.fetch_add(1, Relaxed);
@@ -583,6 +671,10 @@ impl Scanner {
         #[allow(clippy::drop_non_drop, dropping_copy_types)]
         drop(link);
         self.shared.connected.store(false, Relaxed);
+        self.shared.epoch.fetch_add(1, Relaxed);
+        if let Ok(mut p) = self.shared.port.lock() {
+            p.clear();
+        }
         // Blocking send: only waits when the cook thread has stopped folding (queue full), and
         // fails at once when the operator is gone.
         let _ = self.tx.send(Wire::Disconnected);
@@ -643,13 +735,9 @@ impl Scanner {
                 std::process::id(),
                 N.fetch_add(1, Relaxed)
             );
-            let mut cb = Callback {
-                parser: StreamParser::new(),
-                tx: self.tx.clone(),
-                shared: self.shared.clone(),
-            };
+            let mut cb = Callback::new(self);
             let input =
-                super::jack::JackInput::open(&client, "in", move |b| on_midi(0, b, &mut cb))?;
+                super::jack::JackInput::open(&client, "in", move |t, b| on_midi(t, b, &mut cb))?;
             self.input = Some(input);
         }
         let (Some(l), Some(input)) = (&mut self.lister, &self.input) else {
@@ -670,11 +758,7 @@ impl Scanner {
             .into_iter()
             .find(|p| mi.port_name(p).is_ok_and(|n| n == port))
             .ok_or_else(|| "the port vanished while connecting".to_string())?;
-        let cb = Callback {
-            parser: StreamParser::new(),
-            tx: self.tx.clone(),
-            shared: self.shared.clone(),
-        };
+        let cb = Callback::new(self);
         mi.connect(&p, "in", on_midi, cb)
             .map(|link| (link, false))
             .map_err(|e| e.to_string())

@@ -15,6 +15,7 @@ pub mod datfind;
 pub mod datmodule;
 pub mod expr;
 pub mod globals;
+pub mod midi;
 pub mod numpy;
 pub mod op;
 pub mod par;
