@@ -12,6 +12,8 @@
 //! drops the rest, so the bundles are walked here (their framing already checked) and every
 //! element is decoded on its own; a bad one is counted and the others still arrive.
 
+pub mod framing;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rosc::{OscMessage, OscPacket, OscType};
