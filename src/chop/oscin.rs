@@ -26,7 +26,9 @@ use crate::logging::RateLimit;
 use crate::osc;
 
 pub mod config;
+pub mod tcp;
 pub use config::{OscIn, OscInConfig};
+use config::Protocol as InProtocol;
 use crate::pattern::Pattern;
 
 /// Decoded updates waiting for the cook thread. 64k updates is a second of a 50k msg/s flood at
@@ -43,7 +45,26 @@ fn cost(u: &Update) -> usize {
     std::mem::size_of::<Update>() + u.name.len() + 4 * u.values.len()
 }
 
-/// Largest UDP payload.
+/// Queues an update for the cook thread, or counts it as a queue drop: the one way onto the
+/// queue, for the UDP and the TCP receive loops.
+fn enqueue(tx: &SyncSender<Update>, counters: &Counters, u: Update) {
+    let c = cost(&u);
+    if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
+        counters.queue_drops.fetch_add(1, Relaxed);
+        return;
+    }
+    counters.queued_bytes.fetch_add(c, Relaxed);
+    match tx.try_send(u) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            counters.queued_bytes.fetch_sub(c, Relaxed);
+            counters.queue_drops.fetch_add(1, Relaxed);
+        }
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+/// Largest UDP payload, and largest packet taken from a TCP stream.
 const MAX_DATAGRAM: usize = 65_536;
 
 /// True when `from` is our own export socket: a message exported by this daemon arriving back
@@ -205,6 +226,8 @@ pub struct OscInOp {
     told_name_limit: bool,
     logged: LoggedCounts,
     last_proc_read: Option<Instant>,
+    /// With `protocol = "tcp"`: its counters and what of them was logged.
+    tcp: Option<(Arc<tcp::TcpCounters>, tcp::TcpLog)>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq)]
@@ -226,12 +249,6 @@ impl OscInOp {
         own: OwnPort,
         max_slice: Duration,
     ) -> Result<OscInOp, String> {
-        let socket =
-            bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
-        let local = socket
-            .local_addr()
-            .map_err(|e| format!("oscin \"{}\": {e}", op.name))?;
-        let inode = socket_inode(&socket);
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -240,17 +257,46 @@ impl OscInOp {
             strip_segments: cfg.strip_segments,
             max_address: cfg.max_address_length,
         };
-        let thread = {
-            let filter = Filter {
-                allow: cfg.allow.clone(),
-                own,
-                local_ips: local_ips(),
-            };
-            let (counters, stop) = (counters.clone(), stop.clone());
+        let filter = Filter {
+            allow: cfg.allow.clone(),
+            own,
+            local_ips: local_ips(),
+        };
+        let spawn = |f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(format!("oscin-{}", op.name))
-                .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
-                .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
+                .spawn(f)
+                .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))
+        };
+        let bind_error = |e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind);
+        let (local, inode, thread, tcp) = match cfg.protocol {
+            InProtocol::Udp => {
+                let socket = bind(cfg).map_err(bind_error)?;
+                let local = socket.local_addr().map_err(bind_error)?;
+                let inode = socket_inode(&socket);
+                let (counters, stop) = (counters.clone(), stop.clone());
+                let thread =
+                    spawn(Box::new(move || receive_loop(socket, decoder, filter, tx, counters, stop)))?;
+                (local, inode, thread, None)
+            }
+            InProtocol::Tcp(framing) => {
+                let listener = tcp::bind(cfg.bind).map_err(bind_error)?;
+                let local = listener.local_addr().map_err(bind_error)?;
+                let tcp_counters = Arc::new(tcp::TcpCounters::default());
+                let receiver = tcp::Receiver {
+                    listener,
+                    framing,
+                    max_clients: cfg.max_clients,
+                    decoder,
+                    filter,
+                    tx,
+                    counters: counters.clone(),
+                    tcp: tcp_counters.clone(),
+                    stop: stop.clone(),
+                };
+                let thread = spawn(Box::new(move || receiver.run()))?;
+                (local, 0, thread, Some((tcp_counters, tcp::TcpLog::new())))
+            }
         };
         tracing::info!("bound oscin \"{}\" on {}", op.name, local);
         Ok(OscInOp {
@@ -277,6 +323,7 @@ impl OscInOp {
             told_name_limit: false,
             logged: LoggedCounts::default(),
             last_proc_read: None,
+            tcp,
         })
     }
 
@@ -469,6 +516,9 @@ impl Operator for OscInOp {
             ("name_limit", self.name_limit_hits as f64),
             ("slice_drops", self.slices.dropped as f64),
         ]);
+        if let Some((c, _)) = &self.tcp {
+            tcp::extras(c, out);
+        }
     }
 
     fn bound(&self) -> Option<SocketAddr> {
@@ -520,6 +570,9 @@ impl Operator for OscInOp {
     fn housekeeping(&mut self) {
         self.log_problems();
         self.tell_limits();
+        if let Some((c, log)) = &mut self.tcp {
+            log.log(c, self.cfg.max_clients);
+        }
         let now = Instant::now();
         if self.inode != 0
             && self
@@ -627,22 +680,7 @@ fn receive_loop(
             counters.refused.fetch_add(1, Relaxed);
             continue;
         }
-        decoder.decode(&buf[..n], &counters, |u| {
-            let c = cost(&u);
-            if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
-                counters.queue_drops.fetch_add(1, Relaxed);
-                return;
-            }
-            counters.queued_bytes.fetch_add(c, Relaxed);
-            match tx.try_send(u) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    counters.queued_bytes.fetch_sub(c, Relaxed);
-                    counters.queue_drops.fetch_add(1, Relaxed);
-                }
-                Err(TrySendError::Disconnected(_)) => {}
-            }
-        });
+        decoder.decode(&buf[..n], &counters, |u| enqueue(&tx, &counters, u));
     }
 }
 

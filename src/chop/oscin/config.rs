@@ -5,10 +5,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::tcp::DEFAULT_MAX_CLIENTS;
 use super::OscInOp;
 use crate::config::{Bounds, Checker, Cidr, Kind, OperatorConfig, Settings};
 use crate::config::refs::OpRefs;
 use crate::cook::{BuildCtx, Operator};
+use crate::osc::framing::Framing;
 use crate::pattern::Pattern;
 
 /// The OSC In kind.
@@ -30,14 +32,59 @@ pub const MAX_ADDRESS_LENGTH: Bounds = Bounds::new(16, 65_536);
 /// name (`mixer/channel12/fader_2` is 23).
 pub const TYPICAL_NAME_BYTES: usize = 64;
 pub const MAX_NAME_BYTES: Bounds = Bounds::new(1024, 1 << 30);
+pub const MAX_CLIENTS: Bounds = Bounds::new(1, 4096);
+
+/// `protocol`: how OSC arrives.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawProtocol {
+    /// Datagrams (the default)
+    Udp,
+    /// A stream per client, packets framed by `framing`
+    Tcp,
+}
+
+/// `framing`: how packets are delimited on a TCP stream.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFraming {
+    /// OSC 1.1: SLIP (RFC 1055), the default
+    Slip,
+    /// OSC 1.0: a 4-byte big-endian size before each packet
+    Size,
+}
+
+impl From<RawFraming> for Framing {
+    fn from(f: RawFraming) -> Framing {
+        match f {
+            RawFraming::Slip => Framing::Slip,
+            RawFraming::Size => Framing::Size,
+        }
+    }
+}
+
+/// How an OSC In receives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Protocol {
+    Udp,
+    Tcp(Framing),
+}
 
 /// The keys of an `oscin` operator.
 #[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Raw {
-    /// UDP port (0 = any free port)
+    /// UDP (or with protocol = "tcp", TCP) port (0 = any free port)
     #[schemars(with = "u16")]
     pub port: Spanned<u16>,
+    /// "udp" (default) or "tcp"
+    pub protocol: Option<RawProtocol>,
+    /// With protocol = "tcp": "slip" (OSC 1.1, default) or "size" (OSC 1.0)
+    #[schemars(with = "Option<RawFraming>")]
+    pub framing: Option<Spanned<RawFraming>>,
+    /// With protocol = "tcp": most clients connected at once (default 64)
+    #[schemars(with = "Option<i64>", range(min = MAX_CLIENTS.min, max = MAX_CLIENTS.max))]
+    pub max_clients: Option<Spanned<i64>>,
     /// Address to listen on (default: all, IPv4 and IPv6)
     #[schemars(with = "Option<String>")]
     pub local_address: Option<Spanned<String>>,
@@ -76,6 +123,9 @@ pub struct Raw {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OscInConfig {
     pub bind: SocketAddr,
+    pub protocol: Protocol,
+    /// With TCP: most clients at once.
+    pub max_clients: usize,
     pub multicast: Option<(Ipv4Addr, Ipv4Addr)>,
     pub address_scope: Pattern,
     pub strip_segments: usize,
@@ -168,8 +218,33 @@ impl Kind for OscIn {
             MAX_NAME_BYTES,
             default_name_bytes as i64,
         ) as usize;
+        let protocol = match r.protocol.unwrap_or(RawProtocol::Udp) {
+            RawProtocol::Udp => {
+                if let Some(f) = &r.framing {
+                    cx.d.error(f.span(), "framing applies to protocol = \"tcp\" only");
+                }
+                if let Some(m) = &r.max_clients {
+                    cx.d.error(m.span(), "max_clients applies to protocol = \"tcp\" only");
+                }
+                Protocol::Udp
+            }
+            RawProtocol::Tcp => {
+                if let Some(m) = &r.multicast {
+                    cx.d.error(m.span(), "multicast needs protocol = \"udp\"");
+                }
+                Protocol::Tcp(r.framing.as_ref().map_or(Framing::Slip, |f| (*f.get_ref()).into()))
+            }
+        };
+        let max_clients = cx.ranged_or(
+            &r.max_clients,
+            "max_clients",
+            MAX_CLIENTS,
+            DEFAULT_MAX_CLIENTS as i64,
+        ) as usize;
         Some(OscInConfig {
             bind: SocketAddr::new(ip, *r.port.get_ref()),
+            protocol,
+            max_clients,
             multicast,
             address_scope,
             strip_segments,
