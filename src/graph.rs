@@ -623,6 +623,10 @@ impl Graph {
         }
         self.daemon.packets_out = self.dests.packets_out;
         self.daemon.messages_out = self.dests.messages_out;
+        let links = self.dests.link_totals();
+        self.daemon.dests_down = links.down;
+        self.daemon.dest_outages = links.outages;
+        self.daemon.dest_drops = links.dropped;
         for (op, par, v) in writes {
             if let Some(&i) = self.names.get(&op) {
                 if let Err(e) = self.ops[i].set_par(&par, ParValue::Float(v as f64)) {

@@ -379,7 +379,13 @@ fn schema_ranges_are_the_checkers() {
     probe(
         &top["destinations"]["additionalProperties"]["properties"],
         &|k, v| {
-            let base = [("host", "\"127.0.0.1\""), ("port", "9")];
+            // Multicast settings need a group as host.
+            let host = if k.starts_with("multicast_") {
+                "\"239.1.2.3\""
+            } else {
+                "\"127.0.0.1\""
+            };
+            let base = [("host", host), ("port", "9")];
             let keys: String = base
                 .iter()
                 .filter(|(b, _)| *b != k)
@@ -400,7 +406,13 @@ fn schema_ranges_are_the_checkers() {
                 .filter(|l| !l.starts_with(&format!("{k} ")))
                 .map(|l| format!("{l}\n"))
                 .collect();
-            format!("[[operator]]\nname = \"a\"\ntype = \"{name}\"\n{base}{k} = {v}\n")
+            // Keys of OSC over TCP need it.
+            let tcp = if k == "max_clients" {
+                "protocol = \"tcp\"\n"
+            } else {
+                ""
+            };
+            format!("[[operator]]\nname = \"a\"\ntype = \"{name}\"\n{base}{tcp}{k} = {v}\n")
         };
         probe(&kind["properties"], &config);
         probe(&kind["properties"]["export"]["properties"], &|k, v| {

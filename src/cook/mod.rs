@@ -119,6 +119,12 @@ pub struct DaemonStats {
     pub packets_in: u64,
     pub packets_out: u64,
     pub messages_out: u64,
+    /// TCP destinations not connected now.
+    pub dests_down: u64,
+    /// Outages of TCP destinations since start (connections lost or never made).
+    pub dest_outages: u64,
+    /// Messages dropped because a TCP destination was down or not reading.
+    pub dest_drops: u64,
     /// Resident memory of the process, MB (sampled once a second; 0 until the first sample).
     pub rss_mb: f64,
 }

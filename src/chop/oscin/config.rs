@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::tcp::DEFAULT_MAX_CLIENTS;
 use super::OscInOp;
-use crate::config::{Bounds, Checker, Cidr, Kind, OperatorConfig, Settings};
+use crate::config::{Bounds, Checker, Cidr, Kind, OperatorConfig, OscFraming, OscProtocol, Settings};
 use crate::config::refs::OpRefs;
 use crate::cook::{BuildCtx, Operator};
 use crate::osc::framing::Framing;
@@ -34,35 +34,6 @@ pub const TYPICAL_NAME_BYTES: usize = 64;
 pub const MAX_NAME_BYTES: Bounds = Bounds::new(1024, 1 << 30);
 pub const MAX_CLIENTS: Bounds = Bounds::new(1, 4096);
 
-/// `protocol`: how OSC arrives.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RawProtocol {
-    /// Datagrams (the default)
-    Udp,
-    /// A stream per client, packets framed by `framing`
-    Tcp,
-}
-
-/// `framing`: how packets are delimited on a TCP stream.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RawFraming {
-    /// OSC 1.1: SLIP (RFC 1055), the default
-    Slip,
-    /// OSC 1.0: a 4-byte big-endian size before each packet
-    Size,
-}
-
-impl From<RawFraming> for Framing {
-    fn from(f: RawFraming) -> Framing {
-        match f {
-            RawFraming::Slip => Framing::Slip,
-            RawFraming::Size => Framing::Size,
-        }
-    }
-}
-
 /// How an OSC In receives.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Protocol {
@@ -78,10 +49,10 @@ pub struct Raw {
     #[schemars(with = "u16")]
     pub port: Spanned<u16>,
     /// "udp" (default) or "tcp"
-    pub protocol: Option<RawProtocol>,
+    pub protocol: Option<OscProtocol>,
     /// With protocol = "tcp": "slip" (OSC 1.1, default) or "size" (OSC 1.0)
-    #[schemars(with = "Option<RawFraming>")]
-    pub framing: Option<Spanned<RawFraming>>,
+    #[schemars(with = "Option<OscFraming>")]
+    pub framing: Option<Spanned<OscFraming>>,
     /// With protocol = "tcp": most clients connected at once (default 64)
     #[schemars(with = "Option<i64>", range(min = MAX_CLIENTS.min, max = MAX_CLIENTS.max))]
     pub max_clients: Option<Spanned<i64>>,
@@ -218,8 +189,8 @@ impl Kind for OscIn {
             MAX_NAME_BYTES,
             default_name_bytes as i64,
         ) as usize;
-        let protocol = match r.protocol.unwrap_or(RawProtocol::Udp) {
-            RawProtocol::Udp => {
+        let protocol = match r.protocol.unwrap_or(OscProtocol::Udp) {
+            OscProtocol::Udp => {
                 if let Some(f) = &r.framing {
                     cx.d.error(f.span(), "framing applies to protocol = \"tcp\" only");
                 }
@@ -228,7 +199,7 @@ impl Kind for OscIn {
                 }
                 Protocol::Udp
             }
-            RawProtocol::Tcp => {
+            OscProtocol::Tcp => {
                 if let Some(m) = &r.multicast {
                     cx.d.error(m.span(), "multicast needs protocol = \"udp\"");
                 }
