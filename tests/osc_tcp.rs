@@ -191,3 +191,77 @@ fn tcp_keys_are_checked() {
         "{text}"
     );
 }
+
+const PY_STRINGS: &str = r#"
+import sys
+from pythonosc.tcp_client import SimpleTCPClient
+from pythonosc.udp_client import SimpleUDPClient
+port, proto = int(sys.argv[1]), sys.argv[2]
+c = SimpleTCPClient("127.0.0.1", port) if proto == "tcp" else SimpleUDPClient("127.0.0.1", port)
+c.send_message("/other", [1])
+c.send_message("/ch/01/name", ["X", 0.25])
+c.send_message("/ch/01/name", ["Vox", 0.75])
+if proto == "tcp":
+    c.close()
+"#;
+
+/// The OSC In DAT `msgs` (with `protocol`), its callbacks writing into the Constant `k`, which
+/// exports to `rx` under `/show`.
+fn strings_config(rx: &OscRx, protocol: &str) -> Config {
+    Config::new()
+        .dest("show", rx.port())
+        .op(
+            "msgs",
+            "oscindat",
+            &format!(
+                "port = 0\nlocal_address = \"127.0.0.1\"\nprotocol = \"{protocol}\"\ncallbacks = \"osc_receive.py\""
+            ),
+        )
+        .op(
+            "k",
+            "constant",
+            &format!(
+                "pars = {{ name0 = \"cell\", name1 = \"strlen\", name2 = \"rows\", name3 = \"message\", name4 = \"peer\" }}\n{TO_SHOW}"
+            ),
+        )
+}
+
+#[test]
+fn the_osc_in_dat_keeps_strings_and_runs_on_receive_osc_over_udp_and_tcp() {
+    for protocol in ["udp", "tcp"] {
+        let rx = OscRx::new();
+        let mut d = Daemon::start(
+            &strings_config(&rx, protocol).text(),
+            &[("osc_receive.py", &fixture("osc_receive.py"))],
+        );
+        python(PY_STRINGS, &[&d.port("msgs").to_string(), protocol]);
+        seen(&rx, "/show/cell", 0.75);
+        seen(&rx, "/show/strlen", 3.0);
+        // Two addresses, the second written twice: two rows.
+        seen(&rx, "/show/rows", 2.0);
+        seen(&rx, "/show/message", 1.0);
+        seen(&rx, "/show/peer", 1.0);
+        assert!(d.stop().success());
+    }
+}
+
+#[test]
+fn the_osc_in_dat_holds_max_lines_rows_and_counts_the_rest() {
+    let rx = OscRx::new();
+    let cfg = Config::new()
+        .dest("show", rx.port())
+        .op(
+            "msgs",
+            "oscindat",
+            "port = 0\nlocal_address = \"127.0.0.1\"\nmax_lines = 2\ntypetag = true",
+        )
+        .info("stats", "msgs", TO_SHOW);
+    let mut d = Daemon::start(&cfg.text(), &[]);
+    let port = d.port("msgs");
+    for a in ["/a", "/b", "/c"] {
+        send(port, a, vec![OscType::String("s".into()), OscType::Int(1)]);
+    }
+    seen(&rx, "/show/rows_dropped", 1.0);
+    seen(&rx, "/show/messages", 3.0);
+    assert!(d.stop().success());
+}

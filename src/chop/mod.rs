@@ -25,6 +25,7 @@ pub mod testing;
 
 kinds! {
     oscin::OscIn,
+    oscindat::OscInDat,
     midiin::MidiIn,
     script::Script,
     info::Info,

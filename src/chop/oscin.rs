@@ -65,7 +65,7 @@ fn enqueue(tx: &SyncSender<Update>, counters: &Counters, u: Update) {
 }
 
 /// Largest UDP payload, and largest packet taken from a TCP stream.
-const MAX_DATAGRAM: usize = 65_536;
+pub(crate) const MAX_DATAGRAM: usize = 65_536;
 
 /// True when `from` is our own export socket: a message exported by this daemon arriving back
 /// at an input (a feedback loop) is recognised, counted and dropped instead of being re-exported
@@ -283,13 +283,18 @@ impl OscInOp {
                 let listener = tcp::bind(cfg.bind).map_err(bind_error)?;
                 let local = listener.local_addr().map_err(bind_error)?;
                 let tcp_counters = Arc::new(tcp::TcpCounters::default());
+                let handler: tcp::Handler = {
+                    let counters = counters.clone();
+                    Box::new(move |packet, _| {
+                        decoder.decode(packet, &counters, |u| enqueue(&tx, &counters, u))
+                    })
+                };
                 let receiver = tcp::Receiver {
                     listener,
                     framing,
                     max_clients: cfg.max_clients,
-                    decoder,
-                    filter,
-                    tx,
+                    allow: filter.allow,
+                    handler,
                     counters: counters.clone(),
                     tcp: tcp_counters.clone(),
                     stop: stop.clone(),
@@ -587,7 +592,7 @@ impl Operator for OscInOp {
     }
 }
 
-fn bind(cfg: &OscInConfig) -> std::io::Result<UdpSocket> {
+pub(crate) fn bind(cfg: &OscInConfig) -> std::io::Result<UdpSocket> {
     let v4_any = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), cfg.bind.port());
     if cfg.multicast.is_some() && cfg.bind.ip().is_unspecified() {
         // IPv4 multicast groups are joined on an IPv4 socket.
@@ -635,7 +640,7 @@ fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// How often a blocked receive wakes to check for a stop request.
-const READ_TIMEOUT: Duration = Duration::from_millis(50);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Who may send to an OSC In.
 struct Filter {
@@ -684,7 +689,7 @@ fn receive_loop(
     }
 }
 
-fn allowed(allow: &[Cidr], ip: IpAddr) -> bool {
+pub(crate) fn allowed(allow: &[Cidr], ip: IpAddr) -> bool {
     allow.iter().any(|c| c.contains(ip))
 }
 

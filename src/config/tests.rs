@@ -6,7 +6,9 @@ use serde::Deserialize;
 
 use super::*;
 use crate::chop::oscin::config::DEFAULT_RECEIVE_BUFFER;
-use crate::chop::{base, constant, info, math, midiin, oscin, script, table, text, KINDS};
+use crate::chop::{
+    base, constant, info, math, midiin, oscin, oscindat, script, table, text, KINDS,
+};
 
 fn check_str(path: &Path, src: &str) -> Result<Config, Vec<Diagnostic>> {
     super::check_str(path, src, KINDS)
@@ -249,6 +251,7 @@ fn schema_matches_the_parser() {
     // Each kind's own keys, by its type name; every kind in the schema must be listed here.
     let own: Vec<(&str, Vec<String>)> = vec![
         ("oscin", accepted::<oscin::config::Raw>()),
+        ("oscindat", accepted::<oscindat::Raw>()),
         ("midiin", accepted::<midiin::config::Raw>()),
         ("script", accepted::<script::config::Raw>()),
         ("info", accepted::<info::InfoRaw>()),
@@ -315,7 +318,7 @@ fn schema_ranges_are_the_checkers() {
     let schema = schema::schema(KINDS);
     let script = "tests/fixtures/scripts/idle.py";
     let minimal = |kind: &str| match kind {
-        "oscin" => "port = 0".to_string(),
+        "oscin" | "oscindat" => "port = 0".to_string(),
         "midiin" => "device = \"x\"".to_string(),
         "script" => format!(
             "callbacks = \"{}\"",

@@ -1,7 +1,8 @@
 //! OSC In over TCP (`protocol = "tcp"`): one receive thread runs a small single-threaded tokio
 //! runtime that accepts up to `max_clients` connections and reads them all; every packet a
-//! connection's [`Deframer`] completes goes through the same [`Decoder`] and onto the same
-//! bounded queue as a UDP datagram, so the cook side cannot tell the two apart.
+//! connection's [`Deframer`] completes goes to the receiver's handler as a UDP datagram would
+//! (OSC In: the same [`super::Decoder`] and bounded queue, so the cook side cannot tell the two
+//! apart; the OSC In DAT: its message queue).
 //!
 //! Bounded per connection: one read buffer and one frame of at most [`MAX_DATAGRAM`] bytes. A
 //! frame problem (truncated, badly escaped, oversized) is counted; a size prefix beyond the
@@ -10,14 +11,14 @@
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncReadExt;
 
-use super::{allowed, enqueue, Counters, Decoder, Filter, Update, MAX_DATAGRAM, READ_TIMEOUT};
+use super::{allowed, Counters, MAX_DATAGRAM, READ_TIMEOUT};
+use crate::config::Cidr;
 use crate::logging::RateLimit;
 use crate::osc::framing::{Deframer, Fatal, FrameError, Framing};
 
@@ -67,22 +68,26 @@ fn bind_at(at: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// What is done with each packet, and who sent it.
+pub type Handler = Box<dyn Fn(&[u8], SocketAddr) + Send + Sync>;
+
 /// What the receive thread needs.
-pub(super) struct Receiver {
-    pub(super) listener: TcpListener,
-    pub(super) framing: Framing,
-    pub(super) max_clients: usize,
-    pub(super) decoder: Decoder,
-    pub(super) filter: Filter,
-    pub(super) tx: SyncSender<Update>,
-    pub(super) counters: Arc<Counters>,
-    pub(super) tcp: Arc<TcpCounters>,
-    pub(super) stop: Arc<AtomicBool>,
+pub struct Receiver {
+    pub listener: TcpListener,
+    pub framing: Framing,
+    pub max_clients: usize,
+    /// Who may connect (empty: anyone).
+    pub allow: Vec<Cidr>,
+    pub handler: Handler,
+    /// `refused` counts connections the allow list refused.
+    pub counters: Arc<Counters>,
+    pub tcp: Arc<TcpCounters>,
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Receiver {
     /// The receive thread's body: accepts and reads until `stop` is set.
-    pub(super) fn run(self) {
+    pub fn run(self) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -108,8 +113,7 @@ impl Receiver {
         };
         let shared = Arc::new(Shared {
             framing: self.framing,
-            decoder: self.decoder,
-            tx: self.tx,
+            handler: self.handler,
             counters: self.counters,
             tcp: self.tcp,
         });
@@ -128,7 +132,7 @@ impl Receiver {
                             continue;
                         }
                     };
-                    if !self.filter.allow.is_empty() && !allowed(&self.filter.allow, peer.ip()) {
+                    if !self.allow.is_empty() && !allowed(&self.allow, peer.ip()) {
                         shared.counters.refused.fetch_add(1, Relaxed);
                         continue;
                     }
@@ -151,8 +155,7 @@ impl Receiver {
 /// What every connection's task shares.
 struct Shared {
     framing: Framing,
-    decoder: Decoder,
-    tx: SyncSender<Update>,
+    handler: Handler,
     counters: Arc<Counters>,
     tcp: Arc<TcpCounters>,
 }
@@ -168,9 +171,7 @@ impl Shared {
                 Err(_) => break "reset",
             };
             let fed = deframer.feed(&buf[..n], |frame| match frame {
-                Ok(packet) => self
-                    .decoder
-                    .decode(packet, &self.counters, |u| enqueue(&self.tx, &self.counters, u)),
+                Ok(packet) => (self.handler)(packet, peer),
                 Err(FrameError::Oversize | FrameError::BadEscape | FrameError::Empty) => {
                     self.tcp.frame_errors.fetch_add(1, Relaxed);
                 }
