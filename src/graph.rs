@@ -606,6 +606,10 @@ impl Graph {
                 );
             }
         }
+        let dests = &mut self.dests;
+        for op in &mut self.ops {
+            op.osc_out(&mut |name, item| dests.send_out(name, item));
+        }
         self.dests.flush();
         // Export mappings change rarely (each change bumps a sernum): rebuild the table of
         // export-driven parameters only then.

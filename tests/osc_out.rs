@@ -271,3 +271,72 @@ fn multicast_output_with_ttl_and_interface_inside_a_private_network_namespace() 
     );
     assert!(stdout.contains("ttl 3 value 0.5"), "{stdout}");
 }
+
+#[test]
+fn scripts_send_any_osc_through_an_osc_out_dat() {
+    let rx = OscRx::new();
+    let cfg = Config::new()
+        .dest_unprefixed("x32", rx.port())
+        .op("out", "oscout", "destination = \"x32\"")
+        .op("tbl", "table", "rows = [[\"a\"]]")
+        .script("sender", "send_osc.py", "", "");
+    let mut d = Daemon::start(&cfg.text(), &[("send_osc.py", &fixture("send_osc.py"))]);
+    let m = rx.until(TIMEOUT, |m| m.addr == "/ch/01/mix/fader");
+    assert_eq!(
+        m.args,
+        [
+            OscType::Float(0.5),
+            OscType::String("on".into()),
+            OscType::Int(3),
+            OscType::Bool(true),
+            OscType::Nil,
+            OscType::Array(rosc::OscArray {
+                content: vec![OscType::Int(1), OscType::Int(2)]
+            }),
+            OscType::Blob(vec![1]),
+            OscType::Long(1 << 40),
+        ]
+    );
+    // Messages are packed in the order sent; packets (asBundle, sendBytes) follow them.
+    let plain = rx.until(TIMEOUT, |m| m.addr == "/plain");
+    assert_eq!(plain.args, [OscType::Int(1), OscType::Int(7)]);
+    let one = rx.until(TIMEOUT, |m| m.addr == "/one");
+    assert_eq!(one.args, [OscType::String("alone".into())]);
+    let checks = rx.until(TIMEOUT, |m| m.addr == "/checks");
+    // sendOSC on a table DAT raises tdError, a None without non-standard types TypeError; the
+    // first sendOSC returned the size of its message.
+    assert_eq!(checks.args[..2], [OscType::Int(1), OscType::Int(1)]);
+    assert!(
+        matches!(checks.args[2], OscType::Int(n) if n > 40 && n % 4 == 0),
+        "{checks:?}"
+    );
+    let b1 = rx.until(TIMEOUT, |m| m.addr == "/b");
+    let b2 = rx.until(TIMEOUT, |m| m.addr == "/b");
+    assert_eq!(
+        (b1.args, b2.args),
+        (vec![OscType::Int(1)], vec![OscType::Int(2)])
+    );
+    let raw = rx.until(TIMEOUT, |m| m.addr == "/raw");
+    assert!(raw.args.is_empty());
+    assert!(d.stop().success());
+}
+
+#[test]
+fn an_osc_out_dat_names_a_destination() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "c.toml",
+        &Config::new()
+            .dest("x32", 9)
+            .op("out", "oscout", "destination = \"x31\"")
+            .text(),
+    );
+    let (code, text) = check(&path);
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        text.contains(
+            "destination \"x31\" is not defined (add [destinations.x31]); did you mean \"x32\"?"
+        ),
+        "{text}"
+    );
+}

@@ -26,6 +26,7 @@ pub mod testing;
 kinds! {
     oscin::OscIn,
     oscindat::OscInDat,
+    oscout::OscOut,
     midiin::MidiIn,
     script::Script,
     info::Info,

@@ -15,6 +15,7 @@ use rosc::OscMessage;
 
 use super::tcp::TcpLink;
 use crate::config::{Destination, Keepalive, NumFormat, Transport};
+use crate::cook::OscOutgoing;
 use crate::osc::framing::{self, Framing};
 use crate::osc::{self, Arg, Lone, Packer};
 
@@ -38,6 +39,8 @@ struct Dest {
     keepalive_due: Vec<Option<Instant>>,
     /// Connections the TCP link made, as last seen: exports resend everything when it moves.
     epoch: u64,
+    /// Packets a script made (`sendOSC` bundles, `sendBytes`), sent on their own.
+    packets: Vec<Vec<u8>>,
 }
 
 enum Link {
@@ -215,6 +218,7 @@ impl Destinations {
                 link: None,
                 keepalive_due: vec![None; d.keepalive.len()],
                 epoch: 0,
+                packets: Vec::new(),
             });
         }
         Ok(Resolved(out))
@@ -332,14 +336,26 @@ impl Destinations {
         d.out.push(address, arg(value, d.cfg.format));
     }
 
-    /// Queues an arbitrary message (a script's `sendOSC`) for `dest`, sent with this frame's.
-    pub fn push_message(&mut self, dest: usize, m: OscMessage) {
-        self.list[dest].out.push_message(m);
+    /// Queues what a script sends to destination `name` for this frame's flush: a message
+    /// packed with the exports, a packet on its own. A name no longer configured (a reload
+    /// took it away) drops it.
+    pub fn send_out(&mut self, name: &str, item: OscOutgoing) {
+        let Some(d) = self.list.iter_mut().find(|d| d.cfg.name == name) else {
+            tracing::debug!(
+                destination = name,
+                "no such destination: a script's OSC is dropped"
+            );
+            return;
+        };
+        match item {
+            OscOutgoing::Message(m) => d.out.push_message(m),
+            OscOutgoing::Packet(p) => d.packets.push(p),
+        }
     }
 
     /// Sends everything queued: a lone message as itself, several packed into bundles of at
     /// most `max_packet` bytes (a message too big for any bundle goes alone). Keep-alives that
-    /// are due go first.
+    /// are due go first, scripts' own packets last.
     pub fn flush(&mut self) {
         let now = SystemTime::now();
         let mono = Instant::now();
@@ -358,7 +374,7 @@ impl Destinations {
                 d.epoch = l.state.connects();
             }
             d.queue_keepalives(mono);
-            if d.out.is_empty() {
+            if d.out.is_empty() && d.packets.is_empty() {
                 continue;
             }
             let (timetag, lone) = if d.cfg.timetag {
@@ -387,12 +403,20 @@ impl Destinations {
                         packets += 1;
                         messages += n;
                     });
+                    for p in d.packets.drain(..) {
+                        framing::encode(framing, &p, &mut bytes);
+                        packets += 1;
+                        messages += 1;
+                    }
                     if link.send(bytes, messages) {
                         *packets_out += packets;
                         *messages_out += messages as u64;
                     }
                 }
-                Some(Link::Failed) => d.out.drain(timetag, lone, |_, _| {}),
+                Some(Link::Failed) => {
+                    d.packets.clear();
+                    d.out.drain(timetag, lone, |_, _| {});
+                }
                 link => {
                     let sock = match link {
                         Some(Link::Multicast(s)) => &*s,
@@ -407,6 +431,15 @@ impl Destinations {
                             Err(e) => fail(e),
                         }
                     });
+                    for p in d.packets.drain(..) {
+                        match sock.send_to(&p, addr) {
+                            Ok(_) => {
+                                *packets_out += 1;
+                                *messages_out += 1;
+                            }
+                            Err(e) => fail(e),
+                        }
+                    }
                 }
             }
         }

@@ -17,6 +17,7 @@ pub mod expr;
 pub mod globals;
 pub mod numpy;
 pub mod op;
+pub mod oscout;
 pub mod par;
 pub mod pargroup;
 pub mod runtime;
