@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::*;
 use crate::chop::oscin::config::DEFAULT_RECEIVE_BUFFER;
 use crate::chop::{
-    base, constant, info, math, midiin, oscin, oscindat, script, table, text, KINDS,
+    base, constant, info, math, midiin, oscin, oscindat, oscout, script, table, text, KINDS,
 };
 
 fn check_str(path: &Path, src: &str) -> Result<Config, Vec<Diagnostic>> {
@@ -252,6 +252,7 @@ fn schema_matches_the_parser() {
     let own: Vec<(&str, Vec<String>)> = vec![
         ("oscin", accepted::<oscin::config::Raw>()),
         ("oscindat", accepted::<oscindat::Raw>()),
+        ("oscout", accepted::<oscout::Raw>()),
         ("midiin", accepted::<midiin::config::Raw>()),
         ("script", accepted::<script::config::Raw>()),
         ("info", accepted::<info::InfoRaw>()),
@@ -319,6 +320,7 @@ fn schema_ranges_are_the_checkers() {
     let script = "tests/fixtures/scripts/idle.py";
     let minimal = |kind: &str| match kind {
         "oscin" | "oscindat" => "port = 0".to_string(),
+        "oscout" => "destination = \"d\"".to_string(),
         "midiin" => "device = \"x\"".to_string(),
         "script" => format!(
             "callbacks = \"{}\"",
