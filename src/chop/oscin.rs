@@ -13,23 +13,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rosc::OscType;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cook::slice::max_samples;
 use crate::cook::{
-    sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator, SliceQueue,
+    ChopData, CookCtx, CookError, Frame, NodeState, Operator, SliceQueue,
 };
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
 use crate::logging::RateLimit;
-use crate::osc;
 
 pub mod config;
+mod decode;
 pub mod tcp;
+pub use decode::Decoder;
 pub use config::{OscIn, OscInConfig};
 use config::Protocol as InProtocol;
-use crate::pattern::Pattern;
 
 /// Decoded updates waiting for the cook thread. 64k updates is a second of a 50k msg/s flood at
 /// 60 fps with room to spare; beyond it updates are dropped and counted.
@@ -119,83 +118,6 @@ pub struct Counters {
     pub long_addresses: AtomicU64,
     /// Bytes held by queued updates ([`QUEUE_BYTES`]); not a counter.
     queued_bytes: AtomicUsize,
-}
-
-/// Turns OSC packets into updates; the part of the receive path that needs no socket (fuzzed
-/// and unit-tested on bytes).
-pub struct Decoder {
-    pub address_scope: Pattern,
-    pub strip_segments: usize,
-    /// Longest address taken, bytes (`max_address_length`); longer ones are counted and dropped
-    /// before the scope sees them.
-    pub max_address: usize,
-}
-
-impl Decoder {
-    /// Decodes one datagram, calling `emit` for every message that yields an update.
-    pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
-        counters.packets.fetch_add(1, Relaxed);
-        match osc::each_message(bytes, |m| self.message(m, counters, &mut emit)) {
-            Ok(bad) => counters.malformed.fetch_add(bad as u64, Relaxed),
-            Err(_) => counters.malformed.fetch_add(1, Relaxed),
-        };
-    }
-
-    fn message(&self, m: rosc::OscMessage, counters: &Counters, emit: &mut impl FnMut(Update)) {
-        counters.messages.fetch_add(1, Relaxed);
-        if m.addr.len() > self.max_address {
-            counters.long_addresses.fetch_add(1, Relaxed);
-            return;
-        }
-        if !self.address_scope.is_all() && !self.address_scope.matches(&m.addr) {
-            counters.out_of_scope.fetch_add(1, Relaxed);
-            return;
-        }
-        let Some(name) = self.channel_name(&m.addr) else {
-            counters
-                .ignored_args
-                .fetch_add(m.args.len() as u64, Relaxed);
-            return;
-        };
-        let mut values = Vec::with_capacity(m.args.len());
-        for arg in &m.args {
-            let v = match *arg {
-                OscType::Float(f) => f as f64,
-                OscType::Double(d) => d,
-                OscType::Int(i) => i as f64,
-                OscType::Long(h) => h as f64,
-                OscType::Bool(b) => f64::from(u8::from(b)),
-                _ => {
-                    counters.ignored_args.fetch_add(1, Relaxed);
-                    continue;
-                }
-            };
-            // Narrow first: a finite double such as 1e300 is infinite as f32.
-            let v = v as f32;
-            if !v.is_finite() {
-                counters.nonfinite.fetch_add(1, Relaxed);
-                continue;
-            }
-            values.push(v);
-        }
-        if !values.is_empty() {
-            emit(Update { name, values });
-        }
-    }
-
-    /// `/mixer/fader1` → `mixer/fader1`, minus `strip_segments` leading segments, illegal
-    /// characters → `_`. `None` when nothing is left.
-    pub fn channel_name(&self, addr: &str) -> Option<String> {
-        let mut rest = addr.trim_start_matches('/');
-        for _ in 0..self.strip_segments {
-            rest = rest.split_once('/').map_or("", |(_, tail)| tail);
-        }
-        if rest.is_empty() {
-            None
-        } else {
-            Some(sanitize_name(rest))
-        }
-    }
 }
 
 pub struct OscInOp {
@@ -725,7 +647,9 @@ fn kernel_drops(inode: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscTime};
+    use crate::osc;
+    use crate::pattern::Pattern;
+    use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
     fn decoder(scope: &str, strip: usize) -> Decoder {
         Decoder {
