@@ -1,5 +1,6 @@
-//! OSC In over TCP (`protocol = "tcp"`): one receive thread runs a small single-threaded tokio
-//! runtime that accepts up to `max_clients` connections and reads them all; every packet a
+//! OSC In over TCP (`protocol = "tcp"`): the receive thread accepts up to `max_clients`
+//! connections, each read by a small thread of its own with blocking reads (as the UDP loop
+//! reads: one system call per wake-up, no event loop in between); every packet a
 //! connection's [`Deframer`] completes goes to the receiver's handler as a UDP datagram would
 //! (OSC In: the same [`super::Decoder`] and bounded queue, so the cook side cannot tell the two
 //! apart; the OSC In DAT: its message queue).
@@ -9,13 +10,14 @@
 //! limit closes its connection, as nothing after it can be framed. Nothing here writes to a
 //! client, so one that never reads costs nothing.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::AsyncReadExt;
 
 use super::{allowed, Counters, MAX_DATAGRAM, READ_TIMEOUT};
 use crate::config::Cidr;
@@ -64,6 +66,7 @@ fn bind_at(at: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.bind(&at.into())?;
     socket.listen(128)?;
+    // Accepted only when `poll` says one waits; a client gone by then must not block us.
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -86,89 +89,128 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// The receive thread's body: accepts and reads until `stop` is set.
+    /// The receive thread's body: accepts until `stop` is set, each connection read by a
+    /// thread of its own (at most `max_clients` of them), then waits for those to end.
     pub fn run(self) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("oscin tcp: cannot start its runtime: {e}");
-                return;
-            }
-        };
-        rt.block_on(self.serve());
-        // Dropping the runtime drops every connection's task, and with it its socket.
-    }
-
-    async fn serve(self) {
-        let listener = match tokio::net::TcpListener::from_std(self.listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("oscin tcp: {e}");
-                return;
-            }
-        };
         let shared = Arc::new(Shared {
             framing: self.framing,
             handler: self.handler,
             counters: self.counters,
             tcp: self.tcp,
+            stop: self.stop,
         });
-        let mut tick = tokio::time::interval(READ_TIMEOUT);
+        let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let mut log = RateLimit::new(Duration::from_secs(1));
-        while !self.stop.load(Relaxed) {
-            tokio::select! {
-                r = listener.accept() => {
-                    let (stream, peer) = match r {
-                        Ok(c) => c,
-                        Err(e) => {
-                            if log.allow_key("accept").is_some() {
-                                tracing::warn!("oscin tcp accept: {e}");
-                            }
-                            tokio::time::sleep(READ_TIMEOUT).await;
-                            continue;
-                        }
-                    };
-                    if !self.allow.is_empty() && !allowed(&self.allow, peer.ip()) {
-                        shared.counters.refused.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    if shared.tcp.clients.load(Relaxed) >= self.max_clients as u64 {
-                        shared.tcp.clients_refused.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    shared.tcp.clients.fetch_add(1, Relaxed);
-                    shared.tcp.connections.fetch_add(1, Relaxed);
-                    tracing::debug!(peer = %peer, "oscin tcp client connected");
-                    tokio::spawn(shared.clone().read(stream, peer));
-                }
-                _ = tick.tick() => {}
+        while !shared.stop.load(Relaxed) {
+            if !readable(&self.listener, READ_TIMEOUT) {
+                continue;
             }
+            let (stream, peer) = match self.listener.accept() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    if log.allow_key("accept").is_some() {
+                        tracing::warn!("oscin tcp accept: {e}");
+                    }
+                    std::thread::sleep(READ_TIMEOUT);
+                    continue;
+                }
+            };
+            readers.retain(|r| !r.is_finished());
+            if !self.allow.is_empty() && !allowed(&self.allow, peer.ip()) {
+                shared.counters.refused.fetch_add(1, Relaxed);
+                continue;
+            }
+            if readers.len() >= self.max_clients {
+                shared.tcp.clients_refused.fetch_add(1, Relaxed);
+                continue;
+            }
+            shared.tcp.clients.fetch_add(1, Relaxed);
+            shared.tcp.connections.fetch_add(1, Relaxed);
+            tracing::debug!(peer = %peer, "oscin tcp client connected");
+            let s = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("oscin-tcp".into())
+                .stack_size(READER_STACK)
+                .spawn(move || s.read(stream, peer));
+            match spawned {
+                Ok(r) => readers.push(r),
+                Err(e) => {
+                    shared.tcp.clients.fetch_sub(1, Relaxed);
+                    shared.tcp.clients_refused.fetch_add(1, Relaxed);
+                    if log.allow_key("spawn").is_some() {
+                        tracing::warn!("oscin tcp: cannot start a reader: {e}");
+                    }
+                }
+            }
+        }
+        for r in readers {
+            // Each looks at the stop flag at least every READ_TIMEOUT.
+            let _ = r.join();
         }
     }
 }
 
-/// What every connection's task shares.
+/// A reader needs little stack: one frame of its own, the deframer and the decoder.
+const READER_STACK: usize = 256 * 1024;
+
+/// Waits up to `timeout` for a connection to accept.
+fn readable(listener: &TcpListener, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd we own, for a bounded time.
+    let n = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
+    n > 0
+}
+
+/// What every connection's reader shares.
 struct Shared {
     framing: Framing,
     handler: Handler,
     counters: Arc<Counters>,
     tcp: Arc<TcpCounters>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Shared {
-    async fn read(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+    fn read(&self, mut stream: TcpStream, peer: SocketAddr) {
+        let set = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_read_timeout(Some(READ_TIMEOUT)));
+        let why = match set {
+            Ok(()) => self.serve(&mut stream, peer),
+            Err(_) => "reset",
+        };
+        tracing::debug!(peer = %peer, why, "oscin tcp client gone");
+        self.tcp.clients.fetch_sub(1, Relaxed);
+    }
+
+    /// Reads until the peer closes, the stream breaks or the operator stops; says which.
+    fn serve(&self, stream: &mut TcpStream, peer: SocketAddr) -> &'static str {
         let mut deframer = Deframer::new(self.framing, MAX_DATAGRAM);
         let mut buf = vec![0u8; 64 * 1024];
-        let why = loop {
-            let n = match stream.read(&mut buf).await {
-                Ok(0) => break "closed",
+        loop {
+            if self.stop.load(Relaxed) {
+                return "stopped";
+            }
+            let n = match stream.read(&mut buf) {
+                Ok(0) => break,
                 Ok(n) => n,
-                Err(_) => break "reset",
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => break,
             };
             let fed = deframer.feed(&buf[..n], |frame| match frame {
                 Ok(packet) => (self.handler)(packet, peer),
@@ -179,14 +221,13 @@ impl Shared {
             if let Err(Fatal::Oversize(size)) = fed {
                 self.tcp.frame_errors.fetch_add(1, Relaxed);
                 tracing::debug!(peer = %peer, size, "oscin tcp: size prefix over the limit, closing");
-                break "oversize";
+                return "oversize";
             }
-        };
-        if why != "oversize" && deframer.is_mid_frame() {
+        }
+        if deframer.is_mid_frame() {
             self.tcp.frame_errors.fetch_add(1, Relaxed);
         }
-        tracing::debug!(peer = %peer, why, "oscin tcp client gone");
-        self.tcp.clients.fetch_sub(1, Relaxed);
+        "closed"
     }
 }
 
