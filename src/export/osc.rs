@@ -419,7 +419,7 @@ impl Destinations {
                 }
                 link => {
                     let sock = match link {
-                        Some(Link::Multicast(s)) => &*s,
+                        Some(Link::Multicast(s)) => s,
                         _ => &*socket,
                     };
                     d.out.drain(timetag, lone, |packet, n| {

@@ -236,13 +236,16 @@ impl Deframer {
 mod tests {
     use super::*;
 
+    /// What a deframer handed over: packets and refused frames, in order.
+    type Frames = Vec<Result<Vec<u8>, FrameError>>;
+
     /// Everything a deframer makes of `stream` fed in pieces of `chunk` bytes.
     fn run(
         framing: Framing,
         max: usize,
         stream: &[u8],
         chunk: usize,
-    ) -> (Vec<Result<Vec<u8>, FrameError>>, Result<(), Fatal>) {
+    ) -> (Frames, Result<(), Fatal>) {
         let mut d = Deframer::new(framing, max);
         let mut out = Vec::new();
         for piece in stream.chunks(chunk.max(1)) {

@@ -249,6 +249,12 @@ pub struct TcpLog {
     limit: RateLimit,
 }
 
+impl Default for TcpLog {
+    fn default() -> TcpLog {
+        TcpLog::new()
+    }
+}
+
 impl TcpLog {
     pub fn new() -> TcpLog {
         TcpLog {
