@@ -340,3 +340,48 @@ fn an_osc_out_dat_names_a_destination() {
         "{text}"
     );
 }
+
+#[test]
+fn liblo_oscdump_reads_a_size_framed_tcp_destination() {
+    if Command::new("oscdump").arg("-h").output().is_err() {
+        panic!("oscdump (liblo-tools) is missing: run scripts/setup");
+    }
+    // A free port for oscdump; the destination retries until it listens.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut dump = Command::new("oscdump")
+        .args(["-L", &format!("osc.tcp://:{port}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = dump.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let cfg = Config::new()
+        .raw(&tcp_dest("show", port, "size", ""))
+        .oscin("in", TO_SHOW);
+    let mut d = Daemon::start(&cfg.text(), &[]);
+    send(d.port("in"), "/x", vec![OscType::Float(0.5)]);
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(l) if l.contains("/show/x f 0.5") => break true,
+            Ok(l) => seen.push(l),
+            Err(_) => break false,
+        }
+    };
+    let _ = dump.kill();
+    let _ = dump.wait();
+    assert!(found, "oscdump printed: {seen:?}\n{}", d.log_text());
+    assert!(d.stop().success());
+}

@@ -13,7 +13,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Bytes queued for the thread at most: at 60 fps, over a second of 1000 channels sent every
@@ -50,7 +49,6 @@ pub struct TcpLink {
     tx: Option<SyncSender<(Vec<u8>, usize)>>,
     pub state: Arc<LinkState>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl TcpLink {
@@ -68,14 +66,13 @@ impl TcpLink {
             state: state.clone(),
             stop: stop.clone(),
         };
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("dest-{name}"))
             .spawn(move || sender.run())?;
         Ok(TcpLink {
             tx: Some(tx),
             state,
             stop,
-            thread: Some(thread),
         })
     }
 
@@ -103,13 +100,12 @@ impl TcpLink {
 }
 
 impl Drop for TcpLink {
+    /// Tells the thread to end and lets it go without waiting: it may be inside a connect
+    /// attempt (up to `CONNECT_TIMEOUT`), and a reload on the cook thread must not wait for
+    /// it. It ends by itself within that time, holding nothing but its own socket.
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            // The thread looks at the flag at least every POLL.
-            let _ = t.join();
-        }
     }
 }
 
