@@ -25,6 +25,7 @@ use crate::logging::RateLimit;
 
 pub mod config;
 mod decode;
+mod held;
 pub mod tcp;
 pub use decode::Decoder;
 pub use config::{OscIn, OscInConfig};
@@ -98,6 +99,8 @@ fn local_ips() -> Vec<IpAddr> {
 pub struct Update {
     pub name: String,
     pub values: Vec<f32>,
+    /// With `bundle_window_ms`: when its bundle's time tag says it applies.
+    pub due: Option<std::time::Instant>,
 }
 
 /// Counters shared by the receive thread and the Info CHOP.
@@ -116,6 +119,8 @@ pub struct Counters {
     pub feedback: AtomicU64,
     /// Messages whose address was longer than `max_address_length`.
     pub long_addresses: AtomicU64,
+    /// Messages time-tagged further ahead than `bundle_window_ms`: applied on arrival.
+    pub timetag_skew: AtomicU64,
     /// Bytes held by queued updates ([`QUEUE_BYTES`]); not a counter.
     queued_bytes: AtomicUsize,
 }
@@ -150,6 +155,8 @@ pub struct OscInOp {
     last_proc_read: Option<Instant>,
     /// With `protocol = "tcp"`: its counters and what of them was logged.
     tcp: Option<(Arc<tcp::TcpCounters>, tcp::TcpLog)>,
+    /// With `bundle_window_ms`: messages waiting for their time tag.
+    held: held::Held,
 }
 
 #[derive(Default, Clone, Copy, PartialEq)]
@@ -178,6 +185,7 @@ impl OscInOp {
             address_scope: cfg.address_scope.clone(),
             strip_segments: cfg.strip_segments,
             max_address: cfg.max_address_length,
+            bundle_window: cfg.bundle_window,
         };
         let filter = Filter {
             allow: cfg.allow.clone(),
@@ -251,6 +259,7 @@ impl OscInOp {
             logged: LoggedCounts::default(),
             last_proc_read: None,
             tcp,
+            held: held::Held::default(),
         })
     }
 
@@ -383,6 +392,11 @@ impl Operator for OscInOp {
         for _ in 0..QUEUE {
             let Ok(u) = self.queue.try_recv() else { break };
             self.counters.queued_bytes.fetch_sub(cost(&u), Relaxed);
+            if let Some(u) = self.held.hold(u, frame.started) {
+                self.fold(u);
+            }
+        }
+        while let Some(u) = self.held.pop_due(frame.started) {
             self.fold(u);
         }
         self.dirty || self.reset_layout
@@ -443,6 +457,13 @@ impl Operator for OscInOp {
             ("name_limit", self.name_limit_hits as f64),
             ("slice_drops", self.slices.dropped as f64),
         ]);
+        if !self.cfg.bundle_window.is_zero() {
+            out.extend([
+                ("timetag_skew", f(&c.timetag_skew)),
+                ("held", self.held.len() as f64),
+                ("held_overflow", self.held.overflow as f64),
+            ]);
+        }
         if let Some((c, _)) = &self.tcp {
             tcp::extras(c, out);
         }
@@ -491,6 +512,7 @@ impl Operator for OscInOp {
         self.values.clear();
         self.slices.clear();
         self.slices.reset();
+        self.held.clear();
         self.reset_layout = true;
     }
 
@@ -656,6 +678,7 @@ mod tests {
             address_scope: Pattern::new(scope).unwrap(),
             strip_segments: strip,
             max_address: 1024,
+            bundle_window: Duration::ZERO,
         }
     }
 
@@ -725,6 +748,34 @@ mod tests {
         let names: Vec<&str> = u.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(c.messages.load(Relaxed), 2);
+    }
+
+    /// A bundle time-tagged within the window is due then; beyond it (clock skew) it applies
+    /// now and is counted; without a window tags are not read.
+    #[test]
+    fn bundle_time_tags_within_the_window() {
+        let ahead = |ms: u64| {
+            let t = osc::ntp_time(std::time::SystemTime::now() + Duration::from_millis(ms));
+            OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from(((t >> 32) as u32, t as u32)),
+                content: vec![msg("/x", vec![OscType::Float(1.0)])],
+            })
+        };
+        let mut d = decoder("*", 0);
+        let (u, _) = run(&d, &ahead(500));
+        assert!(u[0].due.is_none());
+        d.bundle_window = Duration::from_secs(2);
+        let before = std::time::Instant::now();
+        let (u, c) = run(&d, &ahead(500));
+        let due = u[0].due.expect("held for its time");
+        assert!(due > before + Duration::from_millis(400) && due < before + Duration::from_secs(2));
+        assert_eq!(c.timetag_skew.load(Relaxed), 0);
+        let (u, c) = run(&d, &ahead(3_600_000));
+        assert!(u[0].due.is_none());
+        assert_eq!(c.timetag_skew.load(Relaxed), 1);
+        // Past and "immediately" tags apply now.
+        let (u, _) = run(&d, &msg("/y", vec![OscType::Float(1.0)]));
+        assert!(u[0].due.is_none());
     }
 
     /// Found by fuzzing (fuzz/artifacts/osc_packet): a finite double beyond f32's range became
@@ -823,6 +874,7 @@ mod tests {
             op.fold(Update {
                 name: format!("{i:0>100}"),
                 values: vec![1.0],
+                due: None,
             });
         }
         assert_eq!(op.names.len(), 10);
@@ -832,6 +884,7 @@ mod tests {
         op.fold(Update {
             name: format!("{:0>100}", 3),
             values: vec![2.0],
+            due: None,
         });
         assert_eq!(op.values[3], 2.0);
         op.reset();

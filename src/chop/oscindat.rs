@@ -133,6 +133,7 @@ impl Kind for OscInDat {
             max_channels: None,
             max_address_length: None,
             max_name_bytes: None,
+            bundle_window_ms: None,
         };
         let net = <OscIn as Kind>::check(cx, net, refs)?;
         Some(OscInDatConfig {

@@ -33,6 +33,8 @@ pub const MAX_ADDRESS_LENGTH: Bounds = Bounds::new(16, 65_536);
 pub const TYPICAL_NAME_BYTES: usize = 64;
 pub const MAX_NAME_BYTES: Bounds = Bounds::new(1024, 1 << 30);
 pub const MAX_CLIENTS: Bounds = Bounds::new(1, 4096);
+/// `bundle_window_ms`: off, or up to 10 s of scheduling ahead.
+pub const BUNDLE_WINDOW_MS: Bounds = Bounds::new(0, 10_000);
 
 /// How an OSC In receives.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -85,6 +87,9 @@ pub struct Raw {
     /// Longest OSC address taken, bytes (longer ones are dropped and counted)
     #[schemars(with = "Option<i64>", range(min = MAX_ADDRESS_LENGTH.min, max = MAX_ADDRESS_LENGTH.max))]
     pub max_address_length: Option<Spanned<i64>>,
+    /// Hold messages of bundles time-tagged up to this far ahead until their time, ms (default 0: off; tags further ahead count as timetag_skew and apply at once)
+    #[schemars(with = "Option<i64>", range(min = BUNDLE_WINDOW_MS.min, max = BUNDLE_WINDOW_MS.max))]
+    pub bundle_window_ms: Option<Spanned<i64>>,
     /// Most bytes of channel names this operator holds (default: max_channels × 64)
     #[schemars(with = "Option<i64>", range(min = MAX_NAME_BYTES.min, max = MAX_NAME_BYTES.max))]
     pub max_name_bytes: Option<Spanned<i64>>,
@@ -109,6 +114,8 @@ pub struct OscInConfig {
     pub max_address_length: usize,
     /// Most bytes of channel names held at once.
     pub max_name_bytes: usize,
+    /// Zero: time tags are not honoured.
+    pub bundle_window: std::time::Duration,
 }
 
 impl Kind for OscIn {
@@ -212,8 +219,12 @@ impl Kind for OscIn {
             MAX_CLIENTS,
             DEFAULT_MAX_CLIENTS as i64,
         ) as usize;
+        let bundle_window = std::time::Duration::from_millis(
+            cx.ranged_or(&r.bundle_window_ms, "bundle_window_ms", BUNDLE_WINDOW_MS, 0) as u64,
+        );
         Some(OscInConfig {
             bind: SocketAddr::new(ip, *r.port.get_ref()),
+            bundle_window,
             protocol,
             max_clients,
             multicast,

@@ -3,6 +3,7 @@
 //! unit-tested on bytes, shared by the UDP and TCP receive loops.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime};
 
 use rosc::OscType;
 
@@ -19,19 +20,45 @@ pub struct Decoder {
     /// Longest address taken, bytes (`max_address_length`); longer ones are counted and dropped
     /// before the scope sees them.
     pub max_address: usize,
+    /// `bundle_window_ms`: a message whose bundle is time-tagged up to this far in the future
+    /// is held until then; zero (the default) applies everything on arrival.
+    pub bundle_window: Duration,
 }
 
 impl Decoder {
     /// Decodes one datagram, calling `emit` for every message that yields an update.
     pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
         counters.packets.fetch_add(1, Relaxed);
-        match osc::each_message(bytes, |m| self.message(m, counters, &mut emit)) {
+        let now = (!self.bundle_window.is_zero()).then(|| (SystemTime::now(), Instant::now()));
+        let r = osc::each_timed_message(bytes, |m, tag| {
+            let due = now.and_then(|now| self.due(tag, now, counters));
+            self.message(m, due, counters, &mut emit)
+        });
+        match r {
             Ok(bad) => counters.malformed.fetch_add(bad as u64, Relaxed),
             Err(_) => counters.malformed.fetch_add(1, Relaxed),
         };
     }
 
-    fn message(&self, m: rosc::OscMessage, counters: &Counters, emit: &mut impl FnMut(Update)) {
+    /// When a message time-tagged `tag` is due: `None` for now (no tag, a past one, or one
+    /// further ahead than the window, which is clock skew or a mistake, not a schedule: held,
+    /// it would hold memory for as long as the sender likes; counted in `timetag_skew`).
+    fn due(&self, tag: u64, (wall, mono): (SystemTime, Instant), c: &Counters) -> Option<Instant> {
+        let ahead = osc::tag_time(tag)?.duration_since(wall).ok()?;
+        if ahead > self.bundle_window {
+            c.timetag_skew.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(mono + ahead)
+    }
+
+    fn message(
+        &self,
+        m: rosc::OscMessage,
+        due: Option<Instant>,
+        counters: &Counters,
+        emit: &mut impl FnMut(Update),
+    ) {
         counters.messages.fetch_add(1, Relaxed);
         if m.addr.len() > self.max_address {
             counters.long_addresses.fetch_add(1, Relaxed);
@@ -69,7 +96,7 @@ impl Decoder {
             values.push(v);
         }
         if !values.is_empty() {
-            emit(Update { name, values });
+            emit(Update { name, values, due });
         }
     }
 
