@@ -114,3 +114,56 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscTime};
+
+    fn msg(addr: &str, args: Vec<OscType>) -> OscPacket {
+        OscPacket::Message(OscMessage {
+            addr: addr.into(),
+            args,
+        })
+    }
+
+    fn run(d: &Decoder, p: &OscPacket) -> (Vec<Update>, Counters) {
+        let c = Counters::default();
+        let mut out = Vec::new();
+        d.decode(&encoder::encode(p).unwrap(), &c, |u| out.push(u));
+        (out, c)
+    }
+
+    /// A bundle time-tagged within the window is due then; beyond it (clock skew) it applies
+    /// now and is counted; without a window tags are not read.
+    #[test]
+    fn bundle_time_tags_within_the_window() {
+        let ahead = |ms: u64| {
+            let t = osc::ntp_time(std::time::SystemTime::now() + Duration::from_millis(ms));
+            OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from(((t >> 32) as u32, t as u32)),
+                content: vec![msg("/x", vec![OscType::Float(1.0)])],
+            })
+        };
+        let mut d = Decoder {
+            address_scope: Pattern::all(),
+            strip_segments: 0,
+            max_address: 1024,
+            bundle_window: Duration::ZERO,
+        };
+        let (u, _) = run(&d, &ahead(500));
+        assert!(u[0].due.is_none());
+        d.bundle_window = Duration::from_secs(2);
+        let before = std::time::Instant::now();
+        let (u, c) = run(&d, &ahead(500));
+        let due = u[0].due.expect("held for its time");
+        assert!(due > before + Duration::from_millis(400) && due < before + Duration::from_secs(2));
+        assert_eq!(c.timetag_skew.load(Relaxed), 0);
+        let (u, c) = run(&d, &ahead(3_600_000));
+        assert!(u[0].due.is_none());
+        assert_eq!(c.timetag_skew.load(Relaxed), 1);
+        // Past and "immediately" tags apply now.
+        let (u, _) = run(&d, &msg("/y", vec![OscType::Float(1.0)]));
+        assert!(u[0].due.is_none());
+    }
+}
