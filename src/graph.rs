@@ -627,6 +627,10 @@ impl Graph {
                 );
             }
         }
+        let dests = &mut self.dests;
+        for op in &mut self.ops {
+            op.osc_out(&mut |name, item| dests.send_out(name, item));
+        }
         self.dests.flush();
         // Export mappings change rarely (each change bumps a sernum): rebuild the table of
         // export-driven parameters only then.
@@ -644,6 +648,10 @@ impl Graph {
         }
         self.daemon.packets_out = self.dests.packets_out;
         self.daemon.messages_out = self.dests.messages_out;
+        let links = self.dests.link_totals();
+        self.daemon.dests_down = links.down;
+        self.daemon.dest_outages = links.outages;
+        self.daemon.dest_drops = links.dropped;
         for (op, par, v) in writes {
             if let Some(&i) = self.names.get(&op) {
                 if let Err(e) = self.ops[i].set_par(&par, ParValue::Float(v as f64)) {

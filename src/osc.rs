@@ -12,6 +12,8 @@
 //! drops the rest, so the bundles are walked here (their framing already checked) and every
 //! element is decoded on its own; a bad one is counted and the others still arrive.
 
+pub mod framing;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rosc::{OscMessage, OscPacket, OscType};
@@ -126,20 +128,32 @@ fn check_array_depth(message: &[u8]) -> Result<(), DecodeError> {
 /// recursion), and returns how many elements were not OSC messages. A datagram that fails
 /// [`check`] is refused whole: without its framing there are no elements to tell apart.
 pub fn each_message(bytes: &[u8], mut each: impl FnMut(OscMessage)) -> Result<usize, DecodeError> {
+    each_timed_message(bytes, |m, _| each(m))
+}
+
+/// [`each_message`], with each message's time tag: its innermost bundle's, [`IMMEDIATELY`] for
+/// a message on its own.
+pub fn each_timed_message(
+    bytes: &[u8],
+    mut each: impl FnMut(OscMessage, u64),
+) -> Result<usize, DecodeError> {
     check(bytes)?;
     let mut bad = 0;
-    let mut element = |bytes: &[u8]| match rosc::decoder::decode_udp(bytes) {
-        Ok((_, OscPacket::Message(m))) => each(m),
+    let mut element = |bytes: &[u8], tag: u64| match rosc::decoder::decode_udp(bytes) {
+        Ok((_, OscPacket::Message(m))) => each(m, tag),
         // `check` left no bundle here (every `#bundle` element is walked below).
         Ok((_, OscPacket::Bundle(_))) | Err(_) => bad += 1,
     };
     if !is_bundle(bytes) {
-        element(bytes);
+        element(bytes, IMMEDIATELY);
         return Ok(bad);
     }
-    // The bundles being walked: where the next element starts, where the bundle ends.
-    let mut open: Vec<(usize, usize)> = vec![(BUNDLE_HEADER, bytes.len())];
-    while let Some((next, end)) = open.last_mut() {
+    // `check` saw a whole header at the start of every bundle.
+    let tag_at =
+        |at: usize| u64::from_be_bytes(bytes[at + 8..at + 16].try_into().expect("checked"));
+    // The bundles being walked: where the next element starts, where the bundle ends, its tag.
+    let mut open: Vec<(usize, usize, u64)> = vec![(BUNDLE_HEADER, bytes.len(), tag_at(0))];
+    while let Some((next, end, tag)) = open.last_mut() {
         if *next == *end {
             open.pop();
             continue;
@@ -148,14 +162,26 @@ pub fn each_message(bytes: &[u8], mut each: impl FnMut(OscMessage)) -> Result<us
             u32::from_be_bytes(bytes[*next..*next + 4].try_into().expect("checked")) as usize;
         let start = *next + 4;
         *next = start + size;
+        let tag = *tag;
         let e = &bytes[start..start + size];
         if is_bundle(e) {
-            open.push((start + BUNDLE_HEADER, start + size));
+            open.push((start + BUNDLE_HEADER, start + size, tag_at(start)));
         } else {
-            element(e);
+            element(e, tag);
         }
     }
     Ok(bad)
+}
+
+/// The time an OSC (NTP) time tag names; `None` for [`IMMEDIATELY`] and for tags before the
+/// Unix epoch.
+pub fn tag_time(tag: u64) -> Option<SystemTime> {
+    let secs = (tag >> 32).checked_sub(NTP_UNIX_OFFSET)?;
+    if tag == IMMEDIATELY {
+        return None;
+    }
+    let nanos = ((tag & 0xffff_ffff) * 1_000_000_000) >> 32;
+    Some(UNIX_EPOCH + std::time::Duration::new(secs, nanos as u32))
 }
 
 fn is_bundle(element: &[u8]) -> bool {
@@ -658,6 +684,31 @@ mod tests {
         }
         let deep = rosc::encoder::encode(&deep).unwrap();
         assert_eq!(each(&deep).1, Err(DecodeError::TooDeep));
+    }
+
+    #[test]
+    fn messages_carry_their_innermost_bundles_time_tag() {
+        let tagged = |t: u64, content| {
+            OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from(((t >> 32) as u32, t as u32)),
+                content,
+            })
+        };
+        let p = tagged(
+            5 << 32,
+            vec![msg("/a"), tagged(7 << 32, vec![msg("/b")]), msg("/c")],
+        );
+        let mut got = Vec::new();
+        each_timed_message(&rosc::encoder::encode(&p).unwrap(), |m, t| {
+            got.push((m.addr, t >> 32))
+        })
+        .unwrap();
+        assert_eq!(got, [("/a".into(), 5), ("/b".into(), 7), ("/c".into(), 5)]);
+        let bare = rosc::encoder::encode(&msg("/x")).unwrap();
+        each_timed_message(&bare, |_, t| assert_eq!(t, IMMEDIATELY)).unwrap();
+        let t = UNIX_EPOCH + std::time::Duration::from_millis(1500);
+        assert_eq!(tag_time(ntp_time(t)), Some(t));
+        assert_eq!(tag_time(IMMEDIATELY), None);
     }
 
     #[test]

@@ -375,3 +375,43 @@ fn bundle_elements_after_a_bad_one_still_arrive() {
     rx.expect("/show/g2", 0.5);
     rx.expect("/show/malformed", 1.0);
 }
+
+/// A bundle time-tagged `ahead` from now, holding `addr` = `v`.
+fn bundle_ahead(ahead: Duration, addr: &str, v: f32) -> Vec<u8> {
+    let t = std::time::SystemTime::now() + ahead;
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let secs = (d.as_secs() + 2_208_988_800) as u32;
+    let frac = ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000) as u32;
+    rosc::encoder::encode(&rosc::OscPacket::Bundle(rosc::OscBundle {
+        timetag: rosc::OscTime::from((secs, frac)),
+        content: vec![rosc::OscPacket::Message(rosc::OscMessage {
+            addr: addr.into(),
+            args: vec![OscType::Float(v)],
+        })],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn future_bundles_wait_for_their_time_within_the_window_and_skew_is_counted() {
+    let rx = OscRx::new();
+    let cfg = Config::new()
+        .dest("show", rx.port())
+        .oscin("in", &format!("{TO_SHOW}\nbundle_window_ms = 10000"))
+        .info("stats", "in", TO_SHOW);
+    let mut d = Daemon::start(&cfg.text(), &[]);
+    let port = d.port("in");
+    // An hour ahead is no schedule but a wrong clock: applied at once, counted.
+    send_raw(
+        port,
+        &bundle_ahead(Duration::from_secs(3600), "/skewed", 1.0),
+    );
+    rx.wait_value("/show/timetag_skew", |v| v == 1.0);
+    rx.wait_value("/show/skewed", |v| v == 1.0);
+    // Three seconds ahead: held (seen in `held`), then applied.
+    send_raw(port, &bundle_ahead(Duration::from_secs(3), "/later", 0.5));
+    rx.wait_value("/show/held", |v| v == 1.0);
+    rx.wait_value("/show/later", |v| v == 0.5);
+    rx.wait_value("/show/held", |v| v == 0.0);
+    assert!(d.stop().success());
+}

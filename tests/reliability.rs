@@ -187,6 +187,7 @@ fn bad_packets_are_counted_and_good_traffic_survives() {
         address_scope: chopd::pattern::Pattern::all(),
         strip_segments: 0,
         max_address: chopd::chop::oscin::config::DEFAULT_MAX_ADDRESS_LENGTH,
+        bundle_window: std::time::Duration::from_secs(1),
     };
     for p in &corpus {
         decoder.decode(p, &counters, |_| {});

@@ -12,6 +12,8 @@ mod native;
 mod native_shape;
 mod network;
 mod osc;
+mod osc_out;
+mod osc_tcp;
 mod oscquery;
 mod reliability;
 mod reload;

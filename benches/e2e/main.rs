@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench --bench e2e -- --rate 1000 --channels 1000 --msgs 50000 --seconds 10 --runs 5
 //! cargo bench --bench e2e -- --idle --seconds 10 --runs 5
+//! cargo bench --bench e2e -- --tcp --rate 1000 --channels 1000 --msgs 50000 --runs 3
 //! ```
 //! See docs/benchmarks.md for what every figure means and the measured numbers.
 
@@ -41,6 +42,8 @@ usage: cargo bench --bench e2e -- [OPTIONS]
   --warmup S           seconds of traffic before measuring (default 1)
   --batch N            messages per UDP packet; >1 sends OSC bundles (default 1)
   --runs N             runs, each with a fresh chopd; medians are reported (default 1)
+  --tcp                each run twice, over UDP and over TCP (SLIP framing, one connection),
+                       alternating; both tables and the TCP/UDP latency ratios are printed
   --max-packet BYTES   the destination's max_packet (default: chopd's)
   --no-info            no Info CHOPs (pure pipeline CPU; no clock or counter figures)
   --config-extra FILE  TOML appended to the generated config
@@ -80,6 +83,10 @@ pub struct Opts {
     pub rt: Option<i32>,
     /// Soak mode: the window length in seconds (`--soak-window`).
     pub soak_window: Option<f64>,
+    /// `--tcp`: every run over UDP and over TCP.
+    pub compare_tcp: bool,
+    /// This run's OSC goes to the oscin over TCP.
+    pub over_tcp: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -115,6 +122,8 @@ fn parse_args() -> Result<Opts, String> {
         wrap: Vec::new(),
         rt: None,
         soak_window: None,
+        compare_tcp: false,
+        over_tcp: false,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or(format!("{flag} needs a value"))?;
@@ -161,6 +170,7 @@ fn parse_args() -> Result<Opts, String> {
             }
             "--rt" => o.rt = Some(num(&a, args.next())?),
             "--soak-window" => o.soak_window = Some(num(&a, args.next())?),
+            "--tcp" => o.compare_tcp = true,
             "--self-test" => {
                 self_test();
                 std::process::exit(0);
@@ -632,46 +642,96 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut runs: Vec<Metrics> = Vec::new();
+    let transports: &[bool] = if o.compare_tcp {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let mut runs: Vec<Vec<Metrics>> = vec![Vec::new(); transports.len()];
     for r in 0..o.runs {
-        match run_once(&o, r) {
-            Ok((m, notes)) => {
-                let brief: Vec<String> = ["latency_p99_ms", "lost", "cpu_pct", "clock_p99_ms"]
-                    .iter()
-                    .filter_map(|k| m.get(k).map(|v| format!("{k} {}", fmt(v))))
-                    .collect();
-                eprintln!("run {}/{}: {}", r + 1, o.runs, brief.join(", "));
-                for n in notes {
-                    eprintln!("  {n}");
-                }
-                if o.json {
-                    let obj: serde_json::Map<String, serde_json::Value> =
-                        m.0.iter()
-                            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
-                            .collect();
-                    println!(
-                        "{}",
-                        serde_json::json!({"scenario": o.scenario.name(), "run": r + 1, "metrics": obj})
-                    );
-                }
-                runs.push(m);
-            }
-            Err(e) => {
-                eprintln!("run {}/{} failed: {e}", r + 1, o.runs);
-                std::process::exit(1);
-            }
+        // Alternating, so that both see the same machine over the same minutes.
+        for (t, &over_tcp) in transports.iter().enumerate() {
+            let o = Opts {
+                over_tcp,
+                ..o.clone()
+            };
+            runs[t].push(run(&o, r));
         }
     }
-    // Table: one row per metric, one column per run, then the median and the target.
+    let mut medians = Vec::new();
+    for (t, &over_tcp) in transports.iter().enumerate() {
+        if o.compare_tcp {
+            println!(
+                "\n== OSC over {}",
+                if over_tcp { "TCP (SLIP)" } else { "UDP" }
+            );
+        }
+        medians.push(table(&o, &runs[t]));
+    }
+    if let [udp, tcp] = &medians[..] {
+        for k in ["latency_p50_ms", "latency_p99_ms"] {
+            let (Some(u), Some(t)) = (
+                udp.get(k).and_then(|v| v.as_f64()),
+                tcp.get(k).and_then(|v| v.as_f64()),
+            ) else {
+                continue;
+            };
+            let ratio = t / u;
+            println!(
+                "{k}: tcp {} / udp {} = {:.2}  {} (target ≤ 1.5)",
+                fmt(t),
+                fmt(u),
+                ratio,
+                if ratio <= 1.5 { "met" } else { "MISSED" }
+            );
+        }
+    }
+}
+
+/// One run, reported on stderr (and as JSON with `--json`); a failed run ends the benchmark.
+fn run(o: &Opts, r: usize) -> Metrics {
+    let wire = if o.over_tcp { " tcp" } else { "" };
+    match run_once(o, r) {
+        Ok((m, notes)) => {
+            let brief: Vec<String> = ["latency_p99_ms", "lost", "cpu_pct", "clock_p99_ms"]
+                .iter()
+                .filter_map(|k| m.get(k).map(|v| format!("{k} {}", fmt(v))))
+                .collect();
+            eprintln!("run {}/{}{wire}: {}", r + 1, o.runs, brief.join(", "));
+            for n in notes {
+                eprintln!("  {n}");
+            }
+            if o.json {
+                let obj: serde_json::Map<String, serde_json::Value> =
+                    m.0.iter()
+                        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                        .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"scenario": o.scenario.name(), "tcp": o.over_tcp, "run": r + 1, "metrics": obj})
+                );
+            }
+            m
+        }
+        Err(e) => {
+            eprintln!("run {}/{}{wire} failed: {e}", r + 1, o.runs);
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Prints one row per metric, one column per run, then the median and the target; returns
+/// the medians.
+fn table(o: &Opts, runs: &[Metrics]) -> serde_json::Map<String, serde_json::Value> {
     let mut keys: Vec<&'static str> = Vec::new();
-    for m in &runs {
+    for m in runs {
         for (k, _) in &m.0 {
             if !keys.contains(k) {
                 keys.push(k);
             }
         }
     }
-    let targets = targets(&o);
+    let targets = targets(o);
     let mut medians = serde_json::Map::new();
     let mut missed = 0;
     print!("{:<24}", "metric");
@@ -702,7 +762,7 @@ fn main() {
     if o.json {
         println!(
             "{}",
-            serde_json::json!({"scenario": o.scenario.name(), "median": medians})
+            serde_json::json!({"scenario": o.scenario.name(), "tcp": o.over_tcp, "median": medians})
         );
     }
     println!(
@@ -711,4 +771,5 @@ fn main() {
         targets.len(),
         runs.len()
     );
+    medians
 }

@@ -132,6 +132,20 @@ export = { method = "autoname", root = "bench" }
     /// This scenario's operators. The `oscin` must be named `bench` (the Info CHOP inspects it
     /// and the benchmark sends to its bound port).
     fn operators(self, o: &Opts) -> String {
+        let ops = self.udp_operators(o);
+        if o.over_tcp {
+            // The same graph, its OSC In on TCP (SLIP framing, the default).
+            ops.replacen(
+                "type = \"oscin\"\n",
+                "type = \"oscin\"\nprotocol = \"tcp\"\n",
+                1,
+            )
+        } else {
+            ops
+        }
+    }
+
+    fn udp_operators(self, o: &Opts) -> String {
         match self {
             Scenario::Osc | Scenario::Idle => format!(
                 r#"
@@ -181,7 +195,8 @@ export = {{ method = "autoname", root = "bench" }}
             .ok_or("chopd did not report the port of oscin \"bench\"")?;
         match self {
             Scenario::Osc | Scenario::Script => Ok(Some(Box::new(
-                OscLoad::new(port, o.channels).map_err(|e| format!("sender socket: {e}"))?,
+                OscLoad::new(port, o.channels, o.over_tcp)
+                    .map_err(|e| format!("sender socket: {e}"))?,
             ))),
             Scenario::Idle => Ok(None),
         }

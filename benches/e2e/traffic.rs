@@ -5,37 +5,53 @@
 //! number `i / channels` as its float value (exact up to 2^24), so a received value names the
 //! message it came from. Times are nanoseconds since one `Instant` shared by both threads.
 
-use std::net::UdpSocket;
+use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::chopd::osc::framing::{self, Framing};
 use rosc::{OscPacket, OscType};
 
 /// Largest sequence number a float carries exactly.
 pub const MAX_SEQ: usize = 1 << 24;
 
-/// Something that can put messages `range` on the wire (one packet per call). OSC over UDP
-/// today; a MIDI source would implement the same.
+/// Something that can put messages `range` on the wire (one packet per call). OSC over UDP or
+/// TCP today; a MIDI source would implement the same.
 pub trait Load: Send {
     fn send(&mut self, range: Range<usize>) -> std::io::Result<()>;
 }
 
-/// OSC to chopd's `oscin`: `/bench/cK f SEQ`, bare when one message per packet, else one bundle.
+/// OSC to chopd's `oscin`: `/bench/cK f SEQ`, bare when one message per packet, else one bundle;
+/// over TCP each packet SLIP-framed on one connection.
 pub struct OscLoad {
-    socket: UdpSocket,
+    wire: Wire,
     /// Per channel: the address, NUL-padded to 4 bytes, followed by the `,f` type tag.
     heads: Vec<Vec<u8>>,
     channels: usize,
     buf: Vec<u8>,
 }
 
+enum Wire {
+    Udp(UdpSocket),
+    /// The stream and the framed bytes of the packet being sent.
+    Tcp(TcpStream, Vec<u8>),
+}
+
 impl OscLoad {
-    pub fn new(port: u16, channels: usize) -> std::io::Result<OscLoad> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        socket.connect(("127.0.0.1", port))?;
+    pub fn new(port: u16, channels: usize, tcp: bool) -> std::io::Result<OscLoad> {
+        let wire = if tcp {
+            let s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_nodelay(true)?;
+            Wire::Tcp(s, Vec::with_capacity(65_536))
+        } else {
+            let socket = UdpSocket::bind("127.0.0.1:0")?;
+            socket.connect(("127.0.0.1", port))?;
+            Wire::Udp(socket)
+        };
         let heads = (0..channels)
             .map(|c| {
                 let mut h = format!("/bench/c{c}").into_bytes();
@@ -48,7 +64,7 @@ impl OscLoad {
             })
             .collect();
         Ok(OscLoad {
-            socket,
+            wire,
             heads,
             channels,
             buf: Vec::with_capacity(65_536),
@@ -74,7 +90,14 @@ impl Load for OscLoad {
             self.buf.extend_from_slice(head);
             self.buf.extend_from_slice(&seq.to_be_bytes());
         }
-        self.socket.send(&self.buf).map(|_| ())
+        match &mut self.wire {
+            Wire::Udp(s) => s.send(&self.buf).map(|_| ()),
+            Wire::Tcp(s, framed) => {
+                framed.clear();
+                framing::encode(Framing::Slip, &self.buf, framed);
+                s.write_all(framed)
+            }
+        }
     }
 }
 

@@ -140,6 +140,9 @@ pub const DAEMON_CHANNELS: &[DaemonChannel] = &[
     ("packets_in", |c| c.daemon.packets_in as f64),
     ("packets_out", |c| c.daemon.packets_out as f64),
     ("messages_out", |c| c.daemon.messages_out as f64),
+    ("dests_down", |c| c.daemon.dests_down as f64),
+    ("dest_outages", |c| c.daemon.dest_outages as f64),
+    ("dest_drops", |c| c.daemon.dest_drops as f64),
     ("rss_mb", |c| c.daemon.rss_mb),
     ("num_operators", |c| c.nodes.len() as f64),
 ];

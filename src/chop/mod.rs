@@ -25,6 +25,8 @@ pub mod testing;
 
 kinds! {
     oscin::OscIn,
+    oscindat::OscInDat,
+    oscout::OscOut,
     midiin::MidiIn,
     midiindat::MidiInDat,
     midiout::MidiOut,

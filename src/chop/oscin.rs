@@ -13,21 +13,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rosc::OscType;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cook::slice::max_samples;
 use crate::cook::{
-    sanitize_name, ChopData, CookCtx, CookError, Frame, NodeState, Operator, SliceQueue,
+    ChopData, CookCtx, CookError, Frame, NodeState, Operator, SliceQueue,
 };
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
 use crate::logging::RateLimit;
-use crate::osc;
 
 pub mod config;
+mod decode;
+mod held;
+pub mod tcp;
+pub use decode::Decoder;
 pub use config::{OscIn, OscInConfig};
-use crate::pattern::Pattern;
+use config::Protocol as InProtocol;
 
 /// Decoded updates waiting for the cook thread. 64k updates is a second of a 50k msg/s flood at
 /// 60 fps with room to spare; beyond it updates are dropped and counted.
@@ -43,8 +45,27 @@ fn cost(u: &Update) -> usize {
     std::mem::size_of::<Update>() + u.name.len() + 4 * u.values.len()
 }
 
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65_536;
+/// Queues an update for the cook thread, or counts it as a queue drop: the one way onto the
+/// queue, for the UDP and the TCP receive loops.
+fn enqueue(tx: &SyncSender<Update>, counters: &Counters, u: Update) {
+    let c = cost(&u);
+    if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
+        counters.queue_drops.fetch_add(1, Relaxed);
+        return;
+    }
+    counters.queued_bytes.fetch_add(c, Relaxed);
+    match tx.try_send(u) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            counters.queued_bytes.fetch_sub(c, Relaxed);
+            counters.queue_drops.fetch_add(1, Relaxed);
+        }
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+/// Largest UDP payload, and largest packet taken from a TCP stream.
+pub(crate) const MAX_DATAGRAM: usize = 65_536;
 
 /// True when `from` is our own export socket: a message exported by this daemon arriving back
 /// at an input (a feedback loop) is recognised, counted and dropped instead of being re-exported
@@ -78,6 +99,8 @@ fn local_ips() -> Vec<IpAddr> {
 pub struct Update {
     pub name: String,
     pub values: Vec<f32>,
+    /// With `bundle_window_ms`: when its bundle's time tag says it applies.
+    pub due: Option<std::time::Instant>,
 }
 
 /// Counters shared by the receive thread and the Info CHOP.
@@ -96,85 +119,10 @@ pub struct Counters {
     pub feedback: AtomicU64,
     /// Messages whose address was longer than `max_address_length`.
     pub long_addresses: AtomicU64,
+    /// Messages time-tagged further ahead than `bundle_window_ms`: applied on arrival.
+    pub timetag_skew: AtomicU64,
     /// Bytes held by queued updates ([`QUEUE_BYTES`]); not a counter.
     queued_bytes: AtomicUsize,
-}
-
-/// Turns OSC packets into updates; the part of the receive path that needs no socket (fuzzed
-/// and unit-tested on bytes).
-pub struct Decoder {
-    pub address_scope: Pattern,
-    pub strip_segments: usize,
-    /// Longest address taken, bytes (`max_address_length`); longer ones are counted and dropped
-    /// before the scope sees them.
-    pub max_address: usize,
-}
-
-impl Decoder {
-    /// Decodes one datagram, calling `emit` for every message that yields an update.
-    pub fn decode(&self, bytes: &[u8], counters: &Counters, mut emit: impl FnMut(Update)) {
-        counters.packets.fetch_add(1, Relaxed);
-        match osc::each_message(bytes, |m| self.message(m, counters, &mut emit)) {
-            Ok(bad) => counters.malformed.fetch_add(bad as u64, Relaxed),
-            Err(_) => counters.malformed.fetch_add(1, Relaxed),
-        };
-    }
-
-    fn message(&self, m: rosc::OscMessage, counters: &Counters, emit: &mut impl FnMut(Update)) {
-        counters.messages.fetch_add(1, Relaxed);
-        if m.addr.len() > self.max_address {
-            counters.long_addresses.fetch_add(1, Relaxed);
-            return;
-        }
-        if !self.address_scope.is_all() && !self.address_scope.matches(&m.addr) {
-            counters.out_of_scope.fetch_add(1, Relaxed);
-            return;
-        }
-        let Some(name) = self.channel_name(&m.addr) else {
-            counters
-                .ignored_args
-                .fetch_add(m.args.len() as u64, Relaxed);
-            return;
-        };
-        let mut values = Vec::with_capacity(m.args.len());
-        for arg in &m.args {
-            let v = match *arg {
-                OscType::Float(f) => f as f64,
-                OscType::Double(d) => d,
-                OscType::Int(i) => i as f64,
-                OscType::Long(h) => h as f64,
-                OscType::Bool(b) => f64::from(u8::from(b)),
-                _ => {
-                    counters.ignored_args.fetch_add(1, Relaxed);
-                    continue;
-                }
-            };
-            // Narrow first: a finite double such as 1e300 is infinite as f32.
-            let v = v as f32;
-            if !v.is_finite() {
-                counters.nonfinite.fetch_add(1, Relaxed);
-                continue;
-            }
-            values.push(v);
-        }
-        if !values.is_empty() {
-            emit(Update { name, values });
-        }
-    }
-
-    /// `/mixer/fader1` → `mixer/fader1`, minus `strip_segments` leading segments, illegal
-    /// characters → `_`. `None` when nothing is left.
-    pub fn channel_name(&self, addr: &str) -> Option<String> {
-        let mut rest = addr.trim_start_matches('/');
-        for _ in 0..self.strip_segments {
-            rest = rest.split_once('/').map_or("", |(_, tail)| tail);
-        }
-        if rest.is_empty() {
-            None
-        } else {
-            Some(sanitize_name(rest))
-        }
-    }
 }
 
 pub struct OscInOp {
@@ -205,6 +153,10 @@ pub struct OscInOp {
     told_name_limit: bool,
     logged: LoggedCounts,
     last_proc_read: Option<Instant>,
+    /// With `protocol = "tcp"`: its counters and what of them was logged.
+    tcp: Option<(Arc<tcp::TcpCounters>, tcp::TcpLog)>,
+    /// With `bundle_window_ms`: messages waiting for their time tag.
+    held: held::Held,
 }
 
 #[derive(Default, Clone, Copy, PartialEq)]
@@ -226,12 +178,6 @@ impl OscInOp {
         own: OwnPort,
         max_slice: Duration,
     ) -> Result<OscInOp, String> {
-        let socket =
-            bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
-        let local = socket
-            .local_addr()
-            .map_err(|e| format!("oscin \"{}\": {e}", op.name))?;
-        let inode = socket_inode(&socket);
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -239,18 +185,53 @@ impl OscInOp {
             address_scope: cfg.address_scope.clone(),
             strip_segments: cfg.strip_segments,
             max_address: cfg.max_address_length,
+            bundle_window: cfg.bundle_window,
         };
-        let thread = {
-            let filter = Filter {
-                allow: cfg.allow.clone(),
-                own,
-                local_ips: local_ips(),
-            };
-            let (counters, stop) = (counters.clone(), stop.clone());
+        let filter = Filter {
+            allow: cfg.allow.clone(),
+            own,
+            local_ips: local_ips(),
+        };
+        let spawn = |f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(format!("oscin-{}", op.name))
-                .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
-                .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
+                .spawn(f)
+                .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))
+        };
+        let bind_error = |e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind);
+        let (local, inode, thread, tcp) = match cfg.protocol {
+            InProtocol::Udp => {
+                let socket = bind(cfg).map_err(bind_error)?;
+                let local = socket.local_addr().map_err(bind_error)?;
+                let inode = socket_inode(&socket);
+                let (counters, stop) = (counters.clone(), stop.clone());
+                let thread =
+                    spawn(Box::new(move || receive_loop(socket, decoder, filter, tx, counters, stop)))?;
+                (local, inode, thread, None)
+            }
+            InProtocol::Tcp(framing) => {
+                let listener = tcp::bind(cfg.bind).map_err(bind_error)?;
+                let local = listener.local_addr().map_err(bind_error)?;
+                let tcp_counters = Arc::new(tcp::TcpCounters::default());
+                let handler: tcp::Handler = {
+                    let counters = counters.clone();
+                    Box::new(move |packet, _| {
+                        decoder.decode(packet, &counters, |u| enqueue(&tx, &counters, u))
+                    })
+                };
+                let receiver = tcp::Receiver {
+                    listener,
+                    framing,
+                    max_clients: cfg.max_clients,
+                    allow: filter.allow,
+                    handler,
+                    counters: counters.clone(),
+                    tcp: tcp_counters.clone(),
+                    stop: stop.clone(),
+                };
+                let thread = spawn(Box::new(move || receiver.run()))?;
+                (local, 0, thread, Some((tcp_counters, tcp::TcpLog::new())))
+            }
         };
         tracing::info!("bound oscin \"{}\" on {}", op.name, local);
         Ok(OscInOp {
@@ -277,6 +258,8 @@ impl OscInOp {
             told_name_limit: false,
             logged: LoggedCounts::default(),
             last_proc_read: None,
+            tcp,
+            held: held::Held::default(),
         })
     }
 
@@ -409,6 +392,11 @@ impl Operator for OscInOp {
         for _ in 0..QUEUE {
             let Ok(u) = self.queue.try_recv() else { break };
             self.counters.queued_bytes.fetch_sub(cost(&u), Relaxed);
+            if let Some(u) = self.held.hold(u, frame.started) {
+                self.fold(u);
+            }
+        }
+        while let Some(u) = self.held.pop_due(frame.started) {
             self.fold(u);
         }
         self.dirty || self.reset_layout
@@ -469,6 +457,16 @@ impl Operator for OscInOp {
             ("name_limit", self.name_limit_hits as f64),
             ("slice_drops", self.slices.dropped as f64),
         ]);
+        if !self.cfg.bundle_window.is_zero() {
+            out.extend([
+                ("timetag_skew", f(&c.timetag_skew)),
+                ("held", self.held.len() as f64),
+                ("held_overflow", self.held.overflow as f64),
+            ]);
+        }
+        if let Some((c, _)) = &self.tcp {
+            tcp::extras(c, out);
+        }
     }
 
     fn bound(&self) -> Option<SocketAddr> {
@@ -514,12 +512,16 @@ impl Operator for OscInOp {
         self.values.clear();
         self.slices.clear();
         self.slices.reset();
+        self.held.clear();
         self.reset_layout = true;
     }
 
     fn housekeeping(&mut self) {
         self.log_problems();
         self.tell_limits();
+        if let Some((c, log)) = &mut self.tcp {
+            log.log(c, self.cfg.max_clients);
+        }
         let now = Instant::now();
         if self.inode != 0
             && self
@@ -534,7 +536,7 @@ impl Operator for OscInOp {
     }
 }
 
-fn bind(cfg: &OscInConfig) -> std::io::Result<UdpSocket> {
+pub(crate) fn bind(cfg: &OscInConfig) -> std::io::Result<UdpSocket> {
     let v4_any = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), cfg.bind.port());
     if cfg.multicast.is_some() && cfg.bind.ip().is_unspecified() {
         // IPv4 multicast groups are joined on an IPv4 socket.
@@ -582,7 +584,7 @@ fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// How often a blocked receive wakes to check for a stop request.
-const READ_TIMEOUT: Duration = Duration::from_millis(50);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Who may send to an OSC In.
 struct Filter {
@@ -627,26 +629,11 @@ fn receive_loop(
             counters.refused.fetch_add(1, Relaxed);
             continue;
         }
-        decoder.decode(&buf[..n], &counters, |u| {
-            let c = cost(&u);
-            if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
-                counters.queue_drops.fetch_add(1, Relaxed);
-                return;
-            }
-            counters.queued_bytes.fetch_add(c, Relaxed);
-            match tx.try_send(u) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    counters.queued_bytes.fetch_sub(c, Relaxed);
-                    counters.queue_drops.fetch_add(1, Relaxed);
-                }
-                Err(TrySendError::Disconnected(_)) => {}
-            }
-        });
+        decoder.decode(&buf[..n], &counters, |u| enqueue(&tx, &counters, u));
     }
 }
 
-fn allowed(allow: &[Cidr], ip: IpAddr) -> bool {
+pub(crate) fn allowed(allow: &[Cidr], ip: IpAddr) -> bool {
     allow.iter().any(|c| c.contains(ip))
 }
 
@@ -682,13 +669,16 @@ fn kernel_drops(inode: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscTime};
+    use crate::osc;
+    use crate::pattern::Pattern;
+    use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
     fn decoder(scope: &str, strip: usize) -> Decoder {
         Decoder {
             address_scope: Pattern::new(scope).unwrap(),
             strip_segments: strip,
             max_address: 1024,
+            bundle_window: Duration::ZERO,
         }
     }
 
@@ -856,6 +846,7 @@ mod tests {
             op.fold(Update {
                 name: format!("{i:0>100}"),
                 values: vec![1.0],
+                due: None,
             });
         }
         assert_eq!(op.names.len(), 10);
@@ -865,6 +856,7 @@ mod tests {
         op.fold(Update {
             name: format!("{:0>100}", 3),
             values: vec![2.0],
+            due: None,
         });
         assert_eq!(op.values[3], 2.0);
         op.reset();

@@ -277,6 +277,8 @@ impl<'s> Reader<'_, '_, 's> {
                     .ranged(m.span(), "resend_ms", *m.get_ref(), RESEND_MS)
                     .map(|v| Duration::from_millis(v as u64))
             });
+            let transport = self.transport(&r);
+            let keepalive = self.keepalives(r.keepalive.as_deref().unwrap_or_default());
             if *r.port.get_ref() == 0 {
                 self.cx
                     .d
@@ -293,6 +295,8 @@ impl<'s> Reader<'_, '_, 's> {
                     max_packet,
                     timetag: r.timetag.unwrap_or(false),
                     resend,
+                    transport,
+                    keepalive,
                 },
             );
         }
@@ -339,6 +343,122 @@ impl<'s> Reader<'_, '_, 's> {
             midi.insert(name.to_string(), settings);
         }
         None
+    }
+
+    /// A destination's transport: UDP, multicast when the host is an IPv4 group, or TCP.
+    fn transport(&mut self, r: &raw::Destination) -> Transport {
+        let group = r
+            .host
+            .get_ref()
+            .parse::<Ipv4Addr>()
+            .ok()
+            .filter(Ipv4Addr::is_multicast);
+        let d = &mut *self.cx.d;
+        let tcp = r.protocol == Some(OscProtocol::Tcp);
+        if let (false, Some(f)) = (tcp, &r.framing) {
+            d.error(f.span(), "framing applies to protocol = \"tcp\" only");
+        }
+        if group.is_none() || tcp {
+            let why = if tcp {
+                "multicast needs protocol = \"udp\""
+            } else {
+                "multicast settings need an IPv4 multicast group (224.0.0.0/4) as host"
+            };
+            for span in [
+                r.multicast_ttl.as_ref().map(Spanned::span),
+                r.multicast_interface.as_ref().map(Spanned::span),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                d.error(span, why);
+            }
+        }
+        if tcp {
+            if group.is_some() {
+                d.error(
+                    r.host.span(),
+                    "a multicast group cannot be reached over TCP",
+                );
+            }
+            let framing = r
+                .framing
+                .as_ref()
+                .map_or(OscFraming::Slip, |f| *f.get_ref());
+            return Transport::Tcp(framing.into());
+        }
+        if group.is_none() {
+            return Transport::Udp;
+        }
+        let ttl =
+            self.cx
+                .ranged_or(&r.multicast_ttl, "multicast_ttl", MULTICAST_TTL, 1) as u32;
+        let interface = match &r.multicast_interface {
+            Some(i) => match i.get_ref().parse::<Ipv4Addr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.cx.d.error(
+                        i.span(),
+                        format!("\"{}\" is not an IPv4 address", i.get_ref()),
+                    );
+                    Ipv4Addr::UNSPECIFIED
+                }
+            },
+            None => Ipv4Addr::UNSPECIFIED,
+        };
+        Transport::Multicast { ttl, interface }
+    }
+
+    /// A destination's keep-alive messages.
+    fn keepalives(&mut self, list: &[raw::Keepalive]) -> Vec<Keepalive> {
+        let mut out = Vec::new();
+        for k in list {
+            let address = k.address.get_ref();
+            if !address.starts_with('/') {
+                self.cx.d.error(
+                    k.address.span(),
+                    format!("an OSC address starts with \"/\": \"{address}\""),
+                );
+                continue;
+            }
+            let every = *k.every_s.get_ref();
+            if !(KEEPALIVE_MIN_S..=KEEPALIVE_MAX_S).contains(&every) {
+                self.cx.d.error(
+                    k.every_s.span(),
+                    format!(
+                        "every_s must be between {KEEPALIVE_MIN_S} and {KEEPALIVE_MAX_S} (is {every})"
+                    ),
+                );
+                continue;
+            }
+            let mut args = Vec::new();
+            for a in k.args.as_ref().map_or(&[][..], |a| a.get_ref()) {
+                args.push(match a {
+                    raw::KeepaliveArg::Int(i) => match i32::try_from(*i) {
+                        Ok(i) => rosc::OscType::Int(i),
+                        Err(_) => {
+                            let span = k
+                                .args
+                                .as_ref()
+                                .map(Spanned::span)
+                                .unwrap_or(k.address.span());
+                            self.cx
+                                .d
+                                .error(span, format!("{i} does not fit an OSC int32"));
+                            continue;
+                        }
+                    },
+                    raw::KeepaliveArg::Float(f) => rosc::OscType::Float(*f as f32),
+                    raw::KeepaliveArg::Str(s) => rosc::OscType::String(s.clone()),
+                });
+            }
+            out.push(Keepalive {
+                address: address.clone(),
+                every: Duration::from_secs_f64(every),
+                args,
+            });
+        }
+        out
     }
 
     fn operator(&mut self, item: Spanned<DeValue<'s>>) -> Option<(OperatorConfig, OpRefs)> {

@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::diag::Diagnostic;
 use crate::cook::{BuildCtx, Operator, SrSelect};
+use crate::osc::framing::Framing;
 use crate::pattern::Pattern;
 
 /// The accepted range of an integer key. The checker enforces it and the JSON Schema states it
@@ -105,6 +106,59 @@ pub enum NumFormat {
     Int,
 }
 
+/// `protocol` of an OSC In or a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OscProtocol {
+    /// Datagrams (the default)
+    Udp,
+    /// A stream, packets framed by `framing`
+    Tcp,
+}
+
+/// `framing` of OSC over TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OscFraming {
+    /// OSC 1.1: SLIP (RFC 1055), the default
+    Slip,
+    /// OSC 1.0: a 4-byte big-endian size before each packet
+    Size,
+}
+
+impl From<OscFraming> for Framing {
+    fn from(f: OscFraming) -> Framing {
+        match f {
+            OscFraming::Slip => Framing::Slip,
+            OscFraming::Size => Framing::Size,
+        }
+    }
+}
+
+/// How a destination's packets travel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Transport {
+    Udp,
+    /// To an IPv4 multicast group (the host), with this TTL, from this interface (its address;
+    /// unspecified: the kernel's choice).
+    Multicast {
+        ttl: u32,
+        interface: Ipv4Addr,
+    },
+    Tcp(Framing),
+}
+
+/// A message a destination sends on a period, whatever is exported (`/xremote` keeps an X32
+/// sending), and right after each TCP connection is made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Keepalive {
+    /// Sent as written: the destination's prefix is not added.
+    pub address: String,
+    pub every: Duration,
+    /// Int32, float32 and string arguments.
+    pub args: Vec<rosc::OscType>,
+}
+
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
@@ -130,6 +184,8 @@ pub struct Destination {
     pub timetag: bool,
     /// Periodic full resend for receivers that missed a packet.
     pub resend: Option<Duration>,
+    pub transport: Transport,
+    pub keepalive: Vec<Keepalive>,
 }
 
 /// Fits one Ethernet frame: 1500 − 20 (IPv4) − 8 (UDP).
@@ -137,6 +193,11 @@ pub const DEFAULT_MAX_PACKET: usize = 1472;
 
 /// `max_packet`: from a minimal bundle to the largest UDP payload over IPv4.
 pub const MAX_PACKET: Bounds = Bounds::new(64, 65_507);
+/// `multicast_ttl` of a destination.
+pub const MULTICAST_TTL: Bounds = Bounds::new(0, 255);
+/// `every_s` of a keep-alive: 10 ms to an hour.
+pub const KEEPALIVE_MIN_S: f64 = 0.01;
+pub const KEEPALIVE_MAX_S: f64 = 3600.0;
 /// `resend_ms` of a destination or an export.
 pub const RESEND_MS: Bounds = Bounds::new(10, 3_600_000);
 /// `max_slice_ms`, and its default.

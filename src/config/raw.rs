@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{NumFormat, SendMode, MAX_PACKET, MAX_SLICE_MS, RATE, RESEND_MS, RSS_WARN_MB};
+use super::model::{
+    NumFormat, OscFraming, OscProtocol, SendMode, MAX_PACKET, MAX_SLICE_MS, MULTICAST_TTL, RATE,
+    RESEND_MS, RSS_WARN_MB,
+};
 use crate::cook::SrSelect;
 
 /// Top-level keys. The `operator` array and the `destinations` table are read item by item (in
@@ -130,6 +133,43 @@ pub struct Destination {
     /// Resend every exported value this often (ms)
     #[schemars(with = "Option<i64>", range(min = RESEND_MS.min, max = RESEND_MS.max))]
     pub resend_ms: Option<Spanned<i64>>,
+    /// "udp" (default) or "tcp"
+    pub protocol: Option<OscProtocol>,
+    /// With protocol = "tcp": "slip" (OSC 1.1, default) or "size" (OSC 1.0)
+    #[schemars(with = "Option<OscFraming>")]
+    pub framing: Option<Spanned<OscFraming>>,
+    /// With a multicast group as host: hops the packets may take (default 1: this network)
+    #[schemars(with = "Option<i64>", range(min = MULTICAST_TTL.min, max = MULTICAST_TTL.max))]
+    pub multicast_ttl: Option<Spanned<i64>>,
+    /// With a multicast group as host: address of the interface to send from
+    #[schemars(with = "Option<String>")]
+    pub multicast_interface: Option<Spanned<String>>,
+    /// Messages sent on a period and on each TCP connect, e.g. [{ address = "/xremote", every_s = 9 }]
+    pub keepalive: Option<Vec<Keepalive>>,
+}
+
+/// One keep-alive or subscribe message of a destination.
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// OSC address, sent without the destination's prefix
+    #[schemars(with = "String")]
+    pub address: Spanned<String>,
+    /// Period, seconds (0.01 to 3600)
+    #[schemars(with = "f64", range(min = 0.01, max = 3600))]
+    pub every_s: Spanned<f64>,
+    /// Arguments: integers (int32), floats (float32) and strings
+    #[schemars(with = "Option<Vec<KeepaliveArg>>")]
+    pub args: Option<Spanned<Vec<KeepaliveArg>>>,
+}
+
+/// An argument of a keep-alive message.
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum KeepaliveArg {
+    Int(i64),
+    Float(f64),
+    Str(String),
 }
 
 /// Keys every operator has; read apart from the kind's own keys.

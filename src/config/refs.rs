@@ -20,6 +20,8 @@ pub struct OpRefs {
     pub(super) export_dat: Option<(String, Range<usize>)>,
     reads: Vec<Read>,
     port: Option<Range<usize>>,
+    /// Destinations the operator sends to (an OSC Out DAT's), and where they are named.
+    destinations: Vec<(String, Range<usize>)>,
 }
 
 /// A reference to another operator besides `inputs`.
@@ -41,6 +43,7 @@ impl OpRefs {
             export_dat: None,
             reads: Vec::new(),
             port: None,
+            destinations: Vec::new(),
         }
     }
 
@@ -68,6 +71,11 @@ impl OpRefs {
     /// `span`.
     pub fn binds_port(&mut self, span: Range<usize>) {
         self.port = Some(span);
+    }
+
+    /// The operator sends to destination `name`, written at `span`: it must be defined.
+    pub fn sends_to(&mut self, name: &str, span: Range<usize>) {
+        self.destinations.push((name.to_string(), span));
     }
 
     pub(super) fn read_names(&self) -> Vec<String> {
@@ -167,6 +175,18 @@ pub(super) fn check(d: &mut Diagnostics, config: &Config, spans: &[OpRefs]) -> V
                         suggestion(&r.name, names.iter().copied())
                     ),
                 ),
+            }
+        }
+        for (dest, at) in &spans[i].destinations {
+            if !config.destinations.contains_key(dest) {
+                let known: Vec<&str> = config.destinations.keys().map(String::as_str).collect();
+                d.error(
+                    at.clone(),
+                    format!(
+                        "destination \"{dest}\" is not defined (add [destinations.{dest}]){}",
+                        suggestion(dest, known.iter().copied())
+                    ),
+                );
             }
         }
         if let Some((dat, at)) = &spans[i].export_dat {

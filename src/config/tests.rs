@@ -6,7 +6,9 @@ use serde::Deserialize;
 
 use super::*;
 use crate::chop::oscin::config::DEFAULT_RECEIVE_BUFFER;
-use crate::chop::{base, constant, info, math, midiin, oscin, script, table, text, KINDS};
+use crate::chop::{
+    base, constant, info, math, midiin, oscin, oscindat, oscout, script, table, text, KINDS,
+};
 
 fn check_str(path: &Path, src: &str) -> Result<Config, Vec<Diagnostic>> {
     super::check_str(path, src, KINDS)
@@ -249,6 +251,8 @@ fn schema_matches_the_parser() {
     // Each kind's own keys, by its type name; every kind in the schema must be listed here.
     let own: Vec<(&str, Vec<String>)> = vec![
         ("oscin", accepted::<oscin::config::Raw>()),
+        ("oscindat", accepted::<oscindat::Raw>()),
+        ("oscout", accepted::<oscout::Raw>()),
         ("midiin", accepted::<midiin::config::Raw>()),
         ("midiout", accepted::<crate::chop::midiout::config::Raw>()),
         ("midiindat", accepted::<crate::chop::midiindat::Raw>()),
@@ -329,7 +333,8 @@ fn schema_ranges_are_the_checkers() {
     let schema = schema::schema(KINDS);
     let script = "tests/fixtures/scripts/idle.py";
     let minimal = |kind: &str| match kind {
-        "oscin" => "port = 0".to_string(),
+        "oscin" | "oscindat" => "port = 0".to_string(),
+        "oscout" => "destination = \"d\"".to_string(),
         "midiin" | "midiout" | "midiindat" => "device = \"x\"".to_string(),
         "script" => format!(
             "callbacks = \"{}\"",
@@ -393,7 +398,13 @@ fn schema_ranges_are_the_checkers() {
     probe(
         &top["destinations"]["additionalProperties"]["oneOf"][0]["properties"],
         &|k, v| {
-            let base = [("host", "\"127.0.0.1\""), ("port", "9")];
+            // Multicast settings need a group as host.
+            let host = if k.starts_with("multicast_") {
+                "\"239.1.2.3\""
+            } else {
+                "\"127.0.0.1\""
+            };
+            let base = [("host", host), ("port", "9")];
             let keys: String = base
                 .iter()
                 .filter(|(b, _)| *b != k)
@@ -414,7 +425,13 @@ fn schema_ranges_are_the_checkers() {
                 .filter(|l| !l.starts_with(&format!("{k} ")))
                 .map(|l| format!("{l}\n"))
                 .collect();
-            format!("[[operator]]\nname = \"a\"\ntype = \"{name}\"\n{base}{k} = {v}\n")
+            // Keys of OSC over TCP need it.
+            let tcp = if k == "max_clients" {
+                "protocol = \"tcp\"\n"
+            } else {
+                ""
+            };
+            format!("[[operator]]\nname = \"a\"\ntype = \"{name}\"\n{base}{tcp}{k} = {v}\n")
         };
         probe(&kind["properties"], &config);
         probe(&kind["properties"]["export"]["properties"], &|k, v| {

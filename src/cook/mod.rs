@@ -119,6 +119,12 @@ pub struct DaemonStats {
     pub packets_in: u64,
     pub packets_out: u64,
     pub messages_out: u64,
+    /// TCP destinations not connected now.
+    pub dests_down: u64,
+    /// Outages of TCP destinations since start (connections lost or never made).
+    pub dest_outages: u64,
+    /// Messages dropped because a TCP destination was down or not reading.
+    pub dest_drops: u64,
     /// Resident memory of the process, MB (sampled once a second; 0 until the first sample).
     pub rss_mb: f64,
 }
@@ -277,6 +283,20 @@ pub trait Operator {
     /// left; operators with background work to hand over (file watching, reconnection) do it
     /// here. Default: nothing.
     fn housekeeping(&mut self) {}
+
+    /// OSC this operator has for a destination (an OSC Out DAT's `sendOSC`), handed to `send`
+    /// with the destination's name; the graph sends it with this frame's exports. Called once
+    /// per frame after the cooks. Default: none.
+    fn osc_out(&mut self, _send: &mut dyn FnMut(&str, OscOutgoing)) {}
+}
+
+/// What a script sends to a destination.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OscOutgoing {
+    /// One message, packed with the frame's other messages to the destination.
+    Message(rosc::OscMessage),
+    /// A packet as it is (a bundle made by the script, or `sendBytes`'s bytes), sent on its own.
+    Packet(Vec<u8>),
 }
 
 /// A parameter's value: what the config sets, the control port and exports write, the status

@@ -41,6 +41,12 @@ pub struct DaemonStatus {
     pub packets_in: u64,
     pub packets_out: u64,
     pub messages_out: u64,
+    #[serde(default)]
+    pub dests_down: u64,
+    #[serde(default)]
+    pub dest_outages: u64,
+    #[serde(default)]
+    pub dest_drops: u64,
     #[serde(deserialize_with = "number")]
     pub rss_mb: f64,
 }
@@ -214,6 +220,9 @@ impl Status {
             msg(p("packets_in"), int(d.packets_in)),
             msg(p("packets_out"), int(d.packets_out)),
             msg(p("messages_out"), int(d.messages_out)),
+            msg(p("dests_down"), int(d.dests_down)),
+            msg(p("dest_outages"), int(d.dest_outages)),
+            msg(p("dest_drops"), int(d.dest_drops)),
             msg(p("rss_mb"), float(d.rss_mb)),
         ];
         for (k, v) in self.control.list() {
@@ -340,6 +349,9 @@ impl DaemonStatus {
             packets_in: d.packets_in,
             packets_out: d.packets_out,
             messages_out: d.messages_out,
+            dests_down: d.dests_down,
+            dest_outages: d.dest_outages,
+            dest_drops: d.dest_drops,
             rss_mb: d.rss_mb,
         }
     }
@@ -469,6 +481,9 @@ mod tests {
                 packets_in: 7,
                 packets_out: 9,
                 messages_out: 11,
+                dests_down: 1,
+                dest_outages: 2,
+                dest_drops: 3,
                 rss_mb: 21.0,
             },
             control: ControlStatus {

@@ -6,6 +6,7 @@
 
 pub mod midi;
 pub mod osc;
+pub mod tcp;
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use crate::config::{
 };
 use crate::cook::dat::DatContent;
 use crate::cook::{ChopData, CookStats};
-pub use osc::{Destinations, DestinationsDiff, Outbox, Resolved};
+pub use osc::{Destinations, DestinationsDiff, LinkTotals, Outbox, Resolved};
 
 /// Where one channel's value goes.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +79,9 @@ pub struct Exporter {
     /// read from (a version that did not read is remembered too, so it is reported once).
     dat_rows: Vec<ExportRow>,
     dat_version: Option<u64>,
+    /// Each destination's connection count ([`Destinations::epoch`]) when values were last
+    /// sent to it: a TCP destination that reconnected is sent everything again.
+    epochs: Vec<u64>,
 }
 
 /// Parameter writes collected during export, applied by the graph to its operators.
@@ -95,6 +99,7 @@ impl Exporter {
             built: false,
             dat_rows: Vec::new(),
             dat_version: None,
+            epochs: Vec::new(),
         }
     }
 
@@ -304,10 +309,15 @@ impl Exporter {
             None => false,
         };
         let every = self.cfg.send == SendMode::EveryCook || resend_all;
+        let n = dests.len();
+        self.epochs.resize(n, 0);
+        let reconnected = (0..n).any(|d| dests.epoch(d) != self.epochs[d]);
         for (i, target) in self.map.iter().enumerate() {
             let Some(target) = target else { continue };
             let v = data.last(i);
-            if !every && self.last[i] == Some(v) {
+            let again = reconnected
+                && matches!(target, Target::Osc { dest, .. } if dests.epoch(*dest) != self.epochs[*dest]);
+            if !every && !again && self.last[i] == Some(v) {
                 continue;
             }
             if !v.is_finite() {
@@ -323,6 +333,11 @@ impl Exporter {
                 Target::Osc { dest, address } => dests.push(*dest, address, v),
                 Target::Par { op, par } => par_writes.push((op.clone(), par.clone(), v)),
                 Target::Midi { dest, addr } => dests.midi.set(*dest, *addr, v),
+            }
+        }
+        if reconnected {
+            for (d, e) in self.epochs.iter_mut().enumerate() {
+                *e = dests.epoch(d);
             }
         }
     }
@@ -373,6 +388,8 @@ mod tests {
             max_packet: 1472,
             timetag: false,
             resend: None,
+            transport: crate::config::Transport::Udp,
+            keepalive: Vec::new(),
         };
         Destinations::new(std::slice::from_ref(&d)).unwrap()
     }
@@ -490,6 +507,8 @@ mod tests {
             max_packet: 1472,
             timetag: false,
             resend: None,
+            transport: crate::config::Transport::Udp,
+            keepalive: Vec::new(),
         };
         let running = Destinations::new(&[dest("b", 9001, "/show"), dest("c", 9002, "")]).unwrap();
         let new = Destinations::resolve(&[

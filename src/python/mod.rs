@@ -24,6 +24,7 @@
 pub mod api;
 pub mod callbacks;
 pub mod mirror;
+pub mod outbox;
 pub mod registry;
 pub mod scope;
 pub mod stored;

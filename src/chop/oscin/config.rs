@@ -5,10 +5,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::tcp::DEFAULT_MAX_CLIENTS;
 use super::OscInOp;
-use crate::config::{Bounds, Checker, Cidr, Kind, OperatorConfig, Settings};
+use crate::config::{Bounds, Checker, Cidr, Kind, OperatorConfig, OscFraming, OscProtocol, Settings};
 use crate::config::refs::OpRefs;
 use crate::cook::{BuildCtx, Operator};
+use crate::osc::framing::Framing;
 use crate::pattern::Pattern;
 
 /// The OSC In kind.
@@ -30,14 +32,32 @@ pub const MAX_ADDRESS_LENGTH: Bounds = Bounds::new(16, 65_536);
 /// name (`mixer/channel12/fader_2` is 23).
 pub const TYPICAL_NAME_BYTES: usize = 64;
 pub const MAX_NAME_BYTES: Bounds = Bounds::new(1024, 1 << 30);
+pub const MAX_CLIENTS: Bounds = Bounds::new(1, 4096);
+/// `bundle_window_ms`: off, or up to 10 s of scheduling ahead.
+pub const BUNDLE_WINDOW_MS: Bounds = Bounds::new(0, 10_000);
+
+/// How an OSC In receives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Protocol {
+    Udp,
+    Tcp(Framing),
+}
 
 /// The keys of an `oscin` operator.
 #[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Raw {
-    /// UDP port (0 = any free port)
+    /// UDP (or with protocol = "tcp", TCP) port (0 = any free port)
     #[schemars(with = "u16")]
     pub port: Spanned<u16>,
+    /// "udp" (default) or "tcp"
+    pub protocol: Option<OscProtocol>,
+    /// With protocol = "tcp": "slip" (OSC 1.1, default) or "size" (OSC 1.0)
+    #[schemars(with = "Option<OscFraming>")]
+    pub framing: Option<Spanned<OscFraming>>,
+    /// With protocol = "tcp": most clients connected at once (default 64)
+    #[schemars(with = "Option<i64>", range(min = MAX_CLIENTS.min, max = MAX_CLIENTS.max))]
+    pub max_clients: Option<Spanned<i64>>,
     /// Address to listen on (default: all, IPv4 and IPv6)
     #[schemars(with = "Option<String>")]
     pub local_address: Option<Spanned<String>>,
@@ -67,6 +87,9 @@ pub struct Raw {
     /// Longest OSC address taken, bytes (longer ones are dropped and counted)
     #[schemars(with = "Option<i64>", range(min = MAX_ADDRESS_LENGTH.min, max = MAX_ADDRESS_LENGTH.max))]
     pub max_address_length: Option<Spanned<i64>>,
+    /// Hold messages of bundles time-tagged up to this far ahead until their time, ms (default 0: off; tags further ahead count as timetag_skew and apply at once)
+    #[schemars(with = "Option<i64>", range(min = BUNDLE_WINDOW_MS.min, max = BUNDLE_WINDOW_MS.max))]
+    pub bundle_window_ms: Option<Spanned<i64>>,
     /// Most bytes of channel names this operator holds (default: max_channels × 64)
     #[schemars(with = "Option<i64>", range(min = MAX_NAME_BYTES.min, max = MAX_NAME_BYTES.max))]
     pub max_name_bytes: Option<Spanned<i64>>,
@@ -76,6 +99,9 @@ pub struct Raw {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OscInConfig {
     pub bind: SocketAddr,
+    pub protocol: Protocol,
+    /// With TCP: most clients at once.
+    pub max_clients: usize,
     pub multicast: Option<(Ipv4Addr, Ipv4Addr)>,
     pub address_scope: Pattern,
     pub strip_segments: usize,
@@ -88,6 +114,8 @@ pub struct OscInConfig {
     pub max_address_length: usize,
     /// Most bytes of channel names held at once.
     pub max_name_bytes: usize,
+    /// Zero: time tags are not honoured.
+    pub bundle_window: std::time::Duration,
 }
 
 impl Kind for OscIn {
@@ -168,8 +196,37 @@ impl Kind for OscIn {
             MAX_NAME_BYTES,
             default_name_bytes as i64,
         ) as usize;
+        let protocol = match r.protocol.unwrap_or(OscProtocol::Udp) {
+            OscProtocol::Udp => {
+                if let Some(f) = &r.framing {
+                    cx.d.error(f.span(), "framing applies to protocol = \"tcp\" only");
+                }
+                if let Some(m) = &r.max_clients {
+                    cx.d.error(m.span(), "max_clients applies to protocol = \"tcp\" only");
+                }
+                Protocol::Udp
+            }
+            OscProtocol::Tcp => {
+                if let Some(m) = &r.multicast {
+                    cx.d.error(m.span(), "multicast needs protocol = \"udp\"");
+                }
+                Protocol::Tcp(r.framing.as_ref().map_or(Framing::Slip, |f| (*f.get_ref()).into()))
+            }
+        };
+        let max_clients = cx.ranged_or(
+            &r.max_clients,
+            "max_clients",
+            MAX_CLIENTS,
+            DEFAULT_MAX_CLIENTS as i64,
+        ) as usize;
+        let bundle_window = std::time::Duration::from_millis(
+            cx.ranged_or(&r.bundle_window_ms, "bundle_window_ms", BUNDLE_WINDOW_MS, 0) as u64,
+        );
         Some(OscInConfig {
             bind: SocketAddr::new(ip, *r.port.get_ref()),
+            bundle_window,
+            protocol,
+            max_clients,
             multicast,
             address_scope,
             strip_segments,

@@ -72,6 +72,14 @@ impl DatHandle {
         })
     }
 
+    /// The kind of the operator this handle names now (`oscout`, `table`, …).
+    pub(super) fn node_kind(&self) -> PyResult<&'static str> {
+        scope::with(|s| {
+            let i = s.find(&self.name, &self.idx)?;
+            Ok(s.nodes()?[i].kind)
+        })
+    }
+
     fn text_dat_error(&self, py: Python<'_>, what: &str) -> PyErr {
         td_error(
             py,

@@ -18,6 +18,7 @@ pub mod globals;
 pub mod midi;
 pub mod numpy;
 pub mod op;
+pub mod oscout;
 pub mod par;
 pub mod pargroup;
 pub mod runtime;
