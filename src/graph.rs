@@ -16,6 +16,7 @@ use crate::cook::{
 use crate::export::{Destinations, DestinationsDiff, Exporter, ParWrites, Resolved};
 use crate::logging::RateLimit;
 use crate::python::mirror::Mirror;
+use crate::wake::Wake;
 
 /// The same cook error of one operator is logged at most once per this interval.
 const COOK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -32,6 +33,11 @@ pub struct Graph {
     dests: Destinations,
     /// Shared with every operator that must recognise our own exports; kept across reloads.
     own_port: OwnPort,
+    /// Rung by receive threads when input arrives; kept across reloads.
+    wake: Wake,
+    /// Scratch of a reaction pass, one per node: its output changed in this pass / it cooked.
+    changed_now: Vec<bool>,
+    cooked_now: Vec<bool>,
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
@@ -84,7 +90,8 @@ impl Graph {
         let dests = Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>())
             .map_err(|e| vec![e])?;
         let own_port = OwnPort::default();
-        let cx = build_ctx(config, &own_port);
+        let wake = Wake::new();
+        let cx = build_ctx(config, &own_port, &wake);
         let mut parts = Vec::new();
         let mut errors = Vec::new();
         for cfg in &config.operators {
@@ -111,6 +118,9 @@ impl Graph {
             exporters: Vec::new(),
             dests,
             own_port,
+            wake,
+            changed_now: Vec::new(),
+            cooked_now: Vec::new(),
             daemon: DaemonStats::default(),
             rate: config.rate,
             max_slice: config.max_slice,
@@ -172,7 +182,7 @@ impl Graph {
         let resolved =
             Destinations::resolve(&config.destinations.values().cloned().collect::<Vec<_>>())
                 .map_err(|e| vec![e])?;
-        let cx = build_ctx(config, &self.own_port);
+        let cx = build_ctx(config, &self.own_port, &self.wake);
         let mut diff = ReloadDiff {
             fates: Vec::new(),
             released: Vec::new(),
@@ -311,6 +321,7 @@ impl Graph {
             rate: self.rate,
             max_slice: self.max_slice,
             own_port: self.own_port.clone(),
+            wake: self.wake.clone(),
         };
         for &i in released {
             let cfg = &self.configs[i];
@@ -491,6 +502,9 @@ impl Graph {
     /// Runs one frame: fold inputs, cook in topological order, export, flush.
     pub fn frame(&mut self, frame: &Frame) {
         let max_step = ((self.max_slice.as_secs_f64() * frame.rate).floor() as i64).max(1);
+        // The frame that ran before this one: whatever changed after it (in this frame, or in a
+        // reaction between the two) makes the operators below cook.
+        let since = frame.frame - frame.step.max(1);
         let frame = Frame {
             step: frame.step.clamp(1, max_step),
             ..*frame
@@ -507,7 +521,7 @@ impl Graph {
             let input_changed = self.nodes[i]
                 .inputs
                 .iter()
-                .any(|&j| self.nodes[j].changed_frame == frame.frame);
+                .any(|&j| self.nodes[j].changed_frame > since);
             // Every operator cooks on its first frame (a kept one keeps its count).
             let first = self.nodes[i].stats.total_cooks == 0;
             if wants || input_changed || first {
@@ -519,7 +533,7 @@ impl Graph {
                 }
             }
         }
-        self.export(&frame);
+        self.export(&frame, None);
         for ((op, node), span) in self.ops.iter_mut().zip(&mut self.nodes).zip(&self.spans) {
             let _in = span.enter();
             node.extras.clear();
@@ -529,8 +543,69 @@ impl Graph {
         self.daemon.packets_in = self.ops.iter().map(|op| op.packets_in()).sum();
     }
 
-    fn cook(&mut self, i: usize, frame: &Frame) {
+    /// Cooks node `i`; returns whether its output changed.
+    /// A reaction pass between frames (`react = true`): input arrived after `last`, the frame
+    /// that ran last. Folds queued input and cooks, in order, every operator that does not
+    /// depend on time and wants to cook or has an input that changed in this pass, then exports
+    /// what cooked and flushes. Operators see `last` with a step of 0 (no time passed, no
+    /// frame counter moves); a change is stamped for the next frame, so the time-dependent
+    /// operators below it cook then. Returns how many operators cooked.
+    pub fn react(&mut self, last: &Frame) -> usize {
+        let frame = Frame {
+            step: 0,
+            started: Instant::now(),
+            ..*last
+        };
+        let n = self.nodes.len();
+        self.changed_now.clear();
+        self.changed_now.resize(n, false);
+        self.cooked_now.clear();
+        self.cooked_now.resize(n, false);
+        let mut cooked = 0;
+        for k in 0..self.order.len() {
+            let i = self.order[k];
+            // A node waits for the clock when it depends on time, or has not cooked on a
+            // frame yet (its first cook is a frame's).
+            if self.nodes[i].timeslice
+                || self.nodes[i].stats.total_cooks == 0
+                || self.ops[i].time_dependent()
+            {
+                continue;
+            }
+            let wants = {
+                let _in = self.spans[i].enter();
+                self.ops[i].wants_cook(&frame, &self.nodes)
+            };
+            let input_changed = self.nodes[i].inputs.iter().any(|&j| self.changed_now[j]);
+            if wants || input_changed {
+                self.changed_now[i] = self.cook(i, &frame);
+                self.cooked_now[i] = true;
+                cooked += 1;
+                let writes = crate::python::registry::par_writes();
+                if writes != self.par_writes_seen {
+                    self.par_writes_seen = writes;
+                    self.apply_mirrored_writes();
+                }
+            }
+        }
+        if cooked > 0 {
+            let only = std::mem::take(&mut self.cooked_now);
+            self.export(&frame, Some(&only));
+            self.cooked_now = only;
+            self.daemon.react_passes += 1;
+        }
+        cooked
+    }
+
+    /// The doorbell receive threads ring when they queued input.
+    pub fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    /// Cooks node `i`; returns whether its output changed.
+    fn cook(&mut self, i: usize, frame: &Frame) -> bool {
         let _in = self.spans[i].enter();
+        let mut changed = false;
         let started = Instant::now();
         let mut out = std::mem::take(&mut self.nodes[i].output);
         let result = {
@@ -554,7 +629,8 @@ impl Graph {
                 }
                 if out != self.prev[i] {
                     self.prev[i].copy_from(&out);
-                    self.nodes[i].changed_frame = frame.frame;
+                    self.nodes[i].changed_frame = frame.stamp();
+                    changed = true;
                 }
             }
             Err(e) => {
@@ -576,19 +652,25 @@ impl Graph {
         node.output = out;
         let s = &mut node.stats;
         s.total_cooks += 1;
+        s.react_cooks += u64::from(frame.is_reaction());
         s.cook_time_ms = ended.duration_since(started).as_secs_f64() * 1e3;
         s.cook_frame = frame.frame;
         s.cook_abs_frame = frame.frame;
         s.cook_start_ms = frame.ms_since_start(started);
         s.cook_end_ms = frame.ms_since_start(ended);
         s.cooked_this_frame = true;
+        changed
     }
 
-    fn export(&mut self, frame: &Frame) {
+    /// Exports every node with an export (`only`: just those marked), then flushes.
+    fn export(&mut self, frame: &Frame, only: Option<&[bool]>) {
         let mut writes: ParWrites = Vec::new();
         let names = &self.names;
         let op_exists = |n: &str| names.contains_key(n);
         for (i, exp) in self.exporters.iter_mut().enumerate() {
+            if only.is_some_and(|o| !o[i]) {
+                continue;
+            }
             if let Some(exp) = exp {
                 let _in = self.spans[i].enter();
                 let nodes = &self.nodes;
@@ -642,11 +724,12 @@ fn op_span(cfg: &OperatorConfig) -> Span {
     tracing::error_span!("op", kind = %cfg.kind, name = %cfg.name)
 }
 
-fn build_ctx(config: &Config, own_port: &OwnPort) -> BuildCtx {
+fn build_ctx(config: &Config, own_port: &OwnPort, wake: &Wake) -> BuildCtx {
     BuildCtx {
         rate: config.rate,
         max_slice: config.max_slice,
         own_port: own_port.clone(),
+        wake: wake.clone(),
     }
 }
 

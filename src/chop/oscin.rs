@@ -24,8 +24,10 @@ use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
 use crate::logging::RateLimit;
 use crate::osc;
+use crate::wake::Wake;
 
 pub mod config;
+pub mod recv;
 pub use config::{OscIn, OscInConfig};
 use crate::pattern::Pattern;
 
@@ -225,13 +227,14 @@ impl OscInOp {
         cfg: &OscInConfig,
         own: OwnPort,
         max_slice: Duration,
+        wake: Wake,
     ) -> Result<OscInOp, String> {
         let socket =
             bind(cfg).map_err(|e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind))?;
         let local = socket
             .local_addr()
             .map_err(|e| format!("oscin \"{}\": {e}", op.name))?;
-        let inode = socket_inode(&socket);
+        let inode = recv::socket_inode(&socket);
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -249,7 +252,7 @@ impl OscInOp {
             let (counters, stop) = (counters.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("oscin-{}", op.name))
-                .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop))
+                .spawn(move || receive_loop(socket, decoder, filter, tx, counters, stop, wake))
                 .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))?
         };
         tracing::info!("bound oscin \"{}\" on {}", op.name, local);
@@ -414,6 +417,11 @@ impl Operator for OscInOp {
         self.dirty || self.reset_layout
     }
 
+    /// A time-sliced OSC In lays its samples on the frame's time slice: it folds at frames.
+    fn time_dependent(&self) -> bool {
+        self.timeslice
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         let frame = ctx.frame;
         // The graph already clamps the step to `max_slice`.
@@ -527,7 +535,7 @@ impl Operator for OscInOp {
                 .is_none_or(|t| now - t >= Duration::from_secs(1))
         {
             self.last_proc_read = Some(now);
-            if let Some(drops) = kernel_drops(self.inode) {
+            if let Some(drops) = recv::kernel_drops(self.inode) {
                 self.counters.kernel_drops.store(drops, Relaxed);
             }
         }
@@ -591,6 +599,9 @@ struct Filter {
     local_ips: Vec<IpAddr>,
 }
 
+/// Receives datagrams in batches (`recvmmsg`), decodes them onto the queue and rings `wake`
+/// once per batch that queued something: the cook thread reacts between frames with
+/// `react = true`, and sleeps on regardless otherwise.
 fn receive_loop(
     socket: UdpSocket,
     decoder: Decoder,
@@ -598,11 +609,12 @@ fn receive_loop(
     tx: SyncSender<Update>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    wake: Wake,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = recv::Batch::new(MAX_DATAGRAM);
     while !stop.load(Relaxed) {
-        let (n, from) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
+        let n = match batch.recv(&socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -619,64 +631,43 @@ fn receive_loop(
                 continue;
             }
         };
-        if is_own(&filter.own, from, &filter.local_ips) {
-            counters.feedback.fetch_add(1, Relaxed);
-            continue;
-        }
-        if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
-            counters.refused.fetch_add(1, Relaxed);
-            continue;
-        }
-        decoder.decode(&buf[..n], &counters, |u| {
-            let c = cost(&u);
-            if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
-                counters.queue_drops.fetch_add(1, Relaxed);
-                return;
+        let mut queued = false;
+        for k in 0..n {
+            let (bytes, from) = batch.get(k);
+            let Some(from) = from else { continue };
+            if is_own(&filter.own, from, &filter.local_ips) {
+                counters.feedback.fetch_add(1, Relaxed);
+                continue;
             }
-            counters.queued_bytes.fetch_add(c, Relaxed);
-            match tx.try_send(u) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    counters.queued_bytes.fetch_sub(c, Relaxed);
+            if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
+                counters.refused.fetch_add(1, Relaxed);
+                continue;
+            }
+            decoder.decode(bytes, &counters, |u| {
+                let c = cost(&u);
+                if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
                     counters.queue_drops.fetch_add(1, Relaxed);
+                    return;
                 }
-                Err(TrySendError::Disconnected(_)) => {}
-            }
-        });
+                counters.queued_bytes.fetch_add(c, Relaxed);
+                match tx.try_send(u) {
+                    Ok(()) => queued = true,
+                    Err(TrySendError::Full(_)) => {
+                        counters.queued_bytes.fetch_sub(c, Relaxed);
+                        counters.queue_drops.fetch_add(1, Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            });
+        }
+        if queued {
+            wake.notify();
+        }
     }
 }
 
 fn allowed(allow: &[Cidr], ip: IpAddr) -> bool {
     allow.iter().any(|c| c.contains(ip))
-}
-
-fn socket_inode(socket: &UdpSocket) -> u64 {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fstat on a valid fd we own, into a zeroed stat buffer.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(socket.as_raw_fd(), &mut st) == 0 {
-            st.st_ino
-        } else {
-            0
-        }
-    }
-}
-
-/// The kernel's drop count for the socket with this inode (`/proc/net/udp{,6}`, last column).
-fn kernel_drops(inode: u64) -> Option<u64> {
-    for file in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() >= 13 && cols[9].parse::<u64>().ok() == Some(inode) {
-                return cols[12].parse().ok();
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -851,7 +842,8 @@ mod tests {
         let op = &config.operators[0];
         let c: &OscInConfig = op.settings().expect("an oscin");
         assert_eq!(c.max_name_bytes, 1024);
-        let mut op = OscInOp::new(op, c, OwnPort::default(), Duration::from_millis(200)).unwrap();
+        let mut op = OscInOp::new(op, c, OwnPort::default(), Duration::from_millis(200), Wake::new())
+            .unwrap();
         for i in 0..100 {
             op.fold(Update {
                 name: format!("{i:0>100}"),
