@@ -11,6 +11,7 @@ mod native_shape;
 mod network;
 mod osc;
 mod oscquery;
+mod react;
 mod reliability;
 mod reload;
 mod script;
