@@ -58,12 +58,19 @@ fn input_between_frames_is_cooked_and_exported_before_the_next_frame() {
     let frame = reacted_after.expect("no value came back before the next frame in 5 tries");
     // The next frame's export: the reaction was counted, on the operators that reacted only.
     let next = float(&rx.until(TIMEOUT, |m| m.addr == "/show/frame").args[0]);
-    assert_eq!(next, frame + 1.0, "the frame counter did not move for the reaction");
+    assert_eq!(
+        next,
+        frame + 1.0,
+        "the frame counter did not move for the reaction"
+    );
     let passes = rx.wait_value("/show/react_passes", |v| v >= 1.0);
     assert!(passes >= 1.0);
     let at_next = |prefix: &str, key: &str| {
         // Sent every cook: the first one after the frame marker is this frame's.
-        float(&rx.until(TIMEOUT, |m| m.addr == format!("/{prefix}/{key}")).args[0])
+        float(
+            &rx.until(TIMEOUT, |m| m.addr == format!("/{prefix}/{key}"))
+                .args[0],
+        )
     };
     assert!(at_next("ini", "react_cooks") >= 1.0);
     assert!(at_next("dbl", "react_cooks") >= 1.0);
@@ -76,7 +83,9 @@ fn input_between_frames_is_cooked_and_exported_before_the_next_frame() {
 #[test]
 fn without_react_input_waits_for_the_frame() {
     let rx = OscRx::new();
-    let text = graph(&rx, 100).text().replace("react = true", "react = false");
+    let text = graph(&rx, 100)
+        .text()
+        .replace("react = true", "react = false");
     let d = Daemon::start(&text, &[("double.py", &fixture("double.py"))]);
     send(d.port("in"), "/x", vec![OscType::Float(4.0)]);
     rx.expect("/show/x", 8.0);
