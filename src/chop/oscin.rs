@@ -432,7 +432,8 @@ impl Operator for OscInOp {
             (true, false) => step,
             (true, true) => self.slices.slice_len(step),
         };
-        if out.num_chans() != self.names.len() || out.names() != self.names.as_slice() {
+        // The names change only where `reset_layout` is set (a new channel, a reset).
+        if self.reset_layout || out.num_chans() != self.names.len() {
             out.clear();
             for n in &self.names {
                 out.append_chan(n);

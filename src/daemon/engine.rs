@@ -173,8 +173,9 @@ struct Reactions {
     budget: Duration,
     /// Work spent in this interval.
     spent: Duration,
-    /// The longest reaction pass lately (decays), to stop before a pass would make the frame
-    /// late.
+    /// The longest reaction pass lately, to stop before a pass would make the frame late. It
+    /// halves every frame interval, so one slow pass (new channels, a reload) is forgotten
+    /// within a few frames even when no reaction runs meanwhile.
     cost: Duration,
     /// The budget is spent: the rest of this interval waits for the frame.
     deferring: bool,
@@ -200,6 +201,7 @@ impl Reactions {
         self.budget = Duration::from_secs_f64(REACT_SHARE / rate);
         self.spent = Duration::ZERO;
         self.deferring = false;
+        self.cost /= 2;
     }
 
     /// One reaction pass after `last`, unless the budget or the next frame (`due`) says wait.
@@ -215,7 +217,7 @@ impl Reactions {
         let took = started.elapsed();
         self.spent += took;
         // The cost estimate follows a slower pass at once and a faster one slowly.
-        self.cost = took.max(self.cost * 15 / 16);
+        self.cost = took.max(self.cost * 7 / 8);
     }
 }
 
