@@ -352,14 +352,21 @@ fn run_once(o: &Opts, run: usize, anchor: bool) -> Result<(Metrics, Vec<String>)
 
     if let Some(sent) = &sent {
         let measured = warm_msgs..total;
-        let d = analysis::deliveries(
+        let mut d = analysis::deliveries(
             sent,
             &recv,
             channels,
             measured.clone(),
             (1e9 / o.rate) as u64,
             (latency_limit_ms(o) * 1e6) as u64,
+            o.react && !anchor,
         );
+        if anchor {
+            // The forwarder sends every message it receives: one whose value never came was
+            // lost, whatever later value of its channel came soon after.
+            d.lost += d.superseded;
+            d.superseded = 0;
+        }
         let span = sent.times[total - 1].saturating_sub(sent.times[warm_msgs]) as f64 / 1e9;
         m.put("sent_per_s", measured.len() as f64 / span.max(1e-9));
         m.put("sender_lag_p99_ms", sent.lag_p99_ns as f64 / 1e6);
@@ -403,7 +410,7 @@ fn run_once(o: &Opts, run: usize, anchor: bool) -> Result<(Metrics, Vec<String>)
         // their channel (latest wins); the rate a flood is judged by.
         m.put(
             "handled_per_s",
-            (d.delivered + d.superseded) as f64 / o.seconds,
+            (d.delivered + d.superseded) as f64 / span.max(1e-9),
         );
         m.put("loss_pct", d.lost as f64 / d.sent.max(1) as f64 * 100.0);
         m.put("sent", d.sent as f64);
