@@ -125,7 +125,6 @@ pub fn deliveries(
         let in_window = superseded_by[i].is_some_and(|j| {
             let (t_later, frame_later) = first[j].expect("arrived");
             if react {
-                let _ = (t_later, frame_later);
                 true
             } else if markers {
                 frame_later != u32::MAX && cut.frames_folding(i).contains(&(frame_later as usize))
