@@ -460,11 +460,12 @@ fn run_once(o: &Opts, run: usize, anchor: bool) -> Result<(Metrics, Vec<String>)
     if let Some(max) = at_end("lateness_max") {
         m.put("clock_max_ms", max);
     }
-    if let (Some(a), Some(b)) = (
-        recv.value_at("dropped_frames", meas_ns),
-        recv.value_at("dropped_frames", end_ns),
-    ) {
-        m.put("dropped_frames", (b - a) as f64);
+    // Counters of the measured window: dropped frames, and with react the reaction passes and
+    // the arrivals the interval's reaction budget made wait for the frame.
+    for key in ["dropped_frames", "react_passes", "react_deferred"] {
+        if let (Some(a), Some(b)) = (recv.value_at(key, meas_ns), recv.value_at(key, end_ns)) {
+            m.put(key, (b - a) as f64);
+        }
     }
     let mut ft: Vec<u64> = recv
         .series("frame_time")
@@ -714,7 +715,8 @@ fn main() {
             o.rate,
             o.seconds,
             o.runs
-        ) + &wrap_note(&o)
+        ) + if o.react { ", react = true" } else { "" }
+            + &wrap_note(&o)
     };
     println!("{header}");
     println!(
