@@ -66,9 +66,9 @@ impl Batch {
             if r < 0 {
                 return Err(io::Error::last_os_error());
             }
-            for k in 0..r as usize {
-                self.lens[k] = hdrs[k].msg_len as usize;
-                self.truncated[k] = hdrs[k].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            for (k, h) in hdrs.iter().enumerate().take(r as usize) {
+                self.lens[k] = h.msg_len as usize;
+                self.truncated[k] = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             }
             r as usize
         };
