@@ -768,6 +768,52 @@ mod tests {
         }
     }
 
+    fn frame(n: i64, at: Instant) -> Frame {
+        Frame {
+            frame: n,
+            step: 1,
+            rate: 100.0,
+            due: at,
+            started: at,
+        }
+    }
+
+    /// A reaction cooks what does not depend on time below a change, stamps the change for the
+    /// next frame and moves no frame counter; the time-dependent operator below it cooks at
+    /// that frame.
+    #[test]
+    fn a_reaction_cooks_the_timeless_and_leaves_the_rest_to_the_next_frame() {
+        let src = "rate = 100\n\n\
+            [[operator]]\nname = \"c\"\ntype = \"constant\"\npars = { name0 = \"a\", value0 = 1 }\n\n\
+            [[operator]]\nname = \"m\"\ntype = \"math\"\ninputs = [\"c\"]\npars = { gain = 2 }\n\n\
+            [[operator]]\nname = \"l\"\ntype = \"lag\"\ninputs = [\"c\"]\n";
+        let config =
+            crate::config::check_str(Path::new("t.toml"), src, crate::chop::KINDS).unwrap();
+        let (mut g, _) = Graph::build(&config).unwrap();
+        let now = Instant::now();
+        g.frame(&frame(1, now));
+        let cooks = |g: &Graph, n: &str| {
+            let s = &g.node(n).unwrap().stats;
+            (s.total_cooks, s.react_cooks, s.cook_frame)
+        };
+        let lag_before = cooks(&g, "l").0;
+        // Nothing new: a reaction cooks nothing.
+        assert_eq!(g.react(&frame(1, now)), 0);
+        g.set_par_by_hand("c", "value0", ParValue::Float(3.0))
+            .unwrap();
+        assert_eq!(g.react(&frame(1, now)), 2);
+        assert_eq!(g.node("m").unwrap().output.chan(0), [6.0]);
+        assert_eq!(cooks(&g, "m"), (2, 1, 1));
+        assert_eq!(g.node("c").unwrap().changed_frame, 2);
+        assert_eq!(cooks(&g, "l").0, lag_before, "a lag depends on time");
+        assert_eq!(g.daemon.react_passes, 1);
+        // The next frame: the lag sees the change, even after dropped frames.
+        let mut f = frame(4, now);
+        f.step = 3;
+        g.frame(&f);
+        assert_eq!(cooks(&g, "l"), (lag_before + 1, 0, 4));
+    }
+
     #[test]
     fn a_line_logged_in_a_cook_carries_the_operator_span_once() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripts/chopd.toml");
