@@ -176,6 +176,7 @@ fn build(op_toml: &str, inputs: usize, dir: &Path) -> Box<dyn Operator> {
         rate: RATE,
         max_slice: Duration::from_millis(200),
         own_port: Default::default(),
+        wake: Default::default(),
     };
     cfg.settings.build(cfg, &cx).unwrap()
 }

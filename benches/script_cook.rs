@@ -61,6 +61,7 @@ fn script_op(file: &Path) -> ScriptOp {
         rate: 1000.0,
         max_slice: Duration::from_millis(200),
         own_port: Default::default(),
+        wake: Default::default(),
     };
     ScriptOp::new(&op, &cfg, &cx).unwrap()
 }

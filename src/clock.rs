@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::wake::Wake;
+
 /// How long before a deadline sleeping stops and spinning starts, at first and at most. Linux
 /// wakes ~50–80 µs late with the default timer slack; 200 µs covers that with margin
 /// (docs/platform.md). Waiting longer for rare multi-ms VM hiccups would cost far more CPU than the
@@ -64,6 +66,13 @@ impl Spin {
     }
 }
 
+/// What ended a wait: the next frame is due, or input arrived before it (see [`Clock::wait_for`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Woke {
+    Frame(Tick),
+    Input,
+}
+
 /// One due frame.
 #[derive(Clone, Copy, Debug)]
 pub struct Tick {
@@ -113,7 +122,21 @@ impl Clock {
 
     /// Waits for the next frame, or returns at once with a step > 1 when frames were missed.
     /// `keep_waiting` is polled between sleeps; returning false abandons the wait (`None`).
-    pub fn wait(&mut self, mut keep_waiting: impl FnMut() -> bool) -> Option<Tick> {
+    pub fn wait(&mut self, keep_waiting: impl FnMut() -> bool) -> Option<Tick> {
+        match self.wait_for(keep_waiting, None) {
+            Some(Woke::Frame(t)) => Some(t),
+            Some(Woke::Input) | None => None,
+        }
+    }
+
+    /// [`Clock::wait`], but with `wake` the sleep before the deadline also ends when input
+    /// arrives (`Woke::Input`; the frame is still to come: call again). Input that arrives
+    /// within the final spin before the deadline waits for the frame.
+    pub fn wait_for(
+        &mut self,
+        mut keep_waiting: impl FnMut() -> bool,
+        wake: Option<&Wake>,
+    ) -> Option<Woke> {
         let next = self.frame + 1;
         let mut due = self.due(next);
         let mut now = Instant::now();
@@ -124,12 +147,21 @@ impl Clock {
                     break;
                 }
                 let nap = (left - self.spin.now).min(MAX_SLEEP);
-                let wake = now + nap;
-                std::thread::sleep(nap);
+                let woken_at = now + nap;
+                let input = match wake {
+                    Some(w) => w.sleep(nap),
+                    None => {
+                        std::thread::sleep(nap);
+                        false
+                    }
+                };
+                if input {
+                    return Some(Woke::Input);
+                }
                 now = Instant::now();
                 if nap < MAX_SLEEP {
                     // The final approach: how late did the kernel wake us?
-                    self.spin.record(now.saturating_duration_since(wake));
+                    self.spin.record(now.saturating_duration_since(woken_at));
                 }
                 if !keep_waiting() {
                     return None;
@@ -154,12 +186,17 @@ impl Clock {
         // stall it was (tens of ms), not as the sub-frame lateness of the newest frame.
         self.lateness
             .push(now.saturating_duration_since(self.due(next)));
-        Some(Tick {
+        Some(Woke::Frame(Tick {
             frame: newest,
             step,
             due,
             late,
-        })
+        }))
+    }
+
+    /// When the next frame is due.
+    pub fn next_due(&self) -> Instant {
+        self.due(self.frame + 1)
     }
 
     pub fn dropped(&self) -> u64 {
@@ -274,6 +311,23 @@ mod tests {
             s.record(Duration::from_secs(1));
         }
         assert_eq!(s.now, SPIN_MAX);
+    }
+
+    #[test]
+    fn input_ends_the_wait_before_the_frame() {
+        let mut c = Clock::new(1.0);
+        let w = Wake::new();
+        w.notify();
+        assert!(matches!(c.wait_for(|| true, Some(&w)), Some(Woke::Input)));
+        // The frame is still to come: the next wait hands out frame 1.
+        let next = c.next_due();
+        match c.wait_for(|| true, Some(&w)) {
+            Some(Woke::Frame(t)) => {
+                assert_eq!(t.frame, 1);
+                assert_eq!(t.due, next);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::cook::{
 use crate::export::{Destinations, DestinationsDiff, Exporter, ParWrites, Resolved};
 use crate::logging::RateLimit;
 use crate::python::mirror::Mirror;
+use crate::wake::Wake;
 
 /// The same cook error of one operator is logged at most once per this interval.
 const COOK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -32,6 +33,11 @@ pub struct Graph {
     dests: Destinations,
     /// Shared with every operator that must recognise our own exports; kept across reloads.
     own_port: OwnPort,
+    /// Rung by receive threads when input arrives; kept across reloads.
+    wake: Wake,
+    /// Scratch of a reaction pass, one per node: its output changed in this pass / it cooked.
+    changed_now: Vec<bool>,
+    cooked_now: Vec<bool>,
     pub daemon: DaemonStats,
     rate: f64,
     max_slice: Duration,
@@ -89,7 +95,8 @@ impl Graph {
             .reconcile(&config.midi_destinations)
             .map_err(|e| vec![e])?;
         let own_port = OwnPort::default();
-        let cx = build_ctx(config, &own_port);
+        let wake = Wake::new();
+        let cx = build_ctx(config, &own_port, &wake);
         let mut parts = Vec::new();
         let mut errors = Vec::new();
         for cfg in &config.operators {
@@ -116,6 +123,9 @@ impl Graph {
             exporters: Vec::new(),
             dests,
             own_port,
+            wake,
+            changed_now: Vec::new(),
+            cooked_now: Vec::new(),
             daemon: DaemonStats::default(),
             rate: config.rate,
             max_slice: config.max_slice,
@@ -188,7 +198,7 @@ impl Graph {
         let resolved =
             Destinations::resolve(&config.destinations.values().cloned().collect::<Vec<_>>())
                 .map_err(|e| vec![e])?;
-        let cx = build_ctx(config, &self.own_port);
+        let cx = build_ctx(config, &self.own_port, &self.wake);
         let mut diff = ReloadDiff {
             fates: Vec::new(),
             released: Vec::new(),
@@ -327,6 +337,7 @@ impl Graph {
             rate: self.rate,
             max_slice: self.max_slice,
             own_port: self.own_port.clone(),
+            wake: self.wake.clone(),
         };
         for &i in released {
             let cfg = &self.configs[i];
@@ -512,6 +523,9 @@ impl Graph {
     /// Runs one frame: fold inputs, cook in topological order, export, flush.
     pub fn frame(&mut self, frame: &Frame) {
         let max_step = ((self.max_slice.as_secs_f64() * frame.rate).floor() as i64).max(1);
+        // The frame that ran before this one: whatever changed after it (in this frame, or in a
+        // reaction between the two) makes the operators below cook.
+        let since = frame.frame - frame.step.max(1);
         let frame = Frame {
             step: frame.step.clamp(1, max_step),
             ..*frame
@@ -528,7 +542,7 @@ impl Graph {
             let input_changed = self.nodes[i]
                 .inputs
                 .iter()
-                .any(|&j| self.nodes[j].changed_frame == frame.frame);
+                .any(|&j| self.nodes[j].changed_frame > since);
             // Every operator cooks on its first frame (a kept one keeps its count).
             let first = self.nodes[i].stats.total_cooks == 0;
             if wants || input_changed || first {
@@ -540,7 +554,7 @@ impl Graph {
                 }
             }
         }
-        self.export(&frame);
+        self.export(&frame, None);
         for ((op, node), span) in self.ops.iter_mut().zip(&mut self.nodes).zip(&self.spans) {
             let _in = span.enter();
             node.extras.clear();
@@ -550,8 +564,69 @@ impl Graph {
         self.daemon.packets_in = self.ops.iter().map(|op| op.packets_in()).sum();
     }
 
-    fn cook(&mut self, i: usize, frame: &Frame) {
+    /// Cooks node `i`; returns whether its output changed.
+    /// A reaction pass between frames (`react = true`): input arrived after `last`, the frame
+    /// that ran last. Folds queued input and cooks, in order, every operator that does not
+    /// depend on time and wants to cook or has an input that changed in this pass, then exports
+    /// what cooked and flushes. Operators see `last` with a step of 0 (no time passed, no
+    /// frame counter moves); a change is stamped for the next frame, so the time-dependent
+    /// operators below it cook then. Returns how many operators cooked.
+    pub fn react(&mut self, last: &Frame) -> usize {
+        let frame = Frame {
+            step: 0,
+            started: Instant::now(),
+            ..*last
+        };
+        let n = self.nodes.len();
+        self.changed_now.clear();
+        self.changed_now.resize(n, false);
+        self.cooked_now.clear();
+        self.cooked_now.resize(n, false);
+        let mut cooked = 0;
+        for k in 0..self.order.len() {
+            let i = self.order[k];
+            // A node waits for the clock when it depends on time, or has not cooked on a
+            // frame yet (its first cook is a frame's).
+            if self.nodes[i].timeslice
+                || self.nodes[i].stats.total_cooks == 0
+                || self.ops[i].time_dependent()
+            {
+                continue;
+            }
+            let wants = {
+                let _in = self.spans[i].enter();
+                self.ops[i].wants_cook(&frame, &self.nodes)
+            };
+            let input_changed = self.nodes[i].inputs.iter().any(|&j| self.changed_now[j]);
+            if wants || input_changed {
+                self.changed_now[i] = self.cook(i, &frame);
+                self.cooked_now[i] = true;
+                cooked += 1;
+                let writes = crate::python::registry::par_writes();
+                if writes != self.par_writes_seen {
+                    self.par_writes_seen = writes;
+                    self.apply_mirrored_writes();
+                }
+            }
+        }
+        if cooked > 0 {
+            let only = std::mem::take(&mut self.cooked_now);
+            self.export(&frame, Some(&only));
+            self.cooked_now = only;
+            self.daemon.react_passes += 1;
+        }
+        cooked
+    }
+
+    /// The doorbell receive threads ring when they queued input.
+    pub fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    /// Cooks node `i`; returns whether its output changed.
+    fn cook(&mut self, i: usize, frame: &Frame) -> bool {
         let _in = self.spans[i].enter();
+        let mut changed = false;
         let started = Instant::now();
         let mut out = std::mem::take(&mut self.nodes[i].output);
         let result = {
@@ -575,7 +650,8 @@ impl Graph {
                 }
                 if out != self.prev[i] {
                     self.prev[i].copy_from(&out);
-                    self.nodes[i].changed_frame = frame.frame;
+                    self.nodes[i].changed_frame = frame.stamp();
+                    changed = true;
                 }
             }
             Err(e) => {
@@ -597,19 +673,25 @@ impl Graph {
         node.output = out;
         let s = &mut node.stats;
         s.total_cooks += 1;
+        s.react_cooks += u64::from(frame.is_reaction());
         s.cook_time_ms = ended.duration_since(started).as_secs_f64() * 1e3;
         s.cook_frame = frame.frame;
         s.cook_abs_frame = frame.frame;
         s.cook_start_ms = frame.ms_since_start(started);
         s.cook_end_ms = frame.ms_since_start(ended);
         s.cooked_this_frame = true;
+        changed
     }
 
-    fn export(&mut self, frame: &Frame) {
+    /// Exports every node with an export (`only`: just those marked), then flushes.
+    fn export(&mut self, frame: &Frame, only: Option<&[bool]>) {
         let mut writes: ParWrites = Vec::new();
         let names = &self.names;
         let op_exists = |n: &str| names.contains_key(n);
         for (i, exp) in self.exporters.iter_mut().enumerate() {
+            if only.is_some_and(|o| !o[i]) {
+                continue;
+            }
             if let Some(exp) = exp {
                 let _in = self.spans[i].enter();
                 let nodes = &self.nodes;
@@ -671,11 +753,12 @@ fn op_span(cfg: &OperatorConfig) -> Span {
     tracing::error_span!("op", kind = %cfg.kind, name = %cfg.name)
 }
 
-fn build_ctx(config: &Config, own_port: &OwnPort) -> BuildCtx {
+fn build_ctx(config: &Config, own_port: &OwnPort, wake: &Wake) -> BuildCtx {
     BuildCtx {
         rate: config.rate,
         max_slice: config.max_slice,
         own_port: own_port.clone(),
+        wake: wake.clone(),
     }
 }
 
@@ -712,6 +795,52 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    fn frame(n: i64, at: Instant) -> Frame {
+        Frame {
+            frame: n,
+            step: 1,
+            rate: 100.0,
+            due: at,
+            started: at,
+        }
+    }
+
+    /// A reaction cooks what does not depend on time below a change, stamps the change for the
+    /// next frame and moves no frame counter; the time-dependent operator below it cooks at
+    /// that frame.
+    #[test]
+    fn a_reaction_cooks_the_timeless_and_leaves_the_rest_to_the_next_frame() {
+        let src = "rate = 100\n\n\
+            [[operator]]\nname = \"c\"\ntype = \"constant\"\npars = { name0 = \"a\", value0 = 1 }\n\n\
+            [[operator]]\nname = \"m\"\ntype = \"math\"\ninputs = [\"c\"]\npars = { gain = 2 }\n\n\
+            [[operator]]\nname = \"l\"\ntype = \"lag\"\ninputs = [\"c\"]\n";
+        let config =
+            crate::config::check_str(Path::new("t.toml"), src, crate::chop::KINDS).unwrap();
+        let (mut g, _) = Graph::build(&config).unwrap();
+        let now = Instant::now();
+        g.frame(&frame(1, now));
+        let cooks = |g: &Graph, n: &str| {
+            let s = &g.node(n).unwrap().stats;
+            (s.total_cooks, s.react_cooks, s.cook_frame)
+        };
+        let lag_before = cooks(&g, "l").0;
+        // Nothing new: a reaction cooks nothing.
+        assert_eq!(g.react(&frame(1, now)), 0);
+        g.set_par_by_hand("c", "value0", ParValue::Float(3.0))
+            .unwrap();
+        assert_eq!(g.react(&frame(1, now)), 2);
+        assert_eq!(g.node("m").unwrap().output.chan(0), [6.0]);
+        assert_eq!(cooks(&g, "m"), (2, 1, 1));
+        assert_eq!(g.node("c").unwrap().changed_frame, 2);
+        assert_eq!(cooks(&g, "l").0, lag_before, "a lag depends on time");
+        assert_eq!(g.daemon.react_passes, 1);
+        // The next frame: the lag sees the change, even after dropped frames.
+        let mut f = frame(4, now);
+        f.step = 3;
+        g.frame(&f);
+        assert_eq!(cooks(&g, "l"), (lag_before + 1, 0, 4));
     }
 
     #[test]

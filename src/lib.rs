@@ -13,6 +13,7 @@
 //! - [`logging`]: the journal-friendly log format and the one log rate limiter.
 //! - [`osc`]: the OSC wire format (framing and depth checks, decoding, encoding, bundle packing,
 //!   time tags) that OSC In, export, the control port and `chopd ctl` share.
+//! - [`wake`]: the doorbell receive threads ring to wake the cook thread between frames.
 //!
 //! The model:
 //! - [`cook`]: the channel data, DAT content and the operator contract: what a cook sees and
@@ -43,3 +44,4 @@ pub mod osc;
 pub mod path;
 pub mod pattern;
 pub mod python;
+pub mod wake;

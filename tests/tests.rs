@@ -15,6 +15,7 @@ mod osc;
 mod osc_out;
 mod osc_tcp;
 mod oscquery;
+mod react;
 mod reliability;
 mod reload;
 mod script;

@@ -61,6 +61,15 @@ pub struct Tail {
 
 /// `measured`: the message indices whose statistics count (the warm-up is before it).
 /// `frame_ns`: the frame period. `limit_ns`: the latency target, for the tail analysis.
+///
+/// `react`: chopd ran with `react = true`, so folds also happen between frames, unseen by the
+/// receiver (each reaction pass folds a prefix of the sequence and exports what changed at once,
+/// after the frame's marker; under a flood a pass may come frames after the send). The frame
+/// windows then bound nothing, but the FIFO argument alone decides: every pass exports the
+/// newest value of each channel it folded, so a message whose value never came while a later
+/// value of its channel did was folded in the same pass as that one: superseded. Real losses
+/// on the way in are chopd's own counters (`queue_drops`, `kernel_drops`, `not_decoded`), shown
+/// beside.
 pub fn deliveries(
     sent: &SendLog,
     recv: &RecvLog,
@@ -68,6 +77,7 @@ pub fn deliveries(
     measured: std::ops::Range<usize>,
     frame_ns: u64,
     limit_ns: u64,
+    react: bool,
 ) -> Delivery {
     let total = sent.times.len();
     // First arrival of each message: (time, frame).
@@ -114,7 +124,9 @@ pub fn deliveries(
         }
         let in_window = superseded_by[i].is_some_and(|j| {
             let (t_later, frame_later) = first[j].expect("arrived");
-            if markers {
+            if react {
+                true
+            } else if markers {
                 frame_later != u32::MAX && cut.frames_folding(i).contains(&(frame_later as usize))
             } else {
                 t_later <= t_send + 2 * frame_ns + 1_000_000
@@ -349,7 +361,7 @@ pub mod checks {
             bench: vec![rx(0, 0), rx(1, 0), rx(3, 1), rx(4, 2), rx(5, 2), rx(5, 2)],
             ..Default::default()
         };
-        let d = deliveries(&s, &recv, 2, 0..6, 1000, 2000);
+        let d = deliveries(&s, &recv, 2, 0..6, 1000, 2000, false);
         assert_eq!((d.sent, d.delivered, d.superseded, d.lost), (6, 5, 0, 1));
         assert_eq!(d.duplicates, 1);
         assert_eq!(d.latency, vec![900, 900, 900, 910, 910]);
@@ -360,7 +372,7 @@ pub mod checks {
             bench: vec![rx(0, 0), rx(1, 0), rx(3, 1), rx(4, 1), rx(5, 2)],
             ..Default::default()
         };
-        let d = deliveries(&s, &recv, 2, 0..6, 1000, 2000);
+        let d = deliveries(&s, &recv, 2, 0..6, 1000, 2000, false);
         assert_eq!((d.sent, d.delivered, d.superseded, d.lost), (6, 5, 1, 0));
     }
 

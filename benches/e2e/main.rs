@@ -12,6 +12,7 @@
 
 mod analysis;
 mod chopd;
+mod forwarder;
 mod scenario;
 mod soak;
 mod traffic;
@@ -44,6 +45,12 @@ usage: cargo bench --bench e2e -- [OPTIONS]
   --runs N             runs, each with a fresh chopd; medians are reported (default 1)
   --tcp                each run twice, over UDP and over TCP (SLIP framing, one connection),
                        alternating; both tables and the TCP/UDP latency ratios are printed
+  --react              react = true in the config: input is cooked as it arrives
+  --flood              the sender goes as fast as it can (--msgs defaults to 300000); the
+                       flood targets (handled rate ≥ 2× the anchor's, loss ≤ 0.5 %)
+  --no-anchor          no raw forwarder runs (by default each run of a scenario with traffic
+                       is followed by one of a std-only UDP forwarder, receive → ×2 → send, and
+                       every figure is also shown as a ratio against it)
   --max-packet BYTES   the destination's max_packet (default: chopd's)
   --no-info            no Info CHOPs (pure pipeline CPU; no clock or counter figures)
   --config-extra FILE  TOML appended to the generated config
@@ -87,6 +94,12 @@ pub struct Opts {
     pub compare_tcp: bool,
     /// This run's OSC goes to the oscin over TCP.
     pub over_tcp: bool,
+    /// `react = true` in the config (`--react`).
+    pub react: bool,
+    /// The flood targets (`--flood`).
+    pub flood: bool,
+    /// Run the raw forwarder after each run (not `--no-anchor`).
+    pub anchor: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -124,7 +137,11 @@ fn parse_args() -> Result<Opts, String> {
         soak_window: None,
         compare_tcp: false,
         over_tcp: false,
+        react: false,
+        flood: false,
+        anchor: true,
     };
+    let mut msgs = None;
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or(format!("{flag} needs a value"))?;
         v.parse()
@@ -148,7 +165,10 @@ fn parse_args() -> Result<Opts, String> {
             "--idle" => scenario = Scenario::Idle,
             "--rate" => rate = Some(num(&a, args.next())?),
             "--channels" => o.channels = num(&a, args.next())?,
-            "--msgs" => o.msgs = num(&a, args.next())?,
+            "--msgs" => msgs = Some(num(&a, args.next())?),
+            "--react" => o.react = true,
+            "--flood" => o.flood = true,
+            "--no-anchor" => o.anchor = false,
             "--seconds" => o.seconds = num(&a, args.next())?,
             "--warmup" => o.warmup = num(&a, args.next())?,
             "--batch" => o.batch = num(&a, args.next())?,
@@ -192,6 +212,8 @@ fn parse_args() -> Result<Opts, String> {
         }
     }
     o.scenario = scenario;
+    o.msgs = msgs.unwrap_or(if o.flood { 300_000.0 } else { 50_000.0 });
+    o.anchor &= scenario.has_traffic() && o.soak_window.is_none();
     o.rate = rate.unwrap_or(scenario.default_rate());
     if !(1.0..=1000.0).contains(&o.rate) {
         return Err("--rate must be 1–1000".into());
@@ -239,12 +261,23 @@ fn thread_key(name: &str) -> &'static str {
     }
 }
 
-fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
+/// One run of chopd, or with `anchor` of the raw forwarder (forwarder.rs) in its place.
+fn run_once(o: &Opts, run: usize, anchor: bool) -> Result<(Metrics, Vec<String>), String> {
     let mut receiver = Receiver::bind(PREFIX).map_err(|e| format!("bind the destination: {e}"))?;
-    receiver.scale = o.scenario.value_scale();
+    receiver.scale = if anchor {
+        2.0
+    } else {
+        o.scenario.value_scale()
+    };
     let config = o.scenario.config(o, receiver.port());
-    let mut daemon = Chopd::start(&o.chopd, &o.wrap, &config, &o.scenario.files(), o.keep)?;
-    eprintln!("run {}/{}: chopd pid {}", run + 1, o.runs, daemon.pid);
+    let bin = if anchor {
+        std::env::current_exe().map_err(|e| format!("the benchmark's own path: {e}"))?
+    } else {
+        o.chopd.clone()
+    };
+    let mut daemon = Chopd::start(&bin, &o.wrap, &config, &o.scenario.files(), o.keep)?;
+    let who = if anchor { "forwarder" } else { "chopd" };
+    eprintln!("run {}/{}: {who} pid {}", run + 1, o.runs, daemon.pid);
     if o.keep && run == 0 {
         eprintln!("config: {}", daemon.dir.join("chopd.toml").display());
     }
@@ -319,7 +352,8 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
     let (meas_ns, end_ns) = (ns(t_meas), ns(t_end));
     let mut m = Metrics::default();
     let mut notes = Vec::new();
-    if !status.success() {
+    // The forwarder ends by SIGTERM's default action.
+    if !status.success() && !anchor {
         notes.push(format!("chopd exited with {status}"));
     }
     for p in problems.iter().take(5) {
@@ -328,14 +362,21 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
 
     if let Some(sent) = &sent {
         let measured = warm_msgs..total;
-        let d = analysis::deliveries(
+        let mut d = analysis::deliveries(
             sent,
             &recv,
             channels,
             measured.clone(),
             (1e9 / o.rate) as u64,
             (latency_limit_ms(o) * 1e6) as u64,
+            o.react && !anchor,
         );
+        if anchor {
+            // The forwarder sends every message it receives: one whose value never came was
+            // lost, whatever later value of its channel came soon after.
+            d.lost += d.superseded;
+            d.superseded = 0;
+        }
         let span = sent.times[total - 1].saturating_sub(sent.times[warm_msgs]) as f64 / 1e9;
         m.put("sent_per_s", measured.len() as f64 / span.max(1e-9));
         m.put("sender_lag_p99_ms", sent.lag_p99_ns as f64 / 1e6);
@@ -375,6 +416,13 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
             "missed_fold_pct",
             t.missed_fold_all as f64 / d.delivered.max(1) as f64 * 100.0,
         );
+        // Messages accounted for per second: delivered, or superseded by a later value of
+        // their channel (latest wins); the rate a flood is judged by.
+        m.put(
+            "handled_per_s",
+            (d.delivered + d.superseded) as f64 / span.max(1e-9),
+        );
+        m.put("loss_pct", d.lost as f64 / d.sent.max(1) as f64 * 100.0);
         m.put("sent", d.sent as f64);
         m.put("delivered", d.delivered as f64);
         m.put("superseded", d.superseded as f64);
@@ -422,11 +470,12 @@ fn run_once(o: &Opts, run: usize) -> Result<(Metrics, Vec<String>), String> {
     if let Some(max) = at_end("lateness_max") {
         m.put("clock_max_ms", max);
     }
-    if let (Some(a), Some(b)) = (
-        recv.value_at("dropped_frames", meas_ns),
-        recv.value_at("dropped_frames", end_ns),
-    ) {
-        m.put("dropped_frames", (b - a) as f64);
+    // Counters of the measured window: dropped frames, and with react the reaction passes and
+    // the arrivals the interval's reaction budget made wait for the frame.
+    for key in ["dropped_frames", "react_passes", "react_deferred"] {
+        if let (Some(a), Some(b)) = (recv.value_at(key, meas_ns), recv.value_at(key, end_ns)) {
+            m.put(key, (b - a) as f64);
+        }
     }
     let mut ft: Vec<u64> = recv
         .series("frame_time")
@@ -503,6 +552,7 @@ fn self_test() {
     analysis::checks::percentiles();
     analysis::checks::superseded_within_the_frame_lost_otherwise();
     analysis::checks::tail_causes();
+    forwarder::checks::doubles_and_prefixes();
     chopd::checks::bound_line();
     chopd::checks::stat_fields();
     println!("self-test passed");
@@ -530,12 +580,31 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// A target of the issue: (metric, comparison, limit, text).
+/// A target of the issue: (metric, comparison, limit, text); with `ratio`, the limit is on
+/// the median's ratio to the anchor's (the raw forwarder of the same invocation).
 struct Target {
     key: &'static str,
-    le: bool,
+    cmp: Cmp,
     limit: f64,
+    ratio: bool,
     text: String,
+}
+
+#[derive(Clone, Copy)]
+enum Cmp {
+    Le,
+    Lt,
+    Ge,
+}
+
+impl Target {
+    fn met(&self, v: f64) -> bool {
+        match self.cmp {
+            Cmp::Le => v <= self.limit,
+            Cmp::Lt => v < self.limit,
+            Cmp::Ge => v >= self.limit,
+        }
+    }
 }
 
 /// The issue's latency target: one frame + 0.3 ms.
@@ -544,29 +613,48 @@ fn latency_limit_ms(o: &Opts) -> f64 {
 }
 
 fn targets(o: &Opts) -> Vec<Target> {
-    let t = |key, le, limit, text: &str| Target {
+    let t = |key, cmp, limit, text: &str| Target {
         key,
-        le,
+        cmp,
         limit,
+        ratio: false,
         text: text.to_string(),
     };
+    let r = |key, cmp, limit, text: &str| Target {
+        ratio: true,
+        ..t(key, cmp, limit, text)
+    };
     let mut v = Vec::new();
-    if o.scenario.has_traffic() {
+    if o.flood {
+        v.push(t("loss_pct", Cmp::Le, 0.5, "≤ 0.5 % lost"));
+        if o.anchor {
+            v.push(r("handled_per_s", Cmp::Ge, 2.0, "≥ 2 × the forwarder's"));
+        }
+    } else if o.scenario.has_traffic() {
         let limit = latency_limit_ms(o);
-        v.push(t("lost", true, 0.0, "no loss"));
-        v.push(t("queue_drops", true, 0.0, "no queue drops"));
-        v.push(t("kernel_drops", true, 0.0, "no kernel drops"));
+        v.push(t("lost", Cmp::Le, 0.0, "no loss"));
+        v.push(t("queue_drops", Cmp::Le, 0.0, "no queue drops"));
+        v.push(t("kernel_drops", Cmp::Le, 0.0, "no kernel drops"));
         v.push(t(
             "latency_p99_ms",
-            true,
+            Cmp::Le,
             limit,
             &format!("≤ 1 frame + 0.3 ms = {limit:.2} ms"),
         ));
-        v.push(t("rss_mb", false, 20.0, "< 20 MB with the channels live"));
+        v.push(t("rss_mb", Cmp::Lt, 20.0, "< 20 MB with the channels live"));
+        if o.react && o.anchor && o.msgs >= 10_000.0 {
+            v.push(r("latency_p50_ms", Cmp::Le, 3.0, "≤ 3 × the forwarder's"));
+            v.push(r("latency_p99_ms", Cmp::Le, 3.0, "≤ 3 × the forwarder's"));
+        }
+        if o.msgs <= 1000.0 && o.anchor {
+            v.push(r("cpu_pct", Cmp::Le, 3.0, "≤ 3 × the forwarder's"));
+        }
     } else {
-        v.push(t("cpu_pct", false, 1.0, "< 1 % of a core idle"));
+        v.push(t("cpu_pct", Cmp::Lt, 1.0, "< 1 % of a core idle"));
     }
-    v.push(t("clock_p99_ms", true, 0.05, "≤ 50 µs"));
+    if !o.flood {
+        v.push(t("clock_p99_ms", Cmp::Le, 0.05, "≤ 50 µs"));
+    }
     v
 }
 
@@ -594,6 +682,11 @@ fn fmt(v: f64) -> String {
 }
 
 fn main() {
+    // The bench binary started as `run CONFIG` is the raw forwarder of another invocation.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("run") {
+        forwarder::main(argv.get(2).map_or("", String::as_str));
+    }
     let o = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -622,7 +715,9 @@ fn main() {
             o.warmup,
             o.runs,
             if o.info { "" } else { ", no Info CHOPs" }
-        ) + &wrap_note(&o)
+        ) + if o.react { ", react = true" } else { "" }
+            + if o.flood { ", flood" } else { "" }
+            + &wrap_note(&o)
     } else {
         format!(
             "scenario {}: rate {} Hz, no traffic, {} s, {} run(s)",
@@ -630,7 +725,8 @@ fn main() {
             o.rate,
             o.seconds,
             o.runs
-        ) + &wrap_note(&o)
+        ) + if o.react { ", react = true" } else { "" }
+            + &wrap_note(&o)
     };
     println!("{header}");
     println!(
@@ -648,14 +744,18 @@ fn main() {
         &[false]
     };
     let mut runs: Vec<Vec<Metrics>> = vec![Vec::new(); transports.len()];
+    let mut anchors: Vec<Metrics> = Vec::new();
     for r in 0..o.runs {
-        // Alternating, so that both see the same machine over the same minutes.
+        // Alternating, so that all of them see the same machine over the same minutes.
         for (t, &over_tcp) in transports.iter().enumerate() {
             let o = Opts {
                 over_tcp,
                 ..o.clone()
             };
-            runs[t].push(run(&o, r));
+            runs[t].push(run(&o, r, false));
+        }
+        if o.anchor {
+            anchors.push(run(&o, r, true));
         }
     }
     let mut medians = Vec::new();
@@ -666,7 +766,7 @@ fn main() {
                 if over_tcp { "TCP (SLIP)" } else { "UDP" }
             );
         }
-        medians.push(table(&o, &runs[t]));
+        medians.push(table(&o, &runs[t], &anchors));
     }
     if let [udp, tcp] = &medians[..] {
         for k in ["latency_p50_ms", "latency_p99_ms"] {
@@ -688,10 +788,15 @@ fn main() {
     }
 }
 
-/// One run, reported on stderr (and as JSON with `--json`); a failed run ends the benchmark.
-fn run(o: &Opts, r: usize) -> Metrics {
-    let wire = if o.over_tcp { " tcp" } else { "" };
-    match run_once(o, r) {
+/// One run of chopd, or with `anchor` of the raw forwarder, reported on stderr (and as JSON
+/// with `--json`); a failed run ends the benchmark.
+fn run(o: &Opts, r: usize, anchor: bool) -> Metrics {
+    let wire = match (anchor, o.over_tcp) {
+        (true, _) => " (forwarder)",
+        (false, true) => " tcp",
+        (false, false) => "",
+    };
+    match run_once(o, r, anchor) {
         Ok((m, notes)) => {
             let brief: Vec<String> = ["latency_p99_ms", "lost", "cpu_pct", "clock_p99_ms"]
                 .iter()
@@ -708,7 +813,7 @@ fn run(o: &Opts, r: usize) -> Metrics {
                         .collect();
                 println!(
                     "{}",
-                    serde_json::json!({"scenario": o.scenario.name(), "tcp": o.over_tcp, "run": r + 1, "metrics": obj})
+                    serde_json::json!({"scenario": o.scenario.name(), "tcp": o.over_tcp, "run": r + 1, "anchor": anchor, "metrics": obj})
                 );
             }
             m
@@ -720,9 +825,13 @@ fn run(o: &Opts, r: usize) -> Metrics {
     }
 }
 
-/// Prints one row per metric, one column per run, then the median and the target; returns
-/// the medians.
-fn table(o: &Opts, runs: &[Metrics]) -> serde_json::Map<String, serde_json::Value> {
+/// Prints one row per metric, one column per run, then the median, the forwarder's median and
+/// the ratio to it, and the target; returns the medians.
+fn table(
+    o: &Opts,
+    runs: &[Metrics],
+    anchors: &[Metrics],
+) -> serde_json::Map<String, serde_json::Value> {
     let mut keys: Vec<&'static str> = Vec::new();
     for m in runs {
         for (k, _) in &m.0 {
@@ -733,12 +842,17 @@ fn table(o: &Opts, runs: &[Metrics]) -> serde_json::Map<String, serde_json::Valu
     }
     let targets = targets(o);
     let mut medians = serde_json::Map::new();
+    let mut anchor_medians = serde_json::Map::new();
     let mut missed = 0;
     print!("{:<24}", "metric");
     for r in 0..runs.len() {
         print!("{:>10}", format!("run{}", r + 1));
     }
-    println!("{:>10}  target", "median");
+    print!("{:>10}", "median");
+    if o.anchor {
+        print!("{:>10}{:>8}", "forwarder", "ratio");
+    }
+    println!("  target");
     for k in keys {
         let mut vals: Vec<f64> = runs.iter().map(|m| m.get(k).unwrap_or(f64::NAN)).collect();
         print!("{k:<24}");
@@ -750,19 +864,37 @@ fn table(o: &Opts, runs: &[Metrics]) -> serde_json::Map<String, serde_json::Valu
         if let Some(med) = med {
             medians.insert(k.to_string(), serde_json::json!(med));
         }
-        if let (Some(t), Some(med)) = (targets.iter().find(|t| t.key == k), med) {
-            let ok = if t.le { med <= t.limit } else { med < t.limit };
+        let mut ratio = None;
+        if o.anchor {
+            let mut a: Vec<f64> = anchors.iter().filter_map(|m| m.get(k)).collect();
+            let am = median(&mut a);
+            ratio = med.zip(am).filter(|(_, a)| *a != 0.0).map(|(m, a)| m / a);
+            print!(
+                "{:>10}{:>8}",
+                am.map_or("-".into(), fmt),
+                ratio.map_or("-".into(), |r| format!("{r:.2}"))
+            );
+            if let Some(am) = am {
+                anchor_medians.insert(k.to_string(), serde_json::json!(am));
+            }
+        }
+        for t in targets.iter().filter(|t| t.key == k) {
+            let v = if t.ratio { ratio } else { med };
+            let Some(v) = v else { continue };
+            let ok = t.met(v);
             if !ok {
                 missed += 1;
             }
-            print!("  {} ({})", if ok { "met" } else { "MISSED" }, t.text);
+            let what = if t.ratio { "ratio " } else { "" };
+            let verdict = if ok { "met" } else { "MISSED" };
+            print!("  {verdict} ({what}{})", t.text);
         }
         println!();
     }
     if o.json {
         println!(
             "{}",
-            serde_json::json!({"scenario": o.scenario.name(), "tcp": o.over_tcp, "median": medians})
+            serde_json::json!({"scenario": o.scenario.name(), "tcp": o.over_tcp, "median": medians, "forwarder_median": anchor_medians})
         );
     }
     println!(

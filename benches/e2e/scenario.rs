@@ -102,6 +102,9 @@ prefix = "{PREFIX}"
             name = self.name(),
             rate = o.rate,
         );
+        if o.react {
+            c = c.replace("watch = false\n", "watch = false\nreact = true\n");
+        }
         if let Some(m) = o.max_packet {
             c += &format!("max_packet = {m}\n");
         }

@@ -109,7 +109,7 @@ pub fn report(
         };
         let lo = if k == 0 { measured.start } else { idx(a) };
         let range = if k < n { lo..idx(b) } else { after.clone() };
-        let d = analysis::deliveries(sent, recv, channels, range, frame_ns, limit_ns);
+        let d = analysis::deliveries(sent, recv, channels, range, frame_ns, limit_ns, false);
         sent_all += d.sent;
         recv_all += d.delivered;
         lost_all += d.lost;

@@ -388,6 +388,10 @@ impl Operator for BaseOp {
         false
     }
 
+    fn time_dependent(&self) -> bool {
+        false
+    }
+
     fn cook(&mut self, _ctx: &mut CookCtx, _out: &mut ChopData) -> Result<(), CookError> {
         Ok(())
     }

@@ -197,6 +197,10 @@ impl Operator for ConstantOp {
         self.dirty || self.timeslice || self.pars.pending()
     }
 
+    fn time_dependent(&self) -> bool {
+        self.timeslice
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         if self.pars.changed() {
             self.read();

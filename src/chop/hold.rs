@@ -39,6 +39,7 @@ pub struct HoldShape {
 
 impl Shape for HoldShape {
     const NAME: &'static str = "hold";
+    const TIMED: bool = false;
 
     fn defs() -> Vec<ParDef> {
         vec![

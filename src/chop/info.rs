@@ -145,6 +145,8 @@ pub const DAEMON_CHANNELS: &[DaemonChannel] = &[
     ("dest_drops", |c| c.daemon.dest_drops as f64),
     ("rss_mb", |c| c.daemon.rss_mb),
     ("num_operators", |c| c.nodes.len() as f64),
+    ("react_passes", |c| c.daemon.react_passes as f64),
+    ("react_deferred", |c| c.daemon.react_deferred as f64),
 ];
 
 /// The channels of an Info CHOP on an operator, in order, before the operator's own extras.
@@ -157,6 +159,7 @@ pub const OP_CHANNELS: &[OpChannel] = &[
     ("time_slice", |n| f64::from(u8::from(n.timeslice))),
     ("export_sernum", |n| n.stats.export_sernum as f64),
     ("total_cooks", |n| n.stats.total_cooks as f64),
+    ("react_cooks", |n| n.stats.react_cooks as f64),
     ("cook_time", |n| n.stats.cook_time_ms),
     ("cook_frame", |n| n.stats.cook_frame as f64),
     ("cook_abs_frame", |n| n.stats.cook_abs_frame as f64),
@@ -235,6 +238,7 @@ mod tests {
             c,
             Default::default(),
             std::time::Duration::from_millis(200),
+            crate::wake::Wake::new(),
         )
         .unwrap();
         let mut extras = Vec::new();

@@ -57,6 +57,7 @@ impl LimitShape {
 
 impl Shape for LimitShape {
     const NAME: &'static str = "limit";
+    const TIMED: bool = false;
 
     fn defs() -> Vec<ParDef> {
         vec![

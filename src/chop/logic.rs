@@ -103,6 +103,7 @@ impl LogicShape {
 
 impl Shape for LogicShape {
     const NAME: &'static str = "logic";
+    const TIMED: bool = false;
 
     fn defs() -> Vec<ParDef> {
         vec![

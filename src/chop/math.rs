@@ -239,6 +239,7 @@ impl MathShape {
 
 impl Shape for MathShape {
     const NAME: &'static str = "math";
+    const TIMED: bool = false;
 
     fn defs() -> Vec<ParDef> {
         vec![

@@ -90,6 +90,10 @@ impl Operator for MergeOp {
         self.pars.pending()
     }
 
+    fn time_dependent(&self) -> bool {
+        false
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         if self.pars.changed() {
             self.last_wins = self.pars.with(|s| s.text("duplicate") == "last");

@@ -22,10 +22,12 @@ use crate::cook::{
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
 use crate::logging::RateLimit;
+use crate::wake::Wake;
 
 pub mod config;
 mod decode;
 mod held;
+pub mod recv;
 pub mod tcp;
 pub use decode::Decoder;
 pub use config::{OscIn, OscInConfig};
@@ -47,20 +49,21 @@ fn cost(u: &Update) -> usize {
 
 /// Queues an update for the cook thread, or counts it as a queue drop: the one way onto the
 /// queue, for the UDP and the TCP receive loops.
-fn enqueue(tx: &SyncSender<Update>, counters: &Counters, u: Update) {
+fn enqueue(tx: &SyncSender<Update>, counters: &Counters, u: Update) -> bool {
     let c = cost(&u);
     if counters.queued_bytes.load(Relaxed) + c > QUEUE_BYTES {
         counters.queue_drops.fetch_add(1, Relaxed);
-        return;
+        return false;
     }
     counters.queued_bytes.fetch_add(c, Relaxed);
     match tx.try_send(u) {
-        Ok(()) => {}
+        Ok(()) => true,
         Err(TrySendError::Full(_)) => {
             counters.queued_bytes.fetch_sub(c, Relaxed);
             counters.queue_drops.fetch_add(1, Relaxed);
+            false
         }
-        Err(TrySendError::Disconnected(_)) => {}
+        Err(TrySendError::Disconnected(_)) => false,
     }
 }
 
@@ -177,6 +180,7 @@ impl OscInOp {
         cfg: &OscInConfig,
         own: OwnPort,
         max_slice: Duration,
+        wake: Wake,
     ) -> Result<OscInOp, String> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let counters = Arc::new(Counters::default());
@@ -203,10 +207,10 @@ impl OscInOp {
             InProtocol::Udp => {
                 let socket = bind(cfg).map_err(bind_error)?;
                 let local = socket.local_addr().map_err(bind_error)?;
-                let inode = socket_inode(&socket);
+                let inode = recv::socket_inode(&socket);
                 let (counters, stop) = (counters.clone(), stop.clone());
                 let thread =
-                    spawn(Box::new(move || receive_loop(socket, decoder, filter, tx, counters, stop)))?;
+                    spawn(Box::new(move || receive_loop(socket, decoder, filter, tx, counters, stop, wake)))?;
                 (local, inode, thread, None)
             }
             InProtocol::Tcp(framing) => {
@@ -216,7 +220,11 @@ impl OscInOp {
                 let handler: tcp::Handler = {
                     let counters = counters.clone();
                     Box::new(move |packet, _| {
-                        decoder.decode(packet, &counters, |u| enqueue(&tx, &counters, u))
+                        let mut queued = false;
+                        decoder.decode(packet, &counters, |u| queued |= enqueue(&tx, &counters, u));
+                        if queued {
+                            wake.notify();
+                        }
                     })
                 };
                 let receiver = tcp::Receiver {
@@ -402,6 +410,11 @@ impl Operator for OscInOp {
         self.dirty || self.reset_layout
     }
 
+    /// A time-sliced OSC In lays its samples on the frame's time slice: it folds at frames.
+    fn time_dependent(&self) -> bool {
+        self.timeslice
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         let frame = ctx.frame;
         // The graph already clamps the step to `max_slice`.
@@ -412,7 +425,8 @@ impl Operator for OscInOp {
             (true, false) => step,
             (true, true) => self.slices.slice_len(step),
         };
-        if out.num_chans() != self.names.len() || out.names() != self.names.as_slice() {
+        // The names change only where `reset_layout` is set (a new channel, a reset).
+        if self.reset_layout || out.num_chans() != self.names.len() {
             out.clear();
             for n in &self.names {
                 out.append_chan(n);
@@ -529,7 +543,7 @@ impl Operator for OscInOp {
                 .is_none_or(|t| now - t >= Duration::from_secs(1))
         {
             self.last_proc_read = Some(now);
-            if let Some(drops) = kernel_drops(self.inode) {
+            if let Some(drops) = recv::kernel_drops(self.inode) {
                 self.counters.kernel_drops.store(drops, Relaxed);
             }
         }
@@ -593,6 +607,9 @@ struct Filter {
     local_ips: Vec<IpAddr>,
 }
 
+/// Receives datagrams in batches (`recvmmsg`), decodes them onto the queue and rings `wake`
+/// once per batch that queued something: the cook thread reacts between frames with
+/// `react = true`, and sleeps on regardless otherwise.
 fn receive_loop(
     socket: UdpSocket,
     decoder: Decoder,
@@ -600,11 +617,12 @@ fn receive_loop(
     tx: SyncSender<Update>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    wake: Wake,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = recv::Batch::new(MAX_DATAGRAM);
     while !stop.load(Relaxed) {
-        let (n, from) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
+        let n = match batch.recv(&socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -621,49 +639,28 @@ fn receive_loop(
                 continue;
             }
         };
-        if is_own(&filter.own, from, &filter.local_ips) {
-            counters.feedback.fetch_add(1, Relaxed);
-            continue;
+        let mut queued = false;
+        for k in 0..n {
+            let (bytes, from) = batch.get(k);
+            let Some(from) = from else { continue };
+            if is_own(&filter.own, from, &filter.local_ips) {
+                counters.feedback.fetch_add(1, Relaxed);
+                continue;
+            }
+            if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
+                counters.refused.fetch_add(1, Relaxed);
+                continue;
+            }
+            decoder.decode(bytes, &counters, |u| queued |= enqueue(&tx, &counters, u));
         }
-        if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
-            counters.refused.fetch_add(1, Relaxed);
-            continue;
+        if queued {
+            wake.notify();
         }
-        decoder.decode(&buf[..n], &counters, |u| enqueue(&tx, &counters, u));
     }
 }
 
 pub(crate) fn allowed(allow: &[Cidr], ip: IpAddr) -> bool {
     allow.iter().any(|c| c.contains(ip))
-}
-
-fn socket_inode(socket: &UdpSocket) -> u64 {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fstat on a valid fd we own, into a zeroed stat buffer.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(socket.as_raw_fd(), &mut st) == 0 {
-            st.st_ino
-        } else {
-            0
-        }
-    }
-}
-
-/// The kernel's drop count for the socket with this inode (`/proc/net/udp{,6}`, last column).
-fn kernel_drops(inode: u64) -> Option<u64> {
-    for file in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() >= 13 && cols[9].parse::<u64>().ok() == Some(inode) {
-                return cols[12].parse().ok();
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -841,7 +838,8 @@ mod tests {
         let op = &config.operators[0];
         let c: &OscInConfig = op.settings().expect("an oscin");
         assert_eq!(c.max_name_bytes, 1024);
-        let mut op = OscInOp::new(op, c, OwnPort::default(), Duration::from_millis(200)).unwrap();
+        let mut op = OscInOp::new(op, c, OwnPort::default(), Duration::from_millis(200), Wake::new())
+            .unwrap();
         for i in 0..100 {
             op.fold(Update {
                 name: format!("{i:0>100}"),

@@ -127,6 +127,10 @@ impl Operator for PatternOp {
         self.pars.pending()
     }
 
+    fn time_dependent(&self) -> bool {
+        false
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         self.pars.changed();
         let (kind, len, cycles, phase, bias, amp, offset, seed, names) = self.pars.with(|s| {

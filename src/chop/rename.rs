@@ -58,6 +58,10 @@ impl Operator for RenameOp {
         self.pars.pending()
     }
 
+    fn time_dependent(&self) -> bool {
+        false
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         if self.pars.changed() {
             let (from, to) = self.pars.with(|s| {

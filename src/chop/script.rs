@@ -452,6 +452,13 @@ impl Operator for ScriptOp {
         self.deps.changed(nodes)
     }
 
+    /// From what the last cook did: it read the time (`absTime`, `time`), it is time-sliced,
+    /// it asked to cook every frame (`CookLevel.ALWAYS`); before its first cook it waits for
+    /// the frame too.
+    fn time_dependent(&self) -> bool {
+        !self.cooked || self.deps.time || self.timeslice || self.cook_level == CookLevel::Always
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         let frame = *ctx.frame;
         let overrides: Vec<Option<ChopData>> = {

@@ -129,6 +129,10 @@ impl Operator for SelectOp {
         self.pars.pending() || self.find(nodes).is_some_and(|i| nodes[i].changed_frame == frame.frame)
     }
 
+    fn time_dependent(&self) -> bool {
+        false
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         if self.pars.changed() {
             self.read();

@@ -53,6 +53,9 @@ pub trait Shape: Default + 'static {
     fn busy(&self) -> bool {
         false
     }
+    /// Its output depends on time (a step's length, state that moves between frames): it cooks
+    /// on the clock only, never between frames (`react`). Default: it does.
+    const TIMED: bool = true;
 }
 
 /// What a shaping cook sees.
@@ -525,6 +528,10 @@ impl<S: Shape> Operator for ShapeOp<S> {
         self.seen != Some(s.pars.version) || !s.pending_pulses.is_empty() || self.shape.busy()
     }
 
+    fn time_dependent(&self) -> bool {
+        S::TIMED
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         let pulses = {
             let mut s = self.shared.borrow_mut();
@@ -745,6 +752,7 @@ mod tests {
             rate: 60.0,
             max_slice: std::time::Duration::from_millis(200),
             own_port: Default::default(),
+            wake: Default::default(),
         };
         let op = cfg.settings.build(&cfg, &cx).unwrap();
         (cfg, op)

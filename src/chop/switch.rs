@@ -42,6 +42,10 @@ impl Operator for SwitchOp {
         self.pars.pending()
     }
 
+    fn time_dependent(&self) -> bool {
+        false
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         if self.pars.changed() {
             self.index = self.pars.num("index") as i64;

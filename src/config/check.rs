@@ -41,6 +41,7 @@ impl<'s> Reader<'_, '_, 's> {
             rate: DEFAULT_RATE,
             max_slice: Duration::from_millis(DEFAULT_MAX_SLICE_MS),
             watch: true,
+            react: false,
             rss_warn_mb: None,
             state_dir: None,
             control: None,
@@ -78,6 +79,11 @@ impl<'s> Reader<'_, '_, 's> {
                 "watch" => {
                     if let Some(w) = de::<bool>(self.cx.d, value, "watch", &[]) {
                         config.watch = w;
+                    }
+                }
+                "react" => {
+                    if let Some(r) = de::<bool>(self.cx.d, value, "react", &[]) {
+                        config.react = r;
                     }
                 }
                 "rss_warn_mb" => {

@@ -41,6 +41,9 @@ pub struct Config {
     pub max_slice: Duration,
     /// Reload when the config or a file it names changes on disk.
     pub watch: bool,
+    /// Cook the time-independent operators downstream of new input as soon as it arrives,
+    /// between frames (`react`, docs/react.md).
+    pub react: bool,
     /// Warn when the process's resident memory passes this many MB (`rss_warn_mb`); `None`:
     /// twice the RSS at start-up, at least 256 MB (see `daemon::memory`).
     pub rss_warn_mb: Option<u64>,

@@ -21,6 +21,7 @@ pub const TOP_KEYS: &[&str] = &[
     "rate",
     "max_slice_ms",
     "watch",
+    "react",
     "rss_warn_mb",
     "state_dir",
     "control",
@@ -44,6 +45,9 @@ pub struct Top {
     pub max_slice_ms: Option<i64>,
     /// Reload when the config or a file it names changes (default true)
     pub watch: Option<bool>,
+    /// Cook what new input changes as soon as it arrives, between frames, instead of at the
+    /// next frame; operators that depend on time still cook on the clock (default false)
+    pub react: Option<bool>,
     /// Warn when chopd's resident memory passes this many MB (default: twice the RSS at
     /// start-up, at least 256)
     #[schemars(range(min = RSS_WARN_MB.min, max = RSS_WARN_MB.max))]

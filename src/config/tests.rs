@@ -39,6 +39,16 @@ fn defaults() {
     assert_eq!(o.receive_buffer, DEFAULT_RECEIVE_BUFFER);
     assert!(c.control.is_none());
     assert_eq!(c.rss_warn_mb, None);
+    assert!(!c.react);
+}
+
+#[test]
+fn react_is_a_boolean() {
+    let op = "[[operator]]\nname = \"a\"\ntype = \"info\"\nop = \"/\"\n";
+    assert!(ok(&format!("react = true\n{op}")).react);
+    let e = errors(&format!("react = 1\n{op}"));
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("show.toml:1:9: error: "), "{e:?}");
 }
 
 #[test]

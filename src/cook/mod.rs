@@ -17,12 +17,15 @@ pub use slice::SliceQueue;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// One tick of the clock, as operators see it (TouchDesigner's `absTime`).
+/// One tick of the clock, as operators see it (TouchDesigner's `absTime`). A reaction cook
+/// (`react = true`: input arrived between frames) sees the frame it follows with a step of 0:
+/// no time has passed.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame {
     /// Absolute frame number since the clock started (first frame is 1, as in TouchDesigner).
     pub frame: i64,
-    /// Frames since the previous tick: 1 normally, k > 1 when k − 1 frames were dropped.
+    /// Frames since the previous tick: 1 normally, k > 1 when k − 1 frames were dropped, 0 in a
+    /// reaction cook between frames.
     pub step: i64,
     /// Clock rate, frames per second.
     pub rate: f64,
@@ -36,6 +39,22 @@ impl Frame {
     /// `absTime.seconds`.
     pub fn seconds(&self) -> f64 {
         self.frame as f64 / self.rate
+    }
+
+    /// A reaction cook between frames, not a tick of the clock.
+    pub fn is_reaction(&self) -> bool {
+        self.step == 0
+    }
+
+    /// What a change made in this cook stamps `NodeState::changed_frame` with: the frame that
+    /// must see it. A frame's own number; in a reaction, the next frame's, so operators that
+    /// did not react (time-dependent ones) cook on it at the next frame.
+    pub fn stamp(&self) -> i64 {
+        if self.is_reaction() {
+            self.frame + 1
+        } else {
+            self.frame
+        }
     }
 
     /// `absTime.stepSeconds`.
@@ -52,7 +71,10 @@ impl Frame {
 /// Cook statistics of one operator (what an Info CHOP shows).
 #[derive(Clone, Debug, Default)]
 pub struct CookStats {
+    /// Every cook, reaction cooks included.
     pub total_cooks: u64,
+    /// Cooks between frames (`react = true`), also counted in `total_cooks`.
+    pub react_cooks: u64,
     /// Duration of the last cook, ms.
     pub cook_time_ms: f64,
     /// Frame of the last cook (the same as `cook_abs_frame`: chopd has no timeline).
@@ -127,6 +149,11 @@ pub struct DaemonStats {
     pub dest_drops: u64,
     /// Resident memory of the process, MB (sampled once a second; 0 until the first sample).
     pub rss_mb: f64,
+    /// Reaction passes run between frames (`react = true`).
+    pub react_passes: u64,
+    /// Times input arrived between frames but waited for the frame: the reaction work of the
+    /// frame interval was used up (the flood bound).
+    pub react_deferred: u64,
 }
 
 /// Everything an operator may look at while it cooks. Its own output has been taken out of
@@ -206,6 +233,15 @@ pub trait Operator {
     /// Computes `out` (the previous output, to update in place or rebuild). An error keeps the
     /// previous output (the graph restores it) and is counted.
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError>;
+
+    /// Whether this operator's output depends on time (an oscillator, a timer, a filter with
+    /// state over time, a time-sliced operator, a script that read the time): such an operator
+    /// cooks on the clock only. One that says `false` may also cook between frames, when input
+    /// arrives (`react = true`), with a [`Frame`] of step 0. Asked before every reaction pass.
+    /// Default: `true`, an operator reacts only when it says it can.
+    fn time_dependent(&self) -> bool {
+        true
+    }
 
     /// Kind-specific statistics for the Info CHOP, as (name, value).
     fn extras(&self, _out: &mut Vec<(&'static str, f64)>) {}
@@ -331,6 +367,8 @@ pub struct BuildCtx {
     /// The UDP port exports leave from, shared by every operator that must recognise its own
     /// traffic (feedback guard); kept across reloads.
     pub own_port: OwnPort,
+    /// Rung by receive threads when they queued input (`react = true`); kept across reloads.
+    pub wake: crate::wake::Wake,
 }
 
 /// The local UDP port exports are sent from (0 until the exporter has bound it).

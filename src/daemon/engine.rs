@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 
 use super::{memory, state, Command, Liveness, ReloadResult};
-use crate::clock::Clock;
+use crate::clock::{Clock, Woke};
 use crate::config::Config;
 use crate::cook::Frame;
 use crate::graph::Graph;
@@ -78,9 +78,23 @@ fn cook_thread(
     let mut last_stats = Instant::now();
     let stop = shared.stop.clone();
     let mut observers: Vec<super::Observer> = Vec::new();
+    let wake = graph.wake().clone();
+    let mut react = Reactions::new(config.react);
+    let mut last: Option<Frame> = None;
     while !stop.load(Ordering::Relaxed) {
-        let Some(tick) = clock.wait(|| !stop.load(Ordering::Relaxed)) else {
-            break;
+        let woke = clock.wait_for(
+            || !stop.load(Ordering::Relaxed),
+            react.listening().then_some(&wake),
+        );
+        let tick = match woke {
+            None => break,
+            Some(Woke::Frame(tick)) => tick,
+            Some(Woke::Input) => {
+                if let Some(last) = &last {
+                    react.run(&mut graph, last, clock.next_due());
+                }
+                continue;
+            }
         };
         let started = Instant::now();
         while let Ok(cmd) = rx.try_recv() {
@@ -92,6 +106,7 @@ fn cook_thread(
                     if result.is_ok() {
                         clock.set_rate(new.rate);
                         rss.configure(new.rss_warn_mb);
+                        react.enabled = new.react;
                     }
                     let _ = reply.send(result);
                 }
@@ -106,7 +121,11 @@ fn cook_thread(
             due: tick.due,
             started,
         };
+        // The frame folds whatever came so far; what comes later rings again.
+        wake.clear();
         graph.frame(&frame);
+        react.new_interval(clock.rate());
+        last = Some(frame);
         let d = &mut graph.daemon;
         d.frames += 1;
         d.dropped_frames = clock.dropped();
@@ -137,6 +156,69 @@ fn cook_thread(
     }
     tracing::debug!("cook thread stopped after {} frames", graph.daemon.frames);
     // Dropping the graph here stops every receive thread (each operator joins its own).
+}
+
+/// The share of each frame interval reaction passes may use (`react = true`). The rest is the
+/// frame's: however fast input comes, time-dependent operators, the watchdog and the control
+/// plane keep their frames, and input beyond the budget waits for the next frame.
+const REACT_SHARE: f64 = 0.5;
+
+/// The reactions of one frame interval: input that arrives between frames is cooked at once
+/// (`Graph::react`), within a budget of work per interval. Once it is spent, or when the next
+/// frame is due sooner than a reaction takes, arrivals wait for the frame (counted in
+/// `react_deferred`) and the cook thread sleeps until then without listening.
+struct Reactions {
+    enabled: bool,
+    /// Reaction work allowed per frame interval.
+    budget: Duration,
+    /// Work spent in this interval.
+    spent: Duration,
+    /// The longest reaction pass lately, to stop before a pass would make the frame late. It
+    /// halves every frame interval, so one slow pass (new channels, a reload) is forgotten
+    /// within a few frames even when no reaction runs meanwhile.
+    cost: Duration,
+    /// The budget is spent: the rest of this interval waits for the frame.
+    deferring: bool,
+}
+
+impl Reactions {
+    fn new(enabled: bool) -> Reactions {
+        Reactions {
+            enabled,
+            budget: Duration::ZERO,
+            spent: Duration::ZERO,
+            cost: Duration::ZERO,
+            deferring: false,
+        }
+    }
+
+    /// Whether the clock should wake for input now.
+    fn listening(&self) -> bool {
+        self.enabled && !self.deferring
+    }
+
+    fn new_interval(&mut self, rate: f64) {
+        self.budget = Duration::from_secs_f64(REACT_SHARE / rate);
+        self.spent = Duration::ZERO;
+        self.deferring = false;
+        self.cost /= 2;
+    }
+
+    /// One reaction pass after `last`, unless the budget or the next frame (`due`) says wait.
+    fn run(&mut self, graph: &mut Graph, last: &Frame, due: Instant) {
+        let started = Instant::now();
+        let room = due.saturating_duration_since(started);
+        if self.spent >= self.budget || room < self.cost * 2 {
+            self.deferring = true;
+            graph.daemon.react_deferred += 1;
+            return;
+        }
+        graph.react(last);
+        let took = started.elapsed();
+        self.spent += took;
+        // The cost estimate follows a slower pass at once and a faster one slowly.
+        self.cost = took.max(self.cost * 7 / 8);
+    }
 }
 
 /// One bound operator: name, kind, address.

@@ -68,6 +68,9 @@ pub struct Exporter {
     cfg: ExportConfig,
     /// Channel names the mapping was built for.
     names: Vec<String>,
+    /// The layout id (`ChopData::layout_id`) last seen with those names: while it stays, the
+    /// names need no comparing.
+    layout: u64,
     /// Per channel: its target (None = not exported), and the last value sent.
     map: Vec<Option<Target>>,
     last: Vec<Option<f32>>,
@@ -92,6 +95,7 @@ impl Exporter {
         Exporter {
             cfg,
             names: Vec::new(),
+            layout: 0,
             map: Vec::new(),
             last: Vec::new(),
             reported: HashSet::new(),
@@ -295,9 +299,12 @@ impl Exporter {
         now: Instant,
         par_writes: &mut ParWrites,
     ) {
-        if !self.built || data.names() != self.names.as_slice() {
+        let same = self.built
+            && (data.layout_id() == self.layout || data.names() == self.names.as_slice());
+        if !same {
             self.build(data, dests, op_exists, stats);
         }
+        self.layout = data.layout_id();
         let resend_all = match self.cfg.resend {
             Some(every) => {
                 let due = self.next_resend.is_none_or(|t| now >= t);

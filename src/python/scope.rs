@@ -385,7 +385,7 @@ impl Scope {
     /// make the writing script itself dirty (a cook that reads and then writes a table would
     /// otherwise cook every frame).
     pub fn dat_mut(&mut self, i: usize) -> PyResult<Option<&mut DatContent>> {
-        let frame = self.frame.map_or(0, |f| f.frame);
+        let frame = self.frame.map_or(0, |f| f.stamp());
         if let Some(e) = self.deps.nodes.iter_mut().find(|(j, _, _)| *j == i) {
             e.2 = frame;
         }
@@ -449,7 +449,7 @@ impl Scope {
                         "{what}: cannot change the channels of {kind} \"{name}\" from outside its cook; {why}"
                     )));
                 }
-                let frame = self.frame.map_or(0, |f| f.frame);
+                let frame = self.frame.map_or(0, |f| f.stamp());
                 self.nodes_mut()?[i].changed_frame = frame;
                 Ok(())
             }

@@ -246,7 +246,13 @@ impl Kind for OscIn {
 
 impl Settings for OscInConfig {
     fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
-        Ok(Box::new(OscInOp::new(op, self, cx.own_port.clone(), cx.max_slice)?))
+        Ok(Box::new(OscInOp::new(
+            op,
+            self,
+            cx.own_port.clone(),
+            cx.max_slice,
+            cx.wake.clone(),
+        )?))
     }
 
     fn udp_port(&self) -> Option<u16> {

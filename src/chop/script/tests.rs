@@ -48,6 +48,7 @@ impl Rig {
             rate: self.rate,
             max_slice: self.max_slice,
             own_port: Default::default(),
+            wake: Default::default(),
         }
     }
 

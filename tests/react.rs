@@ -1,0 +1,142 @@
+//! `react = true`: input that arrives between frames is cooked and exported at once by the
+//! operators that do not depend on time, while the frame counter stays where it is; operators
+//! that depend on time wait for the clock; a flood cannot take the clock's frames. Proved by
+//! the order in which things arrive at one destination socket and by the Info CHOP counters,
+//! never by how long something took.
+
+use rosc::OscType;
+
+use crate::util::*;
+
+/// Every export goes to the one socket of `rx`, so arrival order is the daemon's send order.
+/// `clock` (Info of the daemon, first: its `frame` opens every frame's export) → /show;
+/// `in` (OSC In) → `double` (Script CHOP ×2) → /show; `lag` (Lag CHOP of `in`, time-dependent);
+/// Info CHOPs of `in`, `double` and `lag` sent every cook → /ini, /dbl, /lagi.
+fn graph(rx: &OscRx, rate: u32) -> Config {
+    let every = |root: &str| format!(r#"export = {{ root = "{root}", send = "every_cook" }}"#);
+    Config::new()
+        .rate(rate)
+        .top("react = true")
+        .dest("show", rx.port())
+        .dest("ini", rx.port())
+        .dest("dbl", rx.port())
+        .dest("lagi", rx.port())
+        .info("clock", "/", TO_SHOW)
+        .oscin("in", "")
+        .script("double", "double.py", r#""in""#, TO_SHOW)
+        .op("lag", "lag", "inputs = [\"in\"]\npars = { lag = 0.5 }")
+        .info("ini", "in", &every("ini"))
+        .info("dbl", "double", &every("dbl"))
+        .info("lagi", "lag", &every("lagi"))
+}
+
+#[test]
+fn input_between_frames_is_cooked_and_exported_before_the_next_frame() {
+    let rx = OscRx::new();
+    // One frame a second: a reaction comes back long before the next frame.
+    let d = Daemon::start(
+        &graph(&rx, 1).text(),
+        &[("double.py", &fixture("double.py"))],
+    );
+    let port = d.port("in");
+    // Right after a frame's export, send a value and see its double arrive before the next
+    // frame's. A frame may still fold it if this test was held up for the whole second between
+    // the two: then try again with another value (a daemon that does not react never passes).
+    let mut reacted_after = None;
+    for attempt in 1..=5 {
+        let frame = float(&rx.until(TIMEOUT, |m| m.addr == "/show/frame").args[0]);
+        let v = attempt as f32;
+        send(port, "/x", vec![OscType::Float(v)]);
+        let m = rx.until(TIMEOUT, |m| {
+            m.addr == "/show/frame" || (m.addr == "/show/x" && float(&m.args[0]) == 2.0 * v)
+        });
+        if m.addr == "/show/x" {
+            reacted_after = Some(frame);
+            break;
+        }
+    }
+    let frame = reacted_after.expect("no value came back before the next frame in 5 tries");
+    // The next frame's export: the reaction was counted, on the operators that reacted only.
+    let next = float(&rx.until(TIMEOUT, |m| m.addr == "/show/frame").args[0]);
+    assert_eq!(
+        next,
+        frame + 1.0,
+        "the frame counter did not move for the reaction"
+    );
+    let passes = rx.wait_value("/show/react_passes", |v| v >= 1.0);
+    assert!(passes >= 1.0);
+    let at_next = |prefix: &str, key: &str| {
+        // Sent every cook: the first one after the frame marker is this frame's.
+        float(
+            &rx.until(TIMEOUT, |m| m.addr == format!("/{prefix}/{key}"))
+                .args[0],
+        )
+    };
+    assert!(at_next("ini", "react_cooks") >= 1.0);
+    assert!(at_next("dbl", "react_cooks") >= 1.0);
+    // The lag cooks on the frame (its input changed in the reaction before it).
+    let lag_cooks = at_next("lagi", "total_cooks");
+    assert_eq!(at_next("lagi", "react_cooks"), 0.0, "a lag depends on time");
+    assert!(lag_cooks >= 1.0);
+}
+
+#[test]
+fn without_react_input_waits_for_the_frame() {
+    let rx = OscRx::new();
+    let text = graph(&rx, 100)
+        .text()
+        .replace("react = true", "react = false");
+    let d = Daemon::start(&text, &[("double.py", &fixture("double.py"))]);
+    send(d.port("in"), "/x", vec![OscType::Float(4.0)]);
+    rx.expect("/show/x", 8.0);
+    // Cooked on a frame, not between frames.
+    assert_eq!(
+        float(&rx.until(TIMEOUT, |m| m.addr == "/dbl/react_cooks").args[0]),
+        0.0
+    );
+    assert_eq!(rx.wait_value("/show/react_passes", |_| true), 0.0);
+}
+
+/// A flood of input into a slow reacting script (3 ms a cook at 100 fps, whose reaction budget
+/// is half of each 10 ms interval): the reactions stop at the budget (`react_deferred` counts
+/// the arrivals that waited for the frame) and the frames go on.
+#[test]
+fn a_flood_does_not_take_the_frames() {
+    let rx = OscRx::new();
+    let cfg = Config::new()
+        .top("react = true")
+        .dest("show", rx.port())
+        .info("clock", "/", TO_SHOW)
+        .oscin("in", "")
+        .script("slow", "slow.py", r#""in""#, "");
+    let slow = "import time\n\ndef onCook(scriptOp):\n    time.sleep(0.003)\n    scriptOp.copy(scriptOp.inputs[0])\n";
+    let d = Daemon::start(&cfg.text(), &[("slow.py", slow)]);
+    let port = d.port("in");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A new value each time, so every reaction has the script to cook.
+                let p = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage {
+                    addr: "/x".into(),
+                    args: vec![OscType::Float((sent % 1_000_000) as f32)],
+                }))
+                .unwrap();
+                let _ = s.send_to(&p, ("127.0.0.1", port));
+                sent += 1;
+            }
+            sent
+        })
+    };
+    // While the flood goes on: 50 more frames, and the bound engaged.
+    let first = rx.wait_value("/show/frame", |_| true);
+    rx.wait_value("/show/react_passes", |v| v >= 1.0);
+    let deferred = rx.wait_value("/show/react_deferred", |v| v >= 1.0);
+    rx.wait_value("/show/frame", |f| f >= first + 50.0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(sent > 0 && deferred >= 1.0);
+}
