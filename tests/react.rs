@@ -13,6 +13,11 @@ use crate::util::*;
 /// `in` (OSC In) → `double` (Script CHOP ×2) → /show; `lag` (Lag CHOP of `in`, time-dependent);
 /// Info CHOPs of `in`, `double` and `lag` sent every cook → /ini, /dbl, /lagi.
 fn graph(rx: &OscRx, rate: u32) -> Config {
+    graph_with(rx, rate, "")
+}
+
+/// [`graph`] with more keys for the OSC In.
+fn graph_with(rx: &OscRx, rate: u32, oscin_keys: &str) -> Config {
     let every = |root: &str| format!(r#"export = {{ root = "{root}", send = "every_cook" }}"#);
     Config::new()
         .rate(rate)
@@ -22,7 +27,7 @@ fn graph(rx: &OscRx, rate: u32) -> Config {
         .dest("dbl", rx.port())
         .dest("lagi", rx.port())
         .info("clock", "/", TO_SHOW)
-        .oscin("in", "")
+        .oscin("in", oscin_keys)
         .script("double", "double.py", r#""in""#, TO_SHOW)
         .op("lag", "lag", "inputs = [\"in\"]\npars = { lag = 0.5 }")
         .info("ini", "in", &every("ini"))
@@ -39,23 +44,7 @@ fn input_between_frames_is_cooked_and_exported_before_the_next_frame() {
         &[("double.py", &fixture("double.py"))],
     );
     let port = d.port("in");
-    // Right after a frame's export, send a value and see its double arrive before the next
-    // frame's. A frame may still fold it if this test was held up for the whole second between
-    // the two: then try again with another value (a daemon that does not react never passes).
-    let mut reacted_after = None;
-    for attempt in 1..=5 {
-        let frame = float(&rx.until(TIMEOUT, |m| m.addr == "/show/frame").args[0]);
-        let v = attempt as f32;
-        send(port, "/x", vec![OscType::Float(v)]);
-        let m = rx.until(TIMEOUT, |m| {
-            m.addr == "/show/frame" || (m.addr == "/show/x" && float(&m.args[0]) == 2.0 * v)
-        });
-        if m.addr == "/show/x" {
-            reacted_after = Some(frame);
-            break;
-        }
-    }
-    let frame = reacted_after.expect("no value came back before the next frame in 5 tries");
+    let frame = reacted_before_the_next_frame(&rx, |v| send(port, "/x", vec![OscType::Float(v)]));
     // The next frame's export: the reaction was counted, on the operators that reacted only.
     let next = float(&rx.until(TIMEOUT, |m| m.addr == "/show/frame").args[0]);
     assert_eq!(
@@ -78,6 +67,59 @@ fn input_between_frames_is_cooked_and_exported_before_the_next_frame() {
     let lag_cooks = at_next("lagi", "total_cooks");
     assert_eq!(at_next("lagi", "react_cooks"), 0.0, "a lag depends on time");
     assert!(lag_cooks >= 1.0);
+}
+
+/// Right after a frame's export, sends a value and sees its double arrive before the next
+/// frame's; returns the frame it followed. A frame may still fold it if this test was held up
+/// for the whole second between the two: then it tries again with another value (a daemon that
+/// does not react never passes).
+fn reacted_before_the_next_frame(rx: &OscRx, send: impl Fn(f32)) -> f32 {
+    for attempt in 1..=5 {
+        let frame = float(&rx.until(TIMEOUT, |m| m.addr == "/show/frame").args[0]);
+        let v = attempt as f32;
+        send(v);
+        let m = rx.until(TIMEOUT, |m| {
+            m.addr == "/show/frame" || (m.addr == "/show/x" && float(&m.args[0]) == 2.0 * v)
+        });
+        if m.addr == "/show/x" {
+            return frame;
+        }
+    }
+    panic!("no value came back before the next frame in 5 tries");
+}
+
+/// OSC over TCP (SLIP) rings the same doorbell as UDP.
+#[test]
+fn input_over_tcp_reacts_too() {
+    use std::io::Write;
+    let rx = OscRx::new();
+    let cfg = graph_with(&rx, 1, "protocol = \"tcp\"\nframing = \"slip\"");
+    let d = Daemon::start(&cfg.text(), &[("double.py", &fixture("double.py"))]);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", d.port("in"))).unwrap();
+    let frame = reacted_before_the_next_frame(&rx, |v| {
+        let packet = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage {
+            addr: "/x".into(),
+            args: vec![OscType::Float(v)],
+        }))
+        .unwrap();
+        // SLIP (RFC 1055): END, the bytes with END and ESC escaped, END.
+        let mut frame = vec![0xC0];
+        for b in packet {
+            match b {
+                0xC0 => frame.extend([0xDB, 0xDC]),
+                0xDB => frame.extend([0xDB, 0xDD]),
+                b => frame.push(b),
+            }
+        }
+        frame.push(0xC0);
+        (&stream).write_all(&frame).unwrap();
+    });
+    let next = float(&rx.until(TIMEOUT, |m| m.addr == "/show/frame").args[0]);
+    assert_eq!(
+        next,
+        frame + 1.0,
+        "the frame counter did not move for the reaction"
+    );
 }
 
 #[test]
