@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::PyBytes;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -26,17 +26,21 @@ use crate::cook::dat::{DatBody, DatContent, Table};
 use crate::cook::par::ParDef;
 use crate::cook::{BuildCtx, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue};
 use crate::pattern::Pattern;
-use crate::python::api::dat::DatHandle;
-use crate::python::callbacks::{self, Callbacks, PyFailure};
-use crate::python::scope::{self, Scope};
+use crate::python::kindcb::{Arity, KindCallbacks, Me, Spec};
 
 pub struct MidiInDat;
 
 /// The table's columns (its first row).
 pub const COLUMNS: [&str; 6] = ["message", "type", "channel", "index", "value", "bytes"];
 
-/// A callback may run this long before it is interrupted.
-const BUDGET: Duration = Duration::from_millis(1000);
+/// The callbacks file: `onReceiveMIDI` with the DAT as `me`, given as many of its eight
+/// arguments as it takes (all of them when it cannot be asked).
+static CB: Spec = Spec {
+    kind: "midiindat",
+    me: Me::Dat,
+    names: &["onReceiveMIDI"],
+    arity: Arity::Declared { unknown: usize::MAX },
+};
 
 /// The most rows kept: a bound on memory whatever `maxlines` says.
 const MAX_LINES: f64 = 100_000.0;
@@ -257,35 +261,23 @@ fn header() -> Table {
 }
 
 pub struct MidiInDatOp {
-    name: String,
     midi: MidiInOp,
     pars: Pars,
-    cb: Option<Loaded>,
+    cb: Option<KindCallbacks>,
     /// Rows added since the start (what `rows_in` counts).
     rows_in: u64,
-}
-
-struct Loaded {
-    path: PathBuf,
-    me: Py<DatHandle>,
-    cb: Option<Callbacks>,
-    /// `onReceiveMIDI` and how many arguments it takes.
-    on_receive: Option<(Py<PyAny>, usize)>,
-    /// A failure while loading, counted at the first cook.
-    pending: Option<String>,
 }
 
 impl MidiInDatOp {
     pub fn new(op: &OperatorConfig, cx: &BuildCtx, c: &MidiInDatConfig) -> Result<Self, String> {
         let pars = Pars::new(op, cx.rate, defs(), &c.pars);
         let cb = match &c.callbacks {
-            Some(path) => Some(Loaded::load(&op.name, path, &pars)?),
+            Some(path) => Some(KindCallbacks::load(&CB, &op.name, path, pars.shared())?),
             None => None,
         };
         let mut midi = MidiInOp::new(op, &c.midi, cx.max_slice)?;
         midi.keep_log();
         Ok(MidiInDatOp {
-            name: op.name.clone(),
             midi,
             pars,
             cb,
@@ -302,7 +294,7 @@ impl Operator for MidiInDatOp {
             || self.cb.as_ref().is_some_and(|c| c.pending.is_some())
     }
 
-    fn cook(&mut self, ctx: &mut CookCtx, _out: &mut ChopData) -> Result<(), CookError> {
+    fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         self.pars.changed();
         let clear = self.pars.take_pulses().iter().any(|p| p == "clear");
         let (active, skip_timing, max_lines) = self.pars.with(|s| {
@@ -361,23 +353,30 @@ impl Operator for MidiInDatOp {
         }
         self.rows_in += rows.len() as u64;
         if let Some(cb) = &mut self.cb {
-            if let Some(e) = cb.pending.take() {
-                let st = &mut ctx.state().stats;
-                st.errors += 1;
-                st.last_error = Some(e);
-            }
-            if !rows.is_empty() && cb.on_receive.is_some() {
+            let mut failures = Vec::new();
+            if !rows.is_empty() && cb.has(0) {
                 let input = self.midi.port_name();
-                let shared = self.pars.shared().clone();
                 // Row k of this frame is at `first + k - excess` (−1 once pushed out).
-                let failures = cb.run(ctx, _out, &shared, &rows, first as i64 - excess as i64, &input);
-                let st = &mut ctx.state().stats;
-                for f in failures {
-                    tracing::error!("midiindat \"{}\" callback failed: {}", self.name, f.summary);
-                    st.errors += 1;
-                    st.last_error = Some(f.summary);
-                }
+                let first = first as i64 - excess as i64;
+                // `onReceiveMIDI` once for each row, in order.
+                failures = cb.run(self.pars.shared(), ctx, out, |py, calls| {
+                    for (k, r) in rows.iter().enumerate() {
+                        let at = first + k as i64;
+                        let args = vec![
+                            obj(py, if at >= 1 { at } else { -1 }),
+                            obj(py, r.message),
+                            obj(py, r.channel),
+                            obj(py, r.index),
+                            obj(py, r.value),
+                            obj(py, input.as_str()),
+                            PyBytes::new(py, &r.bytes).into_any().unbind(),
+                        ];
+                        calls.call(py, 0, args);
+                    }
+                    Ok(())
+                });
             }
+            cb.record(&mut ctx.state().stats, failures, "callback", |_| true);
         }
         Ok(())
     }
@@ -395,96 +394,6 @@ impl Operator for MidiInDatOp {
     crate::native_pars!();
 }
 
-impl Loaded {
-    fn load(name: &str, path: &std::path::Path, pars: &Pars) -> Result<Loaded, String> {
-        crate::python::ensure_init()?;
-        Python::attach(|py| {
-            let me = Py::new(py, DatHandle::new(name))
-                .map_err(|e| format!("midiindat \"{name}\": {e}"))?;
-            let mut l = Loaded {
-                path: path.to_path_buf(),
-                me,
-                cb: None,
-                on_receive: None,
-                pending: None,
-            };
-            let guard = scope::enter(Scope::detached(pars.shared()))?;
-            let loaded = callbacks::load(py, path, name, BUDGET);
-            drop(guard.finish(py));
-            match loaded {
-                Ok(cb) => {
-                    let dict = cb.module.bind(py).dict();
-                    l.on_receive = dict
-                        .get_item("onReceiveMIDI")
-                        .ok()
-                        .flatten()
-                        .filter(|f| f.is_callable())
-                        .map(|f| {
-                            let argc = f
-                                .getattr("__code__")
-                                .and_then(|c| c.getattr("co_argcount"))
-                                .and_then(|a| a.extract::<usize>())
-                                .unwrap_or(8);
-                            (f.unbind(), argc)
-                        });
-                    l.cb = Some(cb);
-                }
-                Err(f) => {
-                    tracing::error!("midiindat \"{name}\": loading callbacks failed: {}", f.summary);
-                    l.pending = Some(f.summary);
-                }
-            }
-            Ok(l)
-        })
-    }
-
-    /// `onReceiveMIDI` once for each row, in order; the first row is at `first` in the table.
-    fn run(
-        &mut self,
-        ctx: &mut CookCtx,
-        out: &mut ChopData,
-        shared: &crate::python::registry::ScriptState,
-        rows: &[Row],
-        first: i64,
-        input: &str,
-    ) -> Vec<PyFailure> {
-        let mut failures = Vec::new();
-        let Some((f, argc)) = &self.on_receive else {
-            return failures;
-        };
-        Python::attach(|py| {
-            let guard = match scope::enter(Scope::cooking(shared, ctx, out, Vec::new())) {
-                Ok(g) => g,
-                Err(e) => {
-                    failures.push(PyFailure::plain(e));
-                    return;
-                }
-            };
-            let me = self.me.clone_ref(py).into_any();
-            for (k, r) in rows.iter().enumerate() {
-                let at = first + k as i64;
-                let args: Vec<Py<PyAny>> = vec![
-                    me.clone_ref(py),
-                    obj(py, if at >= 1 { at } else { -1 }),
-                    obj(py, r.message),
-                    obj(py, r.channel),
-                    obj(py, r.index),
-                    obj(py, r.value),
-                    obj(py, input),
-                    PyBytes::new(py, &r.bytes).into_any().unbind(),
-                ];
-                let n = (*argc).clamp(1, args.len());
-                let args = PyTuple::new(py, &args[..n]).expect("a tuple of objects");
-                if let Err(e) = callbacks::call(py, f, args, BUDGET, &self.path) {
-                    failures.push(e);
-                }
-            }
-            drop(guard.finish(py));
-        });
-        failures
-    }
-}
-
 fn obj<'py, T>(py: Python<'py>, v: T) -> Py<PyAny>
 where
     T: IntoPyObject<'py, Output = Bound<'py, <T as IntoPyObject<'py>>::Target>>,
@@ -493,14 +402,6 @@ where
         .ok()
         .map(|b| b.into_any().unbind())
         .unwrap_or_else(|| py.None())
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        if let Some(cb) = self.cb.take() {
-            Python::attach(|py| callbacks::retire(py, cb));
-        }
-    }
 }
 
 #[cfg(test)]

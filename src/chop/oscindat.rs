@@ -34,9 +34,7 @@ use crate::cook::par::ParDef;
 use crate::cook::{BuildCtx, ChopData, CookCtx, CookError, Frame, NodeState, Operator};
 use crate::logging::RateLimit;
 use crate::osc;
-use crate::python::api::dat::DatHandle;
-use crate::python::callbacks::{self, Callbacks, PyFailure};
-use crate::python::scope::{self, Scope};
+use crate::python::kindcb::{Arity, Calls, KindCallbacks, Me, Spec};
 
 pub struct OscInDat;
 
@@ -50,8 +48,13 @@ const QUEUE_BYTES: usize = 8 << 20;
 /// Messages taken per frame: each may run a Python callback, so a flood spreads over frames
 /// (and beyond the queue is dropped) instead of holding one.
 const PER_FRAME: usize = 4096;
-/// A callback may run this long before it is interrupted.
-const BUDGET: Duration = Duration::from_millis(1000);
+/// The callbacks file: `onReceiveOSC` with the DAT as `me`, always given all eight arguments.
+static CB: Spec = Spec {
+    kind: "oscindat",
+    me: Me::Dat,
+    names: &["onReceiveOSC"],
+    arity: Arity::All,
+};
 
 /// The keys of an `oscindat` operator.
 #[derive(Deserialize, Debug, schemars::JsonSchema)]
@@ -243,7 +246,7 @@ pub struct OscInDatOp {
     /// This frame's messages, with the row each went to, for `onReceiveOSC`.
     events: Vec<(usize, Received)>,
     pars: Pars,
-    cb: Option<Loaded>,
+    cb: Option<KindCallbacks>,
     log: RateLimit,
     logged_drops: u64,
 }
@@ -307,7 +310,7 @@ impl OscInDatOp {
         ];
         let pars = Pars::new(op, rate, defs, &[]);
         let cb = match &cfg.callbacks {
-            Some(path) => Some(Loaded::load(&op.name, path, &pars)?),
+            Some(path) => Some(KindCallbacks::load(&CB, &op.name, path, pars.shared())?),
             None => None,
         };
         Ok(OscInDatOp {
@@ -482,7 +485,7 @@ fn py_value(py: Python<'_>, a: &OscType) -> PyResult<Py<PyAny>> {
 
 impl Operator for OscInDatOp {
     fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
-        let calls = self.cb.as_ref().is_some_and(|c| c.on_receive.is_some());
+        let calls = self.cb.as_ref().is_some_and(|c| c.has(0));
         for _ in 0..PER_FRAME {
             let Ok(r) = self.queue.try_recv() else { break };
             self.queued_bytes.fetch_sub(r.size, Relaxed);
@@ -510,21 +513,15 @@ impl Operator for OscInDatOp {
         let Some(cb) = &mut self.cb else {
             return Ok(());
         };
-        let st = &mut ctx.state().stats;
-        if let Some(e) = cb.pending.take() {
-            st.errors += 1;
-            st.last_error = Some(e);
-        }
-        let shared = self.pars.shared().clone();
-        let failures = cb.run(ctx, out, &shared, &self.name, events);
-        let st = &mut ctx.state().stats;
-        for f in failures {
-            if self.log.allow_key(&f.summary).is_some() {
-                tracing::error!("oscindat \"{}\" onReceiveOSC failed: {}", self.name, f.summary);
-            }
-            st.errors += 1;
-            st.last_error = Some(f.summary);
-        }
+        let failures = if cb.has(0) && !events.is_empty() {
+            cb.run(self.pars.shared(), ctx, out, |py, calls| receive(py, calls, events))
+        } else {
+            Vec::new()
+        };
+        let log = &mut self.log;
+        cb.record(&mut ctx.state().stats, failures, "onReceiveOSC", |f| {
+            log.allow_key(&f.summary).is_some()
+        });
         Ok(())
     }
 
@@ -585,120 +582,34 @@ impl Operator for OscInDatOp {
     crate::native_pars!();
 }
 
-/// A loaded callbacks file.
-struct Loaded {
-    path: PathBuf,
-    cb: Option<Callbacks>,
-    on_receive: Option<Py<PyAny>>,
-    /// A failure outside a cook (loading), counted at the next cook.
-    pending: Option<String>,
-}
-
-impl Loaded {
-    fn load(name: &str, path: &std::path::Path, pars: &Pars) -> Result<Loaded, String> {
-        crate::python::ensure_init()?;
-        Python::attach(|py| {
-            let mut l = Loaded {
-                path: path.to_path_buf(),
-                cb: None,
-                on_receive: None,
-                pending: None,
-            };
-            let guard = scope::enter(Scope::detached(pars.shared()))?;
-            let loaded = callbacks::load(py, path, name, BUDGET);
-            drop(guard.finish(py));
-            match loaded {
-                Ok(cb) => {
-                    l.on_receive = cb
-                        .module
-                        .bind(py)
-                        .dict()
-                        .get_item("onReceiveOSC")
-                        .ok()
-                        .flatten()
-                        .filter(|f| f.is_callable())
-                        .map(Bound::unbind);
-                    l.cb = Some(cb);
-                }
-                Err(f) => {
-                    tracing::error!("oscindat \"{name}\": loading callbacks failed: {}", f.summary);
-                    l.pending = Some(f.summary);
-                }
-            }
-            Ok(l)
-        })
+/// Calls `onReceiveOSC` for each message of this frame, in arrival order.
+fn receive(py: Python<'_>, calls: &mut Calls<'_>, events: Vec<(usize, Received)>) -> PyResult<()> {
+    let dat = calls.me(py);
+    let namespace = py.import("types")?.getattr("SimpleNamespace")?;
+    for (row, r) in events {
+        // The message's own text: a later one to the same address may have replaced its row
+        // since.
+        let text = row_of(&r.msg, false).join(" ");
+        let bytes =
+            rosc::encoder::encode(&rosc::OscPacket::Message(r.msg.clone())).unwrap_or_default();
+        let args = r.msg.args.iter().map(|a| py_value(py, a)).collect::<PyResult<Vec<_>>>()?;
+        let kw = pyo3::types::PyDict::new(py);
+        kw.set_item("address", r.peer.ip().to_string())?;
+        kw.set_item("port", r.peer.port())?;
+        kw.set_item("owner", dat.clone_ref(py))?;
+        let peer = namespace.call((), Some(&kw))?;
+        let rest = vec![
+            row.into_pyobject(py)?.into_any().unbind(),
+            text.into_pyobject(py)?.into_any().unbind(),
+            PyBytes::new(py, &bytes).into_any().unbind(),
+            r.at.into_pyobject(py)?.into_any().unbind(),
+            r.msg.addr.into_pyobject(py)?.into_any().unbind(),
+            PyList::new(py, args)?.into_any().unbind(),
+            peer.unbind(),
+        ];
+        calls.call(py, 0, rest);
     }
-
-    /// Calls `onReceiveOSC` for each message of this frame, in arrival order.
-    fn run(
-        &mut self,
-        ctx: &mut CookCtx,
-        out: &mut ChopData,
-        shared: &crate::python::registry::ScriptState,
-        name: &str,
-        events: Vec<(usize, Received)>,
-    ) -> Vec<PyFailure> {
-        let Some(f) = &self.on_receive else {
-            return Vec::new();
-        };
-        if events.is_empty() {
-            return Vec::new();
-        }
-        let mut failures = Vec::new();
-        Python::attach(|py| {
-            let guard = match scope::enter(Scope::cooking(shared, ctx, out, Vec::new())) {
-                Ok(g) => g,
-                Err(e) => {
-                    failures.push(PyFailure::plain(e));
-                    return;
-                }
-            };
-            let r = (|| -> PyResult<()> {
-                let dat = Py::new(py, DatHandle::new(name))?;
-                let namespace = py.import("types")?.getattr("SimpleNamespace")?;
-                for (row, r) in events {
-                    // The message's own text: a later one to the same address may have
-                    // replaced its row since.
-                    let text = row_of(&r.msg, false).join(" ");
-                    let bytes = rosc::encoder::encode(&rosc::OscPacket::Message(r.msg.clone()))
-                        .unwrap_or_default();
-                    let args = r.msg.args.iter().map(|a| py_value(py, a)).collect::<PyResult<Vec<_>>>()?;
-                    let kw = pyo3::types::PyDict::new(py);
-                    kw.set_item("address", r.peer.ip().to_string())?;
-                    kw.set_item("port", r.peer.port())?;
-                    kw.set_item("owner", dat.clone_ref(py))?;
-                    let peer = namespace.call((), Some(&kw))?;
-                    let call_args = (
-                        dat.clone_ref(py),
-                        row,
-                        text,
-                        PyBytes::new(py, &bytes),
-                        r.at,
-                        r.msg.addr.clone(),
-                        PyList::new(py, args)?,
-                        peer,
-                    );
-                    if let Err(e) = callbacks::call(py, f, call_args, BUDGET, &self.path) {
-                        failures.push(e);
-                    }
-                }
-                Ok(())
-            })();
-            if let Err(e) = r {
-                failures.push(PyFailure::plain(e.to_string()));
-            }
-            drop(guard.finish(py));
-        });
-        failures
-    }
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        if let Some(cb) = self.cb.take() {
-            Python::attach(|py| callbacks::retire(py, cb));
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 //! still fires its callback, in order.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use pyo3::prelude::*;
 use serde::Deserialize;
@@ -21,9 +20,7 @@ use crate::config::refs::OpRefs;
 use crate::config::{Checker, Kind, OperatorConfig, Settings};
 use crate::cook::par::ParDef;
 use crate::cook::{BuildCtx, ChopData, CookCtx, CookError, Frame, NodeState, Operator, ParValue};
-use crate::python::api::op::OpHandle;
-use crate::python::callbacks::{self, Callbacks, PyFailure};
-use crate::python::scope::{self, Scope};
+use crate::python::kindcb::{Arity, KindCallbacks, Me, Spec};
 
 pub struct Timer;
 
@@ -48,11 +45,16 @@ const CALLBACKS: &[&str] = &[
     "onDone",
 ];
 
+/// The callbacks file: `me` is the timer; a callback without a code object gets `me` alone.
+static CB: Spec = Spec {
+    kind: "timer",
+    me: Me::Op,
+    names: CALLBACKS,
+    arity: Arity::Declared { unknown: 1 },
+};
+
 /// Time sums of many small steps land within this of a boundary: count it as reached.
 const EPS: f64 = 1e-9;
-
-/// A callback may run this long before it is interrupted.
-const BUDGET: Duration = Duration::from_millis(1000);
 
 fn defs() -> Vec<ParDef> {
     let units = ["samples", "frames", "seconds"];
@@ -178,7 +180,6 @@ struct Timing {
 }
 
 pub struct TimerOp {
-    name: String,
     pars: Pars,
     t: Timing,
     timeslice: bool,
@@ -186,31 +187,20 @@ pub struct TimerOp {
     /// Seconds into the delay or the current cycle.
     elapsed: f64,
     cycles: u32,
-    cb: Option<Loaded>,
+    cb: Option<KindCallbacks>,
     events: Vec<Event>,
     guard: Guard,
     names: Vec<String>,
-}
-
-struct Loaded {
-    path: PathBuf,
-    me: Py<OpHandle>,
-    cb: Option<Callbacks>,
-    /// Each callback of [`CALLBACKS`] the file defines, with how many arguments it takes.
-    funcs: Vec<Option<(Py<PyAny>, usize)>>,
-    /// A failure outside a cook, counted at the next cook.
-    pending: Option<String>,
 }
 
 impl TimerOp {
     pub fn new(op: &OperatorConfig, rate: f64, c: &TimerConfig) -> Result<TimerOp, String> {
         let pars = Pars::new(op, rate, defs(), &c.pars);
         let cb = match &c.callbacks {
-            Some(path) => Some(Loaded::load(&op.name, path, &pars)?),
+            Some(path) => Some(KindCallbacks::load(&CB, &op.name, path, pars.shared())?),
             None => None,
         };
         Ok(TimerOp {
-            name: op.name.clone(),
             pars,
             t: Timing::default(),
             timeslice: op.timeslice,
@@ -379,19 +369,36 @@ impl Operator for TimerOp {
         let active = matches!(self.state, State::Delay | State::Running);
         let fraction = self.values(rate)[3];
         if let Some(cb) = &mut self.cb {
-            let st = &mut ctx.state().stats;
-            if let Some(e) = cb.pending.take() {
-                st.errors += 1;
-                st.last_error = Some(e);
-            }
-            let shared = self.pars.shared().clone();
-            let failures = cb.run(ctx, out, &shared, &events, active, self.cycles, fraction);
-            let st = &mut ctx.state().stats;
-            for f in failures {
-                tracing::error!("timer \"{}\" callback failed: {}", self.name, f.summary);
-                st.errors += 1;
-                st.last_error = Some(f.summary);
-            }
+            let active = active && cb.has(3);
+            let cycles = self.cycles;
+            let failures = if events.is_empty() && !active {
+                Vec::new()
+            } else {
+                // The callbacks of `events`, then `whileTimerActive` while the timer runs.
+                cb.run(self.pars.shared(), ctx, out, |py, calls| {
+                    let int = |v: i64| v.into_pyobject(py).expect("an int").into_any().unbind();
+                    for e in &events {
+                        match *e {
+                            Event::Initialize => {
+                                calls.call(py, 0, vec![int(1)]);
+                                calls.call(py, 1, vec![]);
+                            }
+                            Event::Start => calls.call(py, 2, vec![]),
+                            Event::Cycle(n) => calls.call(py, 4, vec![int(0), int(n as i64)]),
+                            Event::Done(interrupt) => {
+                                let b = interrupt.into_pyobject(py).expect("a bool");
+                                calls.call(py, 5, vec![int(0), b.to_owned().into_any().unbind()]);
+                            }
+                        }
+                    }
+                    if active {
+                        let f = fraction.into_pyobject(py).expect("a float").into_any().unbind();
+                        calls.call(py, 3, vec![int(0), int(cycles as i64), f]);
+                    }
+                    Ok(())
+                })
+            };
+            cb.record(&mut ctx.state().stats, failures, "callback", |_| true);
         }
         Ok(())
     }
@@ -405,119 +412,6 @@ impl Operator for TimerOp {
     }
 
     crate::native_pars!();
-}
-
-impl Loaded {
-    fn load(name: &str, path: &std::path::Path, pars: &Pars) -> Result<Loaded, String> {
-        crate::python::ensure_init()?;
-        Python::attach(|py| {
-            let me = Py::new(py, OpHandle::new(name, None))
-                .map_err(|e| format!("timer \"{name}\": {e}"))?;
-            let mut l = Loaded {
-                path: path.to_path_buf(),
-                me,
-                cb: None,
-                funcs: Vec::new(),
-                pending: None,
-            };
-            let guard = scope::enter(Scope::detached(pars.shared()))?;
-            let loaded = callbacks::load(py, path, name, BUDGET);
-            drop(guard.finish(py));
-            match loaded {
-                Ok(cb) => {
-                    let dict = cb.module.bind(py).dict();
-                    l.funcs = CALLBACKS
-                        .iter()
-                        .map(|n| {
-                            let f = dict.get_item(n).ok().flatten().filter(|f| f.is_callable())?;
-                            let argc = f
-                                .getattr("__code__")
-                                .and_then(|c| c.getattr("co_argcount"))
-                                .and_then(|a| a.extract::<usize>())
-                                .unwrap_or(1);
-                            Some((f.unbind(), argc))
-                        })
-                        .collect();
-                    l.cb = Some(cb);
-                }
-                Err(f) => {
-                    tracing::error!("timer \"{name}\": loading callbacks failed: {}", f.summary);
-                    l.pending = Some(f.summary);
-                }
-            }
-            Ok(l)
-        })
-    }
-
-    /// Runs the callbacks of `events`, then `whileTimerActive` when the timer runs.
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &mut self,
-        ctx: &mut CookCtx,
-        out: &mut ChopData,
-        shared: &crate::python::registry::ScriptState,
-        events: &[Event],
-        active: bool,
-        cycles: u32,
-        fraction: f64,
-    ) -> Vec<PyFailure> {
-        let active = active && self.funcs[3].is_some();
-        if events.is_empty() && !active {
-            return Vec::new();
-        }
-        let mut failures = Vec::new();
-        Python::attach(|py| {
-            let guard = match scope::enter(Scope::cooking(shared, ctx, out, Vec::new())) {
-                Ok(g) => g,
-                Err(e) => {
-                    failures.push(PyFailure::plain(e));
-                    return;
-                }
-            };
-            let me = self.me.clone_ref(py).into_any();
-            let mut call = |k: usize, rest: Vec<Py<PyAny>>| {
-                let Some((f, argc)) = &self.funcs[k] else {
-                    return;
-                };
-                let mut args = vec![me.clone_ref(py)];
-                args.extend(rest);
-                args.truncate((*argc).max(1));
-                let args = pyo3::types::PyTuple::new(py, args).expect("a tuple of objects");
-                if let Err(e) = callbacks::call(py, f, args, BUDGET, &self.path) {
-                    failures.push(e);
-                }
-            };
-            let int = |v: i64| v.into_pyobject(py).expect("an int").into_any().unbind();
-            for e in events {
-                match *e {
-                    Event::Initialize => {
-                        call(0, vec![int(1)]);
-                        call(1, vec![]);
-                    }
-                    Event::Start => call(2, vec![]),
-                    Event::Cycle(n) => call(4, vec![int(0), int(n as i64)]),
-                    Event::Done(interrupt) => {
-                        let b = interrupt.into_pyobject(py).expect("a bool").to_owned().into_any().unbind();
-                        call(5, vec![int(0), b]);
-                    }
-                }
-            }
-            if active {
-                let f = fraction.into_pyobject(py).expect("a float").into_any().unbind();
-                call(3, vec![int(0), int(cycles as i64), f]);
-            }
-            drop(guard.finish(py));
-        });
-        failures
-    }
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        if let Some(cb) = self.cb.take() {
-            Python::attach(|py| callbacks::retire(py, cb));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -633,6 +527,53 @@ mod tests {
         r.frame(11);
         r.frame(12);
         assert_eq!(r.val("c", "state"), 3.0, "gotodone interrupts");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn callbacks_get_the_arguments_they_declare_and_failures_are_counted() {
+        let dir = std::env::temp_dir().join(format!("chopd-timer-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cue.py");
+        std::fs::write(
+            &file,
+            "class Init:\n    def __call__(self, *args):\n        op('c').par.value0 = len(args)\n\
+             onInitialize = Init()\n\n\
+             def onStart(timerOp, segment):\n    pass\n\n\
+             def onDone(timerOp, segment):\n    op('c').par.value1 = 5 + segment\n",
+        )
+        .unwrap();
+        let bad = dir.join("bad.py");
+        std::fs::write(&bad, "def onStart(timerOp:\n").unwrap();
+        let mut r = Rig::new(&format!(
+            "rate = 60\n[[operator]]\nname = \"c\"\ntype = \"constant\"\npars = {{ name0 = \"init\", name1 = \"done\" }}\n\
+             [[operator]]\nname = \"t\"\ntype = \"timer\"\ncallbacks = \"{}\"\n\
+             [[operator]]\nname = \"u\"\ntype = \"timer\"\ncallbacks = \"{}\"\n",
+            file.display(),
+            bad.display()
+        ));
+        r.frame(1);
+        let u = &r.graph.node("u").unwrap().stats;
+        assert_eq!(u.errors, 1, "a file that failed to load is counted at the first cook");
+        assert!(u.last_error.as_deref().unwrap_or("").contains("SyntaxError"), "{u:?}");
+        r.pulse("t", "initialize");
+        r.frame(2);
+        r.frame(3);
+        // A callable without a code object to ask gets the timer alone (of two).
+        assert_eq!(r.val("c", "init"), 1.0);
+        assert_eq!(r.graph.node("t").unwrap().stats.errors, 0);
+        r.pulse("t", "start");
+        r.frame(4);
+        // onStart is given one argument and declares two.
+        let t = &r.graph.node("t").unwrap().stats;
+        assert_eq!(t.errors, 1);
+        assert!(t.last_error.as_deref().unwrap_or("").contains("TypeError"), "{t:?}");
+        // onDone declares two of its three arguments and gets those two.
+        r.pulse("t", "gotodone");
+        r.frame(5);
+        r.frame(6);
+        assert_eq!(r.val("c", "done"), 5.0);
+        assert_eq!(r.graph.node("t").unwrap().stats.errors, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -11,7 +11,8 @@
 //!
 //! Layout, imports one way: the floor ([`scope`], [`registry`], [`stored`], [`mirror`]) knows
 //! nothing of the object classes in [`api`], which stand on it; [`callbacks`] loads a file into a module with
-//! the [`api`] globals and runs its callbacks under the [`watchdog`].
+//! the [`api`] globals and runs its callbacks under the [`watchdog`]; [`kindcb`] is the callbacks
+//! file of a native kind (Timer CHOP, MIDI In DAT, OSC In DAT) on top of it.
 //!
 //! Python runs only on the cook thread (the thread that builds and cooks the graph); the
 //! per-thread state in [`scope`] and [`registry`] relies on that. A watchdog thread
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod callbacks;
+pub mod kindcb;
 pub mod mirror;
 pub mod outbox;
 pub mod registry;
