@@ -49,6 +49,12 @@ pub struct DaemonStatus {
     pub dest_drops: u64,
     #[serde(deserialize_with = "number")]
     pub rss_mb: f64,
+    /// Reaction passes between frames (`react = true`), and arrivals that waited for the frame
+    /// because the interval's reaction budget was spent.
+    #[serde(default)]
+    pub react_passes: u64,
+    #[serde(default)]
+    pub react_deferred: u64,
 }
 
 /// The control port's own counters.
@@ -86,6 +92,9 @@ pub struct OpStatus {
     pub name: String,
     pub kind: String,
     pub total_cooks: u64,
+    /// The cooks between frames (`react = true`), in `total_cooks` too.
+    #[serde(default)]
+    pub react_cooks: u64,
     #[serde(deserialize_with = "number")]
     pub cook_time: f64,
     pub cook_frame: i64,
@@ -156,6 +165,7 @@ impl Status {
                     name: n.name.clone(),
                     kind: n.kind.to_string(),
                     total_cooks: s.total_cooks,
+                    react_cooks: s.react_cooks,
                     cook_time: s.cook_time_ms,
                     cook_frame: s.cook_frame,
                     errors: s.errors,
@@ -224,6 +234,8 @@ impl Status {
             msg(p("dest_outages"), int(d.dest_outages)),
             msg(p("dest_drops"), int(d.dest_drops)),
             msg(p("rss_mb"), float(d.rss_mb)),
+            msg(p("react_passes"), int(d.react_passes)),
+            msg(p("react_deferred"), int(d.react_deferred)),
         ];
         for (k, v) in self.control.list() {
             out.push(msg(format!("{PREFIX}/status/control/{k}"), int(v)));
@@ -233,6 +245,7 @@ impl Status {
             out.extend([
                 msg(p("kind"), OscType::String(op.kind.clone())),
                 msg(p("total_cooks"), int(op.total_cooks)),
+                msg(p("react_cooks"), int(op.react_cooks)),
                 msg(p("cook_time"), float(op.cook_time)),
                 msg(p("cook_frame"), int(op.cook_frame.max(0) as u64)),
                 msg(p("errors"), int(op.errors)),
@@ -291,6 +304,13 @@ impl Status {
             "control  requests {}  failed {}  malformed {}  refused {}",
             c.requests, c.failed, c.malformed, c.refused
         );
+        if d.react_passes + d.react_deferred > 0 {
+            let _ = writeln!(
+                s,
+                "react    passes {}  deferred to the frame {}",
+                d.react_passes, d.react_deferred
+            );
+        }
         if c.excess + c.limited + c.denied + c.clipped > 0 {
             let _ = writeln!(
                 s,
@@ -353,6 +373,8 @@ impl DaemonStatus {
             dest_outages: d.dest_outages,
             dest_drops: d.dest_drops,
             rss_mb: d.rss_mb,
+            react_passes: d.react_passes,
+            react_deferred: d.react_deferred,
         }
     }
 }
@@ -485,6 +507,8 @@ mod tests {
                 dest_outages: 2,
                 dest_drops: 3,
                 rss_mb: 21.0,
+                react_passes: 4,
+                react_deferred: 1,
             },
             control: ControlStatus {
                 packets: 5,
@@ -498,6 +522,7 @@ mod tests {
                 name: "in".into(),
                 kind: "oscin".into(),
                 total_cooks: 3,
+                react_cooks: 2,
                 cook_time: 0.01,
                 cook_frame: -1,
                 errors: 0,
@@ -614,6 +639,7 @@ mod tests {
         let h = sample().human();
         assert!(h.starts_with("chopd 1.2.3  up 12 s  100.0 fps  frames 1250  dropped 1"));
         assert!(h.contains("\ncontrol  requests 4  failed 2  malformed 1  refused 0\n"));
+        assert!(h.contains("\nreact    passes 4  deferred to the frame 1\n"));
         assert!(h.contains("\nin (oscin)  cooks 3  errors 0  warnings 2  channels 2\n"));
         assert!(h.contains("\n    last error: boom\n"));
         assert!(h.contains("\n    port 9000  packets 4\n"));
