@@ -120,6 +120,15 @@ mod tests {
     use super::*;
     use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscTime};
 
+    fn decoder(scope: &str, strip: usize) -> Decoder {
+        Decoder {
+            address_scope: Pattern::new(scope).unwrap(),
+            strip_segments: strip,
+            max_address: 1024,
+            bundle_window: Duration::ZERO,
+        }
+    }
+
     fn msg(addr: &str, args: Vec<OscType>) -> OscPacket {
         OscPacket::Message(OscMessage {
             addr: addr.into(),
@@ -165,5 +174,152 @@ mod tests {
         // Past and "immediately" tags apply now.
         let (u, _) = run(&d, &msg("/y", vec![OscType::Float(1.0)]));
         assert!(u[0].due.is_none());
+    }
+
+    #[test]
+    fn address_to_channel_name() {
+        let d = decoder("*", 0);
+        assert_eq!(
+            d.channel_name("/mixer/fader1").as_deref(),
+            Some("mixer/fader1")
+        );
+        assert_eq!(d.channel_name("/a b/c#d").as_deref(), Some("a_b/c_d"));
+        let d = decoder("*", 1);
+        assert_eq!(d.channel_name("/1/fader1").as_deref(), Some("fader1"));
+        assert_eq!(d.channel_name("/1").as_deref(), None);
+    }
+
+    #[test]
+    fn argument_types() {
+        let d = decoder("*", 0);
+        let (u, c) = run(
+            &d,
+            &msg(
+                "/x",
+                vec![
+                    OscType::Int(3),
+                    OscType::Float(0.5),
+                    OscType::Double(2.0),
+                    OscType::Long(7),
+                    OscType::Bool(true),
+                    OscType::Bool(false),
+                    OscType::String("no".into()),
+                    OscType::Float(f32::NAN),
+                ],
+            ),
+        );
+        assert_eq!(u[0].values, vec![3.0, 0.5, 2.0, 7.0, 1.0, 0.0]);
+        assert_eq!(c.ignored_args.load(Relaxed), 1);
+        assert_eq!(c.nonfinite.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn nested_bundles_are_unpacked() {
+        let d = decoder("*", 0);
+        let inner = OscPacket::Bundle(OscBundle {
+            timetag: OscTime::from((0, 1)),
+            content: vec![msg("/b", vec![OscType::Float(2.0)])],
+        });
+        let outer = OscPacket::Bundle(OscBundle {
+            timetag: OscTime::from((0, 1)),
+            content: vec![msg("/a", vec![OscType::Float(1.0)]), inner],
+        });
+        let (u, c) = run(&d, &outer);
+        let names: Vec<&str> = u.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.messages.load(Relaxed), 2);
+    }
+
+    /// Found by fuzzing (fuzz/artifacts/osc_packet): a finite double beyond f32's range became
+    /// an infinite channel value.
+    #[test]
+    fn double_beyond_f32_range_is_not_a_value() {
+        let d = decoder("*", 0);
+        let (u, c) = run(
+            &d,
+            &msg("/x", vec![OscType::Double(1e300), OscType::Double(-2.5)]),
+        );
+        assert_eq!(u[0].values, vec![-2.5]);
+        assert_eq!(c.nonfinite.load(Relaxed), 1);
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fuzz/osc-double-overflows-f32.bin"
+        ))
+        .unwrap();
+        d.decode(&bytes, &c, |u| {
+            assert!(u.values.iter().all(|v| v.is_finite()))
+        });
+    }
+
+    #[test]
+    fn address_scope_filters_on_the_raw_address() {
+        let d = decoder("/mixer/*", 0);
+        let (u, c) = run(&d, &msg("/fx/x", vec![OscType::Float(1.0)]));
+        assert!(u.is_empty());
+        assert_eq!(c.out_of_scope.load(Relaxed), 1);
+        let (u, _) = run(&d, &msg("/mixer/x", vec![OscType::Float(1.0)]));
+        assert_eq!(u.len(), 1);
+    }
+
+    #[test]
+    fn garbage_is_counted_as_malformed() {
+        let d = decoder("*", 0);
+        let c = Counters::default();
+        let mut n = 0;
+        for bytes in [
+            &b""[..],
+            b"/x\0",
+            b"#bundle\0",
+            b"\xff\xfe\x00\x00,f\0\0",
+            // An element size that overruns the packet.
+            b"#bundle\0\0\0\0\0\0\0\0\x01\0\0\0\xff",
+        ] {
+            d.decode(bytes, &c, |_| n += 1);
+        }
+        assert_eq!(n, 0);
+        assert_eq!(c.malformed.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn long_addresses_are_counted_and_dropped() {
+        let d = decoder("*", 0);
+        let long = format!("/{}", "a".repeat(1024));
+        let (u, c) = run(&d, &msg(&long, vec![OscType::Float(1.0)]));
+        assert!(u.is_empty());
+        assert_eq!(c.long_addresses.load(Relaxed), 1);
+        let (u, _) = run(&d, &msg(&long[..1024], vec![OscType::Float(1.0)]));
+        assert_eq!(u[0].name.len(), 1023);
+    }
+
+    /// Every well-framed element of a bundle is decoded on its own.
+    #[test]
+    fn a_bad_bundle_element_is_counted_and_the_rest_arrive() {
+        let d = decoder("*", 0);
+        let c = Counters::default();
+        let mut b = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        let good = |a: &str| encoder::encode(&msg(a, vec![OscType::Float(1.0)])).unwrap();
+        for e in [good("/g1"), b"garbage!".to_vec(), good("/g2"), b"\0\0\0\0".to_vec()] {
+            b.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            b.extend_from_slice(&e);
+        }
+        let mut names = Vec::new();
+        d.decode(&b, &c, |u| names.push(u.name));
+        assert_eq!(names, ["g1", "g2"]);
+        assert_eq!(c.malformed.load(Relaxed), 2);
+        assert_eq!(c.messages.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn deep_bundle_nesting_is_refused() {
+        let mut p = msg("/x", vec![OscType::Float(1.0)]);
+        for _ in 0..osc::MAX_DEPTH + 1 {
+            p = OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from((0, 1)),
+                content: vec![p],
+            });
+        }
+        let (u, c) = run(&decoder("*", 0), &p);
+        assert!(u.is_empty());
+        assert_eq!(c.malformed.load(Relaxed), 1);
     }
 }
