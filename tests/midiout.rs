@@ -172,6 +172,34 @@ def onCook(scriptOp):
         assert!(d.stop().success());
     }
 
+    /// With `react = true` a MIDI Out cooks between frames: at one frame a second, what
+    /// arrives is sent as MIDI by a reaction (the Info CHOP counts the MIDI Out's reaction
+    /// cooks; without reacting they stay 0).
+    #[test]
+    fn with_react_midi_out_sends_between_frames() {
+        let _serial = serial();
+        let client = unique("react");
+        let sink = Sink::new(&client);
+        let rx = OscRx::new();
+        let cfg = Config::new()
+            .rate(1)
+            .top("react = true")
+            .dest("info", rx.port())
+            .oscin("in", "")
+            .op(
+                "leds",
+                "midiout",
+                &format!("device = \"{client}\"\nscan_ms = 50\ninputs = [\"in\"]"),
+            )
+            .info("ledsinfo", "leds", r#"export = { root = "info" }"#)
+            .text();
+        let mut d = Daemon::start(&cfg, &[]);
+        rx.expect("/info/connected", 1.0);
+        deliver(d.port("in"), &sink, "/ch1c7", 1.0, 0.0, &[0xB0, 7, 127]);
+        rx.wait_value("/info/react_cooks", |v| v >= 1.0);
+        assert!(d.stop().success());
+    }
+
     /// chopd as MIDI clock master: start, 24 ticks per beat at the `bpm` parameter, stop.
     #[test]
     fn clock_master_sends_start_ticks_and_stop() {

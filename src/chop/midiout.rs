@@ -151,6 +151,12 @@ fn norm_token(n: MidiNorm) -> &'static str {
 }
 
 impl Operator for MidiOutOp {
+    /// What it sends follows its input alone (the clock master runs on the sender's own
+    /// thread), so with `react = true` input reaches the device between frames.
+    fn time_dependent(&self) -> bool {
+        false
+    }
+
     fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
         // A new connection: the device gets its state now, whether or not anything changed.
         self.port.poll();
