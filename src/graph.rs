@@ -13,7 +13,7 @@ use crate::cook::{
     BuildCtx, ChopData, CookCtx, CookError, DaemonStats, Frame, KeptPar, KeptPars, NodeState,
     Operator, OwnPort, ParValue,
 };
-use crate::export::{Destinations, DestinationsDiff, Exporter, ParWrites, Resolved};
+use crate::export::{Destinations, DestinationsDiff, Exporter, MidiSink, ParWrites, Resolved};
 use crate::logging::RateLimit;
 use crate::python::mirror::Mirror;
 use crate::wake::Wake;
@@ -90,10 +90,10 @@ impl Graph {
         let mut dests =
             Destinations::new(&config.destinations.values().cloned().collect::<Vec<_>>())
                 .map_err(|e| vec![e])?;
-        dests
-            .midi
-            .reconcile(&config.midi_destinations)
+        let mut midi = crate::chop::midiout::MidiDestinations::default();
+        midi.reconcile(&config.midi_destinations)
             .map_err(|e| vec![e])?;
+        dests.midi = Some(Box::new(midi));
         let own_port = OwnPort::default();
         let wake = Wake::new();
         let cx = build_ctx(config, &own_port, &wake);
@@ -144,9 +144,12 @@ impl Graph {
     /// carry on with their state, sockets and channels; the rest are built anew. Returns what
     /// changed. On any error the running graph goes on as it was, and the errors are returned.
     pub fn reload(&mut self, config: &Config) -> Result<Vec<String>, Vec<String>> {
-        let midi_changed = self
+        let midi = self
             .dests
             .midi
+            .as_mut()
+            .expect("the graph hands in its MIDI destinations");
+        let midi_changed = midi
             .reconcile(&config.midi_destinations)
             .map_err(|e| vec![e])?;
         let diff = self.diff(config)?;

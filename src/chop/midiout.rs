@@ -6,9 +6,11 @@
 //! when its `clock` parameter is on.
 //!
 //! [`MidiPort`] is the one sender: the `midiout` kind ([`MidiOutOp`]) and the MIDI
-//! destinations of exports (`export::midi`) each own one.
+//! destinations of exports (`MidiDestinations`, in `dests.rs`) each own one.
 
 pub mod config;
+mod dests;
+pub use dests::MidiDestinations;
 pub mod encode;
 #[cfg(feature = "jack")]
 mod jack;

@@ -4,7 +4,6 @@
 //! The mapping is rebuilt only when the channel list changes (that bumps `export_sernum`); the
 //! per-frame work is one comparison per channel and an encode per value sent.
 
-pub mod midi;
 pub mod osc;
 pub mod tcp;
 
@@ -25,11 +24,25 @@ pub enum Target {
     Osc { dest: usize, address: String },
     /// An operator of this daemon (by name) and its parameter.
     Par { op: String, par: String },
-    /// Index into the MIDI destinations and the message slot the channel stands for.
-    Midi {
-        dest: usize,
-        addr: crate::chop::midiin::names::Addr,
-    },
+    /// Index into the MIDI destinations and the message slot the channel stands for there.
+    Midi { dest: usize, slot: usize },
+}
+
+/// The `type = "midi"` destinations as export sees them. MIDI Out (`chop::midiout`), which
+/// stands above export, implements it; the graph hands it to [`Destinations`].
+pub trait MidiSink: Send {
+    /// Takes the MIDI destinations of a (new) config; true when anything changed (cached
+    /// export targets must then be resolved again). Nothing changes on an error.
+    fn reconcile(
+        &mut self,
+        new: &std::collections::BTreeMap<String, std::sync::Arc<dyn crate::config::Settings>>,
+    ) -> Result<bool, String>;
+    fn index_of(&self, name: &str) -> Option<usize>;
+    /// The message slot channel `chan` stands for at destination `dest` (by its MIDI name).
+    fn slot(&mut self, dest: usize, chan: &str) -> Option<usize>;
+    fn set(&mut self, dest: usize, slot: usize, value: f32);
+    /// End of a frame.
+    fn flush(&mut self);
 }
 
 /// Splits a channel name by "Channel Name is Path:Parameter": `/` and `:` both separate, the
@@ -195,7 +208,7 @@ impl Exporter {
     fn build(
         &mut self,
         data: &ChopData,
-        dests: &Destinations,
+        dests: &mut Destinations,
         op_exists: &dyn Fn(&str) -> bool,
         stats: &mut CookStats,
     ) {
@@ -240,9 +253,10 @@ impl Exporter {
                         address: osc_address(dests.prefix(dest), &path, &parameter),
                     }),
                     // A MIDI destination: the parameter part is the MIDI name (`ch1c7`).
-                    None => dests.midi.index_of(d).and_then(|dest| {
-                        let addr = dests.midi.addr(dest, &parameter)?;
-                        Some(Target::Midi { dest, addr })
+                    None => dests.midi.as_mut().and_then(|m| {
+                        let dest = m.index_of(d)?;
+                        let slot = m.slot(dest, &parameter)?;
+                        Some(Target::Midi { dest, slot })
                     }),
                 },
                 ExportRoot::Op(root) => {
@@ -339,7 +353,11 @@ impl Exporter {
             match target {
                 Target::Osc { dest, address } => dests.push(*dest, address, v),
                 Target::Par { op, par } => par_writes.push((op.clone(), par.clone(), v)),
-                Target::Midi { dest, addr } => dests.midi.set(*dest, *addr, v),
+                Target::Midi { dest, slot } => {
+                    if let Some(m) = dests.midi.as_mut() {
+                        m.set(*dest, *slot, v);
+                    }
+                }
             }
         }
         if reconnected {

@@ -22,8 +22,8 @@ use crate::osc::{self, Arg, Lone, Packer};
 pub struct Destinations {
     socket: UdpSocket,
     list: Vec<Dest>,
-    /// `type = "midi"` destinations (`export::midi`).
-    pub midi: super::midi::MidiDestinations,
+    /// `type = "midi"` destinations, when the graph handed them in.
+    pub midi: Option<Box<dyn super::MidiSink>>,
     pub packets_out: u64,
     pub messages_out: u64,
     pub send_errors: u64,
@@ -361,7 +361,9 @@ impl Destinations {
     /// are due go first, scripts' own packets last.
     pub fn flush(&mut self) {
         let now = SystemTime::now();
-        self.midi.flush();
+        if let Some(m) = self.midi.as_mut() {
+            m.flush();
+        }
         let mono = Instant::now();
         let Destinations {
             socket,

@@ -1,19 +1,23 @@
 //! MIDI destinations (`[destinations.NAME] type = "midi"`): an export whose root is one sends
 //! the exported channels, named the TouchDesigner way (`ch1c7`, `ch1n60`; with Channel Name is
 //! Path:Parameter, the parameter part), through a [`MidiPort`], the sender the `midiout` kind
-//! uses: on change, with hot-plug and the state sent again on every connection.
+//! uses: on change, with hot-plug and the state sent again on every connection. Export sees
+//! them through [`MidiSink`]; the graph hands them in.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::{MidiOutConfig, MidiPort};
 use crate::chop::midiin::names::Addr;
-use crate::chop::midiout::{MidiOutConfig, MidiPort};
 use crate::config::Settings;
+use crate::export::MidiSink;
 
 struct MidiDest {
     name: String,
     cfg: MidiOutConfig,
     port: MidiPort,
+    /// The message slots export has asked for ([`MidiSink::slot`] indexes them).
+    slots: Vec<Addr>,
 }
 
 /// The running MIDI destinations, by name.
@@ -22,12 +26,12 @@ pub struct MidiDestinations {
     list: Vec<MidiDest>,
 }
 
-impl MidiDestinations {
+impl MidiSink for MidiDestinations {
     /// Takes the MIDI destinations of a (new) config: one with the same name and settings keeps
     /// its sender (its connection and state), the others are started. Nothing changes when one
     /// cannot start. Returns whether anything changed (cached export targets must then be
     /// resolved again).
-    pub fn reconcile(&mut self, new: &BTreeMap<String, Arc<dyn Settings>>) -> Result<bool, String> {
+    fn reconcile(&mut self, new: &BTreeMap<String, Arc<dyn Settings>>) -> Result<bool, String> {
         let mut old: Vec<Option<MidiDest>> = std::mem::take(&mut self.list)
             .into_iter()
             .map(Some)
@@ -51,6 +55,7 @@ impl MidiDestinations {
                             name: name.clone(),
                             cfg: cfg.clone(),
                             port,
+                            slots: Vec::new(),
                         }),
                         Err(e) => {
                             // Back as it was; the new senders stop as they are dropped.
@@ -66,37 +71,33 @@ impl MidiDestinations {
         Ok(changed)
     }
 
-    pub fn index_of(&self, name: &str) -> Option<usize> {
+    fn index_of(&self, name: &str) -> Option<usize> {
         self.list.iter().position(|d| d.name == name)
     }
 
-    /// The slot channel `chan` stands for at destination `dest` (its names), if any.
-    pub fn addr(&self, dest: usize, chan: &str) -> Option<Addr> {
-        self.list[dest].port.enc.addr(chan)
+    fn slot(&mut self, dest: usize, chan: &str) -> Option<usize> {
+        let d = &mut self.list[dest];
+        let a = d.port.enc.addr(chan)?;
+        Some(match d.slots.iter().position(|s| *s == a) {
+            Some(k) => k,
+            None => {
+                d.slots.push(a);
+                d.slots.len() - 1
+            }
+        })
     }
 
-    pub fn set(&mut self, dest: usize, a: Addr, value: f32) {
-        self.list[dest].port.set(a, value);
+    fn set(&mut self, dest: usize, slot: usize, value: f32) {
+        let d = &mut self.list[dest];
+        d.port.set(d.slots[slot], value);
     }
 
     /// End of a frame: wakes the senders, and sends a newly connected device its state.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         for d in &mut self.list {
             if !d.port.poll() {
                 d.port.sender.flush();
             }
         }
-    }
-
-    /// Each destination's counters (what a MIDI Out's Info CHOP shows), for the status.
-    pub fn stats(&self) -> Vec<(&str, Vec<(&'static str, f64)>)> {
-        self.list
-            .iter()
-            .map(|d| {
-                let mut v = Vec::new();
-                d.port.sender.extras(&mut v);
-                (d.name.as_str(), v)
-            })
-            .collect()
     }
 }
