@@ -15,6 +15,7 @@ pub mod encode;
 #[cfg(feature = "jack")]
 mod jack;
 pub mod sender;
+mod state;
 
 pub use config::{MidiOut, MidiOutConfig};
 pub use encode::Encoder;
@@ -188,7 +189,7 @@ impl Operator for MidiOutOp {
                 .read_only(),
             ParDef::toggle("clock", "Clock", self.clock).label("Send Clock"),
             ParDef::float("bpm", "Clock", self.bpm)
-                .range(sender::BPM.0, sender::BPM.1)
+                .range(state::BPM.0, state::BPM.1)
                 .label("Tempo"),
             ParDef::pulse("allnotesoff", "MIDI").label("All Notes Off"),
             ParDef::pulse("resend", "MIDI").label("Resend State"),
@@ -201,7 +202,7 @@ impl Operator for MidiOutOp {
         };
         match name {
             "clock" => self.clock = v >= 0.5,
-            "bpm" if (sender::BPM.0..=sender::BPM.1).contains(&v) => self.bpm = v,
+            "bpm" if (state::BPM.0..=state::BPM.1).contains(&v) => self.bpm = v,
             "bpm" => return Err(format!("bpm {v} is out of range (1 to 999)")),
             _ => return Err(format!("midiout has no parameter \"{name}\" (clock, bpm)")),
         }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use jack_sys as j;
 
-use super::sender::{Clock, OutState};
+use super::state::{Clock, OutState};
 use crate::chop::midiin::cancel::uncancellable;
 use crate::chop::midiin::jack::{quiet, Client, Unopened, MIDI_TYPE};
 use crate::chop::midiin::ring::Consumer;
