@@ -260,6 +260,8 @@ pub struct Comp {
     pub place: Place,
 }
 
+super::family!(Comp, "COMP");
+
 impl Comp {
     pub fn root() -> Comp {
         Comp { place: Place::Root }
@@ -373,26 +375,6 @@ impl Comp {
     #[getter(OPType)]
     fn optype(&self) -> String {
         format!("{}COMP", self.op_type())
-    }
-
-    #[getter]
-    fn family(&self) -> &'static str {
-        "COMP"
-    }
-
-    #[getter(isCOMP)]
-    fn is_comp(&self) -> bool {
-        true
-    }
-
-    #[getter(isCHOP)]
-    fn is_chop(&self) -> bool {
-        false
-    }
-
-    #[getter(isDAT)]
-    fn is_dat(&self) -> bool {
-        false
     }
 
     #[getter]
@@ -769,6 +751,8 @@ pub struct CallbacksDat {
     pub file: std::path::PathBuf,
 }
 
+super::family!(CallbacksDat, "DAT");
+
 impl CallbacksDat {
     fn key(&self) -> String {
         format!("{}_callbacks", self.script)
@@ -799,26 +783,6 @@ impl CallbacksDat {
     #[getter(OPType)]
     fn optype(&self) -> &'static str {
         "textDAT"
-    }
-
-    #[getter]
-    fn family(&self) -> &'static str {
-        "DAT"
-    }
-
-    #[getter(isDAT)]
-    fn is_dat(&self) -> bool {
-        true
-    }
-
-    #[getter(isCHOP)]
-    fn is_chop(&self) -> bool {
-        false
-    }
-
-    #[getter(isCOMP)]
-    fn is_comp(&self) -> bool {
-        false
     }
 
     #[getter]

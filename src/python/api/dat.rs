@@ -32,6 +32,8 @@ pub struct DatHandle {
     idx: AtomicUsize,
 }
 
+super::family!(DatHandle, "DAT");
+
 /// The DAT handle for node `i` when it is a DAT (what `op()` returns for one).
 pub fn lookup(s: &Scope, i: usize) -> PyResult<Option<DatHandle>> {
     Ok(s.nodes()?
@@ -226,26 +228,6 @@ impl DatHandle {
     #[getter(OPType)]
     fn op_type(&self) -> PyResult<String> {
         Ok(format!("{}DAT", self.dat_type()?))
-    }
-
-    #[getter]
-    fn family(&self) -> &'static str {
-        "DAT"
-    }
-
-    #[getter(isDAT)]
-    fn is_dat(&self) -> bool {
-        true
-    }
-
-    #[getter(isCHOP)]
-    fn is_chop(&self) -> bool {
-        false
-    }
-
-    #[getter(isCOMP)]
-    fn is_comp(&self) -> bool {
-        false
     }
 
     #[getter(isTable)]

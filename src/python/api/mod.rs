@@ -22,3 +22,33 @@ pub mod oscout;
 pub mod par;
 pub mod pargroup;
 pub mod runtime;
+
+/// TouchDesigner's family of a class of operators: `family` and the `isCOMP`/`isCHOP`/`isDAT`
+/// that follow from it, as one more `#[pymethods]` block of `$ty`.
+macro_rules! family {
+    ($ty:ty, $family:literal) => {
+        #[pyo3::pymethods]
+        impl $ty {
+            #[getter]
+            fn family(&self) -> &'static str {
+                $family
+            }
+
+            #[getter(isCOMP)]
+            fn is_comp(&self) -> bool {
+                $family == "COMP"
+            }
+
+            #[getter(isCHOP)]
+            fn is_chop(&self) -> bool {
+                $family == "CHOP"
+            }
+
+            #[getter(isDAT)]
+            fn is_dat(&self) -> bool {
+                $family == "DAT"
+            }
+        }
+    };
+}
+pub(crate) use family;
