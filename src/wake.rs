@@ -1,86 +1,295 @@
 //! Wakes the cook thread when input arrives between frames (`react = true`, docs/react.md).
 //!
-//! Any receive thread (OSC over UDP, another transport, MIDI) holds a clone and calls
-//! [`Wake::notify`] after it queued something; the cook thread sleeps in [`Wake::sleep`] until its
-//! next deadline or the first notify, whichever comes first. Built on the standard library's
-//! thread parking (a futex on Linux): no polling, no spinning, and notifies coalesce: however many
-//! packets arrive while one is pending, the cook thread is woken once and drains them all.
+//! Two ways in:
+//! - **The doorbell.** Any receive thread (OSC over TCP, a UDP receive thread, MIDI) holds a
+//!   clone and calls [`Wake::notify`] after it queued something. Notifies coalesce: however many
+//!   arrive while one is pending, the sleeper is woken once and drains everything.
+//! - **Sockets handed over.** A UDP receiver registers its socket as a [`Source`]. While the
+//!   cook thread listens, it asks for every source ([`Wake::take_sources`]); the receive thread
+//!   hands its socket over between two batches and parks, and from then on the cook thread
+//!   watches the socket itself and reads it when it wakes: one thread wake-up per burst instead
+//!   of two (receive thread, then cook thread). [`Wake::give_back`] returns the sockets to their
+//!   threads (a flood past the reaction budget, `react` turned off).
 //!
-//! Knows nothing of operators or sockets.
+//! The cook thread sleeps in [`Wake::sleep`]: `poll(2)` on an eventfd (the doorbell) and the
+//! sockets it holds, until its next deadline or the first of them. No polling loop, no spinning.
+//!
+//! Knows nothing of operators or OSC.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::{Thread, ThreadId};
 use std::time::{Duration, Instant};
 
-/// One cook thread's doorbell, shared by every receiver that feeds it.
-#[derive(Clone, Default, Debug)]
+/// One cook thread's doorbell and the sockets it may hold, shared by every receiver that feeds
+/// it.
+#[derive(Clone, Debug)]
 pub struct Wake(Arc<Inner>);
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 struct Inner {
     /// Something was queued since the cook thread last looked.
     pending: AtomicBool,
-    /// The sleeping side, once it said it sleeps here.
-    waiter: OnceLock<Thread>,
+    /// The sleeper is in (or about to enter) `poll`: a notify must write the eventfd.
+    sleeping: AtomicBool,
+    /// The doorbell's eventfd; `None` only when the kernel refused one (out of descriptors):
+    /// then sleeps only see input when they end.
+    bell: Option<OwnedFd>,
+    /// The one thread that sleeps here (the first caller of `sleep`).
+    waiter: OnceLock<ThreadId>,
     /// Times a notify actually had to wake the sleeper (a syscall); the rest coalesced.
     wakeups: AtomicU64,
+    sources: Mutex<Vec<Weak<Source>>>,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Wake::new()
+    }
+}
+
+/// Who reads a [`Source`]'s socket. Until its operator has cooked once, only its receive
+/// thread (a reaction does not cook an operator before its first frame, so the cook thread
+/// would wake for datagrams nobody reads).
+const UNARMED: u8 = 3;
+/// Its receive thread.
+const THREAD: u8 = 0;
+/// The cook thread asked for it; its receive thread hands it over after the batch in hand.
+const WANTED: u8 = 1;
+/// The cook thread: it watches the socket while it sleeps and reads it when it cooks.
+const COOK: u8 = 2;
+
+/// A socket its receive thread can hand to the cook thread (see the module's text).
+#[derive(Debug)]
+pub struct Source {
+    fd: RawFd,
+    state: AtomicU8,
+    /// The receive thread, unparked when the socket comes back to it.
+    reader: OnceLock<Thread>,
+}
+
+impl Source {
+    /// Whether the receive thread may read now. Called by it before every receive: hands the
+    /// socket over when the cook thread asked for it (ringing `wake` so the sleeper starts
+    /// watching it), and says no while the cook thread holds it (the thread then parks in
+    /// [`Source::park`]).
+    pub fn thread_may_read(&self, wake: &Wake) -> bool {
+        let _ = self.reader.get_or_init(std::thread::current);
+        match self.state.load(Acquire) {
+            THREAD | UNARMED => true,
+            WANTED => {
+                if self
+                    .state
+                    .compare_exchange(WANTED, COOK, AcqRel, Acquire)
+                    .is_ok()
+                {
+                    wake.notify();
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Parks the receive thread while the cook thread holds the socket, for at most `nap`.
+    pub fn park(&self, nap: Duration) {
+        if self.state.load(Acquire) == COOK {
+            std::thread::park_timeout(nap);
+        }
+    }
+
+    /// The operator cooked: the cook thread may take the socket from now on.
+    pub fn arm(&self) {
+        let _ = self
+            .state
+            .compare_exchange(UNARMED, THREAD, AcqRel, Acquire);
+    }
+
+    /// Wakes a parked receive thread (it is stopping).
+    pub fn unpark(&self) {
+        if let Some(t) = self.reader.get() {
+            t.unpark();
+        }
+    }
+
+    /// Whether the cook thread holds the socket (and must read it itself).
+    pub fn held_by_cook(&self) -> bool {
+        self.state.load(Acquire) == COOK
+    }
 }
 
 impl Wake {
     pub fn new() -> Wake {
-        Wake::default()
+        // SAFETY: eventfd takes plain flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        let bell = if fd >= 0 {
+            // SAFETY: `fd` is a new descriptor nothing else owns.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        } else {
+            tracing::warn!(
+                "no eventfd ({}): input between frames waits for the next frame",
+                std::io::Error::last_os_error()
+            );
+            None
+        };
+        Wake(Arc::new(Inner {
+            pending: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            bell,
+            waiter: OnceLock::new(),
+            wakeups: AtomicU64::new(0),
+            sources: Mutex::new(Vec::new()),
+        }))
     }
 
     /// Says there is new input. Cheap when a notify is already pending (one atomic swap) or
     /// when nobody sleeps here (the daemon runs in frame mode): then it only sets the flag.
     pub fn notify(&self) {
-        if !self.0.pending.swap(true, Ordering::AcqRel) {
-            if let Some(t) = self.0.waiter.get() {
-                self.0.wakeups.fetch_add(1, Ordering::Relaxed);
-                t.unpark();
+        if !self.0.pending.swap(true, SeqCst) && self.0.sleeping.load(SeqCst) {
+            if let Some(bell) = &self.0.bell {
+                self.0.wakeups.fetch_add(1, Relaxed);
+                let one: u64 = 1;
+                // SAFETY: writes 8 bytes from a live u64 to our eventfd. It cannot block (the
+                // fd is non-blocking); a full counter (never, at 2^64 - 2) just fails.
+                unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
             }
+        }
+    }
+
+    /// Registers a socket (`fd`, which must stay open while the returned source lives) that its
+    /// receive thread reads until the cook thread asks for it. Dropping the source unregisters.
+    pub fn source(&self, fd: RawFd) -> Arc<Source> {
+        let s = Arc::new(Source {
+            fd,
+            state: AtomicU8::new(UNARMED),
+            reader: OnceLock::new(),
+        });
+        let mut all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&s));
+        s
+    }
+
+    /// Asks every receive thread for its socket (the cook thread is going to listen). Each hands
+    /// it over after the batch in hand, and rings when it did.
+    pub fn take_sources(&self) {
+        self.each_source(|s| {
+            let _ = s.state.compare_exchange(THREAD, WANTED, AcqRel, Acquire);
+        });
+    }
+
+    /// Gives every socket back to its receive thread (and wakes the thread).
+    pub fn give_back(&self) {
+        self.each_source(|s| {
+            if s.state
+                .compare_exchange(COOK, THREAD, AcqRel, Acquire)
+                .is_ok()
+            {
+                s.unpark();
+            } else {
+                let _ = s.state.compare_exchange(WANTED, THREAD, AcqRel, Acquire);
+            }
+        });
+    }
+
+    fn each_source(&self, mut f: impl FnMut(&Source)) {
+        let all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
+        for s in all.iter().filter_map(Weak::upgrade) {
+            f(&s);
         }
     }
 
     /// Sleeps for at most `nap` on the calling thread, returning early with `true` at the first
-    /// notify (or at once when one is already pending, which is consumed). `false`: the nap
-    /// ended with nothing new. Only one thread may ever sleep on a `Wake` (the first caller);
-    /// another thread calling it only sleeps `nap` and never sees a notify.
+    /// notify or datagram on a socket the cook thread holds (or at once when a notify is already
+    /// pending, which is consumed). `false`: the nap ended with nothing new. Only one thread may
+    /// ever sleep on a `Wake` (the first caller); another thread calling it only sleeps `nap`
+    /// and never sees input.
     pub fn sleep(&self, nap: Duration) -> bool {
-        let me = self.0.waiter.get_or_init(std::thread::current);
-        if me.id() != std::thread::current().id() {
+        let me = *self.0.waiter.get_or_init(|| std::thread::current().id());
+        let Some(bell) = self
+            .0
+            .bell
+            .as_ref()
+            .filter(|_| me == std::thread::current().id())
+        else {
             std::thread::sleep(nap);
             return false;
-        }
+        };
+        let mut fds = vec![libc::pollfd {
+            fd: bell.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        self.each_source(|s| {
+            if s.held_by_cook() {
+                fds.push(libc::pollfd {
+                    fd: s.fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+        });
         let until = Instant::now() + nap;
-        loop {
-            if self.0.pending.swap(false, Ordering::AcqRel) {
-                return true;
+        self.0.sleeping.store(true, SeqCst);
+        let input = loop {
+            if self.0.pending.swap(false, SeqCst) {
+                break true;
             }
             let now = Instant::now();
             if now >= until {
-                return false;
+                break false;
             }
-            // Parking returns early on an unpark or spuriously; the flag says which.
-            std::thread::park_timeout(until - now);
-        }
+            let ts = timespec(until - now);
+            // SAFETY: `fds` is a live array of `fds.len()` pollfds; `ts` outlives the call.
+            let r = unsafe {
+                libc::ppoll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    &ts,
+                    std::ptr::null(),
+                )
+            };
+            if r > 0 {
+                if fds[0].revents != 0 {
+                    let mut n: u64 = 0;
+                    // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
+                    unsafe { libc::read(bell.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
+                }
+                if fds[1..].iter().any(|f| f.revents != 0) {
+                    // Consumed here; a notify that came meanwhile is seen by the next look.
+                    self.0.pending.store(false, SeqCst);
+                    break true;
+                }
+            }
+            // A notify (the flag says so at the loop's top), a signal, or the time is up.
+        };
+        self.0.sleeping.store(false, SeqCst);
+        input
     }
 
     /// Forgets a pending notify (the cook thread is about to drain every queue anyway).
     pub fn clear(&self) {
-        self.0.pending.store(false, Ordering::Release);
+        self.0.pending.store(false, Release);
     }
 
     /// Notifies that had to wake the sleeping thread, in all.
     pub fn wakeups(&self) -> u64 {
-        self.0.wakeups.load(Ordering::Relaxed)
+        self.0.wakeups.load(Relaxed)
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
 
     #[test]
     fn a_pending_notify_ends_the_next_sleep_at_once_and_is_consumed() {
@@ -98,7 +307,13 @@ mod tests {
         // Registers this thread as the sleeper.
         assert!(!w.sleep(Duration::ZERO));
         let other = w.clone();
-        let t = std::thread::spawn(move || other.notify());
+        let t = std::thread::spawn(move || {
+            // Until the sleeper is in poll, a notify only sets the flag (also correct).
+            while !other.0.sleeping.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            other.notify()
+        });
         // Ends by the notify long before the hour is up.
         assert!(w.sleep(Duration::from_secs(3600)));
         t.join().unwrap();
@@ -108,15 +323,56 @@ mod tests {
     #[test]
     fn notifies_coalesce_until_the_sleeper_looks() {
         let w = Wake::new();
-        assert!(!w.sleep(Duration::ZERO));
+        w.0.sleeping.store(true, SeqCst);
         for _ in 0..1000 {
             w.notify();
         }
         assert_eq!(w.wakeups(), 1);
+        w.0.sleeping.store(false, SeqCst);
         assert!(w.sleep(Duration::ZERO));
         w.notify();
-        assert_eq!(w.wakeups(), 2);
+        // Nobody slept: no write.
+        assert_eq!(w.wakeups(), 1);
         w.clear();
         assert!(!w.sleep(Duration::ZERO));
+    }
+
+    /// The handover: the receive thread yields its socket between batches and rings; the cook
+    /// thread then wakes on a datagram itself; `give_back` returns the socket.
+    #[test]
+    fn a_socket_handed_over_wakes_the_sleeper_itself_and_comes_back() {
+        let w = Wake::new();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let s = w.source(rx.as_raw_fd());
+        // Not before its operator cooked once.
+        w.take_sources();
+        assert!(s.thread_may_read(&w));
+        s.arm();
+        w.take_sources();
+        // The receive thread's next look hands it over and rings.
+        assert!(!s.thread_may_read(&w));
+        assert!(s.held_by_cook());
+        assert!(w.sleep(Duration::ZERO));
+        // Nothing on the socket: the sleep runs out.
+        assert!(!w.sleep(Duration::from_millis(5)));
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
+        assert!(w.sleep(Duration::from_secs(3600)));
+        // The datagram is still there for the cook side to read.
+        let mut buf = [0u8; 4];
+        assert_eq!(rx.recv(&mut buf).unwrap(), 1);
+        w.give_back();
+        assert!(!s.held_by_cook());
+        assert!(s.thread_may_read(&w));
+        // A source dropped is forgotten.
+        drop(s);
+        w.take_sources();
+        assert!(w
+            .0
+            .sources
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|x| x.upgrade().is_none()));
     }
 }

@@ -182,3 +182,90 @@ fn a_flood_does_not_take_the_frames() {
     let sent = flood.join().unwrap();
     assert!(sent > 0 && deferred >= 1.0);
 }
+
+/// The cook thread reads an OSC In's socket itself once it listens (`cook_reads` of the OSC
+/// In's Info CHOP), hands it back to the receive thread when a flood spends the reaction budget
+/// and takes it again afterwards; through the handovers a channel's last value wins: after a
+/// flood of rising values, the one sent last is exported, and nothing older follows it.
+#[test]
+fn the_cook_thread_reads_the_socket_itself_and_the_last_value_wins() {
+    let rx = OscRx::new();
+    let d = Daemon::start(
+        &graph(&rx, 100).text(),
+        &[("double.py", &fixture("double.py"))],
+    );
+    let port = d.port("in");
+    // One value at a time, each answered before the next is sent, until the cook thread read
+    // one itself (it takes the socket after the OSC In's first cook).
+    let mut v = 0.0;
+    let mut one_by_one = |rx: &OscRx, above: f32| loop {
+        v += 1.0;
+        assert!(v < 500.0, "the cook thread never read the socket itself");
+        send(port, "/x", vec![OscType::Float(v)]);
+        rx.expect("/show/x", 2.0 * v);
+        let reads = rx.value_at("/ini/cook_reads");
+        if reads > above {
+            return reads;
+        }
+    };
+    let reads = one_by_one(&rx, 0.0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut x = 1000.0f32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && x < 4_000_000.0 {
+                let _ = s.send_to(&osc_packet("/x", x), ("127.0.0.1", port));
+                x += 1.0;
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    let deferred = rx.wait_value("/show/react_deferred", |d| d >= 1.0);
+    assert!(deferred >= 1.0, "the flood never spent the budget");
+    // What the flood left in the socket's buffer is read before the last value is sent (into a
+    // full buffer the kernel would drop it): the packet count stops moving.
+    let last_packets = |rx: &OscRx| {
+        rx.drain(std::time::Duration::from_millis(200))
+            .iter()
+            .rev()
+            .find(|m| m.addr == "/ini/packets")
+            .map(|m| float(&m.args[0]))
+    };
+    let mut packets = last_packets(&rx);
+    loop {
+        let now = last_packets(&rx);
+        if now.is_some() && now == packets {
+            break;
+        }
+        packets = now;
+    }
+    let last = 5_000_000.0f32;
+    send(port, "/x", vec![OscType::Float(last)]);
+    rx.expect("/show/x", 2.0 * last);
+    let after = rx.drain(std::time::Duration::from_millis(300));
+    let stale: Vec<f32> = after
+        .iter()
+        .filter(|m| m.addr == "/show/x")
+        .map(|m| float(&m.args[0]))
+        .filter(|&x| x != 2.0 * last)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "older values after the last one: {stale:?}"
+    );
+    // The socket came back to the cook thread.
+    let reads_now = rx.wait_value("/ini/cook_reads", |_| true);
+    one_by_one(&rx, reads_now.max(reads));
+}
+
+fn osc_packet(addr: &str, v: f32) -> Vec<u8> {
+    rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage {
+        addr: addr.into(),
+        args: vec![OscType::Float(v)],
+    }))
+    .unwrap()
+}

@@ -1,12 +1,17 @@
 //! OSC In (README, "Operators and their keys"): a receive thread owns the UDP socket, decodes packets and hands decoded
 //! values to the cook thread through a bounded lock-free queue; the cook side folds them into
 //! channels. The receive thread never touches channel data and the cook thread never blocks.
+//! With `react = true` the cook thread takes the socket over while it listens for input
+//! between frames (src/wake.rs): it then wakes on the datagram itself and reads it without
+//! waiting (`Direct`), one thread wake-up instead of two; the receive thread parks meanwhile
+//! and takes the socket back when a flood spends the reaction budget.
 //!
 //! Per-packet problems (malformed packets, refused senders, unusable arguments, non-finite
 //! values) are counted, not raised; the log says so at most once a second.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use crate::cook::{
 use crate::config::{Cidr, OperatorConfig};
 use crate::cook::OwnPort;
 use crate::logging::RateLimit;
-use crate::wake::Wake;
+use crate::wake::{Source, Wake};
 
 pub mod config;
 mod decode;
@@ -160,7 +165,34 @@ pub struct OscInOp {
     tcp: Option<(Arc<tcp::TcpCounters>, tcp::TcpLog)>,
     /// With `bundle_window_ms`: messages waiting for their time tag.
     held: held::Held,
+    /// A UDP OSC In that may react: the cook thread's own reading of the socket.
+    direct: Option<Direct>,
+    /// Channels set since the last cook (at most [`TOUCHED_MAX`]; `touched_all` past that),
+    /// and the layout id of the output they were last written to: while it stays, a cook
+    /// writes only those, not every channel.
+    touched: Vec<usize>,
+    touched_all: bool,
+    written: u64,
+    /// Datagrams the cook thread read itself (`Direct`).
+    cook_reads: u64,
 }
+
+/// Channels a cook writes one by one; past this many it writes them all.
+const TOUCHED_MAX: usize = 64;
+
+/// The cook thread reading the socket itself while it holds it ([`Source`]): without waiting,
+/// at most [`DIRECT_MAX`] datagrams per look, so one look never holds the cook thread long;
+/// what is left keeps the socket readable and is taken by the next reaction or frame.
+struct Direct {
+    socket: UdpSocket,
+    source: Arc<Source>,
+    batch: recv::Batch,
+    decoder: Decoder,
+    filter: Filter,
+}
+
+/// Datagrams the cook thread takes per look at a socket it holds.
+const DIRECT_MAX: usize = 8 * recv::BATCH;
 
 #[derive(Default, Clone, Copy, PartialEq)]
 struct LoggedCounts {
@@ -203,14 +235,37 @@ impl OscInOp {
                 .map_err(|e| format!("oscin \"{}\": cannot start receive thread: {e}", op.name))
         };
         let bind_error = |e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind);
+        let mut direct = None;
         let (local, inode, thread, tcp) = match cfg.protocol {
             InProtocol::Udp => {
                 let socket = bind(cfg).map_err(bind_error)?;
                 let local = socket.local_addr().map_err(bind_error)?;
                 let inode = recv::socket_inode(&socket);
+                // A time-sliced OSC In folds on the clock only: the cook thread never takes
+                // its socket (it would wake for datagrams it does not read).
+                if !op.timeslice {
+                    let own = socket.try_clone().map_err(bind_error)?;
+                    direct = Some(Direct {
+                        source: wake.source(own.as_raw_fd()),
+                        socket: own,
+                        batch: recv::Batch::new(MAX_DATAGRAM),
+                        decoder: decoder.clone(),
+                        filter: filter.clone(),
+                    });
+                }
+                let source = direct.as_ref().map(|d| d.source.clone());
                 let (counters, stop) = (counters.clone(), stop.clone());
-                let thread =
-                    spawn(Box::new(move || receive_loop(socket, decoder, filter, tx, counters, stop, wake)))?;
+                let receiver = UdpReceiver {
+                    socket,
+                    decoder,
+                    filter,
+                    tx,
+                    counters,
+                    stop,
+                    wake,
+                    source,
+                };
+                let thread = spawn(Box::new(move || receiver.run()))?;
                 (local, inode, thread, None)
             }
             InProtocol::Tcp(framing) => {
@@ -268,7 +323,50 @@ impl OscInOp {
             last_proc_read: None,
             tcp,
             held: held::Held::default(),
+            direct,
+            touched: Vec::new(),
+            touched_all: true,
+            written: 0,
+            cook_reads: 0,
         })
+    }
+
+    /// Folds what waits on a socket the cook thread holds (see [`Direct`]).
+    fn read_direct(&mut self, now: Instant) {
+        let Some(mut d) = self.direct.take() else { return };
+        let counters = self.counters.clone();
+        let mut taken = 0;
+        while d.source.held_by_cook() && taken < DIRECT_MAX {
+            let n = match d.batch.try_recv(&d.socket) {
+                Ok(n) => n,
+                Err(e) if is_retry(&e) => break,
+                Err(e) => {
+                    if self.log.allow_key("receive").is_some() {
+                        tracing::warn!("oscin receive: {e}");
+                    }
+                    break;
+                }
+            };
+            taken += n;
+            self.cook_reads += n as u64;
+            for k in 0..n {
+                let (bytes, from) = d.batch.get(k);
+                if !d.filter.admits(from, &counters) {
+                    continue;
+                }
+                d.decoder.decode(bytes, &counters, |u| {
+                    if let Some(u) = self.held.hold(u, now) {
+                        self.fold(u);
+                    }
+                });
+            }
+            if n < recv::BATCH {
+                // The socket is most likely empty: no second call to hear so. If more came
+                // meanwhile, the socket is readable and the next look takes it.
+                break;
+            }
+        }
+        self.direct = Some(d);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -318,6 +416,11 @@ impl OscInOp {
             self.slices.push(i, v);
         } else {
             self.values[i] = v;
+            if self.touched.len() < TOUCHED_MAX {
+                self.touched.push(i);
+            } else {
+                self.touched_all = true;
+            }
         }
     }
 
@@ -386,6 +489,9 @@ impl OscInOp {
 impl Drop for OscInOp {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
+        if let Some(d) = &self.direct {
+            d.source.unpark();
+        }
         if let Some(t) = self.thread.take() {
             // The receive loop wakes at least every READ_TIMEOUT to see the flag.
             let _ = t.join();
@@ -404,6 +510,8 @@ impl Operator for OscInOp {
                 self.fold(u);
             }
         }
+        // After the queue: what the receive thread read came before anything still waiting.
+        self.read_direct(frame.started);
         while let Some(u) = self.held.pop_due(frame.started) {
             self.fold(u);
         }
@@ -433,17 +541,30 @@ impl Operator for OscInOp {
             }
         }
         out.rate = frame.rate;
+        let same_len = out.num_samples() == len;
         out.set_num_samples(len);
         out.start = frame.frame - len as i64 + 1;
+        // One sample per channel and the output as this op left it: only what was set.
+        let few = !self.touched_all && len == 1 && same_len && out.layout_id() == self.written;
         if sliced {
             self.slices.lay(out, &mut self.values);
+        } else if few {
+            for &i in &self.touched {
+                out.chan_mut(i)[0] = self.values[i];
+            }
         } else {
             for (i, v) in self.values.iter().enumerate() {
                 out.chan_mut(i).fill(*v);
             }
         }
+        self.written = out.layout_id();
+        self.touched.clear();
+        self.touched_all = false;
         self.dirty = false;
         self.reset_layout = false;
+        if let Some(d) = &self.direct {
+            d.source.arm();
+        }
         Ok(())
     }
 
@@ -470,6 +591,7 @@ impl Operator for OscInOp {
             ("long_addresses", f(&c.long_addresses)),
             ("name_limit", self.name_limit_hits as f64),
             ("slice_drops", self.slices.dropped as f64),
+            ("cook_reads", self.cook_reads as f64),
         ]);
         if !self.cfg.bundle_window.is_zero() {
             out.extend([
@@ -508,6 +630,7 @@ impl Operator for OscInOp {
             "reset_channels" | "resetchannels" => self.reset(),
             "reset_values" | "resetvalues" => {
                 self.values.fill(0.0);
+                self.touched_all = true;
                 self.dirty = true;
             }
             other => {
@@ -601,16 +724,38 @@ fn bind_at(cfg: &OscInConfig, at: SocketAddr) -> std::io::Result<UdpSocket> {
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Who may send to an OSC In.
+#[derive(Clone)]
 struct Filter {
     allow: Vec<Cidr>,
     own: OwnPort,
     local_ips: Vec<IpAddr>,
 }
 
-/// Receives datagrams in batches (`recvmmsg`), decodes them onto the queue and rings `wake`
-/// once per batch that queued something: the cook thread reacts between frames with
-/// `react = true`, and sleeps on regardless otherwise.
-fn receive_loop(
+impl Filter {
+    /// Whether a datagram from `from` is taken; one that is not is counted (a feedback loop,
+    /// a refused sender) and dropped.
+    fn admits(&self, from: Option<SocketAddr>, counters: &Counters) -> bool {
+        let Some(from) = from else { return false };
+        if is_own(&self.own, from, &self.local_ips) {
+            counters.feedback.fetch_add(1, Relaxed);
+            return false;
+        }
+        if !self.allow.is_empty() && !allowed(&self.allow, from.ip()) {
+            counters.refused.fetch_add(1, Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+/// A receive that found nothing (or was interrupted): try again.
+fn is_retry(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
+}
+
+/// The receive thread of a UDP OSC In.
+struct UdpReceiver {
     socket: UdpSocket,
     decoder: Decoder,
     filter: Filter,
@@ -618,43 +763,44 @@ fn receive_loop(
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     wake: Wake,
-) {
-    let mut batch = recv::Batch::new(MAX_DATAGRAM);
-    while !stop.load(Relaxed) {
-        let n = match batch.recv(&socket) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
+    /// The handover of the socket to the cook thread (`None`: it never takes it).
+    source: Option<Arc<Source>>,
+}
+
+impl UdpReceiver {
+    /// Receives datagrams in batches (`recvmmsg`), decodes them onto the queue and rings the
+    /// doorbell once per batch that queued something. Between batches it hands the socket to
+    /// the cook thread when that asks, and parks while the cook thread holds it.
+    fn run(self) {
+        let mut batch = recv::Batch::new(MAX_DATAGRAM);
+        while !self.stop.load(Relaxed) {
+            if let Some(s) = &self.source {
+                if !s.thread_may_read(&self.wake) {
+                    s.park(READ_TIMEOUT);
+                    continue;
+                }
             }
-            Err(e) => {
-                tracing::warn!("oscin receive: {e}");
-                std::thread::sleep(READ_TIMEOUT);
-                continue;
+            let n = match batch.recv(&self.socket) {
+                Ok(n) => n,
+                Err(e) if is_retry(&e) => continue,
+                Err(e) => {
+                    tracing::warn!("oscin receive: {e}");
+                    std::thread::sleep(READ_TIMEOUT);
+                    continue;
+                }
+            };
+            let mut queued = false;
+            for k in 0..n {
+                let (bytes, from) = batch.get(k);
+                if self.filter.admits(from, &self.counters) {
+                    self.decoder.decode(bytes, &self.counters, |u| {
+                        queued |= enqueue(&self.tx, &self.counters, u)
+                    });
+                }
             }
-        };
-        let mut queued = false;
-        for k in 0..n {
-            let (bytes, from) = batch.get(k);
-            let Some(from) = from else { continue };
-            if is_own(&filter.own, from, &filter.local_ips) {
-                counters.feedback.fetch_add(1, Relaxed);
-                continue;
+            if queued {
+                self.wake.notify();
             }
-            if !filter.allow.is_empty() && !allowed(&filter.allow, from.ip()) {
-                counters.refused.fetch_add(1, Relaxed);
-                continue;
-            }
-            decoder.decode(bytes, &counters, |u| queued |= enqueue(&tx, &counters, u));
-        }
-        if queued {
-            wake.notify();
         }
     }
 }

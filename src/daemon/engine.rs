@@ -14,6 +14,7 @@ use crate::clock::{Clock, Woke};
 use crate::config::Config;
 use crate::cook::Frame;
 use crate::graph::Graph;
+use crate::wake::Wake;
 
 /// Starts the cook thread on `config` and waits until every socket is bound and the first frame
 /// ran. Returns the command sender, the thread, and the start-up notes (what was built).
@@ -79,13 +80,15 @@ fn cook_thread(
     let stop = shared.stop.clone();
     let mut observers: Vec<super::Observer> = Vec::new();
     let wake = graph.wake().clone();
-    let mut react = Reactions::new(config.react);
+    let mut react = Reactions::new(config.react, wake.clone());
     let mut last: Option<Frame> = None;
     while !stop.load(Ordering::Relaxed) {
-        let woke = clock.wait_for(
-            || !stop.load(Ordering::Relaxed),
-            react.listening().then_some(&wake),
-        );
+        // Reactions start after the first frame (every operator's first cook is a frame's).
+        let listening = react.listening() && last.is_some();
+        if listening {
+            wake.take_sources();
+        }
+        let woke = clock.wait_for(|| !stop.load(Ordering::Relaxed), listening.then_some(&wake));
         let tick = match woke {
             None => break,
             Some(Woke::Frame(tick)) => tick,
@@ -106,7 +109,7 @@ fn cook_thread(
                     if result.is_ok() {
                         clock.set_rate(new.rate);
                         rss.configure(new.rss_warn_mb);
-                        react.enabled = new.react;
+                        react.enable(new.react);
                     }
                     let _ = reply.send(result);
                 }
@@ -167,8 +170,15 @@ const REACT_SHARE: f64 = 0.5;
 /// (`Graph::react`), within a budget of work per interval. Once it is spent, or when the next
 /// frame is due sooner than a reaction takes, arrivals wait for the frame (counted in
 /// `react_deferred`) and the cook thread sleeps until then without listening.
+///
+/// While it listens, the cook thread holds the UDP sockets of the reacting OSC Ins and reads
+/// them itself (src/wake.rs). A spent budget gives them back to their receive threads for the
+/// rest of the interval (a flood is then read on another core, onto the queues the frame
+/// drains); a deferral for a frame that is due soon keeps them (the kernel holds what comes
+/// until that frame reads it).
 struct Reactions {
     enabled: bool,
+    wake: Wake,
     /// Reaction work allowed per frame interval.
     budget: Duration,
     /// Work spent in this interval.
@@ -182,13 +192,22 @@ struct Reactions {
 }
 
 impl Reactions {
-    fn new(enabled: bool) -> Reactions {
+    fn new(enabled: bool, wake: Wake) -> Reactions {
         Reactions {
             enabled,
+            wake,
             budget: Duration::ZERO,
             spent: Duration::ZERO,
             cost: Duration::ZERO,
             deferring: false,
+        }
+    }
+
+    /// Turns reactions on or off (a reload); off gives the sockets back.
+    fn enable(&mut self, on: bool) {
+        self.enabled = on;
+        if !on {
+            self.wake.give_back();
         }
     }
 
@@ -209,6 +228,9 @@ impl Reactions {
         let started = Instant::now();
         let room = due.saturating_duration_since(started);
         if self.spent >= self.budget || room < self.cost * 2 {
+            if self.spent >= self.budget {
+                self.wake.give_back();
+            }
             self.deferring = true;
             graph.daemon.react_deferred += 1;
             return;

@@ -14,6 +14,7 @@ use crate::pattern::Pattern;
 
 /// Turns OSC packets into updates; the part of the receive path that needs no socket (fuzzed
 /// and unit-tested on bytes).
+#[derive(Clone)]
 pub struct Decoder {
     pub address_scope: Pattern,
     pub strip_segments: usize,

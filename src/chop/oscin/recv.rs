@@ -39,6 +39,16 @@ impl Batch {
     /// Waits for at least one datagram (as the socket's read timeout allows), then takes every
     /// one already queued, up to [`BATCH`]. Returns how many arrived.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Takes the datagrams already queued, up to [`BATCH`], without waiting: `WouldBlock` when
+    /// there are none.
+    pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         self.count = 0;
         // SAFETY: zeroed iovec/mmsghdr arrays are valid; each entry is then pointed at this
         // batch's own buffer and address slot, which outlive the call and are not otherwise
@@ -60,7 +70,7 @@ impl Batch {
                 socket.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             );
             if r < 0 {
@@ -173,6 +183,23 @@ mod tests {
         }
         let want: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 3]).collect();
         assert_eq!(got, want);
+        // Nothing left: a try says so at once.
+        let e = b.try_recv(&rx).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        tx.send_to(&[9], rx.local_addr().unwrap()).unwrap();
+        rx.set_read_timeout(None).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let n = loop {
+            match b.try_recv(&rx) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline);
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!((n, b.get(0).0), (1, &[9u8][..]));
     }
 
     #[test]
