@@ -76,6 +76,18 @@ pub fn osc_address(prefix: &str, path: &str, parameter: &str) -> String {
     a
 }
 
+/// Channels compared at a time before an export looks at them one by one.
+const RUN: usize = 16;
+
+/// Whether two runs of values are the same bit for bit (a NaN is the same as itself).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .fold(0, |d, (x, y)| d | (x.to_bits() ^ y.to_bits()))
+            == 0
+}
+
 /// The export of one operator.
 pub struct Exporter {
     cfg: ExportConfig,
@@ -87,6 +99,9 @@ pub struct Exporter {
     /// Per channel: its target (None = not exported), and the last value sent.
     map: Vec<Option<Target>>,
     last: Vec<Option<f32>>,
+    /// The values of the last export (one sample per channel), or empty: runs of channels equal
+    /// to them are skipped without looking at `last` and `map`.
+    seen: Vec<f32>,
     /// Paths reported as resolving nowhere (each reported once).
     reported: HashSet<String>,
     next_resend: Option<Instant>,
@@ -111,6 +126,7 @@ impl Exporter {
             layout: 0,
             map: Vec::new(),
             last: Vec::new(),
+            seen: Vec::new(),
             reported: HashSet::new(),
             next_resend: None,
             built: false,
@@ -184,6 +200,7 @@ impl Exporter {
     /// nothing until it changes; one whose destination is gone or is another receiver forgets
     /// its last value and is sent again.
     pub fn retarget(&mut self, remap: &[Option<usize>]) {
+        self.seen.clear();
         for (target, last) in self.map.iter_mut().zip(&mut self.last) {
             if let Some(Target::Osc { dest, .. }) = target {
                 match remap.get(*dest).copied().flatten() {
@@ -299,6 +316,7 @@ impl Exporter {
         self.names = data.names().to_vec();
         self.map = map;
         self.last = last;
+        self.seen.clear();
         stats.export_sernum += 1;
         self.built = true;
     }
@@ -333,32 +351,53 @@ impl Exporter {
         let n = dests.len();
         self.epochs.resize(n, 0);
         let reconnected = (0..n).any(|d| dests.epoch(d) != self.epochs[d]);
-        for (i, target) in self.map.iter().enumerate() {
-            let Some(target) = target else { continue };
-            let v = data.last(i);
-            let again = reconnected
-                && matches!(target, Target::Osc { dest, .. } if dests.epoch(*dest) != self.epochs[*dest]);
-            if !every && !again && self.last[i] == Some(v) {
-                continue;
+        // A cook that changed one channel of a thousand: the values are compared with the last
+        // export's [`RUN`] at a time, and only a run that differs is looked at channel by channel.
+        let n = self.map.len();
+        let values = (data.num_samples() == 1).then(|| data.samples());
+        let quick = !every && !reconnected && self.seen.len() == n;
+        for start in (0..n).step_by(RUN) {
+            let end = (start + RUN).min(n);
+            if let (true, Some(vals)) = (quick, values) {
+                if same_bits(&vals[start..end], &self.seen[start..end]) {
+                    continue;
+                }
             }
-            if !v.is_finite() {
-                // NaN/inf never leave the daemon; counted once per change.
-                if self.last[i].is_none_or(|l| l.is_finite()) {
-                    stats.warnings += 1;
+            for i in start..end {
+                let v = data.last(i);
+                // The values first (a few bytes a channel), the targets only for what changed.
+                if !every && !reconnected && self.last[i] == Some(v) {
+                    continue;
+                }
+                let Some(target) = &self.map[i] else { continue };
+                let again = reconnected
+                    && matches!(target, Target::Osc { dest, .. } if dests.epoch(*dest) != self.epochs[*dest]);
+                if !every && !again && self.last[i] == Some(v) {
+                    continue;
+                }
+                if !v.is_finite() {
+                    // NaN/inf never leave the daemon; counted once per change.
+                    if self.last[i].is_none_or(|l| l.is_finite()) {
+                        stats.warnings += 1;
+                    }
+                    self.last[i] = Some(v);
+                    continue;
                 }
                 self.last[i] = Some(v);
-                continue;
-            }
-            self.last[i] = Some(v);
-            match target {
-                Target::Osc { dest, address } => dests.push(*dest, address, v),
-                Target::Par { op, par } => par_writes.push((op.clone(), par.clone(), v)),
-                Target::Midi { dest, slot } => {
-                    if let Some(m) = dests.midi.as_mut() {
-                        m.set(*dest, *slot, v);
+                match target {
+                    Target::Osc { dest, address } => dests.push(*dest, address, v),
+                    Target::Par { op, par } => par_writes.push((op.clone(), par.clone(), v)),
+                    Target::Midi { dest, slot } => {
+                        if let Some(m) = dests.midi.as_mut() {
+                            m.set(*dest, *slot, v);
+                        }
                     }
                 }
             }
+        }
+        self.seen.clear();
+        if let Some(vals) = values {
+            self.seen.extend_from_slice(vals);
         }
         if reconnected {
             for (d, e) in self.epochs.iter_mut().enumerate() {
