@@ -140,7 +140,7 @@ fn without_react_input_waits_for_the_frame() {
 }
 
 /// A flood of input into a slow reacting script (3 ms a cook at 100 fps, whose reaction budget
-/// is half of each 10 ms interval): the reactions stop at the budget (`react_deferred` counts
+/// is four fifths of each 10 ms interval): the reactions stop at the budget (`react_deferred` counts
 /// the arrivals that waited for the frame) and the frames go on.
 #[test]
 fn a_flood_does_not_take_the_frames() {
