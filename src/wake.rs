@@ -9,7 +9,10 @@
 //!   hands its socket over between two batches and parks, and from then on the cook thread
 //!   watches the socket itself and reads it when it wakes: one thread wake-up per burst instead
 //!   of two (receive thread, then cook thread). [`Wake::give_back`] returns the sockets to their
-//!   threads (a flood past the reaction budget, `react` turned off).
+//!   threads (a flood past the reaction budget, `react` turned off), and a receive thread takes
+//!   its socket back by itself when the cook thread has neither watched nor read it for
+//!   [`STALL`] (a long frame, a slow script): what arrives meanwhile then goes to its queue, not
+//!   into the kernel's buffer until that overflows.
 //!
 //! The cook thread sleeps in [`Wake::sleep`]: `poll(2)` on an eventfd (the doorbell) and the
 //! sockets it holds, until its next deadline or the first of them. No polling loop, no spinning.
@@ -41,7 +44,15 @@ struct Inner {
     /// Times a notify actually had to wake the sleeper (a syscall); the rest coalesced.
     wakeups: AtomicU64,
     sources: Mutex<Vec<Weak<Source>>>,
+    /// When the sleeper last left a sleep (µs since `base`).
+    woke: AtomicU64,
+    base: Instant,
 }
+
+/// How long the cook thread may hold a socket without watching or reading it before its
+/// receive thread takes it back: far below what a 4 MiB receive buffer holds at tens of
+/// thousands of messages a second, far above a frame or a reaction pass.
+pub const STALL: Duration = Duration::from_millis(20);
 
 impl Default for Wake {
     fn default() -> Self {
@@ -59,6 +70,8 @@ const THREAD: u8 = 0;
 const WANTED: u8 = 1;
 /// The cook thread: it watches the socket while it sleeps and reads it when it cooks.
 const COOK: u8 = 2;
+/// The cook thread is reading it (its receive thread does not take it back meanwhile).
+const READING: u8 = 4;
 
 /// A socket its receive thread can hand to the cook thread (see the module's text).
 #[derive(Debug)]
@@ -92,10 +105,14 @@ impl Source {
         }
     }
 
-    /// Parks the receive thread while the cook thread holds the socket, for at most `nap`.
-    pub fn park(&self, nap: Duration) {
+    /// Parks the receive thread while the cook thread holds the socket, for at most `nap`;
+    /// then takes the socket back if the cook thread has been away from it for [`STALL`].
+    pub fn park(&self, wake: &Wake, nap: Duration) {
         if self.state.load(Acquire) == COOK {
             std::thread::park_timeout(nap);
+            if wake.stalled() {
+                let _ = self.state.compare_exchange(COOK, THREAD, AcqRel, Acquire);
+            }
         }
     }
 
@@ -115,7 +132,20 @@ impl Source {
 
     /// Whether the cook thread holds the socket (and must read it itself).
     pub fn held_by_cook(&self) -> bool {
-        self.state.load(Acquire) == COOK
+        matches!(self.state.load(Acquire), COOK | READING)
+    }
+
+    /// The cook thread starts reading the socket: false when it does not hold it (any more).
+    /// Until [`Source::end_read`] the receive thread cannot take it back, so no datagram it
+    /// reads can overtake one the cook thread took.
+    pub fn begin_read(&self) -> bool {
+        self.state
+            .compare_exchange(COOK, READING, AcqRel, Acquire)
+            .is_ok()
+    }
+
+    pub fn end_read(&self) {
+        let _ = self.state.compare_exchange(READING, COOK, AcqRel, Acquire);
     }
 }
 
@@ -140,6 +170,8 @@ impl Wake {
             waiter: OnceLock::new(),
             wakeups: AtomicU64::new(0),
             sources: Mutex::new(Vec::new()),
+            woke: AtomicU64::new(0),
+            base: Instant::now(),
         }))
     }
 
@@ -191,6 +223,14 @@ impl Wake {
                 let _ = s.state.compare_exchange(WANTED, THREAD, AcqRel, Acquire);
             }
         });
+    }
+
+    /// Whether the sleeper has been away from its sockets for [`STALL`]: not asleep on them,
+    /// and out of its last sleep that long ago.
+    fn stalled(&self) -> bool {
+        let now = self.0.base.elapsed().as_micros() as u64;
+        !self.0.sleeping.load(SeqCst)
+            && now.saturating_sub(self.0.woke.load(Relaxed)) > STALL.as_micros() as u64
     }
 
     fn each_source(&self, mut f: impl FnMut(&Source)) {
@@ -264,6 +304,9 @@ impl Wake {
             }
             // A notify (the flag says so at the loop's top), a signal, or the time is up.
         };
+        self.0
+            .woke
+            .store(self.0.base.elapsed().as_micros() as u64, Relaxed);
         self.0.sleeping.store(false, SeqCst);
         input
     }
@@ -363,6 +406,20 @@ mod tests {
         assert_eq!(rx.recv(&mut buf).unwrap(), 1);
         w.give_back();
         assert!(!s.held_by_cook());
+        assert!(s.thread_may_read(&w));
+        // Held but neither watched nor read for longer than STALL: its receive thread takes it
+        // back; while the cook thread reads, it does not.
+        w.take_sources();
+        assert!(!s.thread_may_read(&w));
+        assert!(w.sleep(Duration::ZERO));
+        assert!(s.begin_read());
+        std::thread::sleep(STALL * 2);
+        s.park(&w, Duration::ZERO);
+        assert!(s.held_by_cook(), "taken back while the cook thread read");
+        s.end_read();
+        s.park(&w, Duration::ZERO);
+        assert!(!s.held_by_cook());
+        assert!(!s.begin_read());
         assert!(s.thread_may_read(&w));
         // A source dropped is forgotten.
         drop(s);

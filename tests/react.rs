@@ -269,3 +269,48 @@ fn osc_packet(addr: &str, v: f32) -> Vec<u8> {
     }))
     .unwrap()
 }
+
+/// The cook thread held up (a script that sleeps 0.8 s in a reaction) while it holds an OSC
+/// In's socket: the receive thread takes the socket back and queues what arrives, so a burst
+/// many times the kernel's receive buffer (256 KiB) during the stall still arrives, every
+/// channel with its value.
+#[test]
+fn a_stalled_cook_thread_does_not_lose_input_held_on_its_socket() {
+    let rx = OscRx::new();
+    let cfg = Config::new()
+        .rate(50)
+        .top("react = true")
+        .dest("show", rx.port())
+        .oscin("in", &format!("receive_buffer = 262144\n{TO_SHOW}"))
+        .oscin("ctl", "")
+        .script("stall", "stall.py", r#""ctl""#, "");
+    let stall = "import time\n\ndef onCook(scriptOp):\n    scriptOp.copy(scriptOp.inputs[0])\n    if scriptOp.inputs[0]['go'] is not None and scriptOp.inputs[0]['go'].eval() > 0:\n        time.sleep(0.8)\n";
+    let d = Daemon::start(&cfg.text(), &[("stall.py", stall)]);
+    let (port, ctl) = (d.port("in"), d.port("ctl"));
+    // The cook thread holds `in`'s socket once it listens: values come back one by one.
+    send(port, "/warm", vec![OscType::Float(1.0)]);
+    rx.expect("/show/warm", 1.0);
+    send(ctl, "/go", vec![OscType::Float(1.0)]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // 3000 channels in 0.5 s, all during the stall: about 3 MB of kernel buffer if nobody read.
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let n = 3000;
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        let _ = s.send_to(
+            &osc_packet(&format!("/c{i}"), i as f32),
+            ("127.0.0.1", port),
+        );
+        let due = started + std::time::Duration::from_micros(500_000 * (i + 1) / n);
+        while std::time::Instant::now() < due {
+            std::thread::yield_now();
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < n as usize {
+        let m = rx.until(TIMEOUT, |m| m.addr.starts_with("/show/c"));
+        let i: u64 = m.addr["/show/c".len()..].parse().unwrap();
+        assert_eq!(float(&m.args[0]), i as f32);
+        seen.insert(i);
+    }
+}

@@ -334,9 +334,13 @@ impl OscInOp {
     /// Folds what waits on a socket the cook thread holds (see [`Direct`]).
     fn read_direct(&mut self, now: Instant) {
         let Some(mut d) = self.direct.take() else { return };
+        if !d.source.begin_read() {
+            self.direct = Some(d);
+            return;
+        }
         let counters = self.counters.clone();
         let mut taken = 0;
-        while d.source.held_by_cook() && taken < DIRECT_MAX {
+        while taken < DIRECT_MAX {
             let n = match d.batch.try_recv(&d.socket) {
                 Ok(n) => n,
                 Err(e) if is_retry(&e) => break,
@@ -366,6 +370,7 @@ impl OscInOp {
                 break;
             }
         }
+        d.source.end_read();
         self.direct = Some(d);
     }
 
@@ -776,7 +781,7 @@ impl UdpReceiver {
         while !self.stop.load(Relaxed) {
             if let Some(s) = &self.source {
                 if !s.thread_may_read(&self.wake) {
-                    s.park(READ_TIMEOUT);
+                    s.park(&self.wake, crate::wake::STALL);
                     continue;
                 }
             }
