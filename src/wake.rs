@@ -50,8 +50,9 @@ struct Inner {
 }
 
 /// How long the cook thread may hold a socket without watching or reading it before its
-/// receive thread takes it back: far below what a 4 MiB receive buffer holds at tens of
-/// thousands of messages a second, far above a frame or a reaction pass.
+/// receive thread takes it back (the receive thread looks each time its park ends, every
+/// 50 ms for OSC In: taken back within 20–70 ms). Far below what a 4 MiB receive buffer
+/// holds at tens of thousands of messages a second, far above a frame or a reaction pass.
 pub const STALL: Duration = Duration::from_millis(20);
 
 impl Default for Wake {

@@ -272,7 +272,7 @@ fn osc_packet(addr: &str, v: f32) -> Vec<u8> {
 
 /// The cook thread held up (a script that sleeps 0.8 s in a reaction) while it holds an OSC
 /// In's socket: the receive thread takes the socket back and queues what arrives, so a burst
-/// many times the kernel's receive buffer (256 KiB) during the stall still arrives, every
+/// many times the kernel's receive buffer (512 KiB) during the stall still arrives, every
 /// channel with its value.
 #[test]
 fn a_stalled_cook_thread_does_not_lose_input_held_on_its_socket() {
@@ -281,7 +281,7 @@ fn a_stalled_cook_thread_does_not_lose_input_held_on_its_socket() {
         .rate(50)
         .top("react = true")
         .dest("show", rx.port())
-        .oscin("in", &format!("receive_buffer = 262144\n{TO_SHOW}"))
+        .oscin("in", &format!("receive_buffer = 524288\n{TO_SHOW}"))
         .oscin("ctl", "")
         .script("stall", "stall.py", r#""ctl""#, "");
     let stall = "import time\n\ndef onCook(scriptOp):\n    scriptOp.copy(scriptOp.inputs[0])\n    if scriptOp.inputs[0]['go'] is not None and scriptOp.inputs[0]['go'].eval() > 0:\n        time.sleep(0.8)\n";

@@ -781,7 +781,8 @@ impl UdpReceiver {
         while !self.stop.load(Relaxed) {
             if let Some(s) = &self.source {
                 if !s.thread_may_read(&self.wake) {
-                    s.park(&self.wake, crate::wake::STALL);
+                    // As often as a blocked receive wakes anyway.
+                    s.park(&self.wake, READ_TIMEOUT);
                     continue;
                 }
             }
