@@ -291,34 +291,6 @@ pub fn machine_busy_ticks() -> u64 {
     total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0)
 }
 
-/// The kernel's drop count for a UDP socket (by inode) from /proc/net/udp{,6}.
-pub fn udp_drops(inode: u64) -> Option<u64> {
-    for file in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() >= 13 && cols[9].parse::<u64>().ok() == Some(inode) {
-                return cols[12].parse().ok();
-            }
-        }
-    }
-    None
-}
-
-pub fn socket_inode(fd: std::os::fd::RawFd) -> u64 {
-    // SAFETY: fstat on a valid fd, into a zeroed stat buffer.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd, &mut st) == 0 {
-            st.st_ino
-        } else {
-            0
-        }
-    }
-}
-
 /// Checks of the log and /proc parsers (`--self-test`).
 pub mod checks {
     pub fn bound_line() {

@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -269,8 +268,9 @@ impl Receiver {
         epoch: Instant,
         stop: Arc<AtomicBool>,
     ) -> RecvLog {
-        let inode = crate::chopd::socket_inode(self.socket.as_raw_fd());
-        let drops_before = crate::chopd::udp_drops(inode).unwrap_or(0);
+        // The same reading of /proc/net/udp chopd's OSC In uses for its `kernel_drops`.
+        let inode = ::chopd::chop::oscin::recv::socket_inode(&self.socket);
+        let drops_before = ::chopd::chop::oscin::recv::kernel_drops(inode).unwrap_or(0);
         let bench_prefix = format!("{}/bench/c", self.prefix);
         let info_prefix = format!("{}/", self.prefix);
         let mut log = RecvLog::default();
@@ -339,7 +339,7 @@ impl Receiver {
                 }
             }
         }
-        log.socket_drops = crate::chopd::udp_drops(inode)
+        log.socket_drops = ::chopd::chop::oscin::recv::kernel_drops(inode)
             .unwrap_or(0)
             .saturating_sub(drops_before);
         log
