@@ -22,6 +22,13 @@ use rosc::{OscMessage, OscPacket, OscType};
 /// within one message's arguments. Real senders use one or two levels.
 pub const MAX_DEPTH: usize = 16;
 
+/// An error from a receive or send on an OSC socket or stream with a timeout that means "nothing
+/// yet, try again": the timeout ran out, or a signal interrupted the call.
+pub fn is_retry(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
+}
+
 /// `#bundle\0` + time tag.
 pub const BUNDLE_HEADER: usize = 16;
 

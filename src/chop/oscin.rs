@@ -343,7 +343,7 @@ impl OscInOp {
         while taken < DIRECT_MAX {
             let n = match d.batch.try_recv(&d.socket) {
                 Ok(n) => n,
-                Err(e) if is_retry(&e) => break,
+                Err(e) if crate::osc::is_retry(&e) => break,
                 Err(e) => {
                     if self.log.allow_key("receive").is_some() {
                         tracing::warn!("oscin receive: {e}");
@@ -753,12 +753,6 @@ impl Filter {
     }
 }
 
-/// A receive that found nothing (or was interrupted): try again.
-fn is_retry(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
-}
-
 /// The receive thread of a UDP OSC In.
 struct UdpReceiver {
     socket: UdpSocket,
@@ -788,7 +782,7 @@ impl UdpReceiver {
             }
             let n = match batch.recv(&self.socket) {
                 Ok(n) => n,
-                Err(e) if is_retry(&e) => continue,
+                Err(e) if crate::osc::is_retry(&e) => continue,
                 Err(e) => {
                     tracing::warn!("oscin receive: {e}");
                     std::thread::sleep(READ_TIMEOUT);

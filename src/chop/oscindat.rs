@@ -375,7 +375,7 @@ fn udp_loop(socket: UdpSocket, allow: Vec<crate::config::Cidr>, intake: Intake, 
     while !stop.load(Relaxed) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+            Err(e) if crate::osc::is_retry(&e) => continue,
             Err(e) => {
                 tracing::warn!("oscindat receive: {e}");
                 std::thread::sleep(oscin::READ_TIMEOUT);

@@ -208,14 +208,7 @@ impl Sender {
             match stream.write(bytes) {
                 Ok(0) => return Err(Some(std::io::ErrorKind::WriteZero.into())),
                 Ok(n) => bytes = &bytes[n..],
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(e) if crate::osc::is_retry(&e) => {
                     if self.stop.load(Relaxed) {
                         return Err(None);
                     }

@@ -200,16 +200,7 @@ impl Shared {
             let n = match stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if crate::osc::is_retry(&e) => continue,
                 Err(_) => break,
             };
             let fed = deframer.feed(&buf[..n], |frame| match frame {
