@@ -109,7 +109,8 @@ impl Source {
     /// Parks the receive thread while the cook thread holds the socket, for at most `nap`;
     /// then takes the socket back if the cook thread has been away from it for [`STALL`].
     pub fn park(&self, wake: &Wake, nap: Duration) {
-        if self.state.load(Acquire) == COOK {
+        // While the cook thread reads, the socket is held too: sleep, do not spin.
+        if matches!(self.state.load(Acquire), COOK | READING) {
             std::thread::park_timeout(nap);
             if wake.stalled() {
                 let _ = self.state.compare_exchange(COOK, THREAD, AcqRel, Acquire);
@@ -215,13 +216,13 @@ impl Wake {
     /// Gives every socket back to its receive thread (and wakes the thread).
     pub fn give_back(&self) {
         self.each_source(|s| {
-            if s.state
-                .compare_exchange(COOK, THREAD, AcqRel, Acquire)
-                .is_ok()
-            {
+            // One step: a receive thread handing over (WANTED → COOK) between two steps would
+            // leave the socket with a cook thread that no longer watches it.
+            let back = s.state.fetch_update(AcqRel, Acquire, |st| {
+                matches!(st, COOK | WANTED).then_some(THREAD)
+            });
+            if back == Ok(COOK) {
                 s.unpark();
-            } else {
-                let _ = s.state.compare_exchange(WANTED, THREAD, AcqRel, Acquire);
             }
         });
     }

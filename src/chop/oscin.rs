@@ -331,6 +331,18 @@ impl OscInOp {
         })
     }
 
+    /// Folds what the receive thread queued: at most a full queue per look, so a sender as fast
+    /// as this loop cannot hold it.
+    fn drain_queue(&mut self, now: Instant) {
+        for _ in 0..QUEUE {
+            let Ok(u) = self.queue.try_recv() else { break };
+            self.counters.queued_bytes.fetch_sub(cost(&u), Relaxed);
+            if let Some(u) = self.held.hold(u, now) {
+                self.fold(u);
+            }
+        }
+    }
+
     /// Folds what waits on a socket the cook thread holds (see [`Direct`]).
     fn read_direct(&mut self, now: Instant) {
         let Some(mut d) = self.direct.take() else { return };
@@ -338,6 +350,9 @@ impl OscInOp {
             self.direct = Some(d);
             return;
         }
+        // The receive thread queued all it read before it handed the socket over, maybe after
+        // the queue was last drained: fold that first, so nothing read here overtakes it.
+        self.drain_queue(now);
         let counters = self.counters.clone();
         let mut taken = 0;
         while taken < DIRECT_MAX {
@@ -507,15 +522,7 @@ impl Drop for OscInOp {
 impl Operator for OscInOp {
     fn wants_cook(&mut self, frame: &Frame, _nodes: &[NodeState]) -> bool {
         self.slices.set_cap(max_samples(self.max_slice, frame.rate));
-        // At most a full queue per frame, so a sender as fast as this loop cannot hold it.
-        for _ in 0..QUEUE {
-            let Ok(u) = self.queue.try_recv() else { break };
-            self.counters.queued_bytes.fetch_sub(cost(&u), Relaxed);
-            if let Some(u) = self.held.hold(u, frame.started) {
-                self.fold(u);
-            }
-        }
-        // After the queue: what the receive thread read came before anything still waiting.
+        self.drain_queue(frame.started);
         self.read_direct(frame.started);
         while let Some(u) = self.held.pop_due(frame.started) {
             self.fold(u);
