@@ -252,14 +252,8 @@ fn request_once(
         sock.set_read_timeout(Some(left)).map_err(failed)?;
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            // The deadline is checked at the loop's top; a signal is no error either.
+            Err(e) if crate::osc::is_retry(&e) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(CtlError::Failed(format!(
                     "nothing listens on {to} (is chopd running, with this control port?)"
