@@ -70,11 +70,11 @@ impl MidiPort {
 
     /// The channels of `data` that are MIDI names, every sample of the slice in order (each
     /// change is a message); skips the names that are none (`addrs` is the cache per channel,
-    /// rebuilt when the names change).
-    pub fn send_chop(&mut self, data: &ChopData, names: &mut Vec<String>, addrs: &mut Vec<Option<Addr>>) {
-        if names.as_slice() != data.names() {
-            *names = data.names().to_vec();
-            *addrs = names.iter().map(|n| self.enc.addr(n)).collect();
+    /// rebuilt when the names change: when `data`'s layout id is not `layout`).
+    pub fn send_chop(&mut self, data: &ChopData, layout: &mut u64, addrs: &mut Vec<Option<Addr>>) {
+        if *layout != data.layout_id() {
+            *layout = data.layout_id();
+            *addrs = data.names().iter().map(|n| self.enc.addr(n)).collect();
         }
         let len = data.num_samples();
         for s in 0..len {
@@ -123,7 +123,8 @@ impl MidiPort {
 /// The `midiout` operator: its inputs' channels out as MIDI; its output is its first input.
 pub struct MidiOutOp {
     port: MidiPort,
-    names: Vec<String>,
+    /// The layout id (`ChopData::layout_id`) `addrs` was made for; 0 = none yet.
+    layout: u64,
     addrs: Vec<Option<Addr>>,
     norm: MidiNorm,
     clock: bool,
@@ -134,7 +135,7 @@ impl MidiOutOp {
     pub fn new(op: &OperatorConfig, cfg: &MidiOutConfig) -> Result<MidiOutOp, String> {
         Ok(MidiOutOp {
             port: MidiPort::new(&format!("midiout \"{}\"", op.name), cfg)?,
-            names: Vec::new(),
+            layout: 0,
             addrs: Vec::new(),
             norm: cfg.norm,
             clock: cfg.clock,
@@ -171,7 +172,7 @@ impl Operator for MidiOutOp {
             out.clear();
             return Ok(());
         };
-        self.port.send_chop(input, &mut self.names, &mut self.addrs);
+        self.port.send_chop(input, &mut self.layout, &mut self.addrs);
         out.copy_from(input);
         Ok(())
     }
@@ -236,6 +237,6 @@ impl Operator for MidiOutOp {
 
     fn reset(&mut self) {
         self.port.enc.forget();
-        self.names.clear();
+        self.layout = 0;
     }
 }
