@@ -5,8 +5,8 @@
 //! Out connected to it, waits until the path carries MIDI, then sends one OSC message per
 //! controller change at RATE changes a second (16 controllers in turn, each value differing
 //! from that controller's last, so every change is one MIDI message) for SECONDS, and counts
-//! what arrives. Loss = sent − received (the OSC hop is on loopback; `chopd`'s own `dropped`
-//! counter is printed too).
+//! what arrives. Loss = sent − received (the OSC hop is on loopback; where a loss happened,
+//! chopd's own `dropped` counter, on an Info CHOP of the `midiout`, says whether it was chopd).
 //!
 //!   scripts/bench-midi-out            (release build, JACK server started if none)
 //!   cargo run --release --features jack --example midi_out_rate -- target/release/chopd 1000 10
