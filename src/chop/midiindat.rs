@@ -106,16 +106,7 @@ impl Kind for MidiInDat {
             None => [true; 16],
         };
         let scan = cx.ranged_or(&r.scan_ms, "scan_ms", SCAN_MS, 500) as u64;
-        let callbacks = r.callbacks.as_ref().map(|c| {
-            let path = cx.dir().join(c.get_ref());
-            if !path.is_file() {
-                cx.d.error(
-                    c.span(),
-                    format!("callbacks file \"{}\" does not exist", path.display()),
-                );
-            }
-            path
-        });
+        let callbacks = r.callbacks.as_ref().map(|c| cx.callbacks_file(c));
         Some(MidiInDatConfig {
             midi: MidiInConfig {
                 device,

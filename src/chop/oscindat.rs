@@ -109,16 +109,7 @@ impl Kind for OscInDat {
     fn check(cx: &mut Checker, r: Raw, refs: &mut OpRefs) -> Option<OscInDatConfig> {
         let max_lines =
             cx.ranged_or(&r.max_lines, "max_lines", MAX_LINES, DEFAULT_MAX_LINES as i64) as usize;
-        let callbacks = r.callbacks.as_ref().map(|c| {
-            let path = cx.dir().join(c.get_ref());
-            if !path.is_file() {
-                cx.d.error(
-                    c.span(),
-                    format!("callbacks file \"{}\" does not exist", path.display()),
-                );
-            }
-            path
-        });
+        let callbacks = r.callbacks.as_ref().map(|c| cx.callbacks_file(c));
         // The network keys are OSC In's, checked as OSC In checks them.
         let net = oscin::config::Raw {
             port: r.port,

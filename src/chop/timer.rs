@@ -117,16 +117,7 @@ impl Kind for Timer {
 
     fn check(cx: &mut Checker, r: TimerRaw, _refs: &mut OpRefs) -> Option<TimerConfig> {
         let pars = check_pars(cx, Self::NAME, &defs(), native::no_alias, &r.pars);
-        let callbacks = r.callbacks.as_ref().map(|c| {
-            let path = cx.dir().join(c.get_ref());
-            if !path.is_file() {
-                cx.d.error(
-                    c.span(),
-                    format!("callbacks file \"{}\" does not exist", path.display()),
-                );
-            }
-            path
-        });
+        let callbacks = r.callbacks.as_ref().map(|c| cx.callbacks_file(c));
         Some(TimerConfig { pars, callbacks })
     }
 }

@@ -2,7 +2,7 @@
 //! of one TOML value with serde, whose messages are rewritten here into ours. Both the reading of
 //! the file (`check`) and each operator kind's own checks (`kind`) use them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::DeValue;
@@ -251,6 +251,19 @@ impl<'a, 's> Checker<'a, 's> {
     /// Where files named in the config resolve: the config's own directory.
     pub fn dir(&self) -> &Path {
         self.dir
+    }
+
+    /// A `callbacks` file named in the config, resolved against [`Checker::dir`]; an error at
+    /// its span when it is not a file.
+    pub fn callbacks_file(&mut self, c: &Spanned<String>) -> PathBuf {
+        let path = self.dir.join(c.get_ref());
+        if !path.is_file() {
+            self.d.error(
+                c.span(),
+                format!("callbacks file \"{}\" does not exist", path.display()),
+            );
+        }
+        path
     }
 }
 

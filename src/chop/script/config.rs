@@ -55,13 +55,7 @@ impl Kind for Script {
     type Settings = ScriptConfig;
 
     fn check(cx: &mut Checker, r: Raw, _refs: &mut OpRefs) -> Option<ScriptConfig> {
-        let callbacks = cx.dir().join(r.callbacks.get_ref());
-        if !callbacks.is_file() {
-            cx.d.error(
-                r.callbacks.span(),
-                format!("callbacks file \"{}\" does not exist", callbacks.display()),
-            );
-        }
+        let callbacks = cx.callbacks_file(&r.callbacks);
         let cook_budget = Duration::from_millis(cx.ranged_or(
             &r.cook_budget_ms,
             "cook_budget_ms",
