@@ -120,11 +120,18 @@ impl BeatClock {
                     self.pos += 1;
                 }
             }
+            // The first clock after a start or continue comes when the master's transport
+            // says, not a tempo interval after the clock before it: the chain of intervals
+            // starts again there (the average and the tempo are kept).
             Sys::Start => {
                 self.running = true;
                 self.pos = -1;
+                self.last = None;
             }
-            Sys::Continue => self.running = true,
+            Sys::Continue => {
+                self.running = true;
+                self.last = None;
+            }
             Sys::Stop => self.running = false,
             // The next clock is at the position (MIDI beats are six clocks).
             Sys::SongPosition(p) => self.pos = i64::from(p) * 6 - 1,
@@ -361,6 +368,24 @@ mod tests {
         let t = ticks(&mut c, 0, 100.0, 30, 0);
         // Five seconds of silence, then the clock again at the same tempo.
         ticks(&mut c, t + 5_000_000, 100.0, 3, 0);
+        assert!((c.values()[1] - 100.0).abs() < 0.01, "{:?}", c.values());
+    }
+
+    #[test]
+    fn the_pause_before_a_continue_or_start_is_not_a_tempo_interval() {
+        let mut c = BeatClock::new(4);
+        let t = ticks(&mut c, 0, 150.0, 48, 0);
+        // Stopped for 60 ms (a bit under four intervals, so it would be split as lost clocks),
+        // then continue and one clock; then the same with a start.
+        for (k, s) in [Sys::Continue, Sys::Start].into_iter().enumerate() {
+            let t = t + (k as u64 + 1) * 100_000;
+            c.on(Sys::Stop, t);
+            c.on(s, t + 60_000);
+            c.on(Sys::Clock, t + 61_000);
+            assert!((c.values()[1] - 150.0).abs() < 0.01, "{s:?}: {:?}", c.values());
+        }
+        // The clocks after it count again.
+        ticks(&mut c, 1_000_000, 100.0, 30, 0);
         assert!((c.values()[1] - 100.0).abs() < 0.01, "{:?}", c.values());
     }
 
