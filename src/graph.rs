@@ -144,15 +144,22 @@ impl Graph {
     /// carry on with their state, sockets and channels; the rest are built anew. Returns what
     /// changed. On any error the running graph goes on as it was, and the errors are returned.
     pub fn reload(&mut self, config: &Config) -> Result<Vec<String>, Vec<String>> {
+        let diff = self.diff(config)?;
+        // The MIDI destinations change only once nothing else can fail: the kept exports know
+        // them by their place in the list.
         let midi = self
             .dests
             .midi
             .as_mut()
             .expect("the graph hands in its MIDI destinations");
-        let midi_changed = midi
-            .reconcile(&config.midi_destinations)
-            .map_err(|e| vec![e])?;
-        let diff = self.diff(config)?;
+        let midi_changed = match midi.reconcile(&config.midi_destinations) {
+            Ok(changed) => changed,
+            Err(e) => {
+                let mut errors = vec![e];
+                errors.extend(self.undo(diff));
+                return Err(errors);
+            }
+        };
         let mut notes = Vec::new();
         let mut old: Vec<Option<Part>> = self.take_parts().into_iter().map(Some).collect();
         let mut parts = Vec::new();
@@ -230,11 +237,16 @@ impl Graph {
         if errors.is_empty() {
             return Ok(diff);
         }
-        // The new operators let go of their ports first, then the old ones take them back.
+        errors.extend(self.undo(diff));
+        Err(errors)
+    }
+
+    /// Undoes a [`Graph::diff`] that will not be installed: the new operators let go of their
+    /// ports first, then the old ones take them back. Returns what could not be bound again.
+    fn undo(&mut self, mut diff: ReloadDiff) -> Vec<String> {
         let released = std::mem::take(&mut diff.released);
         drop(diff);
-        errors.extend(self.restore(&released));
-        Err(errors)
+        self.restore(&released)
     }
 
     /// Takes every operator out of this graph, leaving it empty.

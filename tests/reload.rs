@@ -473,3 +473,41 @@ fn a_file_change_that_would_remove_every_operator_is_refused() {
     send(port, "/still", vec![OscType::Float(0.5)]);
     show.expect("/show/still", 0.5);
 }
+
+/// Regression: a rejected reload had already taken the MIDI destinations of the new config, so
+/// the kept exports to `b`, which cached it as the second MIDI destination, pointed past the end
+/// of a list without `a`, and the next value sent panicked the cook thread.
+#[test]
+fn a_rejected_reload_keeps_the_midi_destinations_it_had() {
+    let show = OscRx::new();
+    let midi = |name: &str| {
+        format!(
+            "[destinations.{name}]\ntype = \"midi\"\ndevice = \"chopd-test-absent-{name}\"\nscan_ms = 50\n"
+        )
+    };
+    let base = Config::new()
+        .dest("show", show.port())
+        .oscin("in", r#"export = { root = "b" }"#)
+        .oscin("ok", TO_SHOW);
+    let cfg = base.clone().raw(&midi("a")).raw(&midi("b")).text();
+    let d = Daemon::start(&cfg, &[]);
+    let (port, ok) = (d.port("in"), d.port("ok"));
+    send(port, "/ch1c7", vec![OscType::Float(0.5)]);
+    send(ok, "/before", vec![OscType::Float(0.5)]);
+    show.expect("/show/before", 0.5);
+    // Without `a`, and with a required MIDI device that is not there: rejected.
+    let bad = base.raw(&midi("b")).text()
+        + r#"
+[[operator]]
+name = "keys"
+type = "midiin"
+device = "chopd-test-no-such-device"
+required = true
+"#;
+    d.rewrite_config(&bad);
+    assert_eq!(d.reload(1)["reload"], "rejected", "{}", d.log_text());
+    send(port, "/ch1c7", vec![OscType::Float(1.0)]);
+    send(ok, "/after", vec![OscType::Float(0.75)]);
+    show.expect("/show/after", 0.75);
+    assert_eq!(d.count("panicked"), 0, "{}", d.log_text());
+}
