@@ -19,9 +19,20 @@ pub struct Encoder {
     highres: [bool; 32],
     /// Index into `state` per slot.
     slots: HashMap<Addr, usize>,
-    /// Every slot sent so far, in the order first sent, with its raw value (note: velocity,
-    /// 0 = off; pitch: 0–16383; 14-bit controllers: 0–16383).
-    state: Vec<(Addr, u16)>,
+    /// Every slot sent so far, in the order first sent.
+    state: Vec<Slot>,
+}
+
+/// One slot's last message.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    addr: Addr,
+    /// Its raw value (note: velocity, 0 = off; pitch: 0–16383; 14-bit controllers: 0–16383).
+    raw: u16,
+    /// A note an all-notes-off (or all-sound-off, or a mode change) has since ended on the
+    /// device. Its channel's value still stands, so it is not sent again until it changes,
+    /// but a resync leaves it off.
+    silenced: bool,
 }
 
 impl Encoder {
@@ -68,15 +79,27 @@ impl Encoder {
             return;
         }
         let raw = self.raw(a, value);
+        if self.slots.get(&a).is_some_and(|&i| self.state[i].raw == raw) {
+            return;
+        }
+        self.put(a, raw);
+        self.emit(a, raw, send);
+    }
+
+    /// Slot `a` was last sent with `raw`.
+    fn put(&mut self, a: Addr, raw: u16) {
+        let slot = Slot {
+            addr: a,
+            raw,
+            silenced: false,
+        };
         match self.slots.get(&a) {
-            Some(&i) if self.state[i].1 == raw => return,
-            Some(&i) => self.state[i].1 = raw,
+            Some(&i) => self.state[i] = slot,
             None => {
                 self.slots.insert(a, self.state.len());
-                self.state.push((a, raw));
+                self.state.push(slot);
             }
         }
-        self.emit(a, raw, send);
     }
 
     /// Records a message sent by other means (a script's `sendControl`) as the slot's state,
@@ -85,6 +108,18 @@ impl Encoder {
         let [status, d0, ..] = *msg else { return };
         let d1 = msg.get(2).copied().unwrap_or(0);
         let ch = status & 0x0F;
+        // Channel mode messages are no controller's state. All sound off (120), all notes off
+        // (123) and the mode changes (124–127) end the channel's notes.
+        if status & 0xF0 == 0xB0 && d0 >= 120 {
+            if d0 != 121 && d0 != 122 {
+                for s in &mut self.state {
+                    if s.addr.kind == Kind::Note && s.addr.ch == ch {
+                        s.silenced = true;
+                    }
+                }
+            }
+            return;
+        }
         let (kind, num, raw) = match status & 0xF0 {
             0x80 => (Kind::Note, d0, 0),
             0x90 => (Kind::Note, d0, u16::from(d1)),
@@ -98,13 +133,7 @@ impl Encoder {
         let a = Addr { kind, ch, num };
         // A script's controller message is one 7-bit message, whatever `highres` says.
         let raw = if self.pair(a) { raw << 7 } else { raw };
-        match self.slots.get(&a) {
-            Some(&i) => self.state[i].1 = raw,
-            None => {
-                self.slots.insert(a, self.state.len());
-                self.state.push((a, raw));
-            }
-        }
+        self.put(a, raw);
     }
 
     /// The message(s) of slot `a` at raw value `raw`.
@@ -130,11 +159,11 @@ impl Encoder {
     /// Everything a freshly connected device must be told: every slot's last value, in the
     /// order first sent; notes only while held (a new device has none on).
     pub fn resync(&self, send: &mut impl FnMut(&[u8])) {
-        for &(a, raw) in &self.state {
-            if a.kind == Kind::Note && raw == 0 {
+        for s in &self.state {
+            if s.addr.kind == Kind::Note && (s.raw == 0 || s.silenced) {
                 continue;
             }
-            self.emit(a, raw, send);
+            self.emit(s.addr, s.raw, send);
         }
     }
 
@@ -220,5 +249,26 @@ mod tests {
         let mut out = Vec::new();
         e.resync(&mut |m| out.push(m.to_vec()));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn all_notes_off_ends_the_channels_held_notes_for_a_resync_too() {
+        let mut e = Encoder::new(Names::default(), MidiNorm::ZeroToOne, &[]);
+        run(&mut e, &[("ch1n60", 1.0), ("ch2n60", 1.0), ("ch1n62", 1.0), ("ch1c7", 1.0)]);
+        e.record(&[0xB0, 123, 0]);
+        let mut out = Vec::new();
+        e.resync(&mut |m| out.push(m.to_vec()));
+        assert_eq!(out, [vec![0x91, 60, 127], vec![0xB0, 7, 127]]);
+        // The channels still stand at 1: nothing is sent until one changes.
+        assert!(run(&mut e, &[("ch1n60", 1.0), ("ch1n62", 1.0)]).is_empty());
+        assert_eq!(run(&mut e, &[("ch1n62", 0.5)]), [vec![0x90, 62, 64]]);
+        let mut out = Vec::new();
+        e.resync(&mut |m| out.push(m.to_vec()));
+        assert_eq!(out, [vec![0x91, 60, 127], vec![0x90, 62, 64], vec![0xB0, 7, 127]]);
+        // Reset all controllers is not a note's end, nor a state to resend.
+        e.record(&[0xB1, 121, 0]);
+        let mut again = Vec::new();
+        e.resync(&mut |m| again.push(m.to_vec()));
+        assert_eq!(again, out);
     }
 }
