@@ -2,7 +2,8 @@
 //! deadlines, so no drift). It sleeps until shortly before the deadline and spins the rest
 //! (p99 lateness under 10 µs at 1 kHz this way, about 80 µs with sleep alone: docs/platform.md). How long it
 //! spins adapts to how late this machine's sleeps wake up (see `Spin`), so an idle daemon does
-//! not burn a fixed 200 µs per frame. Frames the caller was too late for are dropped and
+//! not burn a fixed 200 µs per frame, and it is left out when the caller says the frames' exact
+//! time does not matter ([`Clock::set_precise`]). Frames the caller was too late for are dropped and
 //! reported as a step > 1, never replayed.
 //!
 //! Owns timing only; it knows nothing of operators.
@@ -36,6 +37,8 @@ pub struct Clock {
     dropped: u64,
     lateness: Lateness,
     spin: Spin,
+    /// Whether frames are worth the spin (see [`Clock::set_precise`]).
+    precise: bool,
 }
 
 /// The adaptive spin: after each final sleep before a deadline, how late the sleep woke is
@@ -98,6 +101,7 @@ impl Clock {
             dropped: 0,
             lateness: Lateness::default(),
             spin: Spin::new(),
+            precise: true,
         }
     }
 
@@ -114,6 +118,14 @@ impl Clock {
         let now_due = self.due(self.frame);
         self.rate = rate;
         self.t0 = now_due - Duration::from_secs_f64(self.frame as f64 / rate);
+    }
+
+    /// Whether the next frames are worth spinning for (the default). Without the spin a
+    /// frame starts when the kernel wakes the thread, tens of µs after its deadline on an idle
+    /// machine, and costs that much less CPU: the right trade when nothing on the frame
+    /// depends on its exact time (see the engine).
+    pub fn set_precise(&mut self, on: bool) {
+        self.precise = on;
     }
 
     fn due(&self, frame: i64) -> Instant {
@@ -140,13 +152,18 @@ impl Clock {
         let next = self.frame + 1;
         let mut due = self.due(next);
         let mut now = Instant::now();
+        let spin = if self.precise {
+            self.spin.now
+        } else {
+            Duration::ZERO
+        };
         if now < due {
             loop {
                 let left = due.saturating_duration_since(now);
-                if left <= self.spin.now {
+                if left <= spin {
                     break;
                 }
-                let nap = (left - self.spin.now).min(MAX_SLEEP);
+                let nap = (left - spin).min(MAX_SLEEP);
                 let woken_at = now + nap;
                 let input = match wake {
                     Some(w) => w.sleep(nap),
@@ -290,6 +307,19 @@ mod tests {
         assert!(t.late < Duration::from_millis(1), "late {:?}", t.late);
         // …while the statistics show the stall.
         assert!(c.lateness().max >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn without_the_spin_a_frame_is_still_never_early() {
+        let mut c = Clock::new(500.0);
+        c.set_precise(false);
+        let mut last = 0;
+        for _ in 0..20 {
+            let t = c.wait(|| true).unwrap();
+            assert!(Instant::now() >= t.due);
+            assert!(t.frame > last);
+            last = t.frame;
+        }
     }
 
     #[test]

@@ -579,7 +579,15 @@ impl Graph {
         self.daemon.packets_in = self.ops.iter().map(|op| op.packets_in()).sum();
     }
 
-    /// Cooks node `i`; returns whether its output changed.
+    /// Whether any operator depends on time (it cooks on the clock only; see
+    /// [`Graph::react`]).
+    pub fn time_dependent(&self) -> bool {
+        self.ops
+            .iter()
+            .zip(&self.nodes)
+            .any(|(op, n)| n.timeslice || op.time_dependent())
+    }
+
     /// A reaction pass between frames (`react = true`): input arrived after `last`, the frame
     /// that ran last. Folds queued input and cooks, in order, every operator that does not
     /// depend on time and wants to cook or has an input that changed in this pass, then exports

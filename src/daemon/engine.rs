@@ -88,6 +88,9 @@ fn cook_thread(
         if listening {
             wake.take_sources();
         }
+        // Reacting, input does not wait for frames: their exact time matters only to
+        // operators that depend on time.
+        clock.set_precise(!react.enabled || graph.time_dependent());
         let woke = clock.wait_for(|| !stop.load(Ordering::Relaxed), listening.then_some(&wake));
         let tick = match woke {
             None => break,
