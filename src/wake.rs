@@ -44,6 +44,8 @@ struct Inner {
     /// Times a notify actually had to wake the sleeper (a syscall); the rest coalesced.
     wakeups: AtomicU64,
     sources: Mutex<Vec<Weak<Source>>>,
+    /// The sleeper's poll set, kept between sleeps (only the sleeper locks it).
+    poll: Mutex<PollSet>,
     /// When the sleeper last left a sleep (µs since `base`).
     woke: AtomicU64,
     base: Instant,
@@ -74,11 +76,26 @@ const COOK: u8 = 2;
 /// The cook thread is reading it (its receive thread does not take it back meanwhile).
 const READING: u8 = 4;
 
+/// What one sleep polls: the doorbell, then the sockets the cook thread holds.
+#[derive(Debug, Default)]
+struct PollSet {
+    fds: Vec<libc::pollfd>,
+    /// The source of each of `fds[1..]`; emptied after every sleep, so a dropped source is
+    /// not kept alive.
+    held: Vec<Arc<Source>>,
+}
+
+// SAFETY: a pollfd is plain data (a descriptor number and two flag words).
+unsafe impl Send for PollSet {}
+
 /// A socket its receive thread can hand to the cook thread (see the module's text).
 #[derive(Debug)]
 pub struct Source {
     fd: RawFd,
     state: AtomicU8,
+    /// The last sleep polled the socket and it had nothing to read: the next look may skip
+    /// it (see [`Source::take_quiet`]). Only the cook thread touches it.
+    quiet: AtomicBool,
     /// The receive thread, unparked when the socket comes back to it.
     reader: OnceLock<Thread>,
 }
@@ -149,6 +166,13 @@ impl Source {
     pub fn end_read(&self) {
         let _ = self.state.compare_exchange(READING, COOK, AcqRel, Acquire);
     }
+
+    /// Whether the sleep just ended saw this socket empty (consumed: true at most once per
+    /// sleep). A datagram that came after it is seen by the next sleep, which then returns at
+    /// once, so skipping the read costs it no more than a reaction's delay.
+    pub fn take_quiet(&self) -> bool {
+        self.quiet.swap(false, Relaxed)
+    }
 }
 
 impl Wake {
@@ -172,6 +196,7 @@ impl Wake {
             waiter: OnceLock::new(),
             wakeups: AtomicU64::new(0),
             sources: Mutex::new(Vec::new()),
+            poll: Mutex::new(PollSet::default()),
             woke: AtomicU64::new(0),
             base: Instant::now(),
         }))
@@ -197,6 +222,7 @@ impl Wake {
         let s = Arc::new(Source {
             fd,
             state: AtomicU8::new(UNARMED),
+            quiet: AtomicBool::new(false),
             reader: OnceLock::new(),
         });
         let mut all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
@@ -258,20 +284,28 @@ impl Wake {
             std::thread::sleep(nap);
             return false;
         };
-        let mut fds = vec![libc::pollfd {
+        let mut set = self.0.poll.lock().unwrap_or_else(|e| e.into_inner());
+        let PollSet { fds, held } = &mut *set;
+        fds.clear();
+        fds.push(libc::pollfd {
             fd: bell.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        }];
-        self.each_source(|s| {
-            if s.held_by_cook() {
-                fds.push(libc::pollfd {
-                    fd: s.fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
         });
+        {
+            let all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
+            for s in all.iter().filter_map(Weak::upgrade) {
+                if s.held_by_cook() {
+                    s.quiet.store(false, Relaxed);
+                    fds.push(libc::pollfd {
+                        fd: s.fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    held.push(s);
+                }
+            }
+        }
         let until = Instant::now() + nap;
         self.0.sleeping.store(true, SeqCst);
         let input = loop {
@@ -292,6 +326,9 @@ impl Wake {
                     std::ptr::null(),
                 )
             };
+            for (f, s) in fds[1..].iter().zip(held.iter()) {
+                s.quiet.store(r >= 0 && f.revents == 0, Relaxed);
+            }
             if r > 0 {
                 if fds[0].revents != 0 {
                     let mut n: u64 = 0;
@@ -306,6 +343,8 @@ impl Wake {
             }
             // A notify (the flag says so at the loop's top), a signal, or the time is up.
         };
+        held.clear();
+        drop(set);
         self.0
             .woke
             .store(self.0.base.elapsed().as_micros() as u64, Relaxed);
@@ -398,11 +437,18 @@ mod tests {
         assert!(!s.thread_may_read(&w));
         assert!(s.held_by_cook());
         assert!(w.sleep(Duration::ZERO));
-        // Nothing on the socket: the sleep runs out.
+        // Nothing on the socket: the sleep runs out, and says the socket was empty (once).
         assert!(!w.sleep(Duration::from_millis(5)));
+        assert!(s.take_quiet());
+        assert!(!s.take_quiet());
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
         assert!(w.sleep(Duration::from_secs(3600)));
+        assert!(!s.take_quiet());
+        // A doorbell ends the sleep with the datagram still waiting: not quiet either.
+        w.notify();
+        assert!(w.sleep(Duration::from_secs(3600)));
+        assert!(!s.take_quiet());
         // The datagram is still there for the cook side to read.
         let mut buf = [0u8; 4];
         assert_eq!(rx.recv(&mut buf).unwrap(), 1);

@@ -268,9 +268,8 @@ impl Receiver {
         epoch: Instant,
         stop: Arc<AtomicBool>,
     ) -> RecvLog {
-        // The same reading of /proc/net/udp chopd's OSC In uses for its `kernel_drops`.
-        let inode = ::chopd::chop::oscin::recv::socket_inode(&self.socket);
-        let drops_before = ::chopd::chop::oscin::recv::kernel_drops(inode).unwrap_or(0);
+        // The same count chopd's OSC In reports as its `kernel_drops`.
+        let drops_before = ::chopd::chop::oscin::recv::kernel_drops(&self.socket).unwrap_or(0);
         let bench_prefix = format!("{}/bench/c", self.prefix);
         let info_prefix = format!("{}/", self.prefix);
         let mut log = RecvLog::default();
@@ -339,7 +338,7 @@ impl Receiver {
                 }
             }
         }
-        log.socket_drops = ::chopd::chop::oscin::recv::kernel_drops(inode)
+        log.socket_drops = ::chopd::chop::oscin::recv::kernel_drops(&self.socket)
             .unwrap_or(0)
             .saturating_sub(drops_before);
         log

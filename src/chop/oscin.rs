@@ -141,7 +141,8 @@ pub struct OscInOp {
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    inode: u64,
+    /// A UDP OSC In's socket (shared with its receive thread), for the kernel's drop count.
+    udp: Option<Arc<UdpSocket>>,
     max_slice: Duration,
     /// With `queued` and `timeslice`: this frame's messages per channel.
     slices: SliceQueue,
@@ -160,7 +161,7 @@ pub struct OscInOp {
     told_long_address: bool,
     told_name_limit: bool,
     logged: LoggedCounts,
-    last_proc_read: Option<Instant>,
+    last_drops_read: Option<Instant>,
     /// With `protocol = "tcp"`: its counters and what of them was logged.
     tcp: Option<(Arc<tcp::TcpCounters>, tcp::TcpLog)>,
     /// With `bundle_window_ms`: messages waiting for their time tag.
@@ -184,7 +185,7 @@ const TOUCHED_MAX: usize = 64;
 /// at most [`DIRECT_MAX`] datagrams per look, so one look never holds the cook thread long;
 /// what is left keeps the socket readable and is taken by the next reaction or frame.
 struct Direct {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     source: Arc<Source>,
     batch: recv::Batch,
     decoder: Decoder,
@@ -236,18 +237,16 @@ impl OscInOp {
         };
         let bind_error = |e| format!("bind oscin \"{}\" on {}: {e}", op.name, cfg.bind);
         let mut direct = None;
-        let (local, inode, thread, tcp) = match cfg.protocol {
+        let (local, udp, thread, tcp) = match cfg.protocol {
             InProtocol::Udp => {
-                let socket = bind(cfg).map_err(bind_error)?;
+                let socket = Arc::new(bind(cfg).map_err(bind_error)?);
                 let local = socket.local_addr().map_err(bind_error)?;
-                let inode = recv::socket_inode(&socket);
                 // A time-sliced OSC In folds on the clock only: the cook thread never takes
                 // its socket (it would wake for datagrams it does not read).
                 if !op.timeslice {
-                    let own = socket.try_clone().map_err(bind_error)?;
                     direct = Some(Direct {
-                        source: wake.source(own.as_raw_fd()),
-                        socket: own,
+                        source: wake.source(socket.as_raw_fd()),
+                        socket: socket.clone(),
                         batch: recv::Batch::new(MAX_DATAGRAM),
                         decoder: decoder.clone(),
                         filter: filter.clone(),
@@ -256,7 +255,7 @@ impl OscInOp {
                 let source = direct.as_ref().map(|d| d.source.clone());
                 let (counters, stop) = (counters.clone(), stop.clone());
                 let receiver = UdpReceiver {
-                    socket,
+                    socket: socket.clone(),
                     decoder,
                     filter,
                     tx,
@@ -266,7 +265,7 @@ impl OscInOp {
                     source,
                 };
                 let thread = spawn(Box::new(move || receiver.run()))?;
-                (local, inode, thread, None)
+                (local, Some(socket), thread, None)
             }
             InProtocol::Tcp(framing) => {
                 let listener = tcp::bind(cfg.bind).map_err(bind_error)?;
@@ -293,7 +292,7 @@ impl OscInOp {
                     stop: stop.clone(),
                 };
                 let thread = spawn(Box::new(move || receiver.run()))?;
-                (local, 0, thread, Some((tcp_counters, tcp::TcpLog::new())))
+                (local, None, thread, Some((tcp_counters, tcp::TcpLog::new())))
             }
         };
         tracing::info!("bound oscin \"{}\" on {}", op.name, local);
@@ -305,7 +304,7 @@ impl OscInOp {
             counters,
             stop,
             thread: Some(thread),
-            inode,
+            udp,
             max_slice,
             slices: SliceQueue::default(),
             values: Vec::new(),
@@ -320,7 +319,7 @@ impl OscInOp {
             told_long_address: false,
             told_name_limit: false,
             logged: LoggedCounts::default(),
-            last_proc_read: None,
+            last_drops_read: None,
             tcp,
             held: held::Held::default(),
             direct,
@@ -346,7 +345,9 @@ impl OscInOp {
     /// Folds what waits on a socket the cook thread holds (see [`Direct`]).
     fn read_direct(&mut self, now: Instant) {
         let Some(mut d) = self.direct.take() else { return };
-        if !d.source.begin_read() {
+        // The sleep that just ended saw the socket empty (a frame after a quiet interval):
+        // no receive call to hear so again.
+        if d.source.take_quiet() || !d.source.begin_read() {
             self.direct = Some(d);
             return;
         }
@@ -672,13 +673,13 @@ impl Operator for OscInOp {
             log.log(c, self.cfg.max_clients);
         }
         let now = Instant::now();
-        if self.inode != 0
-            && self
-                .last_proc_read
-                .is_none_or(|t| now - t >= Duration::from_secs(1))
+        if let Some(socket) = self
+            .udp
+            .as_ref()
+            .filter(|_| self.last_drops_read.is_none_or(|t| now - t >= Duration::from_secs(1)))
         {
-            self.last_proc_read = Some(now);
-            if let Some(drops) = recv::kernel_drops(self.inode) {
+            self.last_drops_read = Some(now);
+            if let Some(drops) = recv::kernel_drops(socket) {
                 self.counters.kernel_drops.store(drops, Relaxed);
             }
         }
@@ -762,7 +763,7 @@ impl Filter {
 
 /// The receive thread of a UDP OSC In.
 struct UdpReceiver {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     decoder: Decoder,
     filter: Filter,
     tx: SyncSender<Update>,

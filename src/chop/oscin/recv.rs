@@ -1,8 +1,8 @@
 //! Receiving datagrams in batches: one `recvmmsg(2)` call takes up to [`BATCH`] datagrams that
 //! wait on the socket, so a burst costs one system call per batch rather than one per packet.
 //! A small safe wrapper: the buffers and addresses live in [`Batch`], the kernel fills them, and
-//! [`Batch::get`] hands out each datagram with its sender. Also the socket's inode and the
-//! kernel's drop count for it (`kernel_drops`).
+//! [`Batch::get`] hands out each datagram with its sender. Also the kernel's drop count for a
+//! socket ([`kernel_drops`]).
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -102,33 +102,24 @@ impl Batch {
     }
 }
 
-pub fn socket_inode(socket: &UdpSocket) -> u64 {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fstat on a valid fd we own, into a zeroed stat buffer.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(socket.as_raw_fd(), &mut st) == 0 {
-            st.st_ino
-        } else {
-            0
-        }
-    }
-}
-
-/// The kernel's drop count for the socket with this inode (`/proc/net/udp{,6}`, last column).
-pub fn kernel_drops(inode: u64) -> Option<u64> {
-    for file in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() >= 13 && cols[9].parse::<u64>().ok() == Some(inode) {
-                return cols[12].parse().ok();
-            }
-        }
-    }
-    None
+/// How many datagrams the kernel dropped on `socket` for want of buffer space (its receive
+/// buffer was full): `SO_MEMINFO`'s drop count, the figure `/proc/net/udp` shows in its last
+/// column. `None` when the kernel does not say.
+pub fn kernel_drops(socket: &UdpSocket) -> Option<u64> {
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt on a live socket into a buffer of `len` bytes, which it may shorten.
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let at = libc::SK_MEMINFO_DROPS as usize;
+    (r == 0 && len as usize >= (at + 1) * 4).then(|| u64::from(info[at]))
 }
 
 fn sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -159,6 +150,23 @@ fn sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_drops_counts_what_a_full_buffer_turned_away() {
+        let rx = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        rx.set_recv_buffer_size(4096).unwrap();
+        rx.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let rx: UdpSocket = rx.into();
+        assert_eq!(kernel_drops(&rx), Some(0));
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Loopback delivers (or drops) within the send: far more than 8 KiB, nothing read.
+        for _ in 0..500 {
+            tx.send_to(&[0u8; 200], rx.local_addr().unwrap()).unwrap();
+        }
+        let dropped = kernel_drops(&rx).unwrap();
+        assert!((400..500).contains(&dropped), "{dropped} dropped");
+    }
 
     #[test]
     fn a_burst_comes_in_batches_with_its_senders() {
