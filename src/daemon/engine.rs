@@ -177,6 +177,13 @@ const REACT_SHARE: f64 = 0.8;
 /// frame is due sooner than a reaction takes, arrivals wait for the frame (counted in
 /// `react_deferred`) and the cook thread sleeps until then without listening.
 ///
+/// Passes are also paced: after a pass, the next one starts no sooner than the pass's cost ×
+/// (1 − share) / share later, and what arrives meanwhile is folded by that pass. Input that
+/// comes faster than passes can be cooked then takes the budget's share of the cook thread
+/// evenly over the interval, each message waiting about one pass and one gap, instead of
+/// spending the budget in the first four fifths and leaving the rest of the interval's input
+/// to the frame.
+///
 /// While it listens, the cook thread holds the UDP sockets of the reacting OSC Ins and reads
 /// them itself (src/wake.rs). A spent budget gives them back to their receive threads for the
 /// rest of the interval (a flood is then read on another core, onto the queues the frame
@@ -195,6 +202,8 @@ struct Reactions {
     cost: Duration,
     /// The budget is spent: the rest of this interval waits for the frame.
     deferring: bool,
+    /// The earliest start of the next pass (the pacing above).
+    next: Instant,
 }
 
 impl Reactions {
@@ -206,6 +215,7 @@ impl Reactions {
             spent: Duration::ZERO,
             cost: Duration::ZERO,
             deferring: false,
+            next: Instant::now(),
         }
     }
 
@@ -231,8 +241,8 @@ impl Reactions {
 
     /// One reaction pass after `last`, unless the budget or the next frame (`due`) says wait.
     fn run(&mut self, graph: &mut Graph, last: &Frame, due: Instant) {
-        let started = Instant::now();
-        let room = due.saturating_duration_since(started);
+        let now = Instant::now();
+        let room = due.saturating_duration_since(now.max(self.next));
         if self.spent >= self.budget || room < self.cost * 2 {
             if self.spent >= self.budget {
                 self.wake.give_back();
@@ -241,11 +251,17 @@ impl Reactions {
             graph.daemon.react_deferred += 1;
             return;
         }
+        if now < self.next {
+            // More came before the gap ended: it gathers until then, for the same pass.
+            std::thread::sleep(self.next - now);
+        }
+        let started = Instant::now();
         graph.react(last);
         let took = started.elapsed();
         self.spent += took;
         // The cost estimate follows a slower pass at once and a faster one slowly.
         self.cost = took.max(self.cost * 7 / 8);
+        self.next = started + took + took.mul_f64((1.0 - REACT_SHARE) / REACT_SHARE);
     }
 }
 
