@@ -422,7 +422,18 @@ fn run_once(o: &Opts, run: usize, anchor: bool) -> Result<(Metrics, Vec<String>)
             "handled_per_s",
             (d.delivered + d.superseded) as f64 / span.max(1e-9),
         );
-        m.put("loss_pct", d.lost as f64 / d.sent.max(1) as f64 * 100.0);
+        // A value that chopd dropped on the way in (its socket's buffer or its OSC In's queue
+        // full) is lost even when a later value of its channel came through and it counts as
+        // superseded above: those drops count too (all of them, warm-up included, and one
+        // dropped message may also be counted lost: a bound from above).
+        let drops = ["queue_drops", "kernel_drops"]
+            .iter()
+            .filter_map(|k| recv.last(k))
+            .sum::<f32>() as usize;
+        m.put(
+            "loss_pct",
+            (d.lost + drops) as f64 / d.sent.max(1) as f64 * 100.0,
+        );
         m.put("sent", d.sent as f64);
         m.put("delivered", d.delivered as f64);
         m.put("superseded", d.superseded as f64);
