@@ -673,7 +673,7 @@ impl Graph {
                 }
                 if out != self.prev[i] {
                     self.prev[i].copy_from(&out);
-                    self.nodes[i].changed_frame = frame.stamp();
+                    self.nodes[i].mark_changed(frame.stamp());
                     changed = true;
                 }
             }

@@ -114,7 +114,7 @@ impl Operator for DatOp {
             if node.dat.is_none() {
                 node.dat = Some(Box::new(DatContent::new((*self.initial).clone())));
             }
-            node.changed_frame = frame;
+            node.mark_changed(frame);
         }
         match self.read.take() {
             None => Ok(()),
@@ -122,7 +122,7 @@ impl Operator for DatOp {
                 if let Some(d) = node.dat.as_mut() {
                     d.replace(body);
                 }
-                node.changed_frame = frame;
+                node.mark_changed(frame);
                 self.reloads += 1;
                 let file = self.file.as_ref().map(|(p, _)| p.display().to_string());
                 tracing::info!(file = file.unwrap_or_default(), "dat file read");

@@ -340,7 +340,7 @@ impl Operator for MidiInDatOp {
         table.drop_rows(1, excess);
         if !rows.is_empty() || clear {
             dat.touch();
-            node.changed_frame = now;
+            node.mark_changed(now);
         }
         self.rows_in += rows.len() as u64;
         if let Some(cb) = &mut self.cb {

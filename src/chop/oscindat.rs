@@ -498,7 +498,7 @@ impl Operator for OscInDatOp {
                 Some(d) => d.replace(body),
                 None => node.dat = Some(Box::new(DatContent::new(body))),
             }
-            node.changed_frame = frame;
+            node.mark_changed(frame);
         }
         let events = std::mem::take(&mut self.events);
         let Some(cb) = &mut self.cb else {

@@ -71,6 +71,7 @@ fn build(op: &OperatorConfig, cx: &BuildCtx, c: &NativeConfig) -> Box<dyn Operat
         pars: Pars::new(op, cx.rate, defs(Some(chop.as_deref().unwrap_or(""))), &init),
         source: chop,
         source_at: None,
+        seen: 0,
         pattern: Pattern::all(),
         renamer: Renamer::default(),
         picks: Picks::default(),
@@ -84,6 +85,8 @@ pub struct SelectOp {
     source: Option<String>,
     /// Its node index, as last found (checked by name before use).
     source_at: Option<usize>,
+    /// The source's `version` when this Select last looked.
+    seen: u64,
     pattern: Pattern,
     renamer: Renamer,
     picks: Picks,
@@ -125,8 +128,13 @@ impl SelectOp {
 
 impl Operator for SelectOp {
     /// Cooks for a changed parameter or a changed source (inputs are the graph's business).
-    fn wants_cook(&mut self, frame: &Frame, nodes: &[NodeState]) -> bool {
-        self.pars.pending() || self.find(nodes).is_some_and(|i| nodes[i].changed_frame == frame.frame)
+    fn wants_cook(&mut self, _frame: &Frame, nodes: &[NodeState]) -> bool {
+        let version = self.find(nodes).map(|i| nodes[i].version);
+        let moved = version.is_some_and(|v| v != self.seen);
+        if let Some(c) = version {
+            self.seen = c;
+        }
+        self.pars.pending() || moved
     }
 
     fn time_dependent(&self) -> bool {
@@ -211,6 +219,25 @@ mod tests {
         r.frame(2);
         assert_eq!(r.val("s", "rx"), 4.0);
         assert!(r.graph.set_par_by_hand("s", "chop", ParValue::Str("x".into())).is_err());
+    }
+
+    /// A change the source made in a reaction is stamped for the next frame; with that frame
+    /// dropped, the Select still follows it at the one after, and does not cook again for it.
+    #[test]
+    fn follows_a_change_made_between_frames_across_a_dropped_frame() {
+        let mut r = Rig::new(&format!(
+            "[[operator]]\nname = \"s\"\ntype = \"select\"\npars = {{ chop = \"c\", channames = \"r*\" }}\n{SRC}"
+        ));
+        r.frame(1);
+        r.set("c", "value0", ParValue::Float(4.0));
+        r.react(1);
+        assert_eq!(r.val("c", "rx"), 4.0);
+        r.frame_step(3, 2);
+        assert_eq!(r.val("s", "rx"), 4.0);
+        let cooks = r.graph.node("s").unwrap().stats.total_cooks;
+        r.frame(4);
+        r.react(4);
+        assert_eq!(r.graph.node("s").unwrap().stats.total_cooks, cooks);
     }
 
     #[test]

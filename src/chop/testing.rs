@@ -60,6 +60,18 @@ impl Rig {
         });
     }
 
+    /// A reaction pass after frame `last` (`react = true`).
+    pub fn react(&mut self, last: i64) {
+        let now = Instant::now();
+        self.graph.react(&Frame {
+            frame: last,
+            step: 1,
+            rate: self.rate,
+            due: now,
+            started: now,
+        });
+    }
+
     pub fn out(&self, op: &str) -> &ChopData {
         &self
             .graph

@@ -101,8 +101,14 @@ pub struct NodeState {
     pub inputs: Vec<usize>,
     pub output: ChopData,
     pub stats: CookStats,
-    /// Last frame on which `output` changed (dependents cook on that frame).
+    /// Last frame on which `output` changed (dependents cook on that frame). Set with
+    /// [`NodeState::mark_changed`].
     pub changed_frame: i64,
+    /// Which change of `output` (or of the DAT's content) this is: a number no other change of
+    /// any node in this process had, 0 before the first. A reader compares it with the one it
+    /// saw to know whether anything changed since: two changes can share a stamp, and a node
+    /// built anew (a reload) never repeats the old one's.
+    pub version: u64,
     /// Kind-specific statistics (OSC counters, MIDI `connected`, …), refreshed every frame.
     pub extras: Vec<(&'static str, f64)>,
     /// Set while the operator's time-slice option is on.
@@ -113,6 +119,14 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// The output (or the DAT) changed; `stamp` is the frame that must see it
+    /// ([`Frame::stamp`]).
+    pub fn mark_changed(&mut self, stamp: i64) {
+        static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.changed_frame = stamp;
+        self.version = VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn new(name: &str, kind: &'static str, rate: f64) -> NodeState {
         NodeState {
             name: name.to_string(),
@@ -121,6 +135,7 @@ impl NodeState {
             output: ChopData::new(rate),
             stats: CookStats::default(),
             changed_frame: 0,
+            version: 0,
             extras: Vec::new(),
             timeslice: false,
             dat: None,

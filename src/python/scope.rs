@@ -34,8 +34,8 @@ thread_local! {
 pub struct Deps {
     /// `absTime` (or anything frame-dependent) was read: cook every frame.
     pub time: bool,
-    /// Other operators whose channels were read: (index, name, `changed_frame` seen).
-    pub nodes: Vec<(usize, String, i64)>,
+    /// Other operators whose channels were read: (index, name, `version` seen).
+    pub nodes: Vec<(usize, String, u64)>,
     /// Other operators whose statistics were read: (index, name, cooks+errors+warnings seen).
     pub stats: Vec<(usize, String, u64)>,
     /// Other Script CHOPs whose parameters were read: (state, parameter version seen).
@@ -62,7 +62,7 @@ impl Deps {
         let node = |i: usize, name: &str| nodes.get(i).filter(|n| n.name == name);
         self.nodes
             .iter()
-            .any(|(i, name, seen)| node(*i, name).is_none_or(|n| n.changed_frame != *seen))
+            .any(|(i, name, seen)| node(*i, name).is_none_or(|n| n.version != *seen))
             || self.stats.iter().any(|(i, name, seen)| {
                 node(*i, name).is_none_or(|n| stats_stamp(&n.stats) != *seen)
             })
@@ -90,7 +90,7 @@ impl Deps {
 
     fn note_node(&mut self, i: usize, n: &NodeState) {
         if !self.nodes.iter().any(|(j, _, _)| *j == i) {
-            self.nodes.push((i, n.name.clone(), n.changed_frame));
+            self.nodes.push((i, n.name.clone(), n.version));
         }
     }
 
@@ -386,16 +386,21 @@ impl Scope {
     /// otherwise cook every frame).
     pub fn dat_mut(&mut self, i: usize) -> PyResult<Option<&mut DatContent>> {
         let frame = self.frame.map_or(0, |f| f.stamp());
-        if let Some(e) = self.deps.nodes.iter_mut().find(|(j, _, _)| *j == i) {
-            e.2 = frame;
-        }
         let Some(n) = self.nodes_mut()?.get_mut(i) else {
             return Ok(None);
         };
-        let Some(d) = n.dat.as_deref_mut() else {
+        if n.dat.is_none() {
             return Ok(None);
-        };
-        n.changed_frame = frame;
+        }
+        n.mark_changed(frame);
+        let version = n.version;
+        if let Some(e) = self.deps.nodes.iter_mut().find(|(j, _, _)| *j == i) {
+            e.2 = version;
+        }
+        let d = self.nodes_mut()?[i]
+            .dat
+            .as_deref_mut()
+            .expect("looked at above");
         d.touch();
         Ok(Some(d))
     }
@@ -450,7 +455,7 @@ impl Scope {
                     )));
                 }
                 let frame = self.frame.map_or(0, |f| f.stamp());
-                self.nodes_mut()?[i].changed_frame = frame;
+                self.nodes_mut()?[i].mark_changed(frame);
                 Ok(())
             }
         }

@@ -110,7 +110,7 @@ impl Rig {
     pub fn set_input(&mut self, i: usize, chans: &[(&str, &[f32])]) {
         set_chans(&mut self.nodes[i].output, chans);
         // Changed for the frame about to run, as the engine marks input operators.
-        self.nodes[i].changed_frame = self.frame + 1;
+        self.nodes[i].mark_changed(self.frame + 1);
     }
 
     pub fn op(&mut self, i: usize) -> &mut ScriptOp {
@@ -166,7 +166,7 @@ impl Rig {
                             out.pass_through(&self.nodes[j].output, &self.scopes[i]);
                         }
                         if out != before {
-                            self.nodes[i].changed_frame = self.frame;
+                            self.nodes[i].mark_changed(self.frame);
                         }
                     }
                     Err(e) => {
