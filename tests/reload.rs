@@ -191,6 +191,15 @@ fn an_edit_then_sighup_reloads_once() {
     );
 }
 
+/// A MIDI In that must have a device that is not there: it fails the build of its graph.
+const NO_SUCH_DEVICE: &str = r#"
+[[operator]]
+name = "keys"
+type = "midiin"
+device = "chopd-test-no-such-device"
+required = true
+"#;
+
 /// Regression: a reload that rebuilt an OSC In on the same port, and then failed on another
 /// operator, handed back the old graph with that input taken down (its port released for the
 /// new one): the "kept" graph received nothing any more.
@@ -213,13 +222,7 @@ fn a_failed_reload_gives_a_rebuilt_input_its_port_back() {
     let bad = cfg.replace(
         "local_address = \"127.0.0.1\"",
         "local_address = \"127.0.0.1\"\naddress_scope = \"/after*\"",
-    ) + r#"
-[[operator]]
-name = "keys"
-type = "midiin"
-device = "chopd-test-no-such-device"
-required = true
-"#;
+    ) + NO_SUCH_DEVICE;
     d.rewrite_config(&bad);
     assert_eq!(d.reload(1)["reload"], "rejected", "{}", d.log_text());
     // The old `in` is bound again and still exports.
@@ -496,14 +499,7 @@ fn a_rejected_reload_keeps_the_midi_destinations_it_had() {
     send(ok, "/before", vec![OscType::Float(0.5)]);
     show.expect("/show/before", 0.5);
     // Without `a`, and with a required MIDI device that is not there: rejected.
-    let bad = base.raw(&midi("b")).text()
-        + r#"
-[[operator]]
-name = "keys"
-type = "midiin"
-device = "chopd-test-no-such-device"
-required = true
-"#;
+    let bad = base.raw(&midi("b")).text() + NO_SUCH_DEVICE;
     d.rewrite_config(&bad);
     assert_eq!(d.reload(1)["reload"], "rejected", "{}", d.log_text());
     send(port, "/ch1c7", vec![OscType::Float(1.0)]);
