@@ -65,6 +65,64 @@ impl Selection {
     }
 }
 
+/// What a port scan has told the log, so each state is told once: that no port matches (until
+/// a connection), that several do (until the set of them changes). MIDI In and MIDI Out say it
+/// the same way. `who` names the owner in the line (`midiin "keys"`); `op`, when it is an
+/// operator, also goes in the line's `op` field.
+#[derive(Debug, Default)]
+pub struct ScanLog {
+    missing: bool,
+    ambiguous: Vec<String>,
+}
+
+impl ScanLog {
+    /// The scan found no port for `device` among `ports` (`what`: the kind of port looked for).
+    pub fn missing(
+        &mut self,
+        (who, op): (&str, Option<&str>),
+        what: &str,
+        device: &DeviceMatcher,
+        ports: &[String],
+    ) {
+        if !self.missing {
+            tracing::warn!(
+                op,
+                "{who}: no MIDI {what}port matches device \"{}\" ({} ports: {}); will connect when it appears",
+                device.as_str(),
+                ports.len(),
+                quoted_list(ports),
+            );
+            self.missing = true;
+        }
+    }
+
+    /// The scan chose `sel` for `device`.
+    pub fn selected(
+        &mut self,
+        (who, op): (&str, Option<&str>),
+        device: &DeviceMatcher,
+        sel: &Selection,
+    ) {
+        if sel.ambiguous() && sel.candidates != self.ambiguous {
+            tracing::warn!(
+                op,
+                "{who}: device \"{}\" is ambiguous, {} ports match ({:?} match): {}; using \"{}\"",
+                device.as_str(),
+                sel.candidates.len(),
+                sel.level,
+                quoted_list(&sel.candidates),
+                sel.port,
+            );
+            self.ambiguous = sel.candidates.clone();
+        }
+    }
+
+    /// Connected: a device missing later is told again.
+    pub fn connected(&mut self) {
+        self.missing = false;
+    }
+}
+
 /// `name` without ALSA's trailing ` client:port` numbers (midir appends them to ALSA names).
 pub fn without_address(name: &str) -> &str {
     let Some((head, tail)) = name.rsplit_once(' ') else {
@@ -418,8 +476,7 @@ pub struct Scanner {
     pub shared: Arc<PortState>,
     /// Log state, so that each change is logged once.
     logged_unavailable: Option<Unavailable>,
-    logged_missing: bool,
-    logged_ambiguous: Vec<String>,
+    scan_log: ScanLog,
     logged_connect_error: Option<String>,
 }
 
@@ -482,8 +539,7 @@ impl Scanner {
             })),
             shared: Arc::new(PortState::default()),
             logged_unavailable: None,
-            logged_missing: false,
-            logged_ambiguous: Vec::new(),
+            scan_log: ScanLog::default(),
             logged_connect_error: None,
         }
     }
@@ -582,35 +638,17 @@ impl Scanner {
         let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
         let Some(sel) = self.device.select(&names) else {
             self.shared.matches.store(0, Relaxed);
-            if !self.logged_missing {
-                tracing::warn!(
-                    op = %self.op,
-                    "midiin \"{}\": no MIDI port matches device \"{}\" ({} ports: {}); will connect when it appears",
-                    self.op,
-                    self.device.as_str(),
-                    names.len(),
-                    quoted_list(&names),
-                );
-                self.logged_missing = true;
-            }
+            let who = format!("midiin \"{}\"", self.op);
+            self.scan_log
+                .missing((&who, Some(&self.op)), "", &self.device, &names);
             return ScanState::Missing;
         };
         self.shared
             .matches
             .store(sel.candidates.len() as u64, Relaxed);
-        if sel.ambiguous() && sel.candidates != self.logged_ambiguous {
-            tracing::warn!(
-                op = %self.op,
-                "midiin \"{}\": device \"{}\" is ambiguous, {} ports match ({:?} match): {}; using \"{}\"",
-                self.op,
-                self.device.as_str(),
-                sel.candidates.len(),
-                sel.level,
-                quoted_list(&sel.candidates),
-                sel.port,
-            );
-            self.logged_ambiguous = sel.candidates.clone();
-        }
+        let who = format!("midiin \"{}\"", self.op);
+        self.scan_log
+            .selected((&who, Some(&self.op)), &self.device, &sel);
         // The identity seen in this scan. A replug while we connect is sorted out by JACK's
         // events (before our connection: it is the port we connect to; after: the next scan
         // hears it and reconnects) or, failing those, by a new UUID at the next scan.
@@ -651,7 +689,7 @@ impl Scanner {
         if n > 0 {
             self.shared.reconnects.fetch_add(1, Relaxed);
         }
-        self.logged_missing = false;
+        self.scan_log.connected();
         self.logged_connect_error = None;
         tracing::info!(
             op = %self.op,

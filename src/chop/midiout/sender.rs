@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 #[cfg(not(feature = "jack"))]
 use super::state::Clock;
 use super::state::{OutState, BPM};
-use crate::chop::midiin::ports::{DeviceMatcher, Unavailable, BACKEND};
+use crate::chop::midiin::ports::{DeviceMatcher, ScanLog, Unavailable, BACKEND};
 use crate::chop::midiin::ring::{ring, Consumer, Producer};
 use crate::pattern::Pattern;
 
@@ -163,8 +163,7 @@ struct Out {
     #[cfg(not(feature = "jack"))]
     clock: Clock,
     logged_unavailable: Option<Unavailable>,
-    logged_missing: bool,
-    logged_ambiguous: Vec<String>,
+    scan_log: ScanLog,
     logged_error: Option<String>,
 }
 
@@ -186,8 +185,7 @@ impl Out {
             #[cfg(not(feature = "jack"))]
             clock: Clock::default(),
             logged_unavailable: None,
-            logged_missing: false,
-            logged_ambiguous: Vec::new(),
+            scan_log: ScanLog::default(),
             logged_error: None,
         }
     }
@@ -364,29 +362,13 @@ impl Out {
         }
         let Some(sel) = self.device.select(&ports) else {
             self.shared.matches.store(0, Relaxed);
-            if !self.logged_missing {
-                tracing::warn!(
-                    "{}: no MIDI input port matches device \"{}\" ({} ports); will connect when it appears",
-                    self.label,
-                    self.device.as_str(),
-                    ports.len()
-                );
-                self.logged_missing = true;
-            }
+            self.scan_log
+                .missing((&self.label, None), "input ", &self.device, &ports);
             return;
         };
         self.shared.matches.store(sel.candidates.len() as u64, Relaxed);
-        if sel.ambiguous() && sel.candidates != self.logged_ambiguous {
-            tracing::warn!(
-                "{}: device \"{}\" is ambiguous, {} ports match: {:?}; using \"{}\"",
-                self.label,
-                self.device.as_str(),
-                sel.candidates.len(),
-                sel.candidates,
-                sel.port
-            );
-            self.logged_ambiguous = sel.candidates.clone();
-        }
+        self.scan_log
+            .selected((&self.label, None), &self.device, &sel);
         match self.connect(&sel.port) {
             Ok(()) => {
                 self.conn = Some(sel.port.clone());
@@ -395,7 +377,7 @@ impl Out {
                 if n > 0 {
                     self.shared.reconnects.fetch_add(1, Relaxed);
                 }
-                self.logged_missing = false;
+                self.scan_log.connected();
                 self.logged_error = None;
                 tracing::info!(
                     "{}: connected to MIDI port \"{}\"{}",
