@@ -305,6 +305,42 @@ pub mod with_jack {
         assert!(d.stop().success());
     }
 
+    /// With `react = true` a MIDI In cooks between frames: at one frame a second its messages
+    /// are exported by reactions (its Info CHOP counts them; without reacting they stay 0), and
+    /// a note on and off in one period still comes out on, then off.
+    #[test]
+    fn with_react_midi_in_cooks_between_frames() {
+        let _serial = serial();
+        let mut src = Source::new(&unique("react"));
+        let rx = OscRx::new();
+        let cfg = Config::new()
+            .rate(1)
+            .top("react = true")
+            .dest("show", rx.port())
+            .dest("info", rx.port())
+            .op(
+                "keys",
+                "midiin",
+                &format!(
+                    "device = \"{}\"\nscan_ms = 50\nexport = {{ root = \"show\" }}",
+                    src.client
+                ),
+            )
+            .info("keysinfo", "keys", r#"export = { root = "info" }"#)
+            .text();
+        let mut d = Daemon::start(&cfg, &[]);
+        rx.expect("/info/connected", 1.0);
+        settle(&mut src, &rx, 1);
+        src.deliver(&rx, &[&[0xB0, 7, 127]], &[("/show/ch1c7", 1.0)]);
+        src.deliver(
+            &rx,
+            &[&[0x90, 61, 127], &[0x80, 61, 0]],
+            &[("/show/ch1n61", 1.0), ("/show/ch1n61", 0.0)],
+        );
+        rx.wait_value("/info/react_cooks", |v| v >= 1.0);
+        assert!(d.stop().success());
+    }
+
     #[test]
     fn channel_filter_and_norm() {
         let _serial = serial();

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::cook::slice::max_samples;
 use crate::cook::{ChopData, CookCtx, CookError, Frame, NodeState, Operator, SliceQueue};
 use crate::config::OperatorConfig;
+use crate::wake::Wake;
 
 pub mod config;
 pub use config::{MidiIn, MidiInConfig, MidiNorm};
@@ -85,8 +86,9 @@ pub struct MidiInOp {
     /// Current value and resting state of every channel.
     values: Vec<f32>,
     rest: Vec<bool>,
-    /// Channels showing a preserved pulse this frame, which must rest on the next one.
-    pulsing: Vec<usize>,
+    /// Channels showing a preserved pulse, with its value: shown until the next frame, which
+    /// shows them at rest.
+    pulsing: Vec<(usize, f32)>,
     /// Scratch for the cook: per channel, the last raised value of a pulse seen this frame.
     peak: Vec<Option<f32>>,
     layout_changed: bool,
@@ -114,14 +116,16 @@ impl MidiInOp {
     /// it is there. With `required`, the first scan runs here instead (it blocks for as long as
     /// opening a MIDI client and connecting take, a few ms) and a missing device or MIDI system
     /// is an error; otherwise nothing here blocks and the operator starts disconnected.
+    /// `wake`: rung when MIDI arrives, for an operator that reacts between frames.
     pub fn new(
         op: &OperatorConfig,
         cfg: &MidiInConfig,
         max_slice: Duration,
+        wake: Option<Wake>,
     ) -> Result<MidiInOp, String> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let (sysex_tx, sysex_rx) = ring::ring(SYSEX_RING);
-        let mut scanner = Scanner::new(&op.name, &cfg.device, tx, sysex_tx);
+        let mut scanner = Scanner::new(&op.name, &cfg.device, tx, sysex_tx, wake);
         let scanned = cfg.required;
         if cfg.required {
             let why = match scanner.scan() {
@@ -382,12 +386,17 @@ pub fn close_all(timeout: Duration) {
 }
 
 impl Operator for MidiInOp {
-    fn wants_cook(&mut self, _frame: &Frame, _nodes: &[NodeState]) -> bool {
+    fn wants_cook(&mut self, frame: &Frame, _nodes: &[NodeState]) -> bool {
         self.drain();
         !self.pending.is_empty()
             || self.layout_changed
-            || !self.pulsing.is_empty()
+            || (!self.pulsing.is_empty() && !frame.is_reaction())
             || self.sync_changed
+    }
+
+    /// A time-sliced MIDI In lays its samples on the frame's time slice: it folds at frames.
+    fn time_dependent(&self) -> bool {
+        self.timeslice
     }
 
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
@@ -500,8 +509,12 @@ impl MidiInOp {
         out.set_num_samples(len);
         out.start = frame.frame - len as i64 + 1;
 
-        // Pulses shown last frame rest now (their values already hold the resting value).
-        self.pulsing.clear();
+        // Pulses shown at the last frame rest now (their values already hold the resting
+        // value). One a reaction showed holds until the next frame, so the operators that cook
+        // on the clock see it too.
+        if !frame.is_reaction() {
+            self.pulsing.clear();
+        }
 
         if sliced_queue {
             // Queued: the previous value over the slice, then every message as one sample.
@@ -519,12 +532,19 @@ impl MidiInOp {
             for (i, v) in self.values.iter().enumerate() {
                 out.chan_mut(i).fill(*v);
             }
+            // A held pulse gives way to a newer message on its channel.
+            let pending = &self.pending;
+            self.pulsing
+                .retain(|(i, _)| !pending.iter().any(|u| u.chan == *i));
+            for &(i, p) in &self.pulsing {
+                out.chan_mut(i).fill(p);
+            }
             for k in 0..self.pending.len() {
                 let i = self.pending[k].chan;
                 if let Some(p) = self.peak[i].take() {
                     if self.preserve_pulses && self.rest[i] {
                         out.chan_mut(i).fill(p);
-                        self.pulsing.push(i);
+                        self.pulsing.push((i, p));
                     }
                 }
             }
@@ -677,6 +697,27 @@ mod tests {
         assert_eq!(r.get("ch1c20"), [1.0]);
         r.frame(&[], 1);
         assert_eq!(r.get("ch1c20"), [0.0]);
+    }
+
+    /// Between frames (`react = true`) a pulse shows at once and holds until the next frame,
+    /// so operators that cook on the clock see it too; a newer message on its channel wins.
+    #[test]
+    fn a_pulse_a_reaction_showed_holds_until_the_next_frame() {
+        let mut r = Run::new(&cfg(), false);
+        r.frame(&[0xB0, 7, 0], 1);
+        assert!(r.frame(&[0x90, 60, 127, 0x90, 60, 0, 0x90, 62, 127, 0x90, 62, 0], 0));
+        assert_eq!(r.get("ch1n60"), [1.0]);
+        // Other MIDI in a later reaction: the pulses still show, one of them ends by a note.
+        assert!(r.frame(&[0xB0, 7, 127, 0x90, 62, 64], 0));
+        assert_eq!(r.get("ch1c7"), [1.0]);
+        assert_eq!(r.get("ch1n60"), [1.0]);
+        assert_eq!(r.get("ch1n62"), [64.0 / 127.0]);
+        // Nothing new: a reaction does not cook for the held pulse.
+        assert!(!r.frame(&[], 0));
+        assert!(r.frame(&[], 1), "the pulse's end cooks the next frame");
+        assert_eq!(r.get("ch1n60"), [0.0]);
+        assert_eq!(r.get("ch1n62"), [64.0 / 127.0]);
+        assert!(!r.frame(&[], 1));
     }
 
     #[test]
@@ -843,14 +884,16 @@ mod tests {
             reads: Vec::new(),
             settings: std::sync::Arc::new(cfg()),
         };
-        let m = MidiInOp::new(&oc, &cfg(), Duration::from_millis(200)).unwrap();
+        let m = MidiInOp::new(&oc, &cfg(), Duration::from_millis(200), None).unwrap();
         assert!(!m.connected());
         let mut ex = Vec::new();
         m.extras(&mut ex);
         assert!(ex.contains(&("connected", 0.0)));
         let mut c = cfg();
         c.required = true;
-        let err = MidiInOp::new(&oc, &c, Duration::from_millis(200)).err().unwrap();
+        let err = MidiInOp::new(&oc, &c, Duration::from_millis(200), None)
+            .err()
+            .unwrap();
         assert!(err.starts_with("midiin \"m\" is required: "), "{err}");
     }
 }

@@ -266,7 +266,8 @@ impl MidiInDatOp {
             Some(path) => Some(KindCallbacks::load(&CB, &op.name, path, pars.shared())?),
             None => None,
         };
-        let mut midi = MidiInOp::new(op, &c.midi, cx.max_slice)?;
+        // A DAT cooks on the clock: its MIDI need not wake anyone.
+        let mut midi = MidiInOp::new(op, &c.midi, cx.max_slice, None)?;
         midi.keep_log();
         Ok(MidiInDatOp {
             midi,

@@ -209,6 +209,8 @@ impl Kind for MidiIn {
 
 impl Settings for MidiInConfig {
     fn build(&self, op: &OperatorConfig, cx: &BuildCtx) -> Result<Box<dyn Operator>, String> {
-        Ok(Box::new(MidiInOp::new(op, self, cx.max_slice)?))
+        // A time-sliced MIDI In folds on the clock only: its input need not wake anyone.
+        let wake = (!op.timeslice).then(|| cx.wake.clone());
+        Ok(Box::new(MidiInOp::new(op, self, cx.max_slice, wake)?))
     }
 }

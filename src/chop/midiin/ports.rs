@@ -40,6 +40,7 @@ use midir::{MidiInput, MidiInputConnection};
 use super::parse::{Event, Msg, StreamParser, Sys};
 use super::ring;
 use crate::pattern::Pattern;
+use crate::wake::Wake;
 
 /// How well a port matched the `device` string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -389,6 +390,9 @@ struct Callback {
     sysex: Arc<Mutex<SysexTx>>,
     /// `shared.epoch` when this callback last ran.
     epoch: u64,
+    /// Rung when something was queued (`react = true`): one atomic swap when a ring is already
+    /// pending, one eventfd write otherwise, never a wait.
+    wake: Option<Wake>,
 }
 
 impl Callback {
@@ -399,6 +403,7 @@ impl Callback {
             shared: scanner.shared.clone(),
             sysex: scanner.sysex.clone(),
             epoch: scanner.shared.epoch.load(Relaxed),
+            wake: scanner.wake.clone(),
         }
     }
 }
@@ -410,6 +415,7 @@ fn on_midi(stamp: u64, bytes: &[u8], cb: &mut Callback) {
         shared,
         sysex,
         epoch,
+        wake,
     } = cb;
     let now = shared.epoch.load(Relaxed);
     if now != *epoch {
@@ -419,8 +425,10 @@ fn on_midi(stamp: u64, bytes: &[u8], cb: &mut Callback) {
             shared.sysex_dropped.fetch_add(1, Relaxed);
         }
     }
-    let send = |w: Wire| match tx.try_send(w) {
-        Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+    let mut queued = false;
+    let mut send = |w: Wire| match tx.try_send(w) {
+        Ok(()) => queued = true,
+        Err(TrySendError::Disconnected(_)) => {}
         Err(TrySendError::Full(_)) => {
             shared.dropped.fetch_add(1, Relaxed);
         }
@@ -454,6 +462,11 @@ fn on_midi(stamp: u64, bytes: &[u8], cb: &mut Callback) {
     if ignored > 0 {
         shared.ignored.fetch_add(ignored as u64, Relaxed);
     }
+    if queued {
+        if let Some(w) = wake {
+            w.notify();
+        }
+    }
 }
 
 /// The scanner: owns the port-list client and the connection. Runs [`Scanner::scan`] on its own
@@ -474,6 +487,7 @@ pub struct Scanner {
     tx: SyncSender<Wire>,
     sysex: Arc<Mutex<SysexTx>>,
     pub shared: Arc<PortState>,
+    wake: Option<Wake>,
     /// Log state, so that each change is logged once.
     logged_unavailable: Option<Unavailable>,
     scan_log: ScanLog,
@@ -522,6 +536,7 @@ impl Scanner {
         device: &Pattern,
         tx: SyncSender<Wire>,
         sysex: ring::Producer,
+        wake: Option<Wake>,
     ) -> Scanner {
         Scanner {
             op: op.to_string(),
@@ -538,6 +553,7 @@ impl Scanner {
                 seq: 0,
             })),
             shared: Arc::new(PortState::default()),
+            wake,
             logged_unavailable: None,
             scan_log: ScanLog::default(),
             logged_connect_error: None,
