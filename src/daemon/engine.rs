@@ -243,7 +243,7 @@ impl Reactions {
     fn run(&mut self, graph: &mut Graph, last: &Frame, due: Instant) {
         let now = Instant::now();
         let room = due.saturating_duration_since(now.max(self.next));
-        if self.spent >= self.budget || room < self.cost * 2 {
+        if self.spent >= self.budget || room < self.cost {
             if self.spent >= self.budget {
                 self.wake.give_back();
             }
