@@ -313,21 +313,10 @@ pub mod with_jack {
         let _serial = serial();
         let mut src = Source::new(&unique("react"));
         let rx = OscRx::new();
-        let cfg = Config::new()
-            .rate(1)
-            .top("react = true")
-            .dest("show", rx.port())
-            .dest("info", rx.port())
-            .op(
-                "keys",
-                "midiin",
-                &format!(
-                    "device = \"{}\"\nscan_ms = 50\nexport = {{ root = \"show\" }}",
-                    src.client
-                ),
-            )
-            .info("keysinfo", "keys", r#"export = { root = "info" }"#)
-            .text();
+        // One frame a second, reacting.
+        let cfg = keys(rx.port(), &src.client, "")
+            .replace("\nrate = 100\n", "\nrate = 1\nreact = true\n");
+        assert!(cfg.contains("react = true"), "{cfg}");
         let mut d = Daemon::start(&cfg, &[]);
         rx.expect("/info/connected", 1.0);
         settle(&mut src, &rx, 1);
