@@ -261,10 +261,10 @@ impl Wake {
             && now.saturating_sub(self.0.woke.load(Relaxed)) > STALL.as_micros() as u64
     }
 
-    fn each_source(&self, mut f: impl FnMut(&Source)) {
+    fn each_source(&self, mut f: impl FnMut(Arc<Source>)) {
         let all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
         for s in all.iter().filter_map(Weak::upgrade) {
-            f(&s);
+            f(s);
         }
     }
 
@@ -292,20 +292,17 @@ impl Wake {
             events: libc::POLLIN,
             revents: 0,
         });
-        {
-            let all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
-            for s in all.iter().filter_map(Weak::upgrade) {
-                if s.held_by_cook() {
-                    s.quiet.store(false, Relaxed);
-                    fds.push(libc::pollfd {
-                        fd: s.fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                    held.push(s);
-                }
+        self.each_source(|s| {
+            if s.held_by_cook() {
+                s.quiet.store(false, Relaxed);
+                fds.push(libc::pollfd {
+                    fd: s.fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                held.push(s);
             }
-        }
+        });
         let until = Instant::now() + nap;
         self.0.sleeping.store(true, SeqCst);
         let input = loop {
