@@ -582,10 +582,12 @@ impl Graph {
     /// Whether any operator depends on time (it cooks on the clock only; see
     /// [`Graph::react`]).
     pub fn time_dependent(&self) -> bool {
-        self.ops
-            .iter()
-            .zip(&self.nodes)
-            .any(|(op, n)| n.timeslice || op.time_dependent())
+        (0..self.ops.len()).any(|i| self.on_clock_only(i))
+    }
+
+    /// Whether operator `i` depends on time: it is time-sliced, or says so.
+    fn on_clock_only(&self, i: usize) -> bool {
+        self.nodes[i].timeslice || self.ops[i].time_dependent()
     }
 
     /// A reaction pass between frames (`react = true`): input arrived after `last`, the frame
@@ -610,10 +612,7 @@ impl Graph {
             let i = self.order[k];
             // A node waits for the clock when it depends on time, or has not cooked on a
             // frame yet (its first cook is a frame's).
-            if self.nodes[i].timeslice
-                || self.nodes[i].stats.total_cooks == 0
-                || self.ops[i].time_dependent()
-            {
+            if self.nodes[i].stats.total_cooks == 0 || self.on_clock_only(i) {
                 continue;
             }
             let wants = {
