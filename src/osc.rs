@@ -62,7 +62,8 @@ pub fn decode(bytes: &[u8]) -> Result<OscPacket, DecodeError> {
 /// deeper than [`MAX_DEPTH`]. Walks with an explicit stack bounded by `MAX_DEPTH`.
 pub fn check(bytes: &[u8]) -> Result<(), DecodeError> {
     // The bundles being walked, outermost first: where the next element starts, where it ends.
-    let mut open: Vec<(usize, usize)> = Vec::with_capacity(MAX_DEPTH);
+    // Empty (no allocation) for a message on its own.
+    let mut open: Vec<(usize, usize)> = Vec::new();
     check_element(bytes, 0, bytes.len(), &mut open)?;
     while let Some((next, end)) = open.last_mut() {
         if *next == *end {
