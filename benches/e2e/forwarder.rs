@@ -9,8 +9,35 @@
 //! forwarder (the benchmark itself never takes `run`). It reads the destination port from the
 //! config's `[destinations.bench]`, binds 127.0.0.1:0 and prints the lines the harness waits for
 //! (`bound oscin "bench" on ADDR`, `ready`). SIGTERM ends it (the default action).
+//!
+//! With `--anchor-callback` the harness also writes [`CALLBACK_FILE`] next to the config: the
+//! forwarder then runs that file's `cook()` in the embedded interpreter for every datagram,
+//! between receiving and sending it. Its `cook()` is the script scenario's numpy work and
+//! nothing else, so this anchor is the floor under any daemon that runs that callback per
+//! message: what is left between it and chopd is chopd's own.
 
+use std::ffi::CString;
 use std::net::UdpSocket;
+use std::path::Path;
+
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+/// The callback the forwarder runs per datagram when the harness wrote it (see the module's
+/// text).
+pub const CALLBACK_FILE: &str = "forwarder-callback.py";
+
+/// The callback's source for `channels` channels: the numpy work of the script scenario's
+/// `onCook` (its input copied into the output, the output doubled in place).
+pub fn callback_source(channels: usize) -> String {
+    format!(
+        "# Written by the chopd e2e benchmark (--anchor-callback): the script scenario's numpy\n\
+         # work per message, nothing else.\n\
+         import numpy\n\
+         _input = numpy.zeros(({channels}, 1), numpy.float32)\n\
+         def cook():\n    a = _input.copy()\n    a *= 2\n"
+    )
+}
 
 /// The forwarder's whole life; never returns.
 pub fn main(config: &str) -> ! {
@@ -27,6 +54,7 @@ pub fn main(config: &str) -> ! {
         input.local_addr().unwrap()
     );
     eprintln!("forwarder: ready");
+    let cook = callback(&Path::new(config).with_file_name(CALLBACK_FILE));
     let mut buf = vec![0u8; 65_536];
     let mut out = Vec::with_capacity(65_536 + 1024);
     loop {
@@ -35,9 +63,26 @@ pub fn main(config: &str) -> ! {
         };
         out.clear();
         if forward(&buf[..n], prefix, &mut out) {
+            if let Some(cook) = &cook {
+                Python::attach(|py| cook.call0(py))
+                    .unwrap_or_else(|e| die(&format!("cook(): {e}")));
+            }
             let _ = output.send(&out);
         }
     }
+}
+
+/// The `cook` function of the callback file, when the harness wrote one.
+fn callback(path: &Path) -> Option<Py<PyAny>> {
+    let code = std::fs::read_to_string(path).ok()?;
+    chopd::python::init(&[]).unwrap_or_else(|e| die(&e));
+    let code = CString::new(code).unwrap_or_else(|_| die("a NUL in the callback"));
+    let cook = Python::attach(|py| {
+        PyModule::from_code(py, &code, c"forwarder-callback.py", c"forwarder_callback")?
+            .getattr("cook")
+            .map(Bound::unbind)
+    });
+    Some(cook.unwrap_or_else(|e| die(&format!("{}: {e}", path.display()))))
 }
 
 fn die(why: &str) -> ! {

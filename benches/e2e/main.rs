@@ -51,6 +51,9 @@ usage: cargo bench --bench e2e -- [OPTIONS]
   --no-anchor          no raw forwarder runs (by default each run of a scenario with traffic
                        is followed by one of a std-only UDP forwarder, receive → ×2 → send, and
                        every figure is also shown as a ratio against it)
+  --anchor-callback    the forwarder also runs the script scenario's numpy work (embedded
+                       Python, per datagram): the floor under any daemon running that callback
+                       per message, so the ratios show what is chopd's own
   --max-packet BYTES   the destination's max_packet (default: chopd's)
   --no-info            no Info CHOPs (pure pipeline CPU; no clock or counter figures)
   --config-extra FILE  TOML appended to the generated config
@@ -100,6 +103,8 @@ pub struct Opts {
     pub flood: bool,
     /// Run the raw forwarder after each run (not `--no-anchor`).
     pub anchor: bool,
+    /// The forwarder runs the script's numpy work per datagram (`--anchor-callback`).
+    pub anchor_callback: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -140,6 +145,7 @@ fn parse_args() -> Result<Opts, String> {
         react: false,
         flood: false,
         anchor: true,
+        anchor_callback: false,
     };
     let mut msgs = None;
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -169,6 +175,7 @@ fn parse_args() -> Result<Opts, String> {
             "--react" => o.react = true,
             "--flood" => o.flood = true,
             "--no-anchor" => o.anchor = false,
+            "--anchor-callback" => o.anchor_callback = true,
             "--seconds" => o.seconds = num(&a, args.next())?,
             "--warmup" => o.warmup = num(&a, args.next())?,
             "--batch" => o.batch = num(&a, args.next())?,
@@ -275,7 +282,14 @@ fn run_once(o: &Opts, run: usize, anchor: bool) -> Result<(Metrics, Vec<String>)
     } else {
         o.chopd.clone()
     };
-    let mut daemon = Chopd::start(&bin, &o.wrap, &config, &o.scenario.files(), o.keep)?;
+    let mut files = o.scenario.files();
+    if anchor && o.anchor_callback {
+        files.push((
+            forwarder::CALLBACK_FILE.into(),
+            forwarder::callback_source(o.channels),
+        ));
+    }
+    let mut daemon = Chopd::start(&bin, &o.wrap, &config, &files, o.keep)?;
     let who = if anchor { "forwarder" } else { "chopd" };
     eprintln!("run {}/{}: {who} pid {}", run + 1, o.runs, daemon.pid);
     if o.keep && run == 0 {
@@ -728,6 +742,11 @@ fn main() {
             if o.info { "" } else { ", no Info CHOPs" }
         ) + if o.react { ", react = true" } else { "" }
             + if o.flood { ", flood" } else { "" }
+            + if o.anchor_callback {
+                ", the forwarder runs the script's numpy work per datagram"
+            } else {
+                ""
+            }
             + &wrap_note(&o)
     } else {
         format!(
