@@ -666,7 +666,11 @@ fn targets(o: &Opts) -> Vec<Target> {
             limit,
             &format!("≤ 1 frame + 0.3 ms = {limit:.2} ms"),
         ));
-        v.push(t("rss_mb", Cmp::Lt, 20.0, "< 20 MB with the channels live"));
+        // The OSC scenario's target: the script scenario also holds the interpreter and numpy
+        // (about 27 MB of a bare `python3 -c "import numpy"` on this machine).
+        if o.scenario != Scenario::Script {
+            v.push(t("rss_mb", Cmp::Lt, 20.0, "< 20 MB with the channels live"));
+        }
         if o.react && o.anchor && o.msgs >= 10_000.0 {
             v.push(r("latency_p50_ms", Cmp::Le, 3.0, "≤ 3 × the forwarder's"));
             v.push(r("latency_p99_ms", Cmp::Le, 3.0, "≤ 3 × the forwarder's"));
