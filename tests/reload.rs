@@ -507,3 +507,34 @@ fn a_rejected_reload_keeps_the_midi_destinations_it_had() {
     show.expect("/show/after", 0.75);
     assert_eq!(d.count("panicked"), 0, "{}", d.log_text());
 }
+
+/// Times the daemon's main thread (the control plane) has been switched out, by
+/// /proc/PID/task/PID/status.
+fn main_thread_switches(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn with_watch_off_the_control_plane_sleeps_between_health_checks() {
+    // Nothing to watch: the control plane wakes for its health check only (every 500 ms
+    // without a systemd watchdog), not ten times a second as while it watches the files.
+    let cfg = Config::new().top("watch = false").oscin("in", "").text();
+    let mut d = Daemon::start(&cfg, &[]);
+    let pid = d.child.id();
+    let before = main_thread_switches(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let woke = main_thread_switches(pid) - before;
+    // About 6 health checks in 3 s, a switch or two each (10–12 seen, also next to two CPU
+    // hogs); with the files polled it was 58.
+    assert!(
+        woke < 30,
+        "the main thread was switched out {woke} times in 3 s"
+    );
+    // A signal is an event, not something a poll finds: SIGTERM still stops it cleanly.
+    assert!(d.stop().success());
+}

@@ -389,7 +389,9 @@ impl<'a> Plane<'a> {
                 Some(ev) => ev,
                 None => tokio::select! {
                     Some(ev) = self.events.recv() => ev,
-                    _ = poll.tick() => match self.poll_files() {
+                    // Only while watching: with `watch = false` nothing wakes this thread
+                    // between health checks.
+                    _ = poll.tick(), if self.watch => match self.poll_files() {
                         Some(ev) => ev,
                         None => continue,
                     },
@@ -420,14 +422,11 @@ impl<'a> Plane<'a> {
         }
     }
 
-    /// The stop flag (in-process use) and the watched files, looked at every `watch::POLL`.
+    /// The watched files, looked at every `watch::POLL` while `watch` is on.
     fn poll_files(&mut self) -> Option<Event> {
-        if self.shared.stop.load(Ordering::Relaxed) {
-            return Some(Event::Shutdown {
-                cause: StopCause::Requested,
-            });
-        }
-        (self.watch && self.watcher.poll(Instant::now())).then_some(Event::FilesChanged)
+        self.watcher
+            .poll(Instant::now())
+            .then_some(Event::FilesChanged)
     }
 
     /// When to look at the heartbeat: twice per watchdog interval, as sd_watchdog_enabled(3)
@@ -442,9 +441,15 @@ impl<'a> Plane<'a> {
         health
     }
 
-    /// Feeds the systemd watchdog while the clock runs, reports a stall and its end, and asks to
-    /// stop when the cook thread is gone.
+    /// Sees a stop asked in-process, feeds the systemd watchdog while the clock runs, reports a
+    /// stall and its end, and asks to stop when the cook thread is gone.
     fn check_health(&mut self) -> Option<Event> {
+        // The stop flag, for a daemon run in-process.
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return Some(Event::Shutdown {
+                cause: StopCause::Requested,
+            });
+        }
         if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
             return Some(Event::Shutdown {
                 cause: StopCause::CookDied,
