@@ -49,12 +49,13 @@ pub fn main(config: &str) -> ! {
     output
         .connect(("127.0.0.1", port))
         .unwrap_or_else(|e| die(&e.to_string()));
+    // Before `ready`: the interpreter's start-up is not the traffic's to wait for.
+    let cook = callback(&Path::new(config).with_file_name(CALLBACK_FILE));
     eprintln!(
         "forwarder: bound oscin \"bench\" on {}",
         input.local_addr().unwrap()
     );
     eprintln!("forwarder: ready");
-    let cook = callback(&Path::new(config).with_file_name(CALLBACK_FILE));
     let mut buf = vec![0u8; 65_536];
     let mut out = Vec::with_capacity(65_536 + 1024);
     loop {
