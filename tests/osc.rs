@@ -210,11 +210,8 @@ fn own_exports_coming_back_are_dropped_as_feedback() {
 
 /// Resident memory of the daemon, MB (`VmRSS` in /proc).
 fn rss_mb(d: &Daemon) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let kb: f64 = proc_status(d.child.id(), "VmRSS")
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     kb / 1024.0
 }

@@ -508,14 +508,15 @@ fn a_rejected_reload_keeps_the_midi_destinations_it_had() {
     assert_eq!(d.count("panicked"), 0, "{}", d.log_text());
 }
 
-/// Times the daemon's main thread (the control plane) has been switched out, by
-/// /proc/PID/task/PID/status.
+/// Times the daemon's main thread (the control plane) has been switched out.
 fn main_thread_switches(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).unwrap();
-    status
-        .lines()
-        .filter(|l| l.contains("ctxt_switches:"))
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+        .iter()
+        .map(|k| {
+            proc_status(pid, k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap()
+        })
         .sum()
 }
 

@@ -190,13 +190,8 @@ fn sigterm_stops_cleanly() {
 
 /// Whether signal `sig` is ignored by process `pid` (the `SigIgn` mask of /proc/PID/status).
 fn ignores(pid: u32, sig: i32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigIgn:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+    proc_status(pid, "SigIgn")
+        .and_then(|m| u64::from_str_radix(&m, 16).ok())
         .is_some_and(|m| m & (1 << (sig - 1)) != 0)
 }
 

@@ -176,6 +176,16 @@ pub fn synth(show: u16, stats: u16, budget_ms: u32) -> Config {
 }
 
 /// The text of `tests/fixtures/scripts/NAME`.
+/// The value of `key` (`VmRSS`, `SigIgn`, …) in /proc/PID/status, trimmed; `None` when the
+/// process is gone or has no such line. Per-thread figures there are the main thread's.
+pub fn proc_status(pid: u32, key: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim().to_string())
+    })
+}
+
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(repo().join("tests/fixtures/scripts").join(name)).unwrap()
 }
