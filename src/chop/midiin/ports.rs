@@ -473,6 +473,8 @@ fn on_midi(stamp: u64, bytes: &[u8], cb: &mut Callback) {
 /// thread (and once at construction for a `required` device, so that it can fail the start).
 pub struct Scanner {
     op: String,
+    /// `midiin "name"`, for the scan's log lines.
+    label: String,
     device: DeviceMatcher,
     /// Client used only to list ports; `None` while MIDI is unavailable.
     lister: Option<Lister>,
@@ -540,6 +542,7 @@ impl Scanner {
     ) -> Scanner {
         Scanner {
             op: op.to_string(),
+            label: format!("midiin \"{op}\""),
             device: DeviceMatcher::new(device),
             lister: None,
             conn: None,
@@ -654,17 +657,15 @@ impl Scanner {
         let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
         let Some(sel) = self.device.select(&names) else {
             self.shared.matches.store(0, Relaxed);
-            let who = format!("midiin \"{}\"", self.op);
             self.scan_log
-                .missing((&who, Some(&self.op)), "", &self.device, &names);
+                .missing((&self.label, Some(&self.op)), "", &self.device, &names);
             return ScanState::Missing;
         };
         self.shared
             .matches
             .store(sel.candidates.len() as u64, Relaxed);
-        let who = format!("midiin \"{}\"", self.op);
         self.scan_log
-            .selected((&who, Some(&self.op)), &self.device, &sel);
+            .selected((&self.label, Some(&self.op)), &self.device, &sel);
         // The identity seen in this scan. A replug while we connect is sorted out by JACK's
         // events (before our connection: it is the port we connect to; after: the next scan
         // hears it and reconnects) or, failing those, by a new UUID at the next scan.
