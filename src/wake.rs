@@ -46,8 +46,12 @@ struct Inner {
     sources: Mutex<Vec<Weak<Source>>>,
     /// The sleeper's poll set, kept between sleeps (only the sleeper locks it).
     poll: Mutex<PollSet>,
-    /// When the sleeper last left a sleep (µs since `base`).
+    /// When the sleeper last left a sleep or finished reading a socket it holds (µs since
+    /// `base`).
     woke: AtomicU64,
+    /// A read since the cook thread last asked ([`Wake::take_crowded`]) took more than one
+    /// datagram from a socket: input comes faster than the cook thread reads it.
+    crowded: AtomicBool,
     base: Instant,
 }
 
@@ -98,6 +102,8 @@ pub struct Source {
     quiet: AtomicBool,
     /// The receive thread, unparked when the socket comes back to it.
     reader: OnceLock<Thread>,
+    /// The cook thread's side, told about every read ([`Source::end_read`]).
+    wake: Weak<Inner>,
 }
 
 impl Source {
@@ -163,7 +169,16 @@ impl Source {
             .is_ok()
     }
 
-    pub fn end_read(&self) {
+    /// The cook thread read `taken` datagrams. A read attends the socket as a sleep on it does
+    /// (no [`STALL`] while the cook thread keeps reading without sleeping), and more than one
+    /// datagram says the cook thread is crowded ([`Wake::take_crowded`]).
+    pub fn end_read(&self, taken: usize) {
+        if let Some(w) = self.wake.upgrade() {
+            w.woke.store(w.base.elapsed().as_micros() as u64, Relaxed);
+            if taken > 1 {
+                w.crowded.store(true, Relaxed);
+            }
+        }
         let _ = self.state.compare_exchange(READING, COOK, AcqRel, Acquire);
     }
 
@@ -198,6 +213,7 @@ impl Wake {
             sources: Mutex::new(Vec::new()),
             poll: Mutex::new(PollSet::default()),
             woke: AtomicU64::new(0),
+            crowded: AtomicBool::new(false),
             base: Instant::now(),
         }))
     }
@@ -224,6 +240,7 @@ impl Wake {
             state: AtomicU8::new(UNARMED),
             quiet: AtomicBool::new(false),
             reader: OnceLock::new(),
+            wake: Arc::downgrade(&self.0),
         });
         let mut all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|w| w.strong_count() > 0);
@@ -354,6 +371,13 @@ impl Wake {
         self.0.pending.store(false, Release);
     }
 
+    /// Whether a read since the last call took more than one datagram from a socket (consumed).
+    /// Then input is arriving faster than the cook thread reads it, and the next read will
+    /// most likely find some more: there is no need to sleep on the sockets to hear so.
+    pub fn take_crowded(&self) -> bool {
+        self.0.crowded.swap(false, Relaxed)
+    }
+
     /// Notifies that had to wake the sleeping thread, in all.
     pub fn wakeups(&self) -> u64 {
         self.0.wakeups.load(Relaxed)
@@ -418,6 +442,23 @@ mod tests {
         assert!(!w.sleep(Duration::ZERO));
     }
 
+    #[test]
+    fn a_read_of_more_than_one_datagram_says_crowded_once() {
+        let w = Wake::new();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let s = w.source(rx.as_raw_fd());
+        assert!(!w.take_crowded());
+        s.end_read(1);
+        assert!(!w.take_crowded(), "one datagram is not crowded");
+        s.end_read(2);
+        s.end_read(0);
+        assert!(
+            w.take_crowded(),
+            "a later quiet read does not hide a crowded one"
+        );
+        assert!(!w.take_crowded(), "consumed");
+    }
+
     /// The handover: the receive thread yields its socket between batches and rings; the cook
     /// thread then wakes on a datagram itself; `give_back` returns the socket.
     #[test]
@@ -463,7 +504,11 @@ mod tests {
         std::thread::sleep(STALL * 2);
         s.park(&w, Duration::ZERO);
         assert!(s.held_by_cook(), "taken back while the cook thread read");
-        s.end_read();
+        // A read attends the socket as a sleep does: not taken back until STALL after it.
+        s.end_read(1);
+        s.park(&w, Duration::ZERO);
+        assert!(s.held_by_cook(), "taken back just after a read");
+        std::thread::sleep(STALL * 2);
         s.park(&w, Duration::ZERO);
         assert!(!s.held_by_cook());
         assert!(!s.begin_read());

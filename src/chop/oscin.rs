@@ -386,7 +386,7 @@ impl OscInOp {
                 break;
             }
         }
-        d.source.end_read();
+        d.source.end_read(taken);
         self.direct = Some(d);
     }
 

@@ -87,6 +87,16 @@ fn cook_thread(
         let listening = react.listening() && last.is_some();
         if listening {
             wake.take_sources();
+            // Input comes faster than passes read it: the next pass (after its gap) will find
+            // more, so it runs without a sleep on the sockets to hear so. Not past the frame's
+            // due time: the frame goes first.
+            if let Some(last) = &last {
+                let due = clock.next_due();
+                if wake.take_crowded() && Instant::now() < due {
+                    react.run(&mut graph, last, due);
+                    continue;
+                }
+            }
         }
         // Reacting, input does not wait for frames: their exact time matters only to
         // operators that depend on time.
