@@ -34,16 +34,26 @@ pub struct ChopData {
     layout: u64,
 }
 
-/// Equal when rate, start, names and samples are; `index` is derived from `names` and would only
-/// make the per-cook change check slower.
+/// Equal when rate, start, names and samples are, the samples bit for bit (this is the per-cook
+/// change check: a NaN that stays is no change); `index` is derived from `names` and would only
+/// make the check slower.
 impl PartialEq for ChopData {
     fn eq(&self, other: &Self) -> bool {
         self.rate == other.rate
             && self.start == other.start
             && self.len == other.len
-            && self.data == other.data
+            && same_bits(&self.data, &other.data)
             && (self.layout == other.layout || self.names == other.names)
     }
+}
+
+/// Whether two runs of values are the same bit for bit (a NaN is the same as itself).
+pub fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .fold(0, |d, (x, y)| d | (x.to_bits() ^ y.to_bits()))
+            == 0
 }
 
 impl Default for ChopData {
@@ -368,6 +378,20 @@ mod tests {
         assert_eq!(d.index_of("b"), Some(0));
         assert_eq!(d.index_of("a"), None);
         assert_eq!(d.samples().len(), 3);
+    }
+
+    #[test]
+    fn equal_means_the_same_bits_so_a_nan_that_stays_is_no_change() {
+        let mut a = ChopData::new(60.0);
+        a.append_with("x", &[f32::NAN]);
+        let mut b = ChopData::new(60.0);
+        b.copy_from(&a);
+        assert_eq!(a, b, "a NaN kept is no change");
+        b.chan_mut(0)[0] = 1.0;
+        assert_ne!(a, b);
+        a.chan_mut(0)[0] = 0.0;
+        b.chan_mut(0)[0] = -0.0;
+        assert_ne!(a, b, "a sign is a change (an export sends it)");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::config::{
     ChanRef, ExportConfig, ExportMethod, ExportRoot, ExportRow, SendMode, TableSource,
 };
 use crate::cook::dat::DatContent;
+use crate::cook::data::same_bits;
 use crate::cook::{ChopData, CookStats};
 pub use osc::{Destinations, DestinationsDiff, LinkTotals, Outbox, Resolved};
 
@@ -78,15 +79,6 @@ pub fn osc_address(prefix: &str, path: &str, parameter: &str) -> String {
 
 /// Channels compared at a time before an export looks at them one by one.
 const RUN: usize = 16;
-
-/// Whether two runs of values are the same bit for bit (a NaN is the same as itself).
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .fold(0, |d, (x, y)| d | (x.to_bits() ^ y.to_bits()))
-            == 0
-}
 
 /// The export of one operator.
 pub struct Exporter {
