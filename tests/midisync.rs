@@ -152,7 +152,9 @@ mod with_jack {
     }
 
     /// Sends `msgs` (idempotent: sending them again changes nothing) until `want` has all
-    /// arrived; the dummy JACK server sometimes loses a period's MIDI (see midi.rs).
+    /// arrived; the dummy JACK server sometimes loses a period's MIDI (see midi.rs). What
+    /// arrived stays arrived: exports are sent on change, so a value that came just after one
+    /// attempt's window, or before it ended, does not come again for the next.
     fn deliver(src: &TimedSource, rx: &OscRx, msgs: &[&[u8]], want: &[(&str, f32, f32)]) {
         let deadline = Instant::now() + TIMEOUT;
         let mut left: Vec<(&str, f32, f32)> = want.to_vec();
@@ -171,7 +173,6 @@ mod with_jack {
                 "{left:?} never arrived for {msgs:02X?}"
             );
             eprintln!("sending again, {left:?} missing: JACK lost them");
-            left = want.to_vec();
         }
     }
 
