@@ -152,11 +152,7 @@ impl Clock {
         let next = self.frame + 1;
         let mut due = self.due(next);
         let mut now = Instant::now();
-        let spin = if self.precise {
-            self.spin.now
-        } else {
-            Duration::ZERO
-        };
+        let spin = self.final_spin();
         if now < due {
             loop {
                 let left = due.saturating_duration_since(now);
@@ -214,6 +210,21 @@ impl Clock {
     /// When the next frame is due.
     pub fn next_due(&self) -> Instant {
         self.due(self.frame + 1)
+    }
+
+    /// Until when input may still be taken before the next frame: its deadline less the final
+    /// spin ([`Clock::wait_for`] leaves what arrives after that to the frame).
+    pub fn listen_until(&self) -> Instant {
+        self.next_due() - self.final_spin()
+    }
+
+    /// How long before a deadline the wait stops sleeping and spins.
+    fn final_spin(&self) -> Duration {
+        if self.precise {
+            self.spin.now
+        } else {
+            Duration::ZERO
+        }
     }
 
     pub fn dropped(&self) -> u64 {
@@ -307,6 +318,15 @@ mod tests {
         assert!(t.late < Duration::from_millis(1), "late {:?}", t.late);
         // …while the statistics show the stall.
         assert!(c.lateness().max >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn input_is_taken_until_the_final_spin_or_the_deadline_without_one() {
+        let mut c = Clock::new(60.0);
+        assert_eq!(c.listen_until(), c.next_due() - c.spin());
+        assert!(c.spin() > Duration::ZERO);
+        c.set_precise(false);
+        assert_eq!(c.listen_until(), c.next_due());
     }
 
     #[test]

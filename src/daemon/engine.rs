@@ -88,12 +88,11 @@ fn cook_thread(
         if listening {
             wake.take_sources();
             // Input comes faster than passes read it: the next pass (after its gap) will find
-            // more, so it runs without a sleep on the sockets to hear so. Not past the frame's
-            // due time: the frame goes first.
+            // more, so it runs without a sleep on the sockets to hear so. Not within the
+            // clock's final spin: input that comes then waits for the frame, as in the sleep.
             if let Some(last) = &last {
-                let due = clock.next_due();
-                if wake.take_crowded() && Instant::now() < due {
-                    react.run(&mut graph, last, due);
+                if wake.take_crowded() && Instant::now() < clock.listen_until() {
+                    react.run(&mut graph, last, clock.next_due());
                     continue;
                 }
             }
