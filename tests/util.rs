@@ -175,7 +175,6 @@ pub fn synth(show: u16, stats: u16, budget_ms: u32) -> Config {
         )
 }
 
-/// The text of `tests/fixtures/scripts/NAME`.
 /// The value of `key` (`VmRSS`, `SigIgn`, …) in /proc/PID/status, trimmed; `None` when the
 /// process is gone or has no such line. Per-thread figures there are the main thread's.
 pub fn proc_status(pid: u32, key: &str) -> Option<String> {
@@ -186,6 +185,7 @@ pub fn proc_status(pid: u32, key: &str) -> Option<String> {
     })
 }
 
+/// The text of `tests/fixtures/scripts/NAME`.
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(repo().join("tests/fixtures/scripts").join(name)).unwrap()
 }
