@@ -102,16 +102,17 @@ pub struct Source {
     quiet: AtomicBool,
     /// The receive thread, unparked when the socket comes back to it.
     reader: OnceLock<Thread>,
-    /// The cook thread's side, told about every read ([`Source::end_read`]).
-    wake: Weak<Inner>,
+    /// The cook thread's side: rung at a handover, asked whether it stalled, told about every
+    /// read. (The wake holds its sources weakly, so this is no cycle.)
+    wake: Wake,
 }
 
 impl Source {
     /// Whether the receive thread may read now. Called by it before every receive: hands the
-    /// socket over when the cook thread asked for it (ringing `wake` so the sleeper starts
+    /// socket over when the cook thread asked for it (ringing its wake so the sleeper starts
     /// watching it), and says no while the cook thread holds it (the thread then parks in
     /// [`Source::park`]).
-    pub fn thread_may_read(&self, wake: &Wake) -> bool {
+    pub fn thread_may_read(&self) -> bool {
         let _ = self.reader.get_or_init(std::thread::current);
         match self.state.load(Acquire) {
             THREAD | UNARMED => true,
@@ -121,7 +122,7 @@ impl Source {
                     .compare_exchange(WANTED, COOK, AcqRel, Acquire)
                     .is_ok()
                 {
-                    wake.notify();
+                    self.wake.notify();
                 }
                 false
             }
@@ -131,11 +132,11 @@ impl Source {
 
     /// Parks the receive thread while the cook thread holds the socket, for at most `nap`;
     /// then takes the socket back if the cook thread has been away from it for [`STALL`].
-    pub fn park(&self, wake: &Wake, nap: Duration) {
+    pub fn park(&self, nap: Duration) {
         // While the cook thread reads, the socket is held too: sleep, do not spin.
         if matches!(self.state.load(Acquire), COOK | READING) {
             std::thread::park_timeout(nap);
-            if wake.stalled() {
+            if self.wake.stalled() {
                 let _ = self.state.compare_exchange(COOK, THREAD, AcqRel, Acquire);
             }
         }
@@ -173,11 +174,10 @@ impl Source {
     /// (no [`STALL`] while the cook thread keeps reading without sleeping), and more than one
     /// datagram says the cook thread is crowded ([`Wake::take_crowded`]).
     pub fn end_read(&self, taken: usize) {
-        if let Some(w) = self.wake.upgrade() {
-            w.woke.store(w.base.elapsed().as_micros() as u64, Relaxed);
-            if taken > 1 {
-                w.crowded.store(true, Relaxed);
-            }
+        let w = &self.wake.0;
+        w.woke.store(w.base.elapsed().as_micros() as u64, Relaxed);
+        if taken > 1 {
+            w.crowded.store(true, Relaxed);
         }
         let _ = self.state.compare_exchange(READING, COOK, AcqRel, Acquire);
     }
@@ -240,7 +240,7 @@ impl Wake {
             state: AtomicU8::new(UNARMED),
             quiet: AtomicBool::new(false),
             reader: OnceLock::new(),
-            wake: Arc::downgrade(&self.0),
+            wake: self.clone(),
         });
         let mut all = self.0.sources.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|w| w.strong_count() > 0);
@@ -468,11 +468,11 @@ mod tests {
         let s = w.source(rx.as_raw_fd());
         // Not before its operator cooked once.
         w.take_sources();
-        assert!(s.thread_may_read(&w));
+        assert!(s.thread_may_read());
         s.arm();
         w.take_sources();
         // The receive thread's next look hands it over and rings.
-        assert!(!s.thread_may_read(&w));
+        assert!(!s.thread_may_read());
         assert!(s.held_by_cook());
         assert!(w.sleep(Duration::ZERO));
         // Nothing on the socket: the sleep runs out, and says the socket was empty (once).
@@ -494,25 +494,25 @@ mod tests {
         assert_eq!(rx.recv(&mut buf).unwrap(), 1);
         w.give_back();
         assert!(!s.held_by_cook());
-        assert!(s.thread_may_read(&w));
+        assert!(s.thread_may_read());
         // Held but neither watched nor read for longer than STALL: its receive thread takes it
         // back; while the cook thread reads, it does not.
         w.take_sources();
-        assert!(!s.thread_may_read(&w));
+        assert!(!s.thread_may_read());
         assert!(w.sleep(Duration::ZERO));
         assert!(s.begin_read());
         std::thread::sleep(STALL * 2);
-        s.park(&w, Duration::ZERO);
+        s.park(Duration::ZERO);
         assert!(s.held_by_cook(), "taken back while the cook thread read");
         // A read attends the socket as a sleep does: not taken back until STALL after it.
         s.end_read(1);
-        s.park(&w, Duration::ZERO);
+        s.park(Duration::ZERO);
         assert!(s.held_by_cook(), "taken back just after a read");
         std::thread::sleep(STALL * 2);
-        s.park(&w, Duration::ZERO);
+        s.park(Duration::ZERO);
         assert!(!s.held_by_cook());
         assert!(!s.begin_read());
-        assert!(s.thread_may_read(&w));
+        assert!(s.thread_may_read());
         // A source dropped is forgotten.
         drop(s);
         w.take_sources();

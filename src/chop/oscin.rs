@@ -782,9 +782,9 @@ impl UdpReceiver {
         let mut batch = recv::Batch::new(MAX_DATAGRAM);
         while !self.stop.load(Relaxed) {
             if let Some(s) = &self.source {
-                if !s.thread_may_read(&self.wake) {
+                if !s.thread_may_read() {
                     // As often as a blocked receive wakes anyway.
-                    s.park(&self.wake, READ_TIMEOUT);
+                    s.park(READ_TIMEOUT);
                     continue;
                 }
             }
