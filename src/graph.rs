@@ -10,8 +10,8 @@ use tracing::Span;
 use crate::chop::info::InfoOp;
 use crate::config::{Config, Identity, OperatorConfig};
 use crate::cook::{
-    BuildCtx, ChopData, CookCtx, CookError, DaemonStats, Frame, KeptPar, KeptPars, NodeState,
-    Operator, OwnPort, ParValue,
+    newest_input, BuildCtx, ChopData, CookCtx, CookError, DaemonStats, Frame, KeptPar, KeptPars,
+    NodeState, Operator, OwnPort, ParValue,
 };
 use crate::export::{Destinations, DestinationsDiff, Exporter, MidiSink, ParWrites, Resolved};
 use crate::logging::RateLimit;
@@ -35,8 +35,7 @@ pub struct Graph {
     own_port: OwnPort,
     /// Rung by receive threads when input arrives; kept across reloads.
     wake: Wake,
-    /// Scratch of a reaction pass, one per node: its output changed in this pass / it cooked.
-    changed_now: Vec<bool>,
+    /// Scratch of a reaction pass, one per node: it cooked in this pass.
     cooked_now: Vec<bool>,
     pub daemon: DaemonStats,
     rate: f64,
@@ -124,7 +123,6 @@ impl Graph {
             dests,
             own_port,
             wake,
-            changed_now: Vec::new(),
             cooked_now: Vec::new(),
             daemon: DaemonStats::default(),
             rate: config.rate,
@@ -538,9 +536,6 @@ impl Graph {
     /// Runs one frame: fold inputs, cook in topological order, export, flush.
     pub fn frame(&mut self, frame: &Frame) {
         let max_step = ((self.max_slice.as_secs_f64() * frame.rate).floor() as i64).max(1);
-        // The frame that ran before this one: whatever changed after it (in this frame, or in a
-        // reaction between the two) makes the operators below cook.
-        let since = frame.frame - frame.step.max(1);
         let frame = Frame {
             step: frame.step.clamp(1, max_step),
             ..*frame
@@ -554,10 +549,9 @@ impl Graph {
                 let _in = self.spans[i].enter();
                 self.ops[i].wants_cook(&frame, &self.nodes)
             };
-            let input_changed = self.nodes[i]
-                .inputs
-                .iter()
-                .any(|&j| self.nodes[j].changed_frame > since);
+            // An input changed since its last cook (in this frame, or in a reaction it did not
+            // cook in: it depends on time).
+            let input_changed = newest_input(&self.nodes, i) > self.nodes[i].inputs_seen;
             // Every operator cooks on its first frame (a kept one keeps its count).
             let first = self.nodes[i].stats.total_cooks == 0;
             if wants || input_changed || first {
@@ -603,8 +597,6 @@ impl Graph {
             ..*last
         };
         let n = self.nodes.len();
-        self.changed_now.clear();
-        self.changed_now.resize(n, false);
         self.cooked_now.clear();
         self.cooked_now.resize(n, false);
         let mut cooked = 0;
@@ -619,9 +611,9 @@ impl Graph {
                 let _in = self.spans[i].enter();
                 self.ops[i].wants_cook(&frame, &self.nodes)
             };
-            let input_changed = self.nodes[i].inputs.iter().any(|&j| self.changed_now[j]);
+            let input_changed = newest_input(&self.nodes, i) > self.nodes[i].inputs_seen;
             if wants || input_changed {
-                self.changed_now[i] = self.cook(i, &frame);
+                self.cook(i, &frame);
                 self.cooked_now[i] = true;
                 cooked += 1;
                 let writes = crate::python::registry::par_writes();
@@ -645,11 +637,11 @@ impl Graph {
         &self.wake
     }
 
-    /// Cooks node `i`; returns whether its output changed.
-    fn cook(&mut self, i: usize, frame: &Frame) -> bool {
+    /// Cooks node `i`.
+    fn cook(&mut self, i: usize, frame: &Frame) {
         let _in = self.spans[i].enter();
-        let mut changed = false;
         let started = Instant::now();
+        self.nodes[i].inputs_seen = newest_input(&self.nodes, i);
         let mut out = std::mem::take(&mut self.nodes[i].output);
         let result = {
             let mut ctx = CookCtx {
@@ -672,8 +664,7 @@ impl Graph {
                 }
                 if out != self.prev[i] {
                     self.prev[i].copy_from(&out);
-                    self.nodes[i].mark_changed(frame.stamp());
-                    changed = true;
+                    self.nodes[i].mark_changed();
                 }
             }
             Err(e) => {
@@ -702,7 +693,6 @@ impl Graph {
         s.cook_start_ms = frame.ms_since_start(started);
         s.cook_end_ms = frame.ms_since_start(ended);
         s.cooked_this_frame = true;
-        changed
     }
 
     /// Exports every node with an export (`only`: just those marked), then flushes.
@@ -855,7 +845,6 @@ mod tests {
         assert_eq!(g.react(&frame(1, now)), 2);
         assert_eq!(g.node("m").unwrap().output.chan(0), [6.0]);
         assert_eq!(cooks(&g, "m"), (2, 1, 1));
-        assert_eq!(g.node("c").unwrap().changed_frame, 2);
         assert_eq!(cooks(&g, "l").0, lag_before, "a lag depends on time");
         assert_eq!(g.daemon.react_passes, 1);
         // The next frame: the lag sees the change, even after dropped frames.
@@ -863,6 +852,8 @@ mod tests {
         f.step = 3;
         g.frame(&f);
         assert_eq!(cooks(&g, "l"), (lag_before + 1, 0, 4));
+        // The math reacted to that change already: the frame does not cook it again.
+        assert_eq!(cooks(&g, "m"), (2, 1, 1));
     }
 
     #[test]

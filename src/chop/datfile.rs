@@ -106,7 +106,6 @@ impl Operator for DatOp {
     }
 
     fn cook(&mut self, ctx: &mut CookCtx, _out: &mut ChopData) -> Result<(), CookError> {
-        let frame = ctx.frame.frame;
         let node = ctx.state();
         if !std::mem::replace(&mut self.cooked, true) {
             // New content (a first start, or a reload that built this DAT anew): whatever read
@@ -114,7 +113,7 @@ impl Operator for DatOp {
             if node.dat.is_none() {
                 node.dat = Some(Box::new(DatContent::new((*self.initial).clone())));
             }
-            node.mark_changed(frame);
+            node.mark_changed();
         }
         match self.read.take() {
             None => Ok(()),
@@ -122,7 +121,7 @@ impl Operator for DatOp {
                 if let Some(d) = node.dat.as_mut() {
                     d.replace(body);
                 }
-                node.mark_changed(frame);
+                node.mark_changed();
                 self.reloads += 1;
                 let file = self.file.as_ref().map(|(p, _)| p.display().to_string());
                 tracing::info!(file = file.unwrap_or_default(), "dat file read");

@@ -308,7 +308,6 @@ impl Operator for MidiInDatOp {
         } else {
             Vec::new()
         };
-        let now = ctx.frame.frame;
         let node = ctx.state();
         let dat = node
             .dat
@@ -341,7 +340,7 @@ impl Operator for MidiInDatOp {
         table.drop_rows(1, excess);
         if !rows.is_empty() || clear {
             dat.touch();
-            node.mark_changed(now);
+            node.mark_changed();
         }
         self.rows_in += rows.len() as u64;
         if let Some(cb) = &mut self.cb {

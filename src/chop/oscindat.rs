@@ -490,7 +490,6 @@ impl Operator for OscInDatOp {
     }
 
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
-        let frame = ctx.frame.frame;
         let node = ctx.state();
         if std::mem::take(&mut self.changed) {
             let body = DatBody::Table(Table::from_rows(self.rows.clone()));
@@ -498,7 +497,7 @@ impl Operator for OscInDatOp {
                 Some(d) => d.replace(body),
                 None => node.dat = Some(Box::new(DatContent::new(body))),
             }
-            node.mark_changed(frame);
+            node.mark_changed();
         }
         let events = std::mem::take(&mut self.events);
         let Some(cb) = &mut self.cb else {

@@ -46,17 +46,6 @@ impl Frame {
         self.step == 0
     }
 
-    /// What a change made in this cook stamps `NodeState::changed_frame` with: the frame that
-    /// must see it. A frame's own number; in a reaction, the next frame's, so operators that
-    /// did not react (time-dependent ones) cook on it at the next frame.
-    pub fn stamp(&self) -> i64 {
-        if self.is_reaction() {
-            self.frame + 1
-        } else {
-            self.frame
-        }
-    }
-
     /// `absTime.stepSeconds`.
     pub fn step_seconds(&self) -> f64 {
         self.step as f64 / self.rate
@@ -101,29 +90,37 @@ pub struct NodeState {
     pub inputs: Vec<usize>,
     pub output: ChopData,
     pub stats: CookStats,
-    /// Last frame on which `output` changed (dependents cook on that frame). Set with
-    /// [`NodeState::mark_changed`].
-    pub changed_frame: i64,
     /// Which change of `output` (or of the DAT's content) this is: a number no other change of
     /// any node in this process had, 0 before the first. A reader compares it with the one it
     /// saw to know whether anything changed since: two changes can share a stamp, and a node
-    /// built anew (a reload) never repeats the old one's.
+    /// built anew (a reload) never repeats the old one's. Set with [`NodeState::mark_changed`].
     pub version: u64,
+    /// The newest `version` among its inputs when it last cooked: an input with a newer one
+    /// changed since, and the node cooks again (at a frame, or in a reaction if it may react).
+    pub inputs_seen: u64,
     /// Kind-specific statistics (OSC counters, MIDI `connected`, …), refreshed every frame.
     pub extras: Vec<(&'static str, f64)>,
     /// Set while the operator's time-slice option is on.
     pub timeslice: bool,
     /// A DAT's rows or text (table and text operators); scripts read and edit it, and a write
-    /// moves `changed_frame` like a change of channels.
+    /// moves `version` like a change of channels.
     pub dat: Option<Box<dat::DatContent>>,
 }
 
+/// The newest `version` among the inputs of node `i` (0 when it has none).
+pub fn newest_input(nodes: &[NodeState], i: usize) -> u64 {
+    nodes[i]
+        .inputs
+        .iter()
+        .map(|&j| nodes[j].version)
+        .max()
+        .unwrap_or(0)
+}
+
 impl NodeState {
-    /// The output (or the DAT) changed; `stamp` is the frame that must see it
-    /// ([`Frame::stamp`]).
-    pub fn mark_changed(&mut self, stamp: i64) {
+    /// The output (or the DAT) changed: the nodes it feeds cook again.
+    pub fn mark_changed(&mut self) {
         static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        self.changed_frame = stamp;
         self.version = VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -134,8 +131,8 @@ impl NodeState {
             inputs: Vec::new(),
             output: ChopData::new(rate),
             stats: CookStats::default(),
-            changed_frame: 0,
             version: 0,
+            inputs_seen: 0,
             extras: Vec::new(),
             timeslice: false,
             dat: None,

@@ -381,18 +381,17 @@ impl Scope {
     }
 
     /// The DAT content of node `i` to edit. Any script may edit a DAT; the edit moves the
-    /// node's `changed_frame` (readers cook again) and the content's version, but does not
+    /// node's version (readers cook again) and the content's version, but does not
     /// make the writing script itself dirty (a cook that reads and then writes a table would
     /// otherwise cook every frame).
     pub fn dat_mut(&mut self, i: usize) -> PyResult<Option<&mut DatContent>> {
-        let frame = self.frame.map_or(0, |f| f.stamp());
         let Some(n) = self.nodes_mut()?.get_mut(i) else {
             return Ok(None);
         };
         if n.dat.is_none() {
             return Ok(None);
         }
-        n.mark_changed(frame);
+        n.mark_changed();
         let version = n.version;
         if let Some(e) = self.deps.nodes.iter_mut().find(|(j, _, _)| *j == i) {
             e.2 = version;
@@ -454,8 +453,7 @@ impl Scope {
                         "{what}: cannot change the channels of {kind} \"{name}\" from outside its cook; {why}"
                     )));
                 }
-                let frame = self.frame.map_or(0, |f| f.stamp());
-                self.nodes_mut()?[i].mark_changed(frame);
+                self.nodes_mut()?[i].mark_changed();
                 Ok(())
             }
         }
