@@ -573,10 +573,10 @@ impl Graph {
         self.daemon.packets_in = self.ops.iter().map(|op| op.packets_in()).sum();
     }
 
-    /// Whether any operator depends on time (it cooks on the clock only; see
-    /// [`Graph::react`]).
-    pub fn time_dependent(&self) -> bool {
-        (0..self.ops.len()).any(|i| self.on_clock_only(i))
+    /// Whether any operator's frames must start on time ([`Operator::keeps_time`]): the clock
+    /// spins before each frame for them.
+    pub fn keeps_time(&self) -> bool {
+        (0..self.ops.len()).any(|i| self.nodes[i].timeslice || self.ops[i].keeps_time())
     }
 
     /// Whether operator `i` depends on time: it is time-sliced, or says so.

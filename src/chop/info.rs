@@ -32,6 +32,12 @@ impl Operator for InfoOp {
         true
     }
 
+    /// It cooks on every frame, but what it shows does not follow the frame's exact start (its
+    /// lateness figures report how late that was): no spin for it.
+    fn keeps_time(&self) -> bool {
+        false
+    }
+
     fn cook(&mut self, ctx: &mut CookCtx, out: &mut ChopData) -> Result<(), CookError> {
         let mut chans: Vec<(&str, f64)> = Vec::with_capacity(32);
         if self.target == "/" {

@@ -255,6 +255,14 @@ pub trait Operator {
         true
     }
 
+    /// Whether the moment its frames start matters: its output follows time, and leaves late
+    /// when a frame starts late (an oscillator, a timer, a filter). With `react = true` the
+    /// clock spins before a frame only while some operator says so. Default: whether it depends
+    /// on time; one that cooks every frame only to report (an Info CHOP) says `false`.
+    fn keeps_time(&self) -> bool {
+        self.time_dependent()
+    }
+
     /// Kind-specific statistics for the Info CHOP, as (name, value).
     fn extras(&self, _out: &mut Vec<(&'static str, f64)>) {}
 

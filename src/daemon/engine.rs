@@ -98,8 +98,8 @@ fn cook_thread(
             }
         }
         // Reacting, input does not wait for frames: their exact time matters only to
-        // operators that depend on time.
-        clock.set_precise(!react.enabled || graph.time_dependent());
+        // operators whose output follows time.
+        clock.set_precise(!react.enabled || graph.keeps_time());
         let woke = clock.wait_for(|| !stop.load(Ordering::Relaxed), listening.then_some(&wake));
         let tick = match woke {
             None => break,
