@@ -118,15 +118,16 @@ pub struct SendLog {
 pub const MAX_BEHIND: Duration = Duration::from_millis(2);
 
 /// Sends `total` messages, `batch` per packet, at `per_second` messages per second from `start`
-/// on. Deadlines are absolute (a late wake-up is caught up, no drift) unless the sender falls
-/// more than `MAX_BEHIND` behind; then the schedule slips and the slip is reported. Sleeps
-/// between packets, never spins: the machine is shared with the daemon under test.
+/// on, or fewer if `until` comes first (then `times` holds only those sent). Deadlines are
+/// absolute (a late wake-up is caught up, no drift) unless the sender falls more than
+/// `MAX_BEHIND` behind; then the schedule slips and the slip is reported. Sleeps between
+/// packets, never spins: the machine is shared with the daemon under test.
 pub fn send_paced(
     load: &mut dyn Load,
     total: usize,
     batch: usize,
     per_second: f64,
-    start: Instant,
+    (start, until): (Instant, Option<Instant>),
     epoch: Instant,
 ) -> SendLog {
     // SAFETY: prctl(PR_SET_TIMERSLACK) takes plain integers and touches only this thread.
@@ -145,6 +146,9 @@ pub fn send_paced(
             std::thread::sleep(due - now);
             continue;
         }
+        if until.is_some_and(|u| now >= u) {
+            break;
+        }
         let behind = now.duration_since(due);
         lags.push(behind.as_nanos() as u64);
         if behind > MAX_BEHIND {
@@ -158,6 +162,7 @@ pub fn send_paced(
         times[next..end].fill(t);
         next = end;
     }
+    times.truncate(next);
     lags.sort_unstable();
     SendLog {
         times,
