@@ -586,10 +586,10 @@ impl Graph {
 
     /// A reaction pass between frames (`react = true`): input arrived after `last`, the frame
     /// that ran last. Folds queued input and cooks, in order, every operator that does not
-    /// depend on time and wants to cook or has an input that changed in this pass, then exports
-    /// what cooked and flushes. Operators see `last` with a step of 0 (no time passed, no
-    /// frame counter moves); a change is stamped for the next frame, so the time-dependent
-    /// operators below it cook then. Returns how many operators cooked.
+    /// depend on time and wants to cook or has an input that changed since its last cook, then
+    /// exports what cooked and flushes. Operators see `last` with a step of 0 (no time passed,
+    /// no frame counter moves); the time-dependent operators below a change have not seen it
+    /// and cook at the next frame. Returns how many operators cooked.
     pub fn react(&mut self, last: &Frame) -> usize {
         let frame = Frame {
             step: 0,
