@@ -551,11 +551,12 @@ impl Graph {
             };
             // An input changed since its last cook (in this frame, or in a reaction it did not
             // cook in: it depends on time).
-            let input_changed = newest_input(&self.nodes, i) > self.nodes[i].inputs_seen;
+            let seen = newest_input(&self.nodes, i);
+            let input_changed = seen > self.nodes[i].inputs_seen;
             // Every operator cooks on its first frame (a kept one keeps its count).
             let first = self.nodes[i].stats.total_cooks == 0;
             if wants || input_changed || first {
-                self.cook(i, &frame);
+                self.cook(i, &frame, seen);
                 let writes = crate::python::registry::par_writes();
                 if writes != self.par_writes_seen {
                     self.par_writes_seen = writes;
@@ -611,9 +612,10 @@ impl Graph {
                 let _in = self.spans[i].enter();
                 self.ops[i].wants_cook(&frame, &self.nodes)
             };
-            let input_changed = newest_input(&self.nodes, i) > self.nodes[i].inputs_seen;
+            let seen = newest_input(&self.nodes, i);
+            let input_changed = seen > self.nodes[i].inputs_seen;
             if wants || input_changed {
-                self.cook(i, &frame);
+                self.cook(i, &frame, seen);
                 self.cooked_now[i] = true;
                 cooked += 1;
                 let writes = crate::python::registry::par_writes();
@@ -637,11 +639,11 @@ impl Graph {
         &self.wake
     }
 
-    /// Cooks node `i`.
-    fn cook(&mut self, i: usize, frame: &Frame) {
+    /// Cooks node `i`, whose inputs' newest version is `seen` ([`newest_input`]).
+    fn cook(&mut self, i: usize, frame: &Frame, seen: u64) {
         let _in = self.spans[i].enter();
         let started = Instant::now();
-        self.nodes[i].inputs_seen = newest_input(&self.nodes, i);
+        self.nodes[i].inputs_seen = seen;
         let mut out = std::mem::take(&mut self.nodes[i].output);
         let result = {
             let mut ctx = CookCtx {

@@ -135,11 +135,12 @@ impl Rig {
             let Some(op) = self.ops[i].as_mut() else {
                 continue;
             };
-            let input_changed = newest_input(&self.nodes, i) > self.nodes[i].inputs_seen;
+            let seen = newest_input(&self.nodes, i);
+            let input_changed = seen > self.nodes[i].inputs_seen;
             let first = self.nodes[i].stats.total_cooks == 0;
             let wants = op.wants_cook(&frame, &self.nodes);
             if first || input_changed || wants {
-                self.nodes[i].inputs_seen = newest_input(&self.nodes, i);
+                self.nodes[i].inputs_seen = seen;
                 let mut out = std::mem::take(&mut self.nodes[i].output);
                 let before = out.clone();
                 let r = {
